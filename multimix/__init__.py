@@ -1,0 +1,46 @@
+"""multimix: mixup-style training for images, audio and text behind one interface.
+
+A :class:`Mixer` draws one plan per batch (partners, lam, region) and a modality
+adapter (``multimix.image``, ...) applies it; targets become soft rows and
+:func:`soft_cross_entropy` is the loss.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from multimix.adapter import Adapter
+from multimix.losses import BinaryCrossEntropy, SoftTargetCrossEntropy, binary_cross_entropy, soft_cross_entropy
+from multimix.metrics import accuracy, expected_calibration_error, mixed_accuracy, reliability_diagram
+from multimix.mixer import MixedBatch, Mixer
+from multimix.plan import MixPlan
+from multimix.targets import mix_targets, soft_targets
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adapter",
+    "BinaryCrossEntropy",
+    "MixPlan",
+    "MixedBatch",
+    "Mixer",
+    "SoftTargetCrossEntropy",
+    "accuracy",
+    "binary_cross_entropy",
+    "expected_calibration_error",
+    "mix_targets",
+    "mixed_accuracy",
+    "reliability_diagram",
+    "soft_cross_entropy",
+    "soft_targets",
+]
+
+_SUBMODULES = ("image",)
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Import modality modules on first use, so ``import multimix`` stays light."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"multimix.{name}")
+    raise AttributeError(f"module 'multimix' has no attribute {name!r}")

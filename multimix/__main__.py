@@ -1,0 +1,7 @@
+"""``python -m multimix`` runs the command line."""
+
+import sys
+
+from multimix.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""Argument checks shared by every public entry point.
+
+Each helper raises ``ValueError`` or ``TypeError`` with a message that names the
+argument, what was expected, what was received and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+
+def check_alpha(alpha: object, name: str = "alpha") -> float:
+    """Return ``alpha`` as a float after checking it parametrises Beta(alpha, alpha)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, Real):
+        raise TypeError(f"{name} must be a positive real number, got {type(alpha).__name__} {alpha!r}")
+    value = float(alpha)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"{name} must be finite and > 0 (lam ~ Beta({name}, {name})), got {value!r}; "
+            f"use e.g. {name}=1.0, or switch mixing off with Mixer(..., p=0.0)"
+        )
+    return value
+
+
+def check_probability(p: object, name: str) -> float:
+    """Return ``p`` as a float after checking it lies in [0, 1]."""
+    if isinstance(p, bool) or not isinstance(p, Real):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {type(p).__name__} {p!r}")
+    value = float(p)
+    if not (0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return value
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` after checking it is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def check_tensor(x: object, name: str) -> torch.Tensor:
+    """Return ``x`` after checking it is a tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_float_tensor(x: object, name: str, min_ndim: int, layout: str) -> torch.Tensor:
+    """Check ``x`` is a non-empty floating tensor with at least ``min_ndim`` dimensions.
+
+    ``layout`` spells the expected shape for the message, e.g. ``"(B, C, H, W)"``.
+    """
+    x = check_tensor(x, name)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor {layout}, got dtype {x.dtype}; convert with .float()")
+    if x.dim() < min_ndim:
+        raise ValueError(
+            f"{name} must have at least {min_ndim} dimensions {layout}, got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); mix batches of at least one sample")
+    return x
+
+
+def check_generator(generator: object) -> torch.Generator:
+    """Check ``generator`` is a CPU ``torch.Generator`` (plans are tiny and drawn on the CPU)."""
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if generator.device.type != "cpu":
+        raise ValueError(
+            f"generator must live on the CPU (the plan is drawn there and moved to the batch's device), "
+            f"got a generator on {generator.device}; pass torch.Generator() or seed="
+        )
+    return generator

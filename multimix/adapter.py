@@ -1,0 +1,74 @@
+"""The adapter interface: the one modality-specific part of mixing.
+
+A :class:`~multimix.Mixer` validates, draws the plan and mixes the targets; an
+adapter only knows where and how to mix its kind of input (pixels, spectrogram
+bands, waveforms, hidden states) and which label weight that really applied.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from multimix._checks import check_alpha, check_float_tensor
+from multimix.plan import MixPlan
+
+__all__ = ["Adapter"]
+
+
+class Adapter(ABC):
+    """Base class of every modality adapter.
+
+    Subclasses set ``min_ndim`` and ``layout`` (the expected shape, for messages),
+    may override :meth:`draw_region` to draw adapter-specific randomness from the
+    plan's generator, and implement :meth:`apply`.
+
+    Args:
+        alpha: lam ~ Beta(alpha, alpha); settable, e.g. to schedule it.
+        inplace: write the mixed batch into the input tensor (the fast default,
+            as timm does); ``False`` returns a new tensor. Inputs that need
+            autograd history are never mixed in place.
+    """
+
+    min_ndim: ClassVar[int] = 2
+    layout: ClassVar[str] = "(B, ...)"
+
+    def __init__(self, alpha: float = 1.0, *, inplace: bool = True) -> None:
+        self.alpha = alpha
+        if not isinstance(inplace, bool):
+            raise TypeError(f"inplace must be a bool, got {type(inplace).__name__} {inplace!r}")
+        self.inplace = inplace
+
+    @property
+    def alpha(self) -> float:
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        self._alpha = check_alpha(value)
+
+    def check_input(self, x: object, name: str = "inputs") -> torch.Tensor:
+        """Raise a clear error if ``x`` cannot be mixed by this adapter; never modifies it."""
+        return check_float_tensor(x, name, self.min_ndim, self.layout)
+
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Any:
+        """Draw what this adapter needs beyond the plan (a box, bands); None by default."""
+        return None
+
+    @abstractmethod
+    def apply(self, x: torch.Tensor, plan: MixPlan, region: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix ``x`` by ``plan``; return the mixed tensor and the applied label lam ``(B,)`` float64 on the CPU."""
+
+    def writes_inplace(self, x: torch.Tensor) -> bool:
+        """Whether this call may overwrite ``x`` (never when autograd must see the original)."""
+        return self.inplace and not (torch.is_grad_enabled() and x.requires_grad)
+
+    @staticmethod
+    def vectorized(x: torch.Tensor) -> bool:
+        """Vectorise on accelerators (a kernel per sample is slow there) and under autograd."""
+        return x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alpha={self.alpha!r}, inplace={self.inplace!r})"

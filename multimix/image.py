@@ -1,0 +1,102 @@
+"""Image adapters: pixel mixup and CutMix on ``(B, C, H, W)`` (or video ``(B, C, T, H, W)``).
+
+Mixup (Zhang et al., ICLR 2018) blends whole images; CutMix (Yun et al., ICCV 2019)
+pastes a box of the partner. Both write into the input batch by default, which is
+what makes them faster than timm's and torchvision's mixers (see
+``docs/performance.md``); pass ``inplace=False`` for a new tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from multimix._checks import check_generator, check_positive_int, check_tensor
+from multimix._kernels import lerp_rows, paste_boxes
+from multimix.adapter import Adapter
+from multimix.plan import MixPlan
+
+__all__ = ["CutMix", "Mixup", "sample_boxes"]
+
+
+class Mixup(Adapter):
+    """Blend each image with its partner: ``lam * x + (1 - lam) * x[index]``.
+
+    Example:
+        >>> import multimix
+        >>> mixer = multimix.Mixer(Mixup(alpha=1.0), num_classes=10, seed=0)
+        >>> out = mixer(torch.rand(8, 3, 32, 32), torch.arange(8))
+        >>> out.inputs.shape, out.targets.shape
+        (torch.Size([8, 3, 32, 32]), torch.Size([8, 10]))
+    """
+
+    min_ndim = 4
+    layout = "(B, C, H, W)"
+
+    def apply(self, x: torch.Tensor, plan: MixPlan, region: None) -> tuple[torch.Tensor, torch.Tensor]:
+        mixed = lerp_rows(x, plan.index, plan.lam, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
+        return mixed, plan.lam
+
+
+def sample_boxes(lam: torch.Tensor, height: int, width: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw CutMix boxes for cut fractions ``1 - lam`` and return them with the area kept.
+
+    The centre is uniform over the image and the half sides are
+    ``int(0.5 * sqrt(1 - lam) * side)`` (torchvision's rule); boxes are clipped at the
+    border, so the kept area is what lam must be corrected to (the bug reported in
+    clovaai/CutMix-PyTorch#1 and kornia#3077).
+
+    Returns:
+        boxes ``(N, 4)`` long ``[y1, y2, x1, x2)`` and kept fraction ``(N,)`` float64.
+
+    Example:
+        >>> boxes, kept = sample_boxes(torch.tensor([0.75]), 8, 8, torch.Generator().manual_seed(0))
+        >>> bool(kept == 1 - (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / 64)
+        True
+    """
+    lam = check_tensor(lam, "lam")
+    if lam.dim() != 1 or not bool(((lam >= 0) & (lam <= 1)).all()):
+        raise ValueError(f"lam must be a (N,) tensor of values in [0, 1], got shape {tuple(lam.shape)}")
+    check_positive_int(height, "height")
+    check_positive_int(width, "width")
+    check_generator(generator)
+    cy = torch.randint(0, height, lam.shape, generator=generator)
+    cx = torch.randint(0, width, lam.shape, generator=generator)
+    ratio = 0.5 * torch.sqrt(1.0 - lam.double())
+    half_h = (ratio * height).floor().long()
+    half_w = (ratio * width).floor().long()
+    boxes = torch.stack(
+        [(cy - half_h).clamp(min=0), (cy + half_h).clamp(max=height), (cx - half_w).clamp(min=0), (cx + half_w).clamp(max=width)],
+        dim=1,
+    )
+    area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
+    return boxes, 1.0 - area.double() / (height * width)
+
+
+class CutMix(Adapter):
+    """Paste a box of the partner into each image; lam is the area actually kept.
+
+    One box for the batch, or one per sample when the mixer draws lam per sample.
+    Boxes live on the last two dimensions (H, W).
+
+    Example:
+        >>> import multimix
+        >>> mixer = multimix.Mixer(CutMix(alpha=1.0), num_classes=10, per_sample=True, seed=0)
+        >>> out = mixer(torch.rand(4, 3, 32, 32), torch.arange(4))
+        >>> bool(torch.allclose(out.targets.sum(1), torch.ones(4)))
+        True
+    """
+
+    min_ndim = 4
+    layout = "(B, C, H, W)"
+
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        lam = plan.lam if plan.per_sample else plan.lam[:1]
+        boxes, kept = sample_boxes(lam, x.shape[-2], x.shape[-1], generator)
+        return boxes.expand(plan.batch_size, 4), kept.expand(plan.batch_size)
+
+    def apply(self, x: torch.Tensor, plan: MixPlan, region: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        boxes, kept = region
+        active = plan.mixed  # a sample paired with itself keeps all of its own pixels
+        mixed = paste_boxes(x, plan.index, boxes, active, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
+        return mixed, torch.where(active, kept, torch.ones_like(kept))
+

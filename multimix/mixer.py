@@ -1,0 +1,327 @@
+"""The Mixer: validate, draw one plan, let the adapter apply it, mix the targets.
+
+The template call lives here (torchvision's ``Transform.forward`` pattern): adapters
+only implement the modality-specific part, so every modality gets the same
+validation, randomness, target contract and schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import default_collate, get_worker_info
+
+from multimix._checks import check_generator, check_positive_int, check_probability
+from multimix.adapter import Adapter
+from multimix.plan import MixPlan, draw_plan, identity_plan
+from multimix.targets import check_targets, mix_targets, soft_targets
+
+__all__ = ["MixedBatch", "Mixer"]
+
+Inputs = torch.Tensor | dict[str, Any]
+
+
+@dataclass
+class MixedBatch:
+    """What a :class:`Mixer` returns for one batch.
+
+    Attributes:
+        inputs: the mixed inputs (the input tensor itself when mixed in place), or
+            for dict batches a dict of every field but the targets, ready for
+            ``model(**out.inputs)``.
+        targets: ``(B, C)`` float soft targets.
+        lam: ``(B,)`` float32, the label weight of each sample's own target (for
+            CutMix the area actually kept; 1 for samples left unmixed).
+        index: ``(B,)`` long, each sample's partner.
+        plan: the drawn :class:`~multimix.plan.MixPlan` (on the CPU).
+        region: what the adapter drew beyond the plan (CutMix boxes), per field
+            for dict batches.
+    """
+
+    inputs: Inputs
+    targets: torch.Tensor
+    lam: torch.Tensor
+    index: torch.Tensor
+    plan: MixPlan
+    region: Any = None
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> MixedBatch:
+        """Move inputs, targets, lam and index to ``device`` (the plan stays on the CPU)."""
+
+        def move(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return value.to(device, non_blocking=non_blocking)
+            if isinstance(value, dict):
+                return {k: move(v) for k, v in value.items()}
+            return value
+
+        return MixedBatch(move(self.inputs), move(self.targets), move(self.lam), move(self.index), self.plan, self.region)
+
+    def pin_memory(self) -> MixedBatch:
+        """Let ``DataLoader(pin_memory=True)`` pin a batch mixed in a worker."""
+        pin = lambda v: v.pin_memory() if isinstance(v, torch.Tensor) else v  # noqa: E731
+        inputs = {k: pin(v) for k, v in self.inputs.items()} if isinstance(self.inputs, dict) else pin(self.inputs)
+        return MixedBatch(inputs, pin(self.targets), pin(self.lam), pin(self.index), self.plan, self.region)
+
+
+def _adapter_weights(switch_prob: float | Sequence[float] | None, count: int) -> list[float] | None:
+    """Turn timm-style ``switch_prob`` into one selection weight per adapter."""
+    if switch_prob is None:
+        return None
+    if isinstance(switch_prob, (int, float)) and not isinstance(switch_prob, bool):
+        if count != 2:
+            raise ValueError(
+                f"switch_prob={switch_prob!r} as a single number needs exactly two adapters (the probability of "
+                f"the second, as timm's switch_prob), got {count}; pass one probability per adapter instead"
+            )
+        second = check_probability(switch_prob, "switch_prob")
+        return [1.0 - second, second]
+    weights = [check_probability(w, f"switch_prob[{i}]") for i, w in enumerate(switch_prob)]
+    if len(weights) != count or sum(weights) <= 0:
+        raise ValueError(
+            f"switch_prob must give one probability per adapter ({count}) with a positive sum, got {list(switch_prob)!r}"
+        )
+    return weights
+
+
+@dataclass
+class _Schedule:
+    enabled: bool = True
+    epoch: int | None = None
+    base_alphas: list[float] = field(default_factory=list)
+
+
+class Mixer:
+    """Draw one mixing plan per batch and apply it to inputs and targets.
+
+    Args:
+        adapters: an adapter (``Mixup(1.0)``); a list of adapters, one chosen per
+            batch (timm's mixup/CutMix switch); or a dict ``{field: adapter}`` to mix
+            named fields of dict batches with one plan (the first field's label
+            weight mixes the targets; other fields pass through untouched).
+        num_classes: width C of the soft targets.
+        per_sample: one lam (and CutMix box) per sample instead of per batch.
+        p: probability that each sample is mixed; the others get lam=1, index=self.
+        switch_prob: with two adapters, the probability of the second (timm); or
+            one probability per adapter. Uniform if None.
+        label_smoothing: folded into the targets (timm's on/off values).
+        multi_label: targets are multi-hot rows meant for BCE; rows need not sum to 1.
+        seed: seed of the plan generator; or pass ``generator``. If neither, the
+            seed is drawn from torch's global RNG (so ``torch.manual_seed`` fixes it).
+        generator: a CPU ``torch.Generator`` to draw plans from.
+        off_epoch: :meth:`set_epoch` switches mixing off from this epoch on (timm's
+            ``mixup_off_epoch``).
+        alpha_schedule: ``epoch -> factor``; :meth:`set_epoch` sets each adapter's
+            alpha to its initial alpha times the factor.
+        target_key: where dict batches keep their targets.
+
+    Example:
+        >>> import torch, multimix
+        >>> from multimix.image import Mixup, CutMix
+        >>> mixer = multimix.Mixer([Mixup(0.8), CutMix(1.0)], num_classes=10, seed=0)
+        >>> out = mixer(torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,)))
+        >>> out.targets.sum(1)
+        tensor([1., 1., 1., 1., 1., 1., 1., 1.])
+    """
+
+    def __init__(
+        self,
+        adapters: Adapter | Sequence[Adapter] | Mapping[str, Adapter],
+        num_classes: int,
+        *,
+        per_sample: bool = False,
+        p: float = 1.0,
+        switch_prob: float | Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        multi_label: bool = False,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        off_epoch: int | None = None,
+        alpha_schedule: Callable[[int], float] | None = None,
+        target_key: str = "labels",
+    ) -> None:
+        if isinstance(adapters, Adapter):
+            self.adapters: list[Adapter] = [adapters]
+            self.fields: list[str] | None = None
+        elif isinstance(adapters, Mapping):
+            self.fields = list(adapters)
+            self.adapters = list(adapters.values())
+            if not self.fields or not all(isinstance(k, str) for k in self.fields):
+                raise ValueError(f"adapters as a dict must map field names (str) to adapters, got keys {self.fields!r}")
+        elif isinstance(adapters, Sequence) and not isinstance(adapters, str):
+            self.adapters, self.fields = list(adapters), None
+            if not self.adapters:
+                raise ValueError("adapters is an empty list; pass at least one adapter, e.g. Mixup(1.0)")
+        else:
+            raise TypeError(f"adapters must be an Adapter, a list or a dict of them, got {type(adapters).__name__}")
+        for i, adapter in enumerate(self.adapters):
+            if not isinstance(adapter, Adapter):
+                raise TypeError(f"adapters[{i}] must be a multimix Adapter (e.g. Mixup(1.0)), got {type(adapter).__name__}")
+        self.num_classes = check_positive_int(num_classes, "num_classes")
+        if not isinstance(per_sample, bool) or not isinstance(multi_label, bool):
+            raise TypeError(f"per_sample and multi_label must be bools, got {per_sample!r} and {multi_label!r}")
+        self.per_sample = per_sample
+        self.multi_label = multi_label
+        self.p = check_probability(p, "p")
+        self.label_smoothing = check_probability(label_smoothing, "label_smoothing")
+        self.weights = _adapter_weights(switch_prob, len(self.adapters)) if self.fields is None else None
+        if self.fields is not None and switch_prob is not None:
+            raise ValueError("switch_prob chooses between a list of adapters; a dict of adapters mixes every field each batch")
+        if seed is not None and generator is not None:
+            raise ValueError("pass seed= or generator=, not both")
+        if generator is None:
+            if seed is None:
+                seed = int(torch.randint(0, 2**62, (1,)))
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+            generator = torch.Generator().manual_seed(seed)
+        self.generator = check_generator(generator)
+        self.seed = seed if seed is not None else int(generator.initial_seed())
+        if off_epoch is not None and (isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0):
+            raise ValueError(f"off_epoch must be an int >= 0 or None, got {off_epoch!r}")
+        if alpha_schedule is not None and not callable(alpha_schedule):
+            raise TypeError(f"alpha_schedule must be a callable epoch -> factor, got {type(alpha_schedule).__name__}")
+        self.off_epoch = off_epoch
+        self.alpha_schedule = alpha_schedule
+        self.target_key = target_key
+        self._schedule = _Schedule(base_alphas=[a.alpha for a in self.adapters])
+        self._worker_seed: int | None = None
+
+    # ------------------------------------------------------------------ schedule
+    @property
+    def enabled(self) -> bool:
+        """Whether calls mix; when False they only turn targets into (smoothed) soft rows."""
+        return self._schedule.enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"enabled must be a bool, got {value!r}")
+        self._schedule.enabled = value
+
+    def set_epoch(self, epoch: int) -> None:
+        """Apply ``off_epoch`` and ``alpha_schedule`` for ``epoch``; call it at each epoch start."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        factor = 1.0 if self.alpha_schedule is None else float(self.alpha_schedule(epoch))
+        alphas = [base * factor for base in self._schedule.base_alphas]
+        for adapter, alpha in zip(self.adapters, alphas, strict=True):
+            adapter.alpha = alpha  # validates: a factor <= 0 raises before anything else changes
+        self._schedule.epoch = epoch
+        self._schedule.enabled = self.off_epoch is None or epoch < self.off_epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state and schedule, so a resumed run draws the same plans."""
+        return {
+            "generator": self.generator.get_state(),
+            "enabled": self._schedule.enabled,
+            "epoch": self._schedule.epoch,
+            "alphas": [a.alpha for a in self.adapters],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        missing = {"generator", "enabled", "epoch", "alphas"} - set(state)
+        if missing:
+            raise ValueError(f"state is missing keys {sorted(missing)}; pass what Mixer.state_dict() returned")
+        if len(state["alphas"]) != len(self.adapters):
+            raise ValueError(f"state holds {len(state['alphas'])} alphas but this mixer has {len(self.adapters)} adapters")
+        for adapter, alpha in zip(self.adapters, state["alphas"], strict=True):
+            adapter.alpha = alpha
+        self.generator.set_state(state["generator"])
+        self._schedule.enabled = bool(state["enabled"])
+        self._schedule.epoch = state["epoch"]
+
+    # ------------------------------------------------------------------ call
+    def _split(self, inputs: Inputs, targets: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Return the fields to mix and the targets, checking everything before any write."""
+        if self.fields is None:
+            if isinstance(inputs, Mapping):
+                raise TypeError("got a dict batch but this Mixer has no field names; build it with {field: adapter}")
+            if targets is None:
+                raise ValueError("targets is missing: call mixer(inputs, targets)")
+            fields = {"inputs": inputs}
+        else:
+            if not isinstance(inputs, Mapping):
+                raise TypeError(f"this Mixer mixes dict batches with fields {self.fields}, got {type(inputs).__name__}")
+            missing = [name for name in self.fields if name not in inputs]
+            if missing:
+                raise ValueError(f"batch has no field(s) {missing}; it has {sorted(inputs)}")
+            if targets is None:
+                if self.target_key not in inputs:
+                    raise ValueError(f"batch has no targets under {self.target_key!r}; pass targets or set target_key")
+                targets = inputs[self.target_key]
+            fields = {name: inputs[name] for name in self.fields}
+        batch_size = None
+        for (name, x), adapter in zip(fields.items(), self.adapters, strict=False):
+            candidates = self.adapters if self.fields is None else [adapter]
+            for candidate in candidates:
+                candidate.check_input(x, name)
+            if batch_size is not None and x.shape[0] != batch_size:
+                raise ValueError(f"field {name!r} has batch size {x.shape[0]}, other fields {batch_size}")
+            batch_size = x.shape[0]
+        check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label)
+        return fields, targets
+
+    def __call__(self, inputs: Inputs, targets: torch.Tensor | None = None) -> MixedBatch:
+        """Mix one batch. Bad input raises before anything is written or drawn."""
+        fields, targets = self._split(inputs, targets)
+        batch_size = targets.shape[0]
+        if self.enabled and self.p > 0:
+            plan = draw_plan(
+                batch_size,
+                [a.alpha for a in self.adapters] if self.fields is None else [self.adapters[0].alpha],
+                self.generator,
+                weights=self.weights,
+                per_sample=self.per_sample,
+                p=self.p,
+            )
+        else:
+            plan = identity_plan(batch_size)
+        if self.fields is None:
+            pairs = [("inputs", fields["inputs"], self.adapters[plan.choice])]
+        else:
+            pairs = [(name, fields[name], adapter) for name, adapter in zip(self.fields, self.adapters, strict=True)]
+        regions = {name: adapter.draw_region(x, plan, self.generator) for name, x, adapter in pairs}
+        mixed, label_lam = {}, None
+        for name, x, adapter in pairs:
+            mixed[name], lam = adapter.apply(x, plan, regions[name])
+            label_lam = lam if label_lam is None else label_lam
+        rows = soft_targets(targets, self.num_classes, label_smoothing=self.label_smoothing, multi_label=self.multi_label)
+        soft = mix_targets(rows, plan.index, label_lam)
+        device = next(iter(mixed.values())).device
+        lam_out = label_lam.to(device=device, dtype=torch.float32)
+        index_out = plan.index.to(device)
+        if self.fields is None:
+            return MixedBatch(mixed["inputs"], soft, lam_out, index_out, plan, regions["inputs"])
+        out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
+        out_inputs.update(mixed)
+        return MixedBatch(out_inputs, soft, lam_out, index_out, plan, regions)
+
+    def collate(self, samples: Sequence[Any]) -> MixedBatch:
+        """A ``DataLoader`` ``collate_fn``: stack with ``default_collate``, then mix in the worker.
+
+        Samples are ``(input, target)`` pairs, or dicts for a dict-built mixer. Each
+        worker reseeds its copy of the plan generator from the DataLoader's per-worker
+        seed, so workers draw different plans and runs stay reproducible.
+        """
+        info = get_worker_info()
+        if info is not None and self._worker_seed != info.seed:
+            self._worker_seed = info.seed
+            self.generator.manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
+        batch = default_collate(samples)
+        if isinstance(batch, Mapping):
+            return self(dict(batch))
+        if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+            raise ValueError("collate expects samples that are (input, target) pairs or dicts")
+        return self(batch[0], batch[1])
+
+    def __repr__(self) -> str:
+        adapters = dict(zip(self.fields, self.adapters, strict=True)) if self.fields else self.adapters
+        return (
+            f"Mixer({adapters!r}, num_classes={self.num_classes}, per_sample={self.per_sample}, p={self.p}, "
+            f"label_smoothing={self.label_smoothing}, multi_label={self.multi_label})"
+        )

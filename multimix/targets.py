@@ -1,0 +1,115 @@
+"""Soft targets: one contract for every adapter.
+
+Targets come in as class indices ``(B,)`` or rows ``(B, C)`` (probabilities, or
+multi-hot with ``multi_label=True``) and leave as float rows ``(B, C)``. Label
+smoothing is folded in the way timm does it (off = s / C, on = 1 - s + s / C), and
+mixing is ``lam * y + (1 - lam) * y[index]`` with the lam the adapter actually
+applied, so single-label rows always sum to 1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from multimix._checks import check_positive_int, check_probability, check_tensor
+
+__all__ = ["check_targets", "mix_targets", "soft_targets"]
+
+
+def check_targets(targets: object, num_classes: int, batch_size: int | None = None, *, multi_label: bool = False) -> torch.Tensor:
+    """Validate class-index or row targets without changing them.
+
+    Raises:
+        TypeError: targets are not a tensor, or indices are not integers.
+        ValueError: wrong shape, batch size, width, labels outside [0, num_classes),
+            or single-label rows that are not probability rows.
+    """
+    targets = check_tensor(targets, "targets")
+    check_positive_int(num_classes, "num_classes")
+    if targets.dim() not in (1, 2):
+        raise ValueError(
+            f"targets must be class indices (B,) or rows (B, {num_classes}), got shape {tuple(targets.shape)}"
+        )
+    if targets.shape[0] == 0:
+        raise ValueError("targets is an empty batch (shape (0, ...)); mix batches of at least one sample")
+    if batch_size is not None and targets.shape[0] != batch_size:
+        raise ValueError(
+            f"targets has batch size {targets.shape[0]} but inputs have batch size {batch_size}; "
+            "pass one target per input sample"
+        )
+    if targets.dim() == 1:
+        if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+            raise TypeError(
+                f"class-index targets (B,) must be an integer tensor, got dtype {targets.dtype}; "
+                "use .long(), or pass probability rows of shape (B, num_classes)"
+            )
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= num_classes:
+            bad = low if low < 0 else high
+            raise ValueError(f"targets holds label {bad}, outside [0, num_classes={num_classes}); check num_classes")
+        return targets
+    if targets.shape[1] != num_classes:
+        raise ValueError(
+            f"target rows must have width num_classes={num_classes}, got shape {tuple(targets.shape)}"
+        )
+    if not targets.is_floating_point():
+        raise TypeError(f"target rows (B, C) must be floating point, got dtype {targets.dtype}; use .float()")
+    if not bool(torch.isfinite(targets).all()) or bool((targets < 0).any()) or bool((targets > 1).any()):
+        raise ValueError("target rows must hold values in [0, 1]; got values outside it or non-finite ones")
+    if not multi_label:
+        sums = targets.sum(dim=1, dtype=torch.float64)
+        worst = float((sums - 1).abs().max())
+        if worst > 1e-3:
+            raise ValueError(
+                f"single-label target rows must sum to 1, found a row summing to {float(sums[(sums - 1).abs().argmax()]):.4g}; "
+                "for multi-hot targets build the Mixer with multi_label=True"
+            )
+    return targets
+
+
+def soft_targets(
+    targets: torch.Tensor,
+    num_classes: int,
+    *,
+    label_smoothing: float = 0.0,
+    multi_label: bool = False,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Turn indices or rows into float rows ``(B, C)`` with label smoothing folded in.
+
+    Example:
+        >>> soft_targets(torch.tensor([0, 2]), 3, label_smoothing=0.3)
+        tensor([[0.8000, 0.1000, 0.1000],
+                [0.1000, 0.1000, 0.8000]])
+    """
+    label_smoothing = check_probability(label_smoothing, "label_smoothing")
+    targets = check_targets(targets, num_classes, multi_label=multi_label)
+    if dtype is None:
+        dtype = targets.dtype if targets.is_floating_point() and targets.dim() == 2 else torch.float32
+    if targets.dim() == 1:
+        rows = torch.zeros(targets.shape[0], num_classes, dtype=dtype, device=targets.device)
+        rows.scatter_(1, targets.long().unsqueeze(1), 1.0)
+    else:
+        rows = targets.to(dtype=dtype, copy=True)
+    if label_smoothing > 0:
+        rows.mul_(1.0 - label_smoothing).add_(label_smoothing / num_classes)
+    return rows
+
+
+def mix_targets(rows: torch.Tensor, index: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Return ``lam[i] * rows[i] + (1 - lam[i]) * rows[index[i]]`` as a new tensor.
+
+    Example:
+        >>> rows = torch.eye(2)
+        >>> mix_targets(rows, torch.tensor([1, 0]), torch.tensor([0.75, 0.75]))
+        tensor([[0.7500, 0.2500],
+                [0.2500, 0.7500]])
+    """
+    rows = check_tensor(rows, "rows")
+    if rows.dim() != 2 or index.shape != (rows.shape[0],) or lam.shape != (rows.shape[0],):
+        raise ValueError(
+            f"mix_targets needs rows (B, C), index (B,) and lam (B,); got {tuple(rows.shape)}, "
+            f"{tuple(index.shape)} and {tuple(lam.shape)}"
+        )
+    weight = lam.to(device=rows.device, dtype=rows.dtype).unsqueeze(1)
+    return torch.lerp(rows[index.to(rows.device)], rows, weight)
