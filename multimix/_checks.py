@@ -60,9 +60,7 @@ def check_float_tensor(x: object, name: str, min_ndim: int, layout: str) -> torc
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor {layout}, got dtype {x.dtype}; convert with .float()")
     if x.dim() < min_ndim:
-        raise ValueError(
-            f"{name} must have at least {min_ndim} dimensions {layout}, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions {layout}, got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); mix batches of at least one sample")
     return x

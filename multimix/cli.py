@@ -25,7 +25,9 @@ def _info() -> int:
     print(f"cpu threads: {torch.get_num_threads()}  cuda: {', '.join(devices) if devices else 'none'}")
     for extra, module in (("audio", "torchaudio"), ("hf", "transformers"), ("recipes", "torchvision")):
         found = importlib.util.find_spec(module) is not None
-        print(f"extra {extra:<8} {module:<13} {'installed' if found else 'missing: pip install multimix[' + extra + ']'}")
+        print(
+            f"extra {extra:<8} {module:<13} {'installed' if found else 'missing: pip install multimix[' + extra + ']'}"
+        )
     print("adapters: image.Mixup, image.CutMix")
     return 0
 

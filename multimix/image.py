@@ -37,7 +37,9 @@ class Mixup(Adapter):
         return mixed, plan.lam
 
 
-def sample_boxes(lam: torch.Tensor, height: int, width: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_boxes(
+    lam: torch.Tensor, height: int, width: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw CutMix boxes for cut fractions ``1 - lam`` and return them with the area kept.
 
     The centre is uniform over the image and the half sides are
@@ -65,7 +67,12 @@ def sample_boxes(lam: torch.Tensor, height: int, width: int, generator: torch.Ge
     half_h = (ratio * height).floor().long()
     half_w = (ratio * width).floor().long()
     boxes = torch.stack(
-        [(cy - half_h).clamp(min=0), (cy + half_h).clamp(max=height), (cx - half_w).clamp(min=0), (cx + half_w).clamp(max=width)],
+        [
+            (cy - half_h).clamp(min=0),
+            (cy + half_h).clamp(max=height),
+            (cx - half_w).clamp(min=0),
+            (cx + half_w).clamp(max=width),
+        ],
         dim=1,
     )
     area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
@@ -89,14 +96,17 @@ class CutMix(Adapter):
     min_ndim = 4
     layout = "(B, C, H, W)"
 
-    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw_region(
+        self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         lam = plan.lam if plan.per_sample else plan.lam[:1]
         boxes, kept = sample_boxes(lam, x.shape[-2], x.shape[-1], generator)
         return boxes.expand(plan.batch_size, 4), kept.expand(plan.batch_size)
 
-    def apply(self, x: torch.Tensor, plan: MixPlan, region: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         boxes, kept = region
         active = plan.mixed  # a sample paired with itself keeps all of its own pixels
         mixed = paste_boxes(x, plan.index, boxes, active, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
         return mixed, torch.where(active, kept, torch.ones_like(kept))
-

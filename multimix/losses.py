@@ -101,7 +101,9 @@ def binary_cross_entropy(
 class BinaryCrossEntropy(nn.Module):
     """Module form of :func:`binary_cross_entropy`."""
 
-    def __init__(self, *, target_threshold: float | None = None, pos_weight: torch.Tensor | None = None, reduction: str = "mean") -> None:
+    def __init__(
+        self, *, target_threshold: float | None = None, pos_weight: torch.Tensor | None = None, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         if target_threshold is not None:
             check_probability(target_threshold, "target_threshold")
@@ -113,5 +115,9 @@ class BinaryCrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return binary_cross_entropy(
-            logits, targets, target_threshold=self.target_threshold, pos_weight=self.pos_weight, reduction=self.reduction
+            logits,
+            targets,
+            target_threshold=self.target_threshold,
+            pos_weight=self.pos_weight,
+            reduction=self.reduction,
         )

@@ -15,7 +15,14 @@ import torch
 
 from multimix._checks import check_positive_int, check_tensor
 
-__all__ = ["ReliabilityDiagram", "accuracy", "expected_calibration_error", "mixed_accuracy", "plot_reliability_diagram", "reliability_diagram"]
+__all__ = [
+    "ReliabilityDiagram",
+    "accuracy",
+    "expected_calibration_error",
+    "mixed_accuracy",
+    "plot_reliability_diagram",
+    "reliability_diagram",
+]
 
 
 def _check_scores(scores: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,17 +30,25 @@ def _check_scores(scores: object, labels: object) -> tuple[torch.Tensor, torch.T
     scores = check_tensor(scores, "logits")
     labels = check_tensor(labels, "labels")
     if scores.dim() != 2 or scores.shape[0] == 0 or not scores.is_floating_point():
-        raise ValueError(f"logits must be a non-empty float tensor (N, C), got shape {tuple(scores.shape)} dtype {scores.dtype}")
+        raise ValueError(
+            f"logits must be a non-empty float tensor (N, C), got shape {tuple(scores.shape)} dtype {scores.dtype}"
+        )
     if labels.dim() == 2:
         if labels.shape != scores.shape:
-            raise ValueError(f"label rows must have the shape of logits {tuple(scores.shape)}, got {tuple(labels.shape)}")
+            raise ValueError(
+                f"label rows must have the shape of logits {tuple(scores.shape)}, got {tuple(labels.shape)}"
+            )
         labels = labels.argmax(dim=1)
     elif labels.dim() != 1 or labels.is_floating_point():
-        raise ValueError(f"labels must be integer indices (N,) or rows (N, C), got shape {tuple(labels.shape)} dtype {labels.dtype}")
+        raise ValueError(
+            f"labels must be integer indices (N,) or rows (N, C), got shape {tuple(labels.shape)} dtype {labels.dtype}"
+        )
     if labels.shape[0] != scores.shape[0]:
         raise ValueError(f"labels has {labels.shape[0]} entries, logits {scores.shape[0]}")
     if int(labels.min()) < 0 or int(labels.max()) >= scores.shape[1]:
-        raise ValueError(f"labels must lie in [0, {scores.shape[1]}), got values in [{int(labels.min())}, {int(labels.max())}]")
+        raise ValueError(
+            f"labels must lie in [0, {scores.shape[1]}), got values in [{int(labels.min())}, {int(labels.max())}]"
+        )
     return scores, labels.long()
 
 
@@ -89,7 +104,9 @@ class ReliabilityDiagram:
         return float((weights * (self.accuracy - self.confidence).abs()).sum())
 
 
-def reliability_diagram(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15, *, from_probs: bool = False) -> ReliabilityDiagram:
+def reliability_diagram(
+    logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15, *, from_probs: bool = False
+) -> ReliabilityDiagram:
     """Bin predictions by top-1 confidence into ``n_bins`` bins ``(lo, hi]``.
 
     Args:
@@ -110,7 +127,9 @@ def reliability_diagram(logits: torch.Tensor, labels: torch.Tensor, n_bins: int 
     return ReliabilityDiagram(edges, conf, acc, count)
 
 
-def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15, *, from_probs: bool = False) -> float:
+def expected_calibration_error(
+    logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15, *, from_probs: bool = False
+) -> float:
     """Expected calibration error (L1, equal-width bins) of top-1 predictions.
 
     Example:
@@ -124,7 +143,9 @@ def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, n_bin
 def plot_reliability_diagram(diagram: ReliabilityDiagram, ax: Any = None, label: str | None = None) -> Any:
     """Draw the diagram on a matplotlib axis (created if None) and return the axis."""
     if not isinstance(diagram, ReliabilityDiagram):
-        raise TypeError(f"diagram must be a ReliabilityDiagram from reliability_diagram(), got {type(diagram).__name__}")
+        raise TypeError(
+            f"diagram must be a ReliabilityDiagram from reliability_diagram(), got {type(diagram).__name__}"
+        )
     try:
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the environment
@@ -134,8 +155,13 @@ def plot_reliability_diagram(diagram: ReliabilityDiagram, ax: Any = None, label:
     centers = ((diagram.edges[:-1] + diagram.edges[1:]) / 2).numpy()
     width = float(diagram.edges[1] - diagram.edges[0])
     filled = (diagram.count > 0).numpy()
-    ax.bar(centers[filled], diagram.accuracy.numpy()[filled], width=width * 0.9, alpha=0.6,
-           label=f"{label or 'model'} (ECE {diagram.ece:.3f})")
+    ax.bar(
+        centers[filled],
+        diagram.accuracy.numpy()[filled],
+        width=width * 0.9,
+        alpha=0.6,
+        label=f"{label or 'model'} (ECE {diagram.ece:.3f})",
+    )
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")

@@ -58,7 +58,9 @@ class MixedBatch:
                 return {k: move(v) for k, v in value.items()}
             return value
 
-        return MixedBatch(move(self.inputs), move(self.targets), move(self.lam), move(self.index), self.plan, self.region)
+        return MixedBatch(
+            move(self.inputs), move(self.targets), move(self.lam), move(self.index), self.plan, self.region
+        )
 
     def pin_memory(self) -> MixedBatch:
         """Let ``DataLoader(pin_memory=True)`` pin a batch mixed in a worker."""
@@ -82,7 +84,8 @@ def _adapter_weights(switch_prob: float | Sequence[float] | None, count: int) ->
     weights = [check_probability(w, f"switch_prob[{i}]") for i, w in enumerate(switch_prob)]
     if len(weights) != count or sum(weights) <= 0:
         raise ValueError(
-            f"switch_prob must give one probability per adapter ({count}) with a positive sum, got {list(switch_prob)!r}"
+            f"switch_prob must give one probability per adapter ({count}) with a positive sum, "
+            f"got {list(switch_prob)!r}"
         )
     return weights
 
@@ -159,7 +162,9 @@ class Mixer:
             raise TypeError(f"adapters must be an Adapter, a list or a dict of them, got {type(adapters).__name__}")
         for i, adapter in enumerate(self.adapters):
             if not isinstance(adapter, Adapter):
-                raise TypeError(f"adapters[{i}] must be a multimix Adapter (e.g. Mixup(1.0)), got {type(adapter).__name__}")
+                raise TypeError(
+                    f"adapters[{i}] must be a multimix Adapter (e.g. Mixup(1.0)), got {type(adapter).__name__}"
+                )
         self.num_classes = check_positive_int(num_classes, "num_classes")
         if not isinstance(per_sample, bool) or not isinstance(multi_label, bool):
             raise TypeError(f"per_sample and multi_label must be bools, got {per_sample!r} and {multi_label!r}")
@@ -169,7 +174,9 @@ class Mixer:
         self.label_smoothing = check_probability(label_smoothing, "label_smoothing")
         self.weights = _adapter_weights(switch_prob, len(self.adapters)) if self.fields is None else None
         if self.fields is not None and switch_prob is not None:
-            raise ValueError("switch_prob chooses between a list of adapters; a dict of adapters mixes every field each batch")
+            raise ValueError(
+                "switch_prob chooses between a list of adapters; a dict of adapters mixes every field each batch"
+            )
         if seed is not None and generator is not None:
             raise ValueError("pass seed= or generator=, not both")
         if generator is None:
@@ -228,7 +235,9 @@ class Mixer:
         if missing:
             raise ValueError(f"state is missing keys {sorted(missing)}; pass what Mixer.state_dict() returned")
         if len(state["alphas"]) != len(self.adapters):
-            raise ValueError(f"state holds {len(state['alphas'])} alphas but this mixer has {len(self.adapters)} adapters")
+            raise ValueError(
+                f"state holds {len(state['alphas'])} alphas but this mixer has {len(self.adapters)} adapters"
+            )
         for adapter, alpha in zip(self.adapters, state["alphas"], strict=True):
             adapter.alpha = alpha
         self.generator.set_state(state["generator"])
@@ -290,7 +299,9 @@ class Mixer:
         for name, x, adapter in pairs:
             mixed[name], lam = adapter.apply(x, plan, regions[name])
             label_lam = lam if label_lam is None else label_lam
-        rows = soft_targets(targets, self.num_classes, label_smoothing=self.label_smoothing, multi_label=self.multi_label)
+        rows = soft_targets(
+            targets, self.num_classes, label_smoothing=self.label_smoothing, multi_label=self.multi_label
+        )
         soft = mix_targets(rows, plan.index, label_lam)
         device = next(iter(mixed.values())).device
         lam_out = label_lam.to(device=device, dtype=torch.float32)

@@ -129,7 +129,11 @@ def draw_plan(
         raise ValueError("alphas must name at least one adapter's alpha, got an empty sequence")
     choice = 0
     if len(alphas) > 1:
-        probs = torch.ones(len(alphas), dtype=torch.float64) if weights is None else torch.tensor(weights, dtype=torch.float64)
+        probs = (
+            torch.ones(len(alphas), dtype=torch.float64)
+            if weights is None
+            else torch.tensor(weights, dtype=torch.float64)
+        )
         choice = int(torch.multinomial(probs, 1, generator=generator))
     index = torch.randperm(batch_size, generator=generator)
     lam = sample_beta(alphas[choice], batch_size if per_sample else 1, generator).expand(batch_size).clone()

@@ -16,7 +16,9 @@ from multimix._checks import check_positive_int, check_probability, check_tensor
 __all__ = ["check_targets", "mix_targets", "soft_targets"]
 
 
-def check_targets(targets: object, num_classes: int, batch_size: int | None = None, *, multi_label: bool = False) -> torch.Tensor:
+def check_targets(
+    targets: object, num_classes: int, batch_size: int | None = None, *, multi_label: bool = False
+) -> torch.Tensor:
     """Validate class-index or row targets without changing them.
 
     Raises:
@@ -49,19 +51,17 @@ def check_targets(targets: object, num_classes: int, batch_size: int | None = No
             raise ValueError(f"targets holds label {bad}, outside [0, num_classes={num_classes}); check num_classes")
         return targets
     if targets.shape[1] != num_classes:
-        raise ValueError(
-            f"target rows must have width num_classes={num_classes}, got shape {tuple(targets.shape)}"
-        )
+        raise ValueError(f"target rows must have width num_classes={num_classes}, got shape {tuple(targets.shape)}")
     if not targets.is_floating_point():
         raise TypeError(f"target rows (B, C) must be floating point, got dtype {targets.dtype}; use .float()")
     if not bool(torch.isfinite(targets).all()) or bool((targets < 0).any()) or bool((targets > 1).any()):
         raise ValueError("target rows must hold values in [0, 1]; got values outside it or non-finite ones")
     if not multi_label:
         sums = targets.sum(dim=1, dtype=torch.float64)
-        worst = float((sums - 1).abs().max())
-        if worst > 1e-3:
+        worst = float(sums[(sums - 1).abs().argmax()])
+        if abs(worst - 1) > 1e-3:
             raise ValueError(
-                f"single-label target rows must sum to 1, found a row summing to {float(sums[(sums - 1).abs().argmax()]):.4g}; "
+                f"single-label target rows must sum to 1, found a row summing to {worst:.4g}; "
                 "for multi-hot targets build the Mixer with multi_label=True"
             )
     return targets

@@ -107,7 +107,13 @@ def test_torchvision_box_rule():
 
 
 @settings(max_examples=60, deadline=None)
-@given(batch=st.integers(1, 9), per_sample=st.booleans(), seed=st.integers(0, 2**31), h=st.integers(1, 12), w=st.integers(1, 12))
+@given(
+    batch=st.integers(1, 9),
+    per_sample=st.booleans(),
+    seed=st.integers(0, 2**31),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+)
 def test_cutmix_lam_is_the_kept_fraction(batch, per_sample, seed, h, w):
     # Sample i holds the value i everywhere, so what was kept is countable.
     x = torch.arange(batch, dtype=torch.float32).view(batch, 1, 1, 1).expand(batch, 2, h, w).contiguous()
@@ -174,7 +180,9 @@ def test_sample_boxes_errors():
 
 @pytest.mark.parametrize("adapter_cls", [Mixup, CutMix])
 def test_image_adapters_need_four_dimensions(adapter_cls):
-    with pytest.raises(ValueError, match=r"inputs must have at least 4 dimensions \(B, C, H, W\), got shape \(3, 8, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"inputs must have at least 4 dimensions \(B, C, H, W\), got shape \(3, 8, 8\)"
+    ):
         multimix.Mixer(adapter_cls(1.0), num_classes=3)(torch.randn(3, 8, 8), torch.arange(3))
 
 

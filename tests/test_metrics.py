@@ -1,0 +1,74 @@
+import matplotlib
+import pytest
+import torch
+
+import multimix
+from multimix.metrics import plot_reliability_diagram
+
+matplotlib.use("Agg")
+
+
+def test_accuracy_topk_and_rows():
+    logits = torch.tensor([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
+    labels = torch.tensor([2, 0, 1])
+    assert multimix.accuracy(logits, labels) == pytest.approx(1 / 3)
+    assert multimix.accuracy(logits, labels, topk=2) == pytest.approx(1.0)
+    assert multimix.accuracy(logits, torch.eye(3)[labels]) == pytest.approx(1 / 3)
+
+
+def test_mixed_accuracy_weights_both_sources():
+    logits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([1, 1, 0])
+    lam = torch.tensor([0.75, 0.6, 0.9])
+    index = torch.tensor([2, 2, 0])
+    # sample 0: pred 1 == y0 -> 0.75; sample 1: pred 0 == y2 -> 0.4; sample 2: pred 1 == y0 -> 0.1
+    assert multimix.mixed_accuracy(logits, labels, lam, index) == pytest.approx((0.75 + 0.4 + 0.1) / 3)
+
+
+def test_ece_by_hand():
+    probs = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.55, 0.45], [0.3, 0.7], [0.52, 0.48]])
+    labels = torch.tensor([0, 1, 0, 1, 1])
+    # 5 bins of width 0.2: (0.4, 0.6] holds 0.55 (hit), 0.52 (miss); (0.6, 0.8] 0.7 (hit); (0.8, 1] 0.95 hit, 0.85 miss
+    expected = 2 / 5 * abs(0.5 - 0.535) + 1 / 5 * abs(1 - 0.7) + 2 / 5 * abs(0.5 - 0.9)
+    assert multimix.expected_calibration_error(probs, labels, 5, from_probs=True) == pytest.approx(expected)
+    diagram = multimix.reliability_diagram(probs.log(), labels, 5)
+    assert diagram.count.tolist() == [0, 0, 2, 1, 2]
+    assert diagram.ece == pytest.approx(expected)
+
+
+def test_perfectly_calibrated_predictions_have_zero_ece():
+    probs = torch.tensor([[1.0, 0.0]] * 4)
+    assert multimix.expected_calibration_error(probs, torch.zeros(4, dtype=torch.long), from_probs=True) == 0.0
+
+
+def test_plot_reliability_diagram(tmp_path):
+    logits = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    ax = plot_reliability_diagram(multimix.reliability_diagram(logits, torch.arange(50) % 4), label="erm")
+    ax.figure.savefig(tmp_path / "reliability.png")
+    assert (tmp_path / "reliability.png").stat().st_size > 1000
+    with pytest.raises(TypeError, match=r"diagram must be a ReliabilityDiagram"):
+        plot_reliability_diagram({"ece": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "match"),
+    [
+        (torch.randn(3), torch.arange(3), r"logits must be a non-empty float tensor \(N, C\), got shape \(3,\)"),
+        (torch.randn(3, 2), torch.tensor([0, 1, 2]), r"labels must lie in \[0, 2\), got values in \[0, 2\]"),
+        (torch.randn(3, 2), torch.tensor([0, 1]), r"labels has 2 entries, logits 3"),
+        (torch.randn(3, 2), torch.rand(3), r"labels must be integer indices \(N,\) or rows \(N, C\)"),
+        (torch.randn(3, 2), torch.rand(3, 3), r"label rows must have the shape of logits \(3, 2\), got \(3, 3\)"),
+    ],
+)
+def test_metric_errors(logits, labels, match):
+    with pytest.raises(ValueError, match=match):
+        multimix.expected_calibration_error(logits, labels)
+
+
+def test_metric_argument_errors():
+    with pytest.raises(ValueError, match=r"n_bins must be an int >= 1, got 0"):
+        multimix.expected_calibration_error(torch.randn(2, 2), torch.arange(2), 0)
+    with pytest.raises(ValueError, match=r"topk must be <= the number of classes 2, got 3"):
+        multimix.accuracy(torch.randn(2, 2), torch.arange(2), topk=3)
+    with pytest.raises(ValueError, match=r"lam and index must have shape \(2,\)"):
+        multimix.mixed_accuracy(torch.randn(2, 2), torch.arange(2), torch.ones(3), torch.arange(2))

@@ -1,0 +1,69 @@
+import pytest
+import timm.data.mixup as timm_mixup
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from multimix.targets import mix_targets, soft_targets
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
+def test_soft_targets_match_timm_one_hot(smoothing):
+    y = torch.tensor([0, 3, 2, 3])
+    off = smoothing / 4
+    expected = timm_mixup.one_hot(y, 4, on_value=1 - smoothing + off, off_value=off)
+    torch.testing.assert_close(soft_targets(y, 4, label_smoothing=smoothing), expected)
+
+
+def test_soft_rows_are_copied_and_keep_float64():
+    rows = torch.tensor([[0.25, 0.75], [1.0, 0.0]], dtype=torch.float64)
+    out = soft_targets(rows, 2, label_smoothing=0.5)
+    torch.testing.assert_close(out, torch.tensor([[0.375, 0.625], [0.75, 0.25]], dtype=torch.float64))
+    assert rows[0, 0] == 0.25 and out.dtype == torch.float64
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 20), c=st.integers(1, 10), s=st.floats(0, 1), seed=st.integers(0, 1000))
+def test_mixed_rows_sum_to_one(n, c, s, seed):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, c, (n,), generator=g)
+    lam = torch.rand(n, generator=g, dtype=torch.float64)
+    out = mix_targets(soft_targets(y, c, label_smoothing=s), torch.randperm(n, generator=g), lam)
+    torch.testing.assert_close(out.sum(1), torch.ones(n))
+    assert (out >= 0).all()
+
+
+def test_lam_one_is_identity():
+    rows = soft_targets(torch.tensor([1, 0, 2]), 3)
+    assert torch.equal(mix_targets(rows, torch.tensor([2, 0, 1]), torch.ones(3)), rows)
+
+
+@pytest.mark.parametrize(
+    ("targets", "kwargs", "error", "match"),
+    [
+        (
+            torch.tensor([[[0]]]),
+            {},
+            ValueError,
+            r"targets must be class indices \(B,\) or rows \(B, 3\), got shape \(1, 1, 1\)",
+        ),
+        (torch.tensor([0, 1]), {"label_smoothing": 1.5}, ValueError, r"label_smoothing must be in \[0, 1\], got 1.5"),
+        (
+            torch.tensor([[0, 1, 0]]),
+            {},
+            TypeError,
+            r"target rows \(B, C\) must be floating point, got dtype torch.int64",
+        ),
+        (torch.tensor([[0.5, 0.7, -0.2]]), {}, ValueError, r"target rows must hold values in \[0, 1\]"),
+        (torch.tensor([True, False]), {}, TypeError, r"must be an integer tensor, got dtype torch.bool"),
+        ([0, 1], {}, TypeError, r"targets must be a torch.Tensor, got list"),
+    ],
+)
+def test_soft_target_errors(targets, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        soft_targets(targets, 3, **kwargs)
+
+
+def test_mix_targets_shape_error():
+    with pytest.raises(ValueError, match=r"mix_targets needs rows \(B, C\), index \(B,\) and lam \(B,\)"):
+        mix_targets(torch.eye(3), torch.arange(2), torch.ones(3))
