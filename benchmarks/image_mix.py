@@ -1,0 +1,166 @@
+"""Image mixing speed: multimix vs timm vs torchvision vs a plain copy, side by side.
+
+    python benchmarks/image_mix.py                 # 128x3x224x224 fp32, CPU, 2 threads
+    python benchmarks/image_mix.py --device cuda   # the same on a GPU
+
+A plain ``copy_`` of the batch into preallocated memory is the physical floor (one
+read, one write). Times are medians over ``--reps`` calls on the same batch; the
+ratios printed are what to compare, since absolute times depend on the machine.
+Peak extra memory is measured in a fresh subprocess per method (CPU, Linux: the peak
+resident set of one call above the resident set before it, via /proc/self/clear_refs; CUDA: ``max_memory_allocated``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import timm.data.mixup as timm_mixup
+import torch
+from torchvision.transforms import v2
+
+import multimix
+from multimix.image import CutMix, Mixup
+
+NUM_CLASSES = 1000
+
+
+def make_methods(device: torch.device) -> dict[str, Callable[[torch.Tensor, torch.Tensor], object]]:
+    """Every contender, as ``fn(images, labels)``; the timm/torchvision ones at their defaults."""
+    sink = {}
+
+    def copy(x: torch.Tensor, y: torch.Tensor) -> None:
+        if "dst" not in sink:
+            sink["dst"] = torch.empty_like(x)
+        sink["dst"].copy_(x)
+
+    def timm_mixer(mode: str, cutmix: bool) -> timm_mixup.Mixup:
+        return timm_mixup.Mixup(
+            mixup_alpha=0.0 if cutmix else 1.0, cutmix_alpha=1.0 if cutmix else 0.0,
+            mode=mode, label_smoothing=0.0, num_classes=NUM_CLASSES,
+        )
+
+    def ours(adapter: multimix.Adapter, per_sample: bool) -> multimix.Mixer:
+        return multimix.Mixer(adapter, num_classes=NUM_CLASSES, per_sample=per_sample, seed=0)
+
+    return {
+        "copy_ (floor)": copy,
+        "timm Mixup batch": timm_mixer("batch", False),
+        "torchvision v2.MixUp batch": v2.MixUp(alpha=1.0, num_classes=NUM_CLASSES),
+        "multimix Mixup batch": ours(Mixup(1.0), False),
+        "multimix Mixup batch inplace=False": ours(Mixup(1.0, inplace=False), False),
+        "timm Mixup per-sample (elem)": timm_mixer("elem", False),
+        "multimix Mixup per-sample": ours(Mixup(1.0), True),
+        "timm CutMix batch": timm_mixer("batch", True),
+        "torchvision v2.CutMix batch": v2.CutMix(alpha=1.0, num_classes=NUM_CLASSES),
+        "multimix CutMix batch": ours(CutMix(1.0), False),
+        "timm CutMix per-sample (elem)": timm_mixer("elem", True),
+        "multimix CutMix per-sample": ours(CutMix(1.0), True),
+        "multimix CutMix per-sample inplace=False": ours(CutMix(1.0, inplace=False), True),
+    }
+
+
+def make_batch(args: argparse.Namespace, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch, 3, args.size, args.size, generator=g).to(device)
+    return x, torch.randint(0, NUM_CLASSES, (args.batch,), generator=g).to(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_method(fn: Callable, x: torch.Tensor, y: torch.Tensor, reps: int, device: torch.device) -> float:
+    """Median wall time of one call in milliseconds, after two warm-up calls."""
+    for _ in range(2):
+        fn(x, y)
+    times = []
+    for _ in range(reps):
+        sync(device)
+        start = time.perf_counter()
+        fn(x, y)
+        sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def peak_extra_mb(name: str, args: argparse.Namespace) -> float:
+    """Run one call of ``name`` in a fresh process and return its peak extra memory in MB."""
+    cmd = [sys.executable, __file__, "--measure-memory", name, "--batch", str(args.batch), "--size", str(args.size),
+           "--device", args.device, "--threads", str(args.threads)]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)["mb"]
+
+
+def measure_memory(args: argparse.Namespace, device: torch.device) -> None:
+    x, y = make_batch(args, device)
+    fn = make_methods(device)[args.measure_memory]
+    np.random.seed(0)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn(x, y)
+        torch.cuda.synchronize()
+        mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        fn(x, y)  # warm-up: thread pools and first-touch costs are not the method's
+        reset_peak_rss()
+        before = status_kib("VmRSS")
+        fn(x, y)
+        mb = (status_kib("VmHWM") - before) / 1024
+    print(json.dumps({"mb": mb}))
+
+
+def status_kib(field: str) -> int:
+    """A memory field of /proc/self/status in KiB (Linux)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def reset_peak_rss() -> None:
+    """Reset the peak resident set (VmHWM) to the current one, so the peak of one call can be read."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
+    parser.add_argument("--measure-memory", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.measure_memory:
+        return measure_memory(args, device)
+    x, y = make_batch(args, device)
+    methods = make_methods(device)
+    name_cpu = platform.processor() or platform.machine()
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{name_cpu}, {args.threads} threads"
+    print(f"batch {tuple(x.shape)} fp32 on {where}; torch {torch.__version__}, median of {args.reps}")
+    np.random.seed(0)
+    results = {name: time_method(fn, x, y, args.reps, device) for name, fn in methods.items()}
+    copy_ms = results["copy_ (floor)"]
+    anchors = {"Mixup": results["timm Mixup batch"], "CutMix": results["timm CutMix batch"]}
+    print(f"{'method':<42}{'ms':>9}{'x copy':>9}{'timm batch / this':>19}{'peak extra MB':>15}")
+    for name, ms in results.items():
+        anchor = anchors["CutMix" if "CutMix" in name else "Mixup"] if name != "copy_ (floor)" else None
+        speedup = f"{anchor / ms:.1f}x" if anchor else "-"
+        memory = "-" if args.no_memory else f"{peak_extra_mb(name, args):.0f}"
+        print(f"{name:<42}{ms:>9.2f}{ms / copy_ms:>9.2f}{speedup:>19}{memory:>15}")
+
+
+if __name__ == "__main__":
+    main()
