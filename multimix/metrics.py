@@ -64,7 +64,7 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, topk: int = 1) -> float
     if topk > logits.shape[1]:
         raise ValueError(f"topk must be <= the number of classes {logits.shape[1]}, got {topk}")
     top = logits.topk(topk, dim=1).indices
-    return float((top == labels.unsqueeze(1)).any(dim=1).float().mean())
+    return float((top == labels.unsqueeze(1)).any(dim=1).double().mean())
 
 
 def mixed_accuracy(logits: torch.Tensor, labels: torch.Tensor, lam: torch.Tensor, index: torch.Tensor) -> float:
