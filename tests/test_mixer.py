@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader, TensorDataset
 
 import multimix
@@ -288,3 +290,29 @@ def test_dict_mixer_errors():
         mixer({"pixel_values": torch.randn(2, 3, 4, 4)})
     with pytest.raises(TypeError, match=r"this Mixer mixes dict batches with fields \['pixel_values'\], got Tensor"):
         mixer(torch.randn(2, 3, 4, 4), torch.arange(2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    per_sample=st.booleans(),
+    p=st.sampled_from([0.0, 0.5, 1.0]),
+    use_cutmix=st.booleans(),
+    smoothing=st.sampled_from([0.0, 0.1]),
+    seed=st.integers(0, 2**31),
+)
+def test_mixer_invariants(n, per_sample, p, use_cutmix, smoothing, seed):
+    x = torch.randn(n, 2, 5, 6, generator=torch.Generator().manual_seed(seed))
+    original = x.clone()
+    adapter = CutMix(1.0) if use_cutmix else Mixup(1.0)
+    mixer = multimix.Mixer(adapter, num_classes=4, per_sample=per_sample, p=p, label_smoothing=smoothing, seed=seed)
+    out = mixer(x, torch.arange(n) % 4)
+    torch.testing.assert_close(out.targets.sum(1), torch.ones(n))
+    assert ((out.lam >= 0) & (out.lam <= 1)).all()
+    assert ((out.index >= 0) & (out.index < n)).all()
+    untouched = out.lam == 1
+    assert torch.equal(out.inputs[untouched], original[untouched])  # lam = 1 is identity
+    if p == 0.0:
+        assert torch.equal(out.inputs, original) and torch.equal(out.index, torch.arange(n))
+    if p == 1.0:
+        assert sorted(out.index.tolist()) == list(range(n))  # a permutation
