@@ -33,7 +33,9 @@ class Adapter(ABC):
     """
 
     min_ndim: ClassVar[int] = 2
+    max_ndim: ClassVar[int | None] = None
     layout: ClassVar[str] = "(B, ...)"
+    takes_lengths: ClassVar[bool] = False  # whether calls may pass lengths / a padding mask on the last axis
 
     def __init__(self, alpha: float = 1.0, *, inplace: bool = True) -> None:
         self.alpha = alpha
@@ -51,15 +53,27 @@ class Adapter(ABC):
 
     def check_input(self, x: object, name: str = "inputs") -> torch.Tensor:
         """Raise a clear error if ``x`` cannot be mixed by this adapter; never modifies it."""
-        return check_float_tensor(x, name, self.min_ndim, self.layout)
+        x = check_float_tensor(x, name, self.min_ndim, self.layout)
+        if self.max_ndim is not None and x.dim() > self.max_ndim:
+            raise ValueError(
+                f"{name} must have at most {self.max_ndim} dimensions {self.layout} for {type(self).__name__}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        return x
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Any:
         """Draw what this adapter needs beyond the plan (a box, bands); None by default."""
         return None
 
     @abstractmethod
-    def apply(self, x: torch.Tensor, plan: MixPlan, region: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mix ``x`` by ``plan``; return the mixed tensor and the applied label lam ``(B,)`` float64 on the CPU."""
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: Any, valid: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix ``x`` by ``plan``; return the mixed tensor and the applied label lam ``(B,)`` float64 on the CPU.
+
+        ``valid`` is a ``(B, T)`` bool mask of the valid steps on the last axis, for
+        adapters with ``takes_lengths``; None means all steps are valid.
+        """
 
     def writes_inplace(self, x: torch.Tensor) -> bool:
         """Whether this call may overwrite ``x`` (never when autograd must see the original)."""

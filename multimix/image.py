@@ -30,9 +30,12 @@ class Mixup(Adapter):
     """
 
     min_ndim = 4
-    layout = "(B, C, H, W)"
+    max_ndim = 5
+    layout = "(B, C, H, W) or (B, C, T, H, W)"
 
-    def apply(self, x: torch.Tensor, plan: MixPlan, region: None) -> tuple[torch.Tensor, torch.Tensor]:
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: None, valid: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mixed = lerp_rows(x, plan.index, plan.lam, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
         return mixed, plan.lam
 
@@ -94,7 +97,8 @@ class CutMix(Adapter):
     """
 
     min_ndim = 4
-    layout = "(B, C, H, W)"
+    max_ndim = 5
+    layout = "(B, C, H, W) or (B, C, T, H, W)"
 
     def draw_region(
         self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator
@@ -104,7 +108,7 @@ class CutMix(Adapter):
         return boxes.expand(plan.batch_size, 4), kept.expand(plan.batch_size)
 
     def apply(
-        self, x: torch.Tensor, plan: MixPlan, region: tuple[torch.Tensor, torch.Tensor]
+        self, x: torch.Tensor, plan: MixPlan, region: tuple[torch.Tensor, torch.Tensor], valid: None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         boxes, kept = region
         active = plan.mixed  # a sample paired with itself keeps all of its own pixels

@@ -16,6 +16,7 @@ from torch.utils.data import default_collate, get_worker_info
 
 from multimix._checks import check_generator, check_positive_int, check_probability
 from multimix.adapter import Adapter
+from multimix.lengths import Validity, check_lengths
 from multimix.plan import MixPlan, draw_plan, identity_plan
 from multimix.targets import check_targets, mix_targets, soft_targets
 
@@ -39,6 +40,8 @@ class MixedBatch:
         plan: the drawn :class:`~multimix.plan.MixPlan` (on the CPU).
         region: what the adapter drew beyond the plan (CutMix boxes), per field
             for dict batches.
+        lengths: for calls given ``lengths``, the mixed lengths ``(B,)`` or padding
+            mask ``(B, T)``: a mixed item is valid wherever either source was.
     """
 
     inputs: Inputs
@@ -47,6 +50,7 @@ class MixedBatch:
     index: torch.Tensor
     plan: MixPlan
     region: Any = None
+    lengths: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MixedBatch:
         """Move inputs, targets, lam and index to ``device`` (the plan stays on the CPU)."""
@@ -66,7 +70,9 @@ class MixedBatch:
         """Let ``DataLoader(pin_memory=True)`` pin a batch mixed in a worker."""
         pin = lambda v: v.pin_memory() if isinstance(v, torch.Tensor) else v  # noqa: E731
         inputs = {k: pin(v) for k, v in self.inputs.items()} if isinstance(self.inputs, dict) else pin(self.inputs)
-        return MixedBatch(inputs, pin(self.targets), pin(self.lam), pin(self.index), self.plan, self.region)
+        return MixedBatch(
+            inputs, pin(self.targets), pin(self.lam), pin(self.index), self.plan, self.region, pin(self.lengths)
+        )
 
 
 def _adapter_weights(switch_prob: float | Sequence[float] | None, count: int) -> list[float] | None:
@@ -245,8 +251,10 @@ class Mixer:
         self._schedule.epoch = state["epoch"]
 
     # ------------------------------------------------------------------ call
-    def _split(self, inputs: Inputs, targets: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Return the fields to mix and the targets, checking everything before any write."""
+    def _split(
+        self, inputs: Inputs, targets: torch.Tensor | None, lengths: torch.Tensor | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, Validity | None]:
+        """Return the fields to mix, the targets and the validity mask, checking everything before any write."""
         if self.fields is None:
             if isinstance(inputs, Mapping):
                 raise TypeError("got a dict batch but this Mixer has no field names; build it with {field: adapter}")
@@ -273,11 +281,28 @@ class Mixer:
                 raise ValueError(f"field {name!r} has batch size {x.shape[0]}, other fields {batch_size}")
             batch_size = x.shape[0]
         check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label)
-        return fields, targets
+        if lengths is None:
+            return fields, targets, None
+        if self.fields is not None:
+            raise ValueError("lengths= works with tensor batches; a dict-built Mixer mixes fields without lengths")
+        for adapter in self.adapters:
+            if not adapter.takes_lengths:
+                raise ValueError(f"{type(adapter).__name__} does not take lengths; they are for audio adapters")
+        return fields, targets, check_lengths(lengths, batch_size, fields["inputs"].shape[-1])
 
-    def __call__(self, inputs: Inputs, targets: torch.Tensor | None = None) -> MixedBatch:
-        """Mix one batch. Bad input raises before anything is written or drawn."""
-        fields, targets = self._split(inputs, targets)
+    def __call__(
+        self, inputs: Inputs, targets: torch.Tensor | None = None, *, lengths: torch.Tensor | None = None
+    ) -> MixedBatch:
+        """Mix one batch. Bad input raises before anything is written or drawn.
+
+        Args:
+            inputs: a tensor, or a dict batch for a dict-built mixer.
+            targets: class indices ``(B,)`` or rows ``(B, C)``; for dict batches,
+                taken from ``inputs[target_key]`` when not given.
+            lengths: for audio adapters, valid lengths ``(B,)`` or a padding mask
+                ``(B, T)`` along the last axis; the mixed ones come back on the batch.
+        """
+        fields, targets, validity = self._split(inputs, targets, lengths)
         batch_size = targets.shape[0]
         if self.enabled and self.p > 0:
             plan = draw_plan(
@@ -296,8 +321,9 @@ class Mixer:
             pairs = [(name, fields[name], adapter) for name, adapter in zip(self.fields, self.adapters, strict=True)]
         regions = {name: adapter.draw_region(x, plan, self.generator) for name, x, adapter in pairs}
         mixed, label_lam = {}, None
+        valid = None if validity is None else validity.mask
         for name, x, adapter in pairs:
-            mixed[name], lam = adapter.apply(x, plan, regions[name])
+            mixed[name], lam = adapter.apply(x, plan, regions[name], valid)
             label_lam = lam if label_lam is None else label_lam
         rows = soft_targets(
             targets, self.num_classes, label_smoothing=self.label_smoothing, multi_label=self.multi_label
@@ -307,7 +333,8 @@ class Mixer:
         lam_out = label_lam.to(device=device, dtype=torch.float32)
         index_out = plan.index.to(device)
         if self.fields is None:
-            return MixedBatch(mixed["inputs"], soft, lam_out, index_out, plan, regions["inputs"])
+            out_lengths = None if validity is None else validity.union(plan).export()
+            return MixedBatch(mixed["inputs"], soft, lam_out, index_out, plan, regions["inputs"], out_lengths)
         out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
         out_inputs.update(mixed)
         return MixedBatch(out_inputs, soft, lam_out, index_out, plan, regions)

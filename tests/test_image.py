@@ -179,11 +179,16 @@ def test_sample_boxes_errors():
 
 
 @pytest.mark.parametrize("adapter_cls", [Mixup, CutMix])
-def test_image_adapters_need_four_dimensions(adapter_cls):
+def test_image_adapters_check_dimensions_and_lengths(adapter_cls):
+    mixer = multimix.Mixer(adapter_cls(1.0), num_classes=3)
     with pytest.raises(
-        ValueError, match=r"inputs must have at least 4 dimensions \(B, C, H, W\), got shape \(3, 8, 8\)"
+        ValueError, match=r"inputs must have at least 4 dimensions \(B, C, H, W\) or .*got shape \(3, 8, 8\)"
     ):
-        multimix.Mixer(adapter_cls(1.0), num_classes=3)(torch.randn(3, 8, 8), torch.arange(3))
+        mixer(torch.randn(3, 8, 8), torch.arange(3))
+    with pytest.raises(ValueError, match=r"inputs must have at most 5 dimensions .*got shape \(1, 1, 1, 1, 1, 1\)"):
+        mixer(torch.randn(1, 1, 1, 1, 1, 1), torch.arange(1))
+    with pytest.raises(ValueError, match=rf"{adapter_cls.__name__} does not take lengths; they are for audio adapters"):
+        mixer(torch.randn(2, 1, 4, 4), torch.arange(2), lengths=torch.ones(2, dtype=torch.long))
 
 
 def test_adapter_argument_errors():

@@ -218,7 +218,7 @@ BAD_CALLS = [
     (
         lambda m: m(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.arange(4)),
         TypeError,
-        r"inputs must be a floating-point tensor \(B, C, H, W\), got dtype torch.uint8",
+        r"inputs must be a floating-point tensor \(B, C, H, W\) or \(B, C, T, H, W\), got dtype torch.uint8",
     ),
     (lambda m: m([1, 2], torch.arange(2)), TypeError, r"inputs must be a torch.Tensor, got list"),
     (lambda m: m(torch.randn(4, 3, 8, 8)), ValueError, r"targets is missing"),

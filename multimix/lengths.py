@@ -1,0 +1,73 @@
+"""Valid lengths and padding masks of variable-length batches (audio, text).
+
+Callers give either lengths ``(B,)`` (valid steps per item, from the start) or a
+padding mask ``(B, T)`` (1/True = valid). Inside, both are a bool mask ``(B, T)``;
+after mixing, a mixed item is valid wherever either of its two sources was (the
+union), and the caller gets back the form it gave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from multimix._checks import check_tensor
+from multimix.plan import MixPlan
+
+__all__ = ["Validity", "check_lengths"]
+
+
+@dataclass(frozen=True)
+class Validity:
+    """A padding mask and the form (lengths or mask, dtype) it came in."""
+
+    mask: torch.Tensor  # (B, T) bool, on the lengths' device
+    as_lengths: bool
+    dtype: torch.dtype
+
+    def union(self, plan: MixPlan) -> Validity:
+        """Each item mixed with a partner is valid wherever either source was."""
+        mixed = plan.mixed.to(self.mask.device).unsqueeze(1)
+        partner = self.mask[plan.index.to(self.mask.device)]
+        return Validity(self.mask | (partner & mixed), self.as_lengths, self.dtype)
+
+    def export(self) -> torch.Tensor:
+        """Back to the caller's form: lengths ``(B,)`` or a mask ``(B, T)`` of the original dtype."""
+        if self.as_lengths:
+            steps = torch.arange(1, self.mask.shape[1] + 1, device=self.mask.device)
+            return (self.mask * steps).amax(dim=1).to(self.dtype)
+        return self.mask.to(self.dtype)
+
+
+def check_lengths(lengths: object, batch_size: int, steps: int) -> Validity:
+    """Validate lengths ``(B,)`` in ``[0, steps]`` or a padding mask ``(B, steps)``.
+
+    Raises:
+        TypeError: not a tensor, or float lengths.
+        ValueError: wrong size, negative or longer than ``steps``, a mask of the wrong shape
+            or with values other than 0 and 1.
+    """
+    lengths = check_tensor(lengths, "lengths")
+    if lengths.dim() == 1:
+        if lengths.is_floating_point() or lengths.dtype == torch.bool:
+            raise TypeError(f"lengths (B,) must be integers, got dtype {lengths.dtype}; use .long()")
+        if lengths.shape[0] != batch_size:
+            raise ValueError(f"lengths must have shape ({batch_size},) (one per item), got {tuple(lengths.shape)}")
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 0 or high > steps:
+            raise ValueError(
+                f"lengths must lie in [0, {steps}] (the last axis has {steps} steps), got values in [{low}, {high}]"
+            )
+        mask = torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+        return Validity(mask, True, lengths.dtype)
+    if lengths.dim() == 2:
+        if lengths.shape != (batch_size, steps):
+            raise ValueError(
+                f"a padding mask must have shape ({batch_size}, {steps}) (items, steps of the last axis), "
+                f"got {tuple(lengths.shape)}"
+            )
+        if lengths.dtype != torch.bool and not bool(((lengths == 0) | (lengths == 1)).all()):
+            raise ValueError("a padding mask must hold only 0/1 or False/True (1 = valid)")
+        return Validity(lengths.bool(), False, lengths.dtype)
+    raise ValueError(f"lengths must be lengths (B,) or a padding mask (B, T), got shape {tuple(lengths.shape)}")
