@@ -36,7 +36,7 @@ __all__ = [
     "soft_targets",
 ]
 
-_SUBMODULES = ("image",)
+_SUBMODULES = ("audio", "image")
 
 
 def __getattr__(name: str) -> ModuleType:

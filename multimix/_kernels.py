@@ -144,7 +144,7 @@ def paste_boxes(
     ``boxes`` is ``(B, 4)`` long ``[y1, y2, x1, x2]`` on the last two dimensions.
     """
     if vectorized:
-        mask = box_mask(boxes, x.shape[-2], x.shape[-1], x.device) & _broadcast_rows(active.to(x.device), x[:, 0])
+        mask = box_mask(boxes, x.shape[-2], x.shape[-1], x.device) & active.to(x.device).view(-1, 1, 1)
         mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), x.shape[-2], x.shape[-1])
         partner = x[index.to(x.device)]
         return torch.where(mask, partner, x, out=x) if inplace else torch.where(mask, partner, x)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import torch
 
 from multimix._checks import check_alpha, check_float_tensor
+from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
 __all__ = ["Adapter"]
@@ -67,22 +68,30 @@ class Adapter(ABC):
 
     @abstractmethod
     def apply(
-        self, x: torch.Tensor, plan: MixPlan, region: Any, valid: torch.Tensor | None = None
+        self, x: torch.Tensor, plan: MixPlan, region: Any, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mix ``x`` by ``plan``; return the mixed tensor and the applied label lam ``(B,)`` float64 on the CPU.
 
-        ``valid`` is a ``(B, T)`` bool mask of the valid steps on the last axis, for
-        adapters with ``takes_lengths``; None means all steps are valid.
+        ``valid`` holds the valid steps of the last axis (a ``(B, T)`` mask, and the
+        lengths when the caller gave lengths), for adapters with ``takes_lengths``;
+        None means all steps are valid.
         """
 
     def writes_inplace(self, x: torch.Tensor) -> bool:
         """Whether this call may overwrite ``x`` (never when autograd must see the original)."""
         return self.inplace and not (torch.is_grad_enabled() and x.requires_grad)
 
-    @staticmethod
-    def vectorized(x: torch.Tensor) -> bool:
-        """Vectorise on accelerators (a kernel per sample is slow there) and under autograd."""
-        return x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad)
+    # Below this many elements per sample, a loop over samples costs more in per-call
+    # overhead than the full-batch temporaries of the vectorised path (measured on CPU).
+    loop_min_numel: ClassVar[int] = 1 << 15
+
+    def vectorized(self, x: torch.Tensor) -> bool:
+        """Vectorise on accelerators (a kernel per sample is slow there), under autograd, and for small samples."""
+        return (
+            x.device.type != "cpu"
+            or (torch.is_grad_enabled() and x.requires_grad)
+            or x[0].numel() < self.loop_min_numel
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha!r}, inplace={self.inplace!r})"

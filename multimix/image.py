@@ -13,6 +13,7 @@ import torch
 from multimix._checks import check_generator, check_positive_int, check_tensor
 from multimix._kernels import lerp_rows, paste_boxes
 from multimix.adapter import Adapter
+from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
 __all__ = ["CutMix", "Mixup", "sample_boxes"]
@@ -34,7 +35,7 @@ class Mixup(Adapter):
     layout = "(B, C, H, W) or (B, C, T, H, W)"
 
     def apply(
-        self, x: torch.Tensor, plan: MixPlan, region: None, valid: torch.Tensor | None = None
+        self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mixed = lerp_rows(x, plan.index, plan.lam, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
         return mixed, plan.lam
@@ -108,7 +109,7 @@ class CutMix(Adapter):
         return boxes.expand(plan.batch_size, 4), kept.expand(plan.batch_size)
 
     def apply(
-        self, x: torch.Tensor, plan: MixPlan, region: tuple[torch.Tensor, torch.Tensor], valid: None = None
+        self, x: torch.Tensor, plan: MixPlan, region: tuple[torch.Tensor, torch.Tensor], valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         boxes, kept = region
         active = plan.mixed  # a sample paired with itself keeps all of its own pixels

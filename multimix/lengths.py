@@ -25,18 +25,27 @@ class Validity:
     mask: torch.Tensor  # (B, T) bool, on the lengths' device
     as_lengths: bool
     dtype: torch.dtype
+    lengths: torch.Tensor | None = None  # (B,) long on the CPU, when the caller gave lengths
+
+    def counts(self) -> torch.Tensor:
+        """Valid steps per item, ``(B,)`` float64 on the CPU."""
+        if self.lengths is not None:
+            return self.lengths.double()
+        return self.mask.sum(dim=1).double().cpu()
 
     def union(self, plan: MixPlan) -> Validity:
         """Each item mixed with a partner is valid wherever either source was."""
         mixed = plan.mixed.to(self.mask.device).unsqueeze(1)
         partner = self.mask[plan.index.to(self.mask.device)]
-        return Validity(self.mask | (partner & mixed), self.as_lengths, self.dtype)
+        lengths = None
+        if self.lengths is not None:
+            lengths = torch.where(plan.mixed, torch.maximum(self.lengths, self.lengths[plan.index]), self.lengths)
+        return Validity(self.mask | (partner & mixed), self.as_lengths, self.dtype, lengths)
 
     def export(self) -> torch.Tensor:
         """Back to the caller's form: lengths ``(B,)`` or a mask ``(B, T)`` of the original dtype."""
-        if self.as_lengths:
-            steps = torch.arange(1, self.mask.shape[1] + 1, device=self.mask.device)
-            return (self.mask * steps).amax(dim=1).to(self.dtype)
+        if self.lengths is not None:
+            return self.lengths.to(device=self.mask.device, dtype=self.dtype)
         return self.mask.to(self.dtype)
 
 
@@ -60,7 +69,7 @@ def check_lengths(lengths: object, batch_size: int, steps: int) -> Validity:
                 f"lengths must lie in [0, {steps}] (the last axis has {steps} steps), got values in [{low}, {high}]"
             )
         mask = torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
-        return Validity(mask, True, lengths.dtype)
+        return Validity(mask, True, lengths.dtype, lengths.long().cpu())
     if lengths.dim() == 2:
         if lengths.shape != (batch_size, steps):
             raise ValueError(

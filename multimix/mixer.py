@@ -321,9 +321,8 @@ class Mixer:
             pairs = [(name, fields[name], adapter) for name, adapter in zip(self.fields, self.adapters, strict=True)]
         regions = {name: adapter.draw_region(x, plan, self.generator) for name, x, adapter in pairs}
         mixed, label_lam = {}, None
-        valid = None if validity is None else validity.mask
         for name, x, adapter in pairs:
-            mixed[name], lam = adapter.apply(x, plan, regions[name], valid)
+            mixed[name], lam = adapter.apply(x, plan, regions[name], validity)
             label_lam = lam if label_lam is None else label_lam
         rows = soft_targets(
             targets, self.num_classes, label_smoothing=self.label_smoothing, multi_label=self.multi_label
@@ -339,6 +338,18 @@ class Mixer:
         out_inputs.update(mixed)
         return MixedBatch(out_inputs, soft, lam_out, index_out, plan, regions)
 
+    def seed_worker(self) -> None:
+        """In a DataLoader worker, reseed the plan generator once from the worker's seed.
+
+        Each worker holds a copy of the mixer; without this they would all draw the
+        same plans. The worker seed comes from the DataLoader's generator, so runs stay
+        reproducible. A no-op in the main process.
+        """
+        info = get_worker_info()
+        if info is not None and self._worker_seed != info.seed:
+            self._worker_seed = info.seed
+            self.generator.manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
+
     def collate(self, samples: Sequence[Any]) -> MixedBatch:
         """A ``DataLoader`` ``collate_fn``: stack with ``default_collate``, then mix in the worker.
 
@@ -346,10 +357,7 @@ class Mixer:
         worker reseeds its copy of the plan generator from the DataLoader's per-worker
         seed, so workers draw different plans and runs stay reproducible.
         """
-        info = get_worker_info()
-        if info is not None and self._worker_seed != info.seed:
-            self._worker_seed = info.seed
-            self.generator.manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
+        self.seed_worker()
         batch = default_collate(samples)
         if isinstance(batch, Mapping):
             return self(dict(batch))
