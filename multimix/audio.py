@@ -116,7 +116,7 @@ class SpecMixup(_SpectrogramAdapter):
             return lerp_rows(x, plan.index, plan.lam, inplace=inplace, vectorized=vectorized), plan.lam
         if vectorized:
             mixed = logaddexp_mix(x, x[plan.index.to(x.device)], _row_view(plan.lam, x), db=self.db)
-            mixed = torch.where(_row_view(plan.lam < 1, x).to(x.device), mixed, x)  # lam = 1 stays bit-exact
+            mixed = torch.where(_row_view(plan.mixed, x).to(x.device), mixed, x)  # unmixed rows stay bit-exact
             return (x.copy_(mixed) if inplace else mixed), plan.lam
         lams = plan.lam
 
@@ -192,7 +192,8 @@ class SpecMix(_SpectrogramAdapter):
 
     def check_input(self, x: object, name: str = "inputs") -> torch.Tensor:
         x = super().check_input(x, name)
-        for width, axis, size in (("max_time_width", "time", x.shape[-1]), ("max_freq_width", "frequency", x.shape[-2])):
+        limits = (("max_time_width", "time", x.shape[-1]), ("max_freq_width", "frequency", x.shape[-2]))
+        for width, axis, size in limits:
             value = getattr(self, width)
             if value is not None and value > size:
                 raise ValueError(f"{width}={value} is larger than the {axis} axis of {name} ({size}); use <= {size}")

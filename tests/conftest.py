@@ -30,6 +30,18 @@ def roll_index(batch_size: int) -> torch.Tensor:
     return (torch.arange(batch_size) - 1) % batch_size
 
 
+def looped(adapter):
+    """Force the per-sample (in-place schedule) path whatever the sample size."""
+    adapter.loop_min_numel = 0
+    return adapter
+
+
+def vectorised(adapter):
+    """Force the vectorised (accelerator) path."""
+    adapter.loop_min_numel = 1 << 40
+    return adapter
+
+
 @pytest.fixture
 def images() -> torch.Tensor:
     return torch.randn(6, 3, 10, 12, generator=torch.Generator().manual_seed(1))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import timm.data.mixup as timm_mixup
 import torch
-from conftest import fixed_plan, flip_index, roll_index
+from conftest import fixed_plan, flip_index, looped, roll_index, vectorised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.transforms import v2
@@ -113,11 +113,12 @@ def test_torchvision_box_rule():
     seed=st.integers(0, 2**31),
     h=st.integers(1, 12),
     w=st.integers(1, 12),
+    path=st.sampled_from([looped, vectorised]),
 )
-def test_cutmix_lam_is_the_kept_fraction(batch, per_sample, seed, h, w):
+def test_cutmix_lam_is_the_kept_fraction(batch, per_sample, seed, h, w, path):
     # Sample i holds the value i everywhere, so what was kept is countable.
     x = torch.arange(batch, dtype=torch.float32).view(batch, 1, 1, 1).expand(batch, 2, h, w).contiguous()
-    mixer = multimix.Mixer(CutMix(1.0), num_classes=batch, per_sample=per_sample, seed=seed)
+    mixer = multimix.Mixer(path(CutMix(1.0)), num_classes=batch, per_sample=per_sample, seed=seed)
     out = mixer(x, torch.arange(batch))
     for i in range(batch):
         kept = float((out.inputs[i] == i).float().mean())
@@ -128,10 +129,12 @@ def test_cutmix_lam_is_the_kept_fraction(batch, per_sample, seed, h, w):
         assert (out.region[0] == out.region[0][0]).all()  # one box for the batch
 
 
-@pytest.mark.parametrize("adapter", [Mixup(0.5), CutMix(0.5)])
+@pytest.mark.parametrize("adapter_cls", [Mixup, CutMix])
+@pytest.mark.parametrize("path", [looped, vectorised])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_dtype_and_memory_format_are_kept(adapter, dtype, channels_last):
+def test_dtype_and_memory_format_are_kept(adapter_cls, path, dtype, channels_last):
+    adapter = path(adapter_cls(0.5))
     x = torch.randn(5, 3, 8, 8).to(dtype)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
@@ -142,11 +145,14 @@ def test_dtype_and_memory_format_are_kept(adapter, dtype, channels_last):
 
 
 @pytest.mark.parametrize("adapter_cls", [Mixup, CutMix])
-def test_inplace_false_leaves_the_input_alone(adapter_cls):
+@pytest.mark.parametrize("path", [looped, vectorised])
+def test_inplace_false_leaves_the_input_alone(adapter_cls, path):
     x = torch.randn(6, 3, 8, 8)
     original = x.clone()
-    inplace = multimix.Mixer(adapter_cls(1.0), num_classes=6, per_sample=True, seed=3)(x.clone(), torch.arange(6))
-    copy = multimix.Mixer(adapter_cls(1.0, inplace=False), num_classes=6, per_sample=True, seed=3)(x, torch.arange(6))
+    inplace = multimix.Mixer(path(adapter_cls(1.0)), num_classes=6, per_sample=True, seed=3)(x.clone(), torch.arange(6))
+    copy = multimix.Mixer(path(adapter_cls(1.0, inplace=False)), num_classes=6, per_sample=True, seed=3)(
+        x, torch.arange(6)
+    )
     assert copy.inputs is not x and torch.equal(x, original)
     assert torch.equal(copy.inputs, inplace.inputs)
 

@@ -300,11 +300,13 @@ def test_dict_mixer_errors():
     use_cutmix=st.booleans(),
     smoothing=st.sampled_from([0.0, 0.1]),
     seed=st.integers(0, 2**31),
+    loop=st.booleans(),
 )
-def test_mixer_invariants(n, per_sample, p, use_cutmix, smoothing, seed):
+def test_mixer_invariants(n, per_sample, p, use_cutmix, smoothing, seed, loop):
     x = torch.randn(n, 2, 5, 6, generator=torch.Generator().manual_seed(seed))
     original = x.clone()
     adapter = CutMix(1.0) if use_cutmix else Mixup(1.0)
+    adapter.loop_min_numel = 0 if loop else 1 << 40
     mixer = multimix.Mixer(adapter, num_classes=4, per_sample=per_sample, p=p, label_smoothing=smoothing, seed=seed)
     out = mixer(x, torch.arange(n) % 4)
     torch.testing.assert_close(out.targets.sum(1), torch.ones(n))

@@ -1,0 +1,268 @@
+import math
+
+import pytest
+import torch
+from conftest import fixed_plan, looped, vectorised
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils.data import DataLoader
+
+import multimix
+from multimix.audio import PadCollate, SpecMix, SpecMixup, WaveMix, logaddexp_mix
+from multimix.image import CutMix, Mixup
+from multimix.lengths import check_lengths
+
+PATHS = [looped, vectorised]
+PLAN = fixed_plan([2, 0, 1, 3], [0.25, 0.6, 0.0, 0.5])  # sample 3 is its own partner
+
+
+def spectrogram(shape=(4, 5, 7), seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", [(4, 5, 7), (4, 2, 5, 7)])
+def test_spec_mixup_log_domain_is_lerp(path, shape):
+    x = spectrogram(shape)
+    original = x.clone()
+    out, lam = path(SpecMixup(1.0)).apply(x, PLAN, None)
+    w = PLAN.lam.view(-1, *([1] * (len(shape) - 1))).float()
+    torch.testing.assert_close(out, w * original + (1 - w) * original[PLAN.index])
+    assert torch.equal(lam, PLAN.lam)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("db", [False, True])
+def test_spec_mixup_power_domain_is_exp_lerp_log(path, db):
+    x = spectrogram() * (10 if db else 1)
+    original = x.clone().double()
+    out, _ = path(SpecMixup(1.0, domain="power", db=db)).apply(x, PLAN, None)
+    w = PLAN.lam.view(-1, 1, 1)
+    if db:
+        expected = 10 * torch.log10(w * 10 ** (original / 10) + (1 - w) * 10 ** (original[PLAN.index] / 10))
+    else:
+        expected = torch.log(w * original.exp() + (1 - w) * original[PLAN.index].exp())
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out[3], original[3].float())  # its own partner: unchanged
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    a=st.floats(-30, 30),
+    b=st.floats(-30, 30),
+    lam=st.floats(0, 1),
+    db=st.booleans(),
+)
+def test_power_domain_is_never_below_the_log_domain(a, b, lam, db):
+    """Jensen: log is concave, so mixing powers gives at least the mix of logs."""
+    ta, tb = torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)
+    power = float(logaddexp_mix(ta, tb, torch.tensor(lam, dtype=torch.float64), db=db))
+    assert power >= lam * a + (1 - lam) * b - 1e-9
+    assert power <= max(a, b) + 1e-9
+
+
+def test_logaddexp_mix_handles_extreme_values():
+    a, b = torch.tensor([-1e4, 1e4]), torch.tensor([1e4, -1e4])
+    out = logaddexp_mix(a, b, torch.tensor(0.5))
+    torch.testing.assert_close(out, torch.tensor([1e4 + math.log(0.5)] * 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("domain", ["log", "power"])
+def test_spec_mixup_low_precision(dtype, domain):
+    x = spectrogram().to(dtype)
+    reference = x.float()
+    out, _ = SpecMixup(1.0, domain=domain).apply(x, PLAN, None)
+    expected, _ = SpecMixup(1.0, domain=domain).apply(reference, PLAN, None)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), expected, atol=0.1, rtol=0.02)
+
+
+def test_power_domain_rejects_non_finite_values_and_changes_nothing():
+    x = spectrogram()
+    x[1, 2, 3] = -math.inf
+    original = x.clone()
+    mixer = multimix.Mixer(SpecMixup(1.0, domain="power"), num_classes=4, seed=0)
+    with pytest.raises(ValueError, match=r"inputs holds non-finite values .*floor the power before the log"):
+        mixer(x, torch.arange(4))
+    assert torch.equal(x, original)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_spec_mix_lam_is_the_kept_fraction(path, per_sample):
+    n, f, t = 6, 16, 40
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1).expand(n, f, t).contiguous()
+    mixer = multimix.Mixer(path(SpecMix(1.0, max_time_width=12)), num_classes=n, per_sample=per_sample, seed=2)
+    out = mixer(x, torch.arange(n))
+    for i in range(n):
+        assert float((out.inputs[i] == i).float().mean()) == pytest.approx(float(out.lam[i]), abs=1e-6)
+    widths = out.region.time[..., 1] - out.region.time[..., 0]
+    assert (widths <= 12).all()
+    if not per_sample:
+        assert (out.region.time == out.region.time[0]).all()
+
+
+def test_spec_mix_paths_agree_and_bands_are_time_and_frequency():
+    x = spectrogram((5, 2, 12, 30))
+    plan = fixed_plan([1, 2, 3, 4, 0], [0.5, 0.7, 0.3, 0.9, 0.6])
+    adapter = SpecMix(1.0, time_bands=1, freq_bands=1)
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
+    a, lam_a = looped(SpecMix(1.0)).apply(x.clone(), plan, region)
+    b, lam_b = vectorised(SpecMix(1.0)).apply(x.clone(), plan, region)
+    assert torch.equal(a, b) and torch.equal(lam_a, lam_b)
+    (t1, t2), (f1, f2) = region.time[0, 0].tolist(), region.freq[0, 0].tolist()
+    assert torch.equal(a[0][..., t1:t2], x[1][..., t1:t2]) and torch.equal(a[0][..., f1:f2, :], x[1][..., f1:f2, :])
+    cut = (t2 - t1) * 12 + (f2 - f1) * 30 - (t2 - t1) * (f2 - f1)
+    assert float(lam_a[0]) == pytest.approx(1 - cut / 360)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_wave_mix_with_lengths_by_hand(path):
+    x = torch.stack([torch.ones(6), torch.full((6,), 2.0)])
+    x[0, 4:] = 7.0  # padding garbage must not leak into the mix
+    valid = check_lengths(torch.tensor([4, 6]), 2, 6)
+    plan = fixed_plan([1, 0], [0.25, 0.5])
+    out, lam = path(WaveMix(1.0)).apply(x, plan, None, valid)
+    assert out[0].tolist() == [1.75, 1.75, 1.75, 1.75, 1.5, 1.5]  # 0.25 * 1 + 0.75 * 2, then 0.75 * 2
+    assert out[1].tolist() == [1.5, 1.5, 1.5, 1.5, 1.0, 1.0]  # 0.5 * 2 + 0.5 * 1, then 0.5 * 2
+    # duration-weighted: 0.25 * 4 / (0.25 * 4 + 0.75 * 6); 0.5 * 6 / (0.5 * 6 + 0.5 * 4)
+    torch.testing.assert_close(lam, torch.tensor([1 / 5.5, 0.6], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_wave_mix_energy_label_weight_by_hand(path):
+    x = torch.stack([torch.ones(4), torch.full((4,), 3.0)])
+    plan = fixed_plan([1, 0], [0.5, 0.5])
+    _, lam = path(WaveMix(1.0, label_weight="energy")).apply(x, plan, None, check_lengths(torch.tensor([4, 2]), 2, 4))
+    # energies 4 and 18: 0.25 * 4 / (0.25 * 4 + 0.25 * 18)
+    torch.testing.assert_close(lam, torch.tensor([4 / 22, 18 / 22], dtype=torch.float64))
+
+
+def test_wave_mix_lengths_and_masks_through_the_mixer():
+    waves = torch.randn(5, 2, 50)
+    lengths = torch.tensor([50, 10, 30, 0, 25])
+    a = multimix.Mixer(WaveMix(1.0), num_classes=5, per_sample=True, seed=1)(
+        waves.clone(), torch.arange(5), lengths=lengths
+    )
+    mask = torch.arange(50) < lengths[:, None]
+    b = multimix.Mixer(WaveMix(1.0), num_classes=5, per_sample=True, seed=1)(
+        waves.clone(), torch.arange(5), lengths=mask
+    )
+    torch.testing.assert_close(a.inputs, b.inputs)
+    expected = torch.where(a.plan.mixed, torch.maximum(lengths, lengths[a.index]), lengths)
+    assert torch.equal(a.lengths, expected)
+    assert torch.equal(b.lengths, torch.arange(50) < expected[:, None])
+    torch.testing.assert_close(a.targets.sum(1), torch.ones(5))
+
+
+def test_spectrogram_lengths_are_united():
+    spec = spectrogram((4, 5, 10))
+    lengths = torch.tensor([10, 3, 7, 5])
+    out = multimix.Mixer(SpecMixup(1.0), num_classes=4, seed=0)(spec, torch.arange(4), lengths=lengths)
+    assert torch.equal(out.lengths, torch.where(out.plan.mixed, torch.maximum(lengths, lengths[out.index]), lengths))
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_same_seed_same_plan_across_audio_and_image_adapters(per_sample):
+    plans = []
+    for adapter, x in [
+        (SpecMixup(0.5), spectrogram((8, 5, 7))),
+        (SpecMix(0.5), spectrogram((8, 5, 7))),
+        (WaveMix(0.5), torch.randn(8, 100)),
+        (Mixup(0.5), torch.randn(8, 3, 4, 4)),
+        (CutMix(0.5), torch.randn(8, 3, 4, 4)),
+    ]:
+        plans.append(multimix.Mixer(adapter, num_classes=8, per_sample=per_sample, seed=5)(x, torch.arange(8)).plan)
+    for plan in plans[1:]:
+        assert torch.equal(plan.index, plans[0].index) and torch.equal(plan.lam, plans[0].lam)
+
+
+def test_pad_collate_in_dataloader_workers():
+    clips = [(torch.randn(100 + 10 * i), i % 3) for i in range(12)]
+    mixer = multimix.Mixer(WaveMix(1.0), num_classes=3, per_sample=True, seed=0)
+    loader = DataLoader(clips, batch_size=4, collate_fn=PadCollate(mixer), num_workers=2)
+    batches = list(loader)
+    assert [b.inputs.shape[1] for b in batches] == [130, 170, 210]
+    for batch, start in zip(batches, (0, 4, 8), strict=True):
+        raw = torch.tensor([100 + 10 * (start + k) for k in range(4)])
+        assert torch.equal(batch.lengths, torch.where(batch.plan.mixed, torch.maximum(raw, raw[batch.index]), raw))
+
+
+@pytest.mark.parametrize(
+    ("adapter", "x", "lengths", "error", "match"),
+    [
+        (
+            WaveMix(1.0),
+            torch.randn(3, 10),
+            torch.tensor([1, 2]),
+            ValueError,
+            r"lengths must have shape \(3,\) .*got \(2,\)",
+        ),
+        (
+            WaveMix(1.0),
+            torch.randn(3, 10),
+            torch.tensor([1, -2, 3]),
+            ValueError,
+            r"lengths must lie in \[0, 10\] .*got values in \[-2, 3\]",
+        ),
+        (WaveMix(1.0), torch.randn(3, 10), torch.tensor([1, 2, 11]), ValueError, r"lengths must lie in \[0, 10\]"),
+        (
+            WaveMix(1.0),
+            torch.randn(3, 10),
+            torch.tensor([1.0, 2.0, 3.0]),
+            TypeError,
+            r"lengths \(B,\) must be integers",
+        ),
+        (WaveMix(1.0), torch.randn(3, 10), torch.ones(3, 9), ValueError, r"a padding mask must have shape \(3, 10\)"),
+        (WaveMix(1.0), torch.randn(3, 10), torch.full((3, 10), 2), ValueError, r"a padding mask must hold only 0/1"),
+        (
+            WaveMix(1.0),
+            torch.randn(3),
+            None,
+            ValueError,
+            r"inputs must have at least 2 dimensions \(B, T\) or \(B, C, T\)",
+        ),
+        (WaveMix(1.0), torch.randn(3, 1, 1, 10), None, ValueError, r"inputs must have at most 3 dimensions"),
+        (SpecMixup(1.0), torch.randn(3, 10), None, ValueError, r"at least 3 dimensions \(B, F, T\) or \(B, C, F, T\)"),
+        (
+            SpecMix(1.0, max_time_width=11),
+            torch.randn(3, 4, 10),
+            None,
+            ValueError,
+            r"max_time_width=11 is larger than the time axis of inputs \(10\); use <= 10",
+        ),
+        (
+            SpecMix(1.0, max_freq_width=5),
+            torch.randn(3, 4, 10),
+            None,
+            ValueError,
+            r"max_freq_width=5 is larger than the frequency axis of inputs \(4\)",
+        ),
+    ],
+)
+def test_audio_input_errors_change_nothing(adapter, x, lengths, error, match):
+    original = x.clone()
+    mixer = multimix.Mixer(adapter, num_classes=3, seed=0)
+    with pytest.raises(error, match=match):
+        mixer(x, torch.arange(x.shape[0]) % 3, lengths=lengths)
+    assert torch.equal(x, original)
+
+
+def test_audio_constructor_errors():
+    with pytest.raises(ValueError, match=r"domain must be 'log' or 'power', got 'linear'"):
+        SpecMixup(1.0, domain="linear")
+    with pytest.raises(TypeError, match=r"db must be a bool, got str"):
+        SpecMixup(1.0, db="yes")
+    with pytest.raises(ValueError, match=r"time_bands must be an int >= 1, got 0"):
+        SpecMix(1.0, time_bands=0)
+    with pytest.raises(ValueError, match=r"label_weight must be 'duration', 'energy' or 'lam', got 'rms'"):
+        WaveMix(1.0, label_weight="rms")
+    with pytest.raises(TypeError, match=r"mixer must be a multimix.Mixer, got str"):
+        PadCollate("mixer")
+    with pytest.raises(ValueError, match=r"samples is empty"):
+        PadCollate(multimix.Mixer(WaveMix(1.0), num_classes=2))([])
+    with pytest.raises(ValueError, match=r"lengths= works with tensor batches"):
+        multimix.Mixer({"wave": WaveMix(1.0)}, num_classes=2)(
+            {"wave": torch.randn(2, 5), "labels": torch.arange(2)}, lengths=torch.tensor([5, 5])
+        )
