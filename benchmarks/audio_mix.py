@@ -1,0 +1,87 @@
+"""Audio mixing cost relative to the torchaudio log-mel front end, side by side in one run.
+
+    python benchmarks/audio_mix.py                 # 64 clips x 1 s at 16 kHz, CPU, 2 threads
+    python benchmarks/audio_mix.py --device cuda
+
+Each adapter runs on what it mixes in a real pipeline: the spectrogram adapters on
+the front end's output (64 mels, 10 ms hop, dB), WaveMix on the waveforms (with
+random valid lengths, as a padded batch has). The goal is that mixing adds under 10%
+to the front end. Times are medians of ``--reps`` calls; compare the percentages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torchaudio
+
+import multimix
+from multimix.audio import SpecMix, SpecMixup, WaveMix
+
+NUM_CLASSES = 10
+
+
+def median_ms(fn: Callable[[], object], reps: int, device: torch.device) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    samples = int(args.seconds * args.sample_rate)
+    waves = (0.1 * torch.randn(args.batch, samples, generator=g)).to(device)
+    lengths = torch.randint(samples // 2, samples + 1, (args.batch,), generator=g).to(device)
+    labels = torch.randint(0, NUM_CLASSES, (args.batch,), generator=g).to(device)
+    front_end = torch.nn.Sequential(
+        torchaudio.transforms.MelSpectrogram(args.sample_rate, n_fft=1024, hop_length=160, n_mels=64),
+        torchaudio.transforms.AmplitudeToDB(top_db=80),
+    ).to(device)
+    spec = front_end(waves)
+    front_ms = median_ms(lambda: front_end(waves), args.reps, device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
+    print(f"{args.batch} clips x {args.seconds:g} s at {args.sample_rate} Hz -> log-mel {tuple(spec.shape)} on {where}")
+    print(f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, median of {args.reps}")
+    print(f"{'step':<50}{'ms':>8}{'% of front end':>16}")
+    print(f"{'front end: MelSpectrogram + AmplitudeToDB':<50}{front_ms:>8.2f}{100.0:>15.1f}%")
+    cases = [
+        ("SpecMixup log", SpecMixup(1.0), spec, None),
+        ("SpecMixup power (dB)", SpecMixup(1.0, domain="power", db=True), spec, None),
+        ("SpecMix (2 time + 2 freq bands)", SpecMix(1.0), spec, None),
+        ("WaveMix, lengths, duration label", WaveMix(1.0), waves, lengths),
+        ("WaveMix, lengths, energy label", WaveMix(1.0, label_weight="energy"), waves, lengths),
+    ]
+    for name, adapter, inputs, lens in cases:
+        for per_sample in (False, True):
+            mixer = multimix.Mixer(adapter, num_classes=NUM_CLASSES, per_sample=per_sample, seed=0)
+            batch = inputs.clone()
+            ms = median_ms(lambda m=mixer, b=batch, n=lens: m(b, labels, lengths=n), args.reps, device)
+            label = f"{name}, {'per-sample' if per_sample else 'batch'} lam"
+            print(f"{label:<50}{ms:>8.2f}{100 * ms / front_ms:>15.1f}%")
+
+
+if __name__ == "__main__":
+    main()
