@@ -266,3 +266,26 @@ def test_audio_constructor_errors():
         multimix.Mixer({"wave": WaveMix(1.0)}, num_classes=2)(
             {"wave": torch.randn(2, 5), "labels": torch.arange(2)}, lengths=torch.tensor([5, 5])
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    ("make", "shape", "lengths"),
+    [
+        (lambda: SpecMix(1.0), (4, 2, 6, 9), None),
+        (lambda: WaveMix(1.0), (4, 2, 30), torch.tensor([30, 12, 20, 5])),
+        (lambda: WaveMix(1.0, label_weight="energy"), (4, 30), None),
+    ],
+)
+def test_audio_low_precision_matches_float32(dtype, path, make, shape, lengths):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    low = multimix.Mixer(path(make()), num_classes=4, per_sample=True, seed=3)(
+        x.to(dtype), torch.arange(4), lengths=lengths
+    )
+    full = multimix.Mixer(path(make()), num_classes=4, per_sample=True, seed=3)(
+        x.clone(), torch.arange(4), lengths=lengths
+    )
+    assert low.inputs.dtype == dtype
+    torch.testing.assert_close(low.inputs.float(), full.inputs, atol=0.05, rtol=0.02)
+    torch.testing.assert_close(low.lam, full.lam, atol=1e-2, rtol=1e-2)
