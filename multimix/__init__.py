@@ -8,7 +8,7 @@ adapter (``multimix.image``, ...) applies it; targets become soft rows and
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import Any
 
 from multimix.adapter import Adapter
 from multimix.losses import BinaryCrossEntropy, SoftTargetCrossEntropy, binary_cross_entropy, soft_cross_entropy
@@ -19,8 +19,11 @@ from multimix.targets import mix_targets, soft_targets
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - wrap/unwrap/MixupModel load lazily
     "Adapter",
+    "MixupModel",
+    "unwrap",
+    "wrap",
     "BinaryCrossEntropy",
     "MixPlan",
     "MixedBatch",
@@ -36,11 +39,14 @@ __all__ = [
     "soft_targets",
 ]
 
-_SUBMODULES = ("audio", "image")
+_SUBMODULES = ("audio", "hf", "image", "text")
+_FROM_HF = ("MixupModel", "unwrap", "wrap")
 
 
-def __getattr__(name: str) -> ModuleType:
-    """Import modality modules on first use, so ``import multimix`` stays light."""
+def __getattr__(name: str) -> Any:
+    """Import modality modules and the Hugging Face wrapper on first use, so ``import multimix`` stays light."""
     if name in _SUBMODULES:
         return importlib.import_module(f"multimix.{name}")
+    if name in _FROM_HF:
+        return getattr(importlib.import_module("multimix.hf"), name)
     raise AttributeError(f"module 'multimix' has no attribute {name!r}")

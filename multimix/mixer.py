@@ -303,18 +303,7 @@ class Mixer:
                 ``(B, T)`` along the last axis; the mixed ones come back on the batch.
         """
         fields, targets, validity = self._split(inputs, targets, lengths)
-        batch_size = targets.shape[0]
-        if self.enabled and self.p > 0:
-            plan = draw_plan(
-                batch_size,
-                [a.alpha for a in self.adapters] if self.fields is None else [self.adapters[0].alpha],
-                self.generator,
-                weights=self.weights,
-                per_sample=self.per_sample,
-                p=self.p,
-            )
-        else:
-            plan = identity_plan(batch_size)
+        plan = self.draw(targets.shape[0])
         if self.fields is None:
             pairs = [("inputs", fields["inputs"], self.adapters[plan.choice])]
         else:
@@ -337,6 +326,23 @@ class Mixer:
         out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
         out_inputs.update(mixed)
         return MixedBatch(out_inputs, soft, lam_out, index_out, plan, regions)
+
+    def draw(self, batch_size: int) -> MixPlan:
+        """Draw the next plan from the generator; the identity plan while mixing is off or ``p == 0``."""
+        if not (self.enabled and self.p > 0):
+            return identity_plan(batch_size)
+        alphas = [a.alpha for a in self.adapters] if self.fields is None else [self.adapters[0].alpha]
+        return draw_plan(batch_size, alphas, self.generator, weights=self.weights, per_sample=self.per_sample, p=self.p)
+
+    def soft_targets(self, targets: torch.Tensor, plan: MixPlan, lam: torch.Tensor | None = None) -> torch.Tensor:
+        """Soft rows ``(B, C)`` for ``targets`` under ``plan``, smoothing folded in.
+
+        ``lam`` is the label weight the adapter applied (the plan's lam if None).
+        """
+        rows = soft_targets(
+            targets, self.num_classes, label_smoothing=self.label_smoothing, multi_label=self.multi_label
+        )
+        return mix_targets(rows, plan.index, plan.lam if lam is None else lam)
 
     def seed_worker(self) -> None:
         """In a DataLoader worker, reseed the plan generator once from the worker's seed.
