@@ -337,3 +337,15 @@ def test_real_minilm_offline(monkeypatch):
     out.loss.backward()
     assert torch.isfinite(out.loss) and base.classifier.weight.grad is not None
     assert hooks_on(base) == 0
+
+
+def test_torch_compile_matches_eager_over_two_steps():
+    base = tiny("bert", num_hidden_layers=2)
+    ids, mask, labels = text_batch()
+    eager = multimix.wrap(base, HiddenMix(1.0, layers=(1, 2)), seed=0).train()
+    compiled = torch.compile(multimix.wrap(base, HiddenMix(1.0, layers=(1, 2)), seed=0).train())
+    for _ in range(2):  # a new plan (and layer) each step
+        expected = eager(input_ids=ids, attention_mask=mask, labels=labels).loss
+        got = compiled(input_ids=ids, attention_mask=mask, labels=labels).loss
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert hooks_on(base) == 0
