@@ -11,7 +11,7 @@ from conftest import fixed_plan  # noqa: E402
 from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: E402
 
 import multimix  # noqa: E402
-from multimix.audio import SpecMixup  # noqa: E402
+from multimix.audio import SpecMixup, WaveMix  # noqa: E402
 from multimix.image import Mixup  # noqa: E402
 from multimix.text import HiddenMix  # noqa: E402
 
@@ -349,3 +349,44 @@ def test_torch_compile_matches_eager_over_two_steps():
         got = compiled(input_ids=ids, attention_mask=mask, labels=labels).loss
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert hooks_on(base) == 0
+
+
+def test_raw_audio_model_mixes_input_values_and_unites_the_attention_mask():
+    config = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, conv_dim=(16, 16),
+        conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        num_labels=3, feat_extract_norm="layer", do_stable_layer_norm=True, hidden_dropout=0.0,
+        attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0, final_dropout=0.0, layerdrop=0.0,
+        mask_time_prob=0.0, classifier_proj_size=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    base = transformers.Wav2Vec2ForSequenceClassification(config)
+    waves, labels = torch.randn(4, 800), torch.tensor([0, 1, 2, 0])
+    mask = torch.ones(4, 800, dtype=torch.long)
+    mask[1, 400:] = 0
+    plan = fixed_plan([1, 0, 3, 2], [0.5, 1.0, 0.5, 0.5])
+    seen = {}
+    model = with_plan(multimix.wrap(base, WaveMix(1.0, inplace=False)).train(), plan)
+    handle = base.register_forward_pre_hook(lambda m, a, k: seen.update(k), with_kwargs=True)
+    out = model(input_values=waves, attention_mask=mask, labels=labels)
+    handle.remove()
+    assert torch.equal(seen["attention_mask"][0], torch.ones(800, dtype=torch.long))  # 0 mixed with the short 1
+    assert torch.equal(seen["attention_mask"][1], mask[1])  # lam = 1 keeps its own
+    expected_wave0 = 0.5 * waves[0] + 0.5 * waves[1] * mask[1]
+    torch.testing.assert_close(seen["input_values"][0], expected_wave0)
+    assert torch.isfinite(out.loss)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_wrap_on_cuda_in_bf16_autocast():
+    base = tiny("bert").cuda()
+    ids, mask, labels = (t.cuda() for t in text_batch())
+    model = multimix.wrap(base, HiddenMix(1.0, layers=(1, 2)), seed=0).train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and hooks_on(base) == 0
+    assert torch.equal(
+        model.eval()(input_ids=ids, attention_mask=mask).logits, base(input_ids=ids, attention_mask=mask).logits
+    )
