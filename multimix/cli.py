@@ -1,7 +1,7 @@
 """The ``multimix`` command line.
 
-``multimix info`` reports what this installation can run (versions, devices,
-adapters); the recipes (``multimix run``) build on it.
+``multimix recipes`` lists the recipes, ``multimix run NAME`` trains one (flags
+override the recipe's YAML defaults), ``multimix info`` reports versions and devices.
 """
 
 from __future__ import annotations
@@ -32,19 +32,63 @@ def _info() -> int:
     return 0
 
 
+def _add_run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("name", help="recipe: image, speech or text (see `multimix recipes`)")
+    run.add_argument("--config", help="a YAML file of keys overriding the recipe's defaults")
+    run.add_argument("--method", help="erm, mixup, cutmix, specmix, hidden, ... (see `multimix recipes`)")
+    run.add_argument("--alpha", type=float, help="lam ~ Beta(alpha, alpha)")
+    run.add_argument("--epochs", type=int)
+    run.add_argument("--batch-size", type=int, dest="batch_size")
+    run.add_argument("--lr", type=float)
+    run.add_argument("--data", help="'embedded' (default), a dataset name, or a local path")
+    run.add_argument("--model", help="model name (image/speech) or Hugging Face checkpoint (text)")
+    run.add_argument("--out", help="output folder")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--quick", action="store_const", const=True, help="a smoke run: 1 epoch on a few hundred samples")
+    run.add_argument("--compare", help="comma-separated methods trained on the same data and seed, e.g. erm,mixup")
+    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multimix", description=multimix.__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"multimix {multimix.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("info", help="show versions, devices and installed extras")
+    commands.add_parser("recipes", help="list the recipes: task, default data, model, methods")
+    _add_run_arguments(commands.add_parser("run", help="train and evaluate a recipe"))
     return parser
 
 
+def _run(args: argparse.Namespace) -> int:
+    from multimix import recipes
+    from multimix.recipes.runner import run
+
+    recipes.load(args.name)  # an unknown recipe fails first, listing the valid ones
+    keys = ("method", "alpha", "epochs", "batch_size", "lr", "data", "model", "out", "seed", "device", "quick")
+    overrides = {key: getattr(args, key) for key in keys}
+    compare = [m.strip() for m in args.compare.split(",") if m.strip()] if args.compare else None
+    if compare is not None and len(compare) < 2:
+        raise ValueError(f"--compare needs at least two methods separated by commas, got {args.compare!r}")
+    run(args.name, config_file=args.config, overrides=overrides, compare=compare, resume=args.resume)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "info":
         return _info()
-    return 2  # pragma: no cover - argparse rejects unknown commands first
+    if args.command == "recipes":
+        from multimix.recipes import describe
+
+        print("\n".join(describe()))
+        return 0
+    try:
+        return _run(args)
+    except ValueError as error:
+        parser.exit(2, f"multimix: error: {error}\n")
+    return 2  # pragma: no cover
 
 
 if __name__ == "__main__":
