@@ -169,8 +169,9 @@ def train(task: Task, config: dict[str, Any], out: Path, *, resume: bool = False
             "test_accuracy": result["test_accuracy"], "test_loss": result["test_loss"], "test_ece": result["test_ece"],
             "train_seconds": seconds, "train_samples_per_second": seen / seconds,
         })  # fmt: skip
-        print(f"epoch {epoch + 1}: train loss {history[-1]['train_loss']:.4f}, test accuracy "
-              f"{result['test_accuracy']:.4f}, test loss {result['test_loss']:.4f}, ECE {result['test_ece']:.4f}")  # fmt: skip
+        last = history[-1]
+        print(f"epoch {epoch + 1}: train loss {last['train_loss']:.4f}, test accuracy {last['test_accuracy']:.4f}, "
+              f"test loss {last['test_loss']:.4f}, ECE {last['test_ece']:.4f}")  # fmt: skip
         _save_atomically({
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "mixer": task.mixer.state_dict() if task.mixer else None,

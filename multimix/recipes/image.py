@@ -94,7 +94,8 @@ def load_folder(root: Path, config: dict[str, Any]) -> tuple[TensorDataset, Tens
         splits = {"all": root}
     classes = sorted(d.name for d in next(iter(splits.values())).iterdir() if d.is_dir())
     found: dict[str, list[tuple[Path, int]]] = {
-        split: [(f, k) for k, c in enumerate(classes) for f in sorted((path / c).glob("*")) if f.suffix.lower() in suffixes]
+        split: [(f, k) for k, c in enumerate(classes) for f in sorted((path / c).glob("*"))
+                if f.suffix.lower() in suffixes]
         for split, path in splits.items()
     }  # fmt: skip
     if sum(len(v) for v in found.values()) == 0:

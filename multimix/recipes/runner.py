@@ -53,7 +53,10 @@ def run(
 def _write_comparison(results: dict[str, dict[str, Any]], out: Path) -> None:
     """A side-by-side table (Markdown and JSON) and both methods on one figure."""
     rows = {method: r["final"] for method, r in results.items()}
-    lines = ["| method | test accuracy | test error | test loss | ECE | train samples/s |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| method | test accuracy | test error | test loss | ECE | train samples/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for method, final in rows.items():
         lines.append(
             f"| {method} | {final['test_accuracy']:.4f} | {1 - final['test_accuracy']:.4f} | {final['test_loss']:.4f} "
