@@ -13,6 +13,7 @@ __all__ = ["RECIPES", "describe", "load"]
 
 RECIPES = {
     "image": ("CIFAR-10 subset (embedded)", "PreAct ResNet-18 on GPU, small CNN on CPU"),
+    "speech": ("Free Spoken Digit Dataset (embedded)", "log-mel front end + CNN"),
 }
 
 

@@ -1,0 +1,192 @@
+"""Speech recipe: spoken digits (FSDD, embedded), a log-mel front end on the device, a small CNN.
+
+    multimix run speech                        # embedded FSDD, takes 0-4 held out
+    multimix run speech --compare erm,mixup,specmix,wavemix
+
+Clips are padded or cut to ``clip_seconds`` with their valid lengths kept. ``wavemix``
+mixes the waveforms (lengths-aware) before the front end; ``mixup`` (SpecMixup) and
+``specmix`` mix the log-mel spectrograms after it, on the device.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import wave
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+from torch.utils.data import Dataset
+
+import multimix
+from multimix.audio import SpecMix, SpecMixup, WaveMix
+from multimix.recipes import models
+from multimix.recipes.engine import Task, pick_device
+
+NAMED = ("speech_commands",)
+FSDD_NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
+
+
+def read_wav(data: bytes) -> tuple[torch.Tensor, int]:
+    """A 16-bit PCM WAV as a mono float tensor in [-1, 1] and its sample rate (torchaudio 2.9+ no longer decodes)."""
+    with wave.open(io.BytesIO(data)) as handle:
+        if handle.getsampwidth() != 2:
+            raise ValueError(f"only 16-bit PCM WAV is supported, got {8 * handle.getsampwidth()}-bit")
+        samples = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2").astype(np.float32) / 32768
+        samples = samples.reshape(-1, handle.getnchannels()).mean(axis=1)
+        return torch.from_numpy(samples.copy()), handle.getframerate()
+
+
+class Clips(Dataset):
+    """Waveforms of one sample rate, padded or cut to a fixed length; items are ``((wave, length), label)``."""
+
+    def __init__(self, clips: list[tuple[torch.Tensor, int]], sample_rate: int, seconds: float) -> None:
+        self.size = int(sample_rate * seconds)
+        self.waves = torch.zeros(len(clips), self.size)
+        self.lengths = torch.zeros(len(clips), dtype=torch.long)
+        for i, (clip, _) in enumerate(clips):
+            n = min(len(clip), self.size)
+            self.waves[i, :n], self.lengths[i] = clip[:n], n
+        self.labels = torch.tensor([label for _, label in clips])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        return (self.waves[i], self.lengths[i]), self.labels[i]
+
+
+def _resampled(clip: torch.Tensor, rate: int, target: int) -> torch.Tensor:
+    return clip if rate == target else torchaudio.functional.resample(clip, rate, target)
+
+
+def load_embedded(config: dict[str, Any]) -> tuple[list, list, list[str]]:
+    """FSDD: takes 0-4 of every digit and speaker are the test set (the dataset's usual split)."""
+    train, test = [], []
+    path = resources.files("multimix.recipes").joinpath("data/fsdd-recordings.tar.xz")
+    with resources.as_file(path) as file, tarfile.open(file) as archive:
+        for member in sorted(archive.getmembers(), key=lambda m: m.name):
+            match = FSDD_NAME.search(member.name)
+            if not member.isfile() or match is None:
+                continue
+            clip, rate = read_wav(archive.extractfile(member).read())
+            item = (_resampled(clip, rate, config["sample_rate"]), int(match.group(1)))
+            (test if int(match.group(3)) < 5 else train).append(item)
+    return train, test, [str(d) for d in range(10)]
+
+
+def load_named(name: str, config: dict[str, Any]) -> tuple[list, list, list[str]]:
+    """Speech Commands v0.02 through torchaudio (downloaded into ``data_root``)."""
+    root = Path(config["data_root"]).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        splits = {s: torchaudio.datasets.SPEECHCOMMANDS(root, download=True, subset=s) for s in ("training", "testing")}
+    except (OSError, RuntimeError) as error:
+        raise ValueError(
+            f"could not download {name} into {root} ({error}); offline, use the embedded data (--data embedded) "
+            "or a local folder of WAV files (--data PATH)"
+        ) from error
+    classes = sorted({splits["training"].get_metadata(i)[2] for i in range(len(splits["training"]))})
+    loaded = []
+    for split in splits.values():
+        items = []
+        for i in range(len(split)):
+            relative, rate, label, *_ = split.get_metadata(i)
+            clip, rate = read_wav((Path(split._archive) / relative).read_bytes())
+            items.append((_resampled(clip, rate, config["sample_rate"]), classes.index(label)))
+        loaded.append(items)
+    return loaded[0], loaded[1], classes
+
+
+def load_folder(root: Path, config: dict[str, Any]) -> tuple[list, list, list[str]]:
+    """WAV files in ``<label>/`` subfolders or named ``<label>_*.wav``; a seeded 80/20 split."""
+    files = sorted(root.rglob("*.wav"))
+    labels = [f.parent.name if f.parent != root else f.stem.split("_")[0] for f in files]
+    if not files:
+        raise ValueError(f"--data {root} holds no .wav files (expected <label>/*.wav or <label>_*.wav)")
+    classes = sorted(set(labels))
+    items = []
+    for f, label in zip(files, labels, strict=True):
+        clip, rate = read_wav(f.read_bytes())
+        items.append((_resampled(clip, rate, config["sample_rate"]), classes.index(label)))
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(config["seed"])).tolist()
+    cut = int(0.8 * len(items))
+    return [items[i] for i in order[:cut]], [items[i] for i in order[cut:]], classes
+
+
+def load_data(config: dict[str, Any]) -> tuple[Clips, Clips, list[str]]:
+    data = config["data"]
+    if data == "embedded":
+        train, test, classes = load_embedded(config)
+    elif data in NAMED:
+        train, test, classes = load_named(data, config)
+    elif Path(data).is_dir():
+        train, test, classes = load_folder(Path(data), config)
+    else:
+        raise ValueError(f"--data {data!r} is neither a dataset name ({['embedded', *NAMED]}) nor an existing folder")
+    for split, limit in ((train, config["train_limit"]), (test, config["test_limit"])):
+        if limit is not None and limit < len(split):
+            order = torch.randperm(len(split), generator=torch.Generator().manual_seed(config["seed"]))
+            split[:] = [split[i] for i in sorted(order[:limit].tolist())]
+    rate, seconds = config["sample_rate"], config["clip_seconds"]
+    return Clips(train, rate, seconds), Clips(test, rate, seconds), classes
+
+
+def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | None:
+    adapter = {
+        "erm": None,
+        "mixup": SpecMixup(config["alpha"], domain=config["domain"], db=True),
+        "specmix": SpecMix(config["alpha"]),
+        "wavemix": WaveMix(config["alpha"]),
+    }[config["method"]]
+    if adapter is None:
+        return None
+    return multimix.Mixer(adapter, num_classes, per_sample=config["per_sample"],
+                          label_smoothing=config["label_smoothing"], seed=config["seed"])  # fmt: skip
+
+
+def build(config: dict[str, Any]) -> Task:
+    """Data, front end, model and mixer for one run."""
+    train_set, test_set, classes = load_data(config)
+    device = pick_device(config["device"])
+    hop = config["sample_rate"] // 100  # 10 ms frames
+    front_end = nn.Sequential(
+        torchaudio.transforms.MelSpectrogram(
+            config["sample_rate"], n_fft=4 * hop, hop_length=hop, n_mels=config["n_mels"]
+        ),
+        torchaudio.transforms.AmplitudeToDB(top_db=80),
+    ).to(device)
+    model = nn.Sequential(nn.BatchNorm2d(1), models.build(config["model"], 1, len(classes), device))
+    mixer = build_mixer(config, len(classes))
+    frames = lambda lengths: lengths.div(hop, rounding_mode="floor") + 1  # noqa: E731
+
+    def features(waves: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, enabled=False):  # the STFT stays in float32
+            return front_end(waves.float())
+
+    def train_loss(batch: Any, device: torch.device) -> torch.Tensor:
+        (waves, lengths), labels = batch
+        waves, lengths, labels = waves.to(device), lengths.to(device), labels.to(device)
+        if mixer is None:
+            return F.cross_entropy(model(features(waves).unsqueeze(1)), labels)
+        if config["method"] == "wavemix":
+            out = mixer(waves, labels, lengths=lengths)
+            logits = model(features(out.inputs).unsqueeze(1))
+        else:
+            spec = features(waves)
+            out = mixer(spec, labels, lengths=frames(lengths).clamp(max=spec.shape[-1]))
+            logits = model(out.inputs.unsqueeze(1))
+        return multimix.soft_cross_entropy(logits, out.targets)
+
+    def test_logits(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        (waves, _), labels = batch
+        return model(features(waves.to(device)).unsqueeze(1)), labels
+
+    return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes)
