@@ -14,6 +14,7 @@ __all__ = ["RECIPES", "describe", "load"]
 RECIPES = {
     "image": ("CIFAR-10 subset (embedded)", "PreAct ResNet-18 on GPU, small CNN on CPU"),
     "speech": ("Free Spoken Digit Dataset (embedded)", "log-mel front end + CNN"),
+    "text": ("movie-review sentences MR (embedded)", "all-MiniLM-L6-v2 wrapped with multimix.wrap"),
 }
 
 

