@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
 
     recipes.load(args.name)  # an unknown recipe fails first, listing the valid ones
     keys = ("method", "alpha", "epochs", "batch_size", "lr", "data", "model", "out", "seed", "device", "quick")
-    overrides = {key: getattr(args, key) for key in keys}
+    overrides = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     compare = [m.strip() for m in args.compare.split(",") if m.strip()] if args.compare else None
     if compare is not None and len(compare) < 2:
         raise ValueError(f"--compare needs at least two methods separated by commas, got {args.compare!r}")

@@ -73,7 +73,7 @@ def resolve(recipe: str, config_file: str | Path | None, overrides: dict[str, An
         if not isinstance(loaded, dict):
             raise ValueError(f"--config {path} must hold a YAML mapping of keys, got {type(loaded).__name__}")
         _merge(config, loaded, defaults, f"--config {path}")
-    _merge(config, {k: v for k, v in overrides.items() if v is not None}, defaults, "command line")
+    _merge(config, overrides, defaults, "command line")
     methods = config[METHODS_KEY]
     if config["method"] not in methods:
         raise ValueError(f"unknown method {config['method']!r} for recipe {recipe!r}; choose one of {methods}")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from multimix.recipes import config as configuration
 from multimix.recipes import engine, load, plots
@@ -33,7 +36,7 @@ def run(
     recipe = load(name)
     overrides = dict(overrides or {})
     methods = compare or [None]
-    configs = [_resolved(name, config_file, {**overrides, "method": m or overrides.get("method")}) for m in methods]
+    configs = [_resolved(name, config_file, overrides if m is None else {**overrides, "method": m}) for m in methods]
     engine.pick_device(configs[0]["device"])  # a bad --device fails before any data is read
     out = Path(configs[0]["out"])
     results = {}
@@ -42,6 +45,8 @@ def run(
         run_out.mkdir(parents=True, exist_ok=True)
         configuration.save(config, run_out / "config.yaml")
         print(f"== {name}: {config['method']} (alpha {config['alpha']}) -> {run_out}")
+        torch.manual_seed(config["seed"])  # model initialisation is part of the run
+        random.seed(config["seed"])
         task = recipe.build(config)
         results[config["method"]] = engine.train(task, config, run_out, resume=resume)
     if compare:

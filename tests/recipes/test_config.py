@@ -1,0 +1,59 @@
+import pytest
+import yaml
+
+from multimix.recipes import RECIPES, describe, load
+from multimix.recipes.config import load_defaults, resolve
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_defaults_resolve_and_name_their_methods(name):
+    config = resolve(name, None, {})
+    assert config["recipe"] == name and config["method"] in config["methods"]
+    assert set(load_defaults(name)) <= set(config)
+
+
+def test_describe_lists_one_line_per_recipe():
+    lines = describe()
+    assert [line.split()[0] for line in lines] == ["image", "speech", "text"]
+    assert "methods erm, mixup, cutmix, mixup+cutmix" in lines[0]
+
+
+def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"epochs": 3, "alpha": 0.5, "train_limit": None}))
+    config = resolve("image", path, {"alpha": 0.2})
+    assert config["epochs"] == 3 and config["alpha"] == 0.2 and config["train_limit"] is None
+
+
+@pytest.mark.parametrize(
+    ("file_content", "overrides", "match"),
+    [
+        ({"epoch": 3}, {}, r"--config .*unknown key\(s\) \['epoch'\]; valid keys are \[.*'epochs'"),
+        ({}, {"learning_rate": 0.1}, r"command line: unknown key\(s\) \['learning_rate'\]"),
+        ({"epochs": "ten"}, {}, r"epochs must be an integer, got 'ten'"),
+        ({"per_sample": 1}, {}, r"per_sample must be true or false, got 1"),
+        ({}, {"method": "manifold"}, r"unknown method 'manifold' for recipe 'image'; choose one of \['erm', 'mixup'"),
+        ({}, {"alpha": 0.0}, r"alpha must be finite and > 0 .*got 0.0"),
+        ({}, {"alpha": -1.0}, r"alpha must be finite and > 0"),
+        ({}, {"epochs": 0}, r"epochs must be >= 1, got 0"),
+    ],
+)
+def test_config_errors(tmp_path, file_content, overrides, match):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(file_content))
+    with pytest.raises(ValueError, match=match):
+        resolve("image", path, overrides)
+
+
+def test_missing_or_malformed_config_files(tmp_path):
+    with pytest.raises(ValueError, match=r"--config .*nope.yaml does not exist"):
+        resolve("image", tmp_path / "nope.yaml", {})
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match=r"must hold a YAML mapping of keys, got list"):
+        resolve("image", bad, {})
+
+
+def test_unknown_recipe_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown recipe 'audio'; choose one of \['image', 'speech', 'text'\]"):
+        load("audio")

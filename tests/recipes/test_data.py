@@ -1,0 +1,106 @@
+"""The embedded datasets: counts, classes, and train/test disjointness."""
+
+import hashlib
+
+import pytest
+import torch
+
+from multimix.recipes import image, speech, text
+from multimix.recipes.config import resolve
+
+
+def digests(rows) -> set[str]:
+    return {hashlib.sha1(row.numpy().tobytes()).hexdigest() for row in rows}
+
+
+def test_image_embedded_cifar10_subset():
+    config = resolve("image", None, {"train_limit": None, "test_limit": None})
+    train, test, classes = image.load_data(config)
+    assert classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert len(train) == 20000 and len(test) == 5000
+    assert train.tensors[0].shape[1:] == (3, 32, 32) and train.tensors[0].dtype == torch.uint8
+    assert torch.bincount(train.tensors[1]).tolist() == [2000] * 10
+    assert torch.bincount(test.tensors[1]).tolist() == [500] * 10
+    assert not digests(train.tensors[0]) & digests(test.tensors[0])
+
+
+def test_image_limits_are_seeded_subsets():
+    config = resolve("image", None, {"train_limit": 100, "test_limit": 50})
+    a, _, _ = image.load_data(config)
+    b, test, _ = image.load_data(config)
+    assert len(a) == 100 and len(test) == 50 and torch.equal(a.tensors[0], b.tensors[0])
+
+
+def test_speech_embedded_fsdd_holds_out_takes_0_to_4():
+    config = resolve("speech", None, {})
+    train, test, classes = speech.load_data(config)
+    assert classes == [str(d) for d in range(10)]
+    assert len(train) == 2700 and len(test) == 300  # 45 and 5 takes x 6 speakers x 10 digits
+    assert torch.bincount(train.labels).tolist() == [270] * 10 and torch.bincount(test.labels).tolist() == [30] * 10
+    assert train.waves.shape == (2700, 8000) and (train.lengths > 0).all() and (train.lengths <= 8000).all()
+    assert not digests(train.waves) & digests(test.waves)
+    assert float(train.waves.abs().max()) <= 1.0 and float(train.waves.std()) > 0.01  # real audio, not silence
+
+
+def test_text_embedded_mr():
+    config = resolve("text", None, {"train_limit": None, "test_limit": None})
+    train, test, classes = text.load_data(config)
+    assert classes == ["negative", "positive"]
+    assert len(train) == 11477 and len(test) == 1275
+    assert not {t for t, _ in train} & {t for t, _ in test}
+    labels = [label for _, label in train + test]
+    assert labels.count(1) > labels.count(0) > 5000  # fresh 7,403 / rotten 5,405 before de-duplication
+
+
+@pytest.mark.parametrize(
+    ("module", "recipe", "match"),
+    [
+        (image, "image", r"--data '/no/such/place' is neither a dataset name \(\['embedded', 'cifar10'"),
+        (speech, "speech", r"--data '/no/such/place' is neither a dataset name \(\['embedded', 'speech_commands'\]\)"),
+        (text, "text", r"--data '/no/such/place' is neither a dataset name \(\['embedded', 'rotten_tomatoes'"),
+    ],
+)
+def test_unknown_data_is_an_error(module, recipe, match):
+    with pytest.raises(ValueError, match=match):
+        module.load_data(resolve(recipe, None, {"data": "/no/such/place"}))
+
+
+def test_local_folders_and_csv(tmp_path):
+    from PIL import Image
+
+    for label in ("cats", "dogs"):
+        (tmp_path / "img" / label).mkdir(parents=True)
+        for k in range(5):
+            Image.new("RGB", (40, 40), (k * 40, 0, 0)).save(tmp_path / "img" / label / f"{k}.png")
+    train, test, classes = image.load_data(resolve("image", None, {"data": str(tmp_path / "img")}))
+    assert classes == ["cats", "dogs"] and len(train) == 8 and len(test) == 2
+    assert train.tensors[0].shape[1:] == (3, 32, 32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"has no images in <class>/ subfolders"):
+        image.load_data(resolve("image", None, {"data": str(tmp_path / "empty")}))
+    csv = tmp_path / "reviews.csv"
+    csv.write_text("text,label\n" + "".join(f"review {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
+    train, test, classes = text.load_data(resolve("text", None, {"data": str(csv)}))
+    assert classes == ["neg", "pos"] and len(train) == 18 and len(test) == 2
+    (tmp_path / "bad.csv").write_text("sentence,y\na,1\n")
+    with pytest.raises(ValueError, match=r"must be a CSV with columns text,label"):
+        text.load_data(resolve("text", None, {"data": str(tmp_path / "bad.csv")}))
+    with pytest.raises(ValueError, match=r"holds no .wav files"):
+        speech.load_data(resolve("speech", None, {"data": str(tmp_path / "empty")}))
+
+
+def test_wav_folder_by_label(tmp_path):
+    import wave
+
+    import numpy as np
+
+    for label in ("yes", "no"):
+        for k in range(5):
+            with wave.open(str(tmp_path / f"{label}_{k}.wav"), "wb") as handle:
+                handle.setnchannels(1)
+                handle.setsampwidth(2)
+                handle.setframerate(16000)
+                handle.writeframes((np.sin(np.arange(4000) * (k + 1) / 10) * 8000).astype("<i2").tobytes())
+    train, test, classes = speech.load_data(resolve("speech", None, {"data": str(tmp_path)}))
+    assert classes == ["no", "yes"] and len(train) == 8 and len(test) == 2
+    assert int(train.lengths.max()) == 2000  # 0.25 s resampled from 16 kHz to 8 kHz
