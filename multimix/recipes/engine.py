@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 import multimix
-from multimix.recipes import plots
+from multimix.recipes import distributed, plots
 
 __all__ = ["Task", "pick_device", "train"]
 
@@ -38,7 +38,9 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun / accelerate launch: one GPU per process
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
 
 
@@ -109,6 +111,9 @@ def evaluate(task: Task, loader: Iterable, device: torch.device, autocast: Any) 
 def train(task: Task, config: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, Any]:
     """Train ``task`` for ``config['epochs']`` epochs, writing metrics, checkpoints and plots to ``out``."""
     device = pick_device(config["device"])
+    world = distributed.current(device.type)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config["seed"])
     random.seed(config["seed"])
@@ -145,8 +150,15 @@ def train(task: Task, config: dict[str, Any], out: Path, *, resume: bool = False
         if task.mixer is not None:
             task.mixer.set_epoch(epoch)
         order = torch.Generator().manual_seed(config["seed"] * 1000 + epoch)
-        loader = DataLoader(task.train_set, batch_size=config["batch_size"], shuffle=True, drop_last=True,
-                            generator=order, collate_fn=task.collate)  # fmt: skip
+        sampler = None
+        if world.size > 1:  # each rank: its shard of the epoch, its own plans and augmentations
+            sampler = DistributedSampler(task.train_set, world.size, world.rank, seed=config["seed"], drop_last=True)
+            sampler.set_epoch(epoch)
+            torch.manual_seed(distributed.rank_seed(config["seed"], world.rank, epoch))
+            if task.mixer is not None:
+                task.mixer.generator.manual_seed(distributed.rank_seed(config["seed"] + 1, world.rank, epoch))
+        loader = DataLoader(task.train_set, batch_size=config["batch_size"], shuffle=sampler is None, drop_last=True,
+                            generator=order, sampler=sampler, collate_fn=task.collate)  # fmt: skip
         model.train()
         started, seen, total_loss = time.perf_counter(), 0, 0.0
         progress = tqdm(loader, desc=f"epoch {epoch + 1}/{config['epochs']}", leave=False,
@@ -156,6 +168,8 @@ def train(task: Task, config: dict[str, Any], out: Path, *, resume: bool = False
                 loss = task.train_loss(batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if world.size > 1:
+                distributed.average_gradients(params, world)
             optimizer.step()
             scheduler.step()
             size = len(batch[1]) if isinstance(batch, (list, tuple)) else config["batch_size"]
@@ -163,11 +177,13 @@ def train(task: Task, config: dict[str, Any], out: Path, *, resume: bool = False
             total_loss += float(loss.detach()) * size
             progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
         seconds = time.perf_counter() - started
+        if not world.is_main:
+            continue
         result = evaluate(task, test_loader, device, autocast)
         history.append({
-            "epoch": epoch + 1, "train_loss": total_loss / max(seen, 1),
+            "epoch": epoch + 1, "train_loss": total_loss / max(seen, 1),  # this rank's batches
             "test_accuracy": result["test_accuracy"], "test_loss": result["test_loss"], "test_ece": result["test_ece"],
-            "train_seconds": seconds, "train_samples_per_second": seen / seconds,
+            "train_seconds": seconds, "train_samples_per_second": seen * world.size / seconds,
         })  # fmt: skip
         last = history[-1]
         print(f"epoch {epoch + 1}: train loss {last['train_loss']:.4f}, test accuracy {last['test_accuracy']:.4f}, "
@@ -177,11 +193,13 @@ def train(task: Task, config: dict[str, Any], out: Path, *, resume: bool = False
             "scheduler": scheduler.state_dict(), "mixer": task.mixer.state_dict() if task.mixer else None,
             "rng": _rng_state(), "history": history, "config": config,
         }, checkpoint_path)  # fmt: skip
+    if not world.is_main:
+        return {}
     if not result:  # resumed a finished run: evaluate the final model once for the plots
         result = evaluate(task, test_loader, device, autocast)
     metrics = {
         "recipe": config["recipe"], "method": config["method"], "device": str(device),
-        "epochs": history, "final": history[-1] if history else {},
+        "epochs": history, "final": history[-1] if history else {}, "world_size": world.size,
         "wall_seconds": time.perf_counter() - wall_start,
     }  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

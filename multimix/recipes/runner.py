@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from multimix.recipes import config as configuration
-from multimix.recipes import engine, load, plots
+from multimix.recipes import distributed, engine, load, plots
 
 __all__ = ["run"]
 
@@ -37,18 +37,23 @@ def run(
     overrides = dict(overrides or {})
     methods = compare or [None]
     configs = [_resolved(name, config_file, overrides if m is None else {**overrides, "method": m}) for m in methods]
-    engine.pick_device(configs[0]["device"])  # a bad --device fails before any data is read
+    world = distributed.current(engine.pick_device(configs[0]["device"]).type)  # a bad --device fails here
     out = Path(configs[0]["out"])
     results = {}
     for config in configs:
         run_out = out / config["method"] if compare else out
         run_out.mkdir(parents=True, exist_ok=True)
-        configuration.save(config, run_out / "config.yaml")
-        print(f"== {name}: {config['method']} (alpha {config['alpha']}) -> {run_out}")
+        if world.is_main:
+            configuration.save(config, run_out / "config.yaml")
+            print(f"== {name}: {config['method']} (alpha {config['alpha']}) -> {run_out}")
         torch.manual_seed(config["seed"])  # model initialisation is part of the run
         random.seed(config["seed"])
         task = recipe.build(config)
         results[config["method"]] = engine.train(task, config, run_out, resume=resume)
+    if world.size > 1:
+        torch.distributed.destroy_process_group()
+    if not world.is_main:
+        return out
     if compare:
         _write_comparison(results, out)
     print(f"results in {out.resolve()}")

@@ -150,3 +150,18 @@ def test_text_download_path_up_to_the_network_edge(tmp_path, monkeypatch):
     config = resolve("text", None, {"data": "sst2", "data_root": str(tmp_path)})
     with pytest.raises(ValueError, match=r"could not load sst2 from the Hugging Face hub .*offline, use the embedded"):
         text.load_data(config)
+
+
+def test_torchrun_two_processes_on_cpu(tmp_path):
+    """DDP as torchrun starts it (gloo on CPU): two ranks, averaged gradients, rank 0 writes the results."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               "-m", "multimix", "run", "image", "--quick", "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = check_outputs(tmp_path)
+    assert metrics["world_size"] == 2 and result.stdout.count("results in") == 1
