@@ -28,7 +28,8 @@ def _info() -> int:
         print(
             f"extra {extra:<8} {module:<13} {'installed' if found else 'missing: pip install multimix[' + extra + ']'}"
         )
-    print("adapters: image.Mixup, image.CutMix, audio.SpecMixup, audio.SpecMix, audio.WaveMix")
+    print("adapters: image.Mixup, image.CutMix, audio.SpecMixup, audio.SpecMix, audio.WaveMix, text.HiddenMix")
+    print("recipes: image, speech, text (multimix recipes)")
     return 0
 
 
