@@ -313,10 +313,7 @@ class Mixer:
         for name, x, adapter in pairs:
             mixed[name], lam = adapter.apply(x, plan, regions[name], validity)
             label_lam = lam if label_lam is None else label_lam
-        rows = soft_targets(
-            targets, self.num_classes, label_smoothing=self.label_smoothing, multi_label=self.multi_label
-        )
-        soft = mix_targets(rows, plan.index, label_lam)
+        soft = self.soft_targets(targets, plan, label_lam)
         device = next(iter(mixed.values())).device
         lam_out = label_lam.to(device=device, dtype=torch.float32)
         index_out = plan.index.to(device)
