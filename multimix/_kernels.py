@@ -7,7 +7,8 @@ with partner ``index[i]`` in place needs every partner's *original* value, so th
 writes follow the partner graph: a sample is written only after everyone who reads
 it has read it, and each cycle of the permutation is broken with one sample of
 scratch. On an accelerator a per-sample loop would launch one kernel per sample,
-so there the vectorised path (one gather, one fused op) is used instead.
+and for small samples per-call overhead dominates, so there the vectorised path (one
+gather, one fused op) is used instead; adapters choose (``Adapter.vectorized``).
 """
 
 from __future__ import annotations
