@@ -18,7 +18,7 @@ from multimix._checks import check_generator, check_positive_int, check_probabil
 from multimix.adapter import Adapter
 from multimix.lengths import Validity, check_lengths
 from multimix.plan import MixPlan, draw_plan, identity_plan
-from multimix.targets import check_targets, mix_targets, soft_targets
+from multimix.targets import check_targets, mix_targets, smoothed_rows, soft_targets
 
 __all__ = ["MixedBatch", "Mixer"]
 
@@ -313,7 +313,8 @@ class Mixer:
         for name, x, adapter in pairs:
             mixed[name], lam = adapter.apply(x, plan, regions[name], validity)
             label_lam = lam if label_lam is None else label_lam
-        soft = self.soft_targets(targets, plan, label_lam)
+        rows = smoothed_rows(targets, self.num_classes, self.label_smoothing)  # checked in _split
+        soft = mix_targets(rows, plan.index, label_lam)
         device = next(iter(mixed.values())).device
         lam_out = label_lam.to(device=device, dtype=torch.float32)
         index_out = plan.index.to(device)

@@ -13,7 +13,7 @@ import torch
 
 from multimix._checks import check_positive_int, check_probability, check_tensor
 
-__all__ = ["check_targets", "mix_targets", "soft_targets"]
+__all__ = ["check_targets", "mix_targets", "smoothed_rows", "soft_targets"]
 
 
 def check_targets(
@@ -84,6 +84,13 @@ def soft_targets(
     """
     label_smoothing = check_probability(label_smoothing, "label_smoothing")
     targets = check_targets(targets, num_classes, multi_label=multi_label)
+    return smoothed_rows(targets, num_classes, label_smoothing, dtype)
+
+
+def smoothed_rows(
+    targets: torch.Tensor, num_classes: int, label_smoothing: float, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """:func:`soft_targets` for targets already checked by :func:`check_targets` (no second pass over them)."""
     if dtype is None:
         dtype = targets.dtype if targets.is_floating_point() and targets.dim() == 2 else torch.float32
     if targets.dim() == 1:
