@@ -254,9 +254,11 @@ def test_audio_model_mixes_input_values():
     torch.manual_seed(0)
     base = transformers.ASTForAudioClassification(config)
     features, labels = torch.randn(4, 32, 32), torch.tensor([0, 1, 2, 0])
-    model = multimix.wrap(base, SpecMixup(1.0, inplace=False), seed=0).train()
+    plan = fixed_plan([3, 2, 1, 0], 0.6)
+    model = with_plan(multimix.wrap(base, SpecMixup(1.0, inplace=False)).train(), plan)
     out = model(input_values=features, labels=labels)
-    assert out.logits.shape == (4, 3) and torch.isfinite(out.loss)
+    expected = base.eval()(input_values=0.6 * features + 0.4 * features[plan.index]).logits
+    torch.testing.assert_close(out.logits, expected, atol=1e-5, rtol=1e-5)
     out.loss.backward()
 
 

@@ -174,6 +174,12 @@ def test_video_inputs(adapter_cls):
     lam = out.lam.view(-1, 1, 1, 1, 1)
     if adapter_cls is Mixup:
         torch.testing.assert_close(out.inputs, lam * original + (1 - lam) * original[out.index])
+        return
+    expected = original.clone()
+    for i, (y1, y2, x1, x2) in enumerate(out.region[0].tolist()):
+        if out.plan.mixed[i]:  # the same box in every frame
+            expected[i, :, :, y1:y2, x1:x2] = original[out.index[i], :, :, y1:y2, x1:x2]
+    assert torch.equal(out.inputs, expected)
 
 
 def test_sample_boxes_errors():
