@@ -30,7 +30,7 @@ from multimix.image import CutMix, Mixup
 from multimix.losses import binary_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
 from multimix.plan import MixPlan
-from multimix.targets import check_targets
+from multimix.targets import check_targets, mix_targets, smoothed_rows
 from multimix.text import POOLED, HiddenMix
 
 __all__ = ["MixupModel", "find_encoder_layers", "union_mask", "unwrap", "wrap"]
@@ -239,7 +239,8 @@ class MixupModel(nn.Module):
             mask = inputs["attention_mask"] = mask.clone()  # the hooks unite this copy, never the caller's
         with _PlanHooks(self, plan, point, mask).registered():
             outputs = self.base_model(**inputs, **kwargs)
-        return outputs, self.mixer.soft_targets(labels, plan)
+        rows = smoothed_rows(labels, self.mixer.num_classes, self.mixer.label_smoothing)  # checked in forward
+        return outputs, mix_targets(rows, plan.index, plan.lam)
 
     def _forward_inputs(self, inputs: dict, labels: torch.Tensor, kwargs: dict) -> tuple[Any, torch.Tensor]:
         field = next((name for name in self.input_fields if name in inputs), None)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 import multimix
 from multimix.recipes import distributed, plots
 
-__all__ = ["Task", "pick_device", "train"]
+__all__ = ["Task", "mixer_for", "pick_device", "train"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -42,6 +42,16 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun / accelerate launch: one GPU per process
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
+
+
+def mixer_for(
+    config: dict[str, Any], num_classes: int, adapters: dict[str, Callable[[], Any]]
+) -> multimix.Mixer | None:
+    """The run's Mixer: ``adapters`` maps each mixing method to a factory of its adapter(s); ERM gets None."""
+    if config["method"] not in adapters:
+        return None
+    return multimix.Mixer(adapters[config["method"]](), num_classes, per_sample=config["per_sample"],
+                          label_smoothing=config["label_smoothing"], seed=config["seed"])  # fmt: skip
 
 
 @dataclass

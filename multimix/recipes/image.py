@@ -26,7 +26,7 @@ from torch.utils.data import TensorDataset
 import multimix
 from multimix.image import CutMix, Mixup
 from multimix.recipes import models
-from multimix.recipes.engine import Task, pick_device
+from multimix.recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("cifar10", "cifar100", "fashion_mnist")
 MEAN_STD = {3: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), 1: ((0.2860,), (0.3530,))}
@@ -135,16 +135,12 @@ def augment(x: torch.Tensor) -> torch.Tensor:
 
 
 def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | None:
-    adapters = {
-        "erm": None,
-        "mixup": Mixup(config["alpha"]),
-        "cutmix": CutMix(config["alpha"]),
-        "mixup+cutmix": [Mixup(config["alpha"]), CutMix(config["alpha"])],
-    }[config["method"]]
-    if adapters is None:
-        return None
-    return multimix.Mixer(adapters, num_classes, per_sample=config["per_sample"],
-                          label_smoothing=config["label_smoothing"], seed=config["seed"])  # fmt: skip
+    alpha = config["alpha"]
+    return mixer_for(config, num_classes, {
+        "mixup": lambda: Mixup(alpha),
+        "cutmix": lambda: CutMix(alpha),
+        "mixup+cutmix": lambda: [Mixup(alpha), CutMix(alpha)],
+    })  # fmt: skip
 
 
 def build(config: dict[str, Any]) -> Task:

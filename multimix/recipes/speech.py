@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
 from multimix.recipes import models
-from multimix.recipes.engine import Task, pick_device
+from multimix.recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("speech_commands",)
 FSDD_NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
@@ -140,16 +140,12 @@ def load_data(config: dict[str, Any]) -> tuple[Clips, Clips, list[str]]:
 
 
 def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | None:
-    adapter = {
-        "erm": None,
-        "mixup": SpecMixup(config["alpha"], domain=config["domain"], db=True),
-        "specmix": SpecMix(config["alpha"]),
-        "wavemix": WaveMix(config["alpha"]),
-    }[config["method"]]
-    if adapter is None:
-        return None
-    return multimix.Mixer(adapter, num_classes, per_sample=config["per_sample"],
-                          label_smoothing=config["label_smoothing"], seed=config["seed"])  # fmt: skip
+    alpha = config["alpha"]
+    return mixer_for(config, num_classes, {
+        "mixup": lambda: SpecMixup(alpha, domain=config["domain"], db=True),
+        "specmix": lambda: SpecMix(alpha),
+        "wavemix": lambda: WaveMix(alpha),
+    })  # fmt: skip
 
 
 def build(config: dict[str, Any]) -> Task:
