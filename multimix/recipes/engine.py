@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -28,20 +29,46 @@ from tqdm.auto import tqdm
 import multimix
 from multimix.recipes import distributed, plots
 
-__all__ = ["Task", "mixer_for", "pick_device", "train"]
+__all__ = ["Task", "mixer_for", "pick_device", "rng_state_on_cpu", "train"]
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when there is a GPU, else CPU. ``cuda`` without a GPU is an error."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+def pick_device(name: str, *, cuda_available: bool | None = None, local_rank: str | None = None) -> torch.device:
+    """The run's device, always with an index for CUDA (``torch.cuda.set_device`` needs one).
+
+    Args:
+        name: ``auto`` (CUDA when there is a GPU, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        cuda_available: whether a GPU is usable (default: ask torch); tests pass it to resolve
+            CUDA names on a machine without a GPU.
+        local_rank: the launcher's ``LOCAL_RANK`` (default: the environment variable); with
+            ``cuda`` it picks ``cuda:LOCAL_RANK``, one GPU per process.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    local_rank = os.environ.get("LOCAL_RANK") if local_rank is None else local_rank
+    if name.startswith("cuda") and not available:
+        raise ValueError(f"--device {name} was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun / accelerate launch: one GPU per process
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    return torch.device(name)
+        name = "cuda" if available else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if ":" in name:
+        return torch.device(name)
+    if local_rank is None:
+        return torch.device("cuda", 0)
+    if not str(local_rank).isdigit():
+        raise ValueError(f"LOCAL_RANK must be a non-negative integer (set by torchrun), got {local_rank!r}")
+    return torch.device("cuda", int(local_rank))
+
+
+def rng_state_on_cpu(state: dict[str, Any]) -> dict[str, Any]:
+    """RNG states as torch wants them back: CPU ``ByteTensor`` s, whatever device the checkpoint was mapped to."""
+    as_bytes = lambda t: torch.as_tensor(t).to("cpu", torch.uint8)  # noqa: E731
+    fixed = dict(state)
+    fixed["torch"] = as_bytes(state["torch"])
+    if "cuda" in state:
+        fixed["cuda"] = [as_bytes(t) for t in state["cuda"]]
+    return fixed
 
 
 def mixer_for(
@@ -87,6 +114,7 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
+    state = rng_state_on_cpu(state)
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
@@ -145,7 +173,7 @@ def train(task: Task, config: dict[str, Any], out: Path, *, resume: bool = False
     if resume:
         if not checkpoint_path.is_file():
             raise ValueError(f"--resume: no checkpoint at {checkpoint_path}; run without --resume first")
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
