@@ -11,7 +11,14 @@ import importlib
 from typing import Any
 
 from multimix.adapter import Adapter
-from multimix.losses import BinaryCrossEntropy, SoftTargetCrossEntropy, binary_cross_entropy, soft_cross_entropy
+from multimix.calibration import brier_score, fit_temperature, negative_log_likelihood
+from multimix.losses import (
+    BinaryCrossEntropy,
+    SoftTargetCrossEntropy,
+    binary_cross_entropy,
+    regmixup_loss,
+    soft_cross_entropy,
+)
 from multimix.metrics import accuracy, expected_calibration_error, mixed_accuracy, reliability_diagram
 from multimix.mixer import MixedBatch, Mixer
 from multimix.plan import MixPlan
@@ -31,9 +38,13 @@ __all__ = [  # noqa: RUF022 - wrap/unwrap/MixupModel load lazily
     "SoftTargetCrossEntropy",
     "accuracy",
     "binary_cross_entropy",
+    "brier_score",
     "expected_calibration_error",
+    "fit_temperature",
     "mix_targets",
     "mixed_accuracy",
+    "negative_log_likelihood",
+    "regmixup_loss",
     "reliability_diagram",
     "soft_cross_entropy",
     "soft_targets",

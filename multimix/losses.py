@@ -1,10 +1,18 @@
-"""Losses for soft targets: cross-entropy for single-label, BCE for multi-label.
+"""Losses for soft targets: cross-entropy for single-label, BCE for multi-label, RegMixup.
 
 multimix computes the loss itself rather than handing soft labels to a model head
 (a Hugging Face head silently switches to multi-label BCE when labels are float).
+
+The losses sit on the training hot path, so they never read a device tensor back
+to the host: shape, dtype and device checks always run (they need no values);
+value checks (label range, ``-100``, finite rows) run only where the tensors are
+on the CPU. ``validate=True`` forces the value checks anywhere (one sync each, for
+debugging), ``validate=False`` skips them even on the CPU.
 """
 
 from __future__ import annotations
+
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
@@ -12,46 +20,99 @@ from torch import nn
 
 from multimix._checks import check_probability, check_tensor
 
-__all__ = ["BinaryCrossEntropy", "SoftTargetCrossEntropy", "binary_cross_entropy", "soft_cross_entropy"]
+__all__ = [
+    "BinaryCrossEntropy",
+    "SoftTargetCrossEntropy",
+    "binary_cross_entropy",
+    "regmixup_loss",
+    "soft_cross_entropy",
+]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_logits_and_targets(logits: object, targets: object, reduction: str) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = check_tensor(logits, "logits")
-    targets = check_tensor(targets, "targets")
+def _check_reduction(reduction: object) -> str:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def _check_logits_and_targets(
+    logits: object, targets: object, reduction: str, validate: bool | None, *, max_target: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check shapes and dtypes (no sync); check values only on the CPU or with ``validate=True``."""
+    logits = check_tensor(logits, "logits")
+    targets = check_tensor(targets, "targets")
+    _check_reduction(reduction)
     if logits.dim() != 2 or not logits.is_floating_point():
         raise ValueError(f"logits must be a float tensor (B, C), got shape {tuple(logits.shape)} dtype {logits.dtype}")
+    if targets.device != logits.device:
+        raise ValueError(f"targets must be on the device of logits ({logits.device}), got {targets.device}")
     if targets.dim() == 1:
-        if targets.is_floating_point():
-            raise TypeError(f"class-index targets (B,) must be integers, got dtype {targets.dtype}")
+        if targets.is_floating_point() or targets.dtype == torch.bool:
+            raise TypeError(
+                f"class-index targets (B,) must be integers, got dtype {targets.dtype}; "
+                "convert with .long(), or pass soft rows (B, C)"
+            )
         if targets.shape[0] != logits.shape[0]:
             raise ValueError(f"targets has batch size {targets.shape[0]}, logits {logits.shape[0]}")
-        return logits, targets
-    if targets.shape != logits.shape:
+    elif targets.shape != logits.shape:
         raise ValueError(
             f"soft targets must have the shape of logits {tuple(logits.shape)}, got {tuple(targets.shape)}"
         )
+    if validate is None:
+        validate = targets.device.type == "cpu"
+    if validate and targets.numel() > 0:
+        _check_target_values(targets, logits.shape[1], max_target)
     return logits, targets
+
+
+def _check_target_values(targets: torch.Tensor, num_classes: int, max_target: float | None) -> None:
+    """Value checks: each reads the tensor back, so callers run them on the CPU or on request."""
+    if targets.dim() == 1:
+        low, high = int(targets.min()), int(targets.max())
+        if low == -100:
+            raise ValueError(
+                "targets contain -100 (torch's ignore_index); multimix losses have no ignore_index: "
+                "drop those samples first, e.g. keep = targets != -100; loss(logits[keep], targets[keep])"
+            )
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"class-index targets must lie in [0, {num_classes}), got values in [{low}, {high}]")
+        return
+    rows = targets.float()
+    if not bool(torch.isfinite(rows).all()):
+        raise ValueError("soft targets contain NaN or inf; build them with multimix.soft_targets or mix_targets")
+    low, high = float(rows.min()), float(rows.max())
+    if low < 0 or (max_target is not None and high > max_target):
+        bound = "[0, 1]" if max_target is not None else ">= 0"
+        raise ValueError(f"soft targets must be {bound}, got values in [{low}, {high}]")
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean", *, validate: bool | None = None
+) -> torch.Tensor:
     """Cross-entropy ``-sum_c t_c log softmax(z)_c`` against soft rows (or class indices).
 
     Computed in float32 at least, so bf16/fp16 logits do not lose the loss.
+
+    Args:
+        logits: ``(B, C)`` float logits.
+        targets: ``(B, C)`` soft rows, or ``(B,)`` integer class indices (no ``-100``
+            ignore_index: drop those samples first).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (a ``(B,)`` loss).
+        validate: value checks (label range, finite rows): ``None`` runs them on CPU
+            tensors only, so accelerator tensors never sync; ``True`` everywhere.
 
     Example:
         >>> logits = torch.tensor([[2.0, 0.0]])
         >>> round(float(soft_cross_entropy(logits, torch.tensor([[1.0, 0.0]]))), 4)
         0.1269
     """
-    logits, targets = _check_logits_and_targets(logits, targets, reduction)
+    logits, targets = _check_logits_and_targets(logits, targets, reduction, validate)
     log_probs = F.log_softmax(logits.float(), dim=-1)
     if targets.dim() == 1:
         return F.nll_loss(log_probs, targets.long(), reduction=reduction)
@@ -61,14 +122,60 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: s
 class SoftTargetCrossEntropy(nn.Module):
     """Module form of :func:`soft_cross_entropy` (timm's name)."""
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(self, reduction: str = "mean", *, validate: bool | None = None) -> None:
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = _check_reduction(reduction)
+        self.validate = validate
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return soft_cross_entropy(logits, targets, self.reduction)
+        return soft_cross_entropy(logits, targets, self.reduction, validate=self.validate)
+
+
+def regmixup_loss(
+    clean_logits: torch.Tensor,
+    labels: torch.Tensor,
+    mixed_logits: torch.Tensor,
+    mixed_targets: torch.Tensor,
+    eta: float = 1.0,
+    *,
+    reduction: str = "mean",
+    validate: bool | None = None,
+) -> torch.Tensor:
+    """RegMixup: cross-entropy on the clean batch plus ``eta`` times the mixup loss.
+
+    Pinto et al., "Using Mixup as a Regularizer Can Surprisingly Improve Accuracy and
+    Out-of-Distribution Robustness", NeurIPS 2022: train on the clean batch and on its
+    mixup (large alpha, e.g. 10-20) together, which keeps mixup's regularisation
+    without its under-confidence. Loss = CE(clean) + eta * soft CE(mixed).
+
+    Args:
+        clean_logits: ``(B, C)`` logits of the unmixed batch.
+        labels: ``(B,)`` class indices or ``(B, C)`` rows of the unmixed batch.
+        mixed_logits: ``(B', C)`` logits of the mixed batch (``B' = B`` for ``"none"``).
+        mixed_targets: ``(B', C)`` soft rows of the mixed batch (``MixedBatch.targets``).
+        eta: weight of the mixup term, a finite real >= 0 (the paper uses 1).
+        reduction: ``"mean"`` (each term averaged over its batch), ``"sum"`` or ``"none"``.
+        validate: as in :func:`soft_cross_entropy`.
+
+    Example:
+        >>> clean = torch.tensor([[2.0, 0.0]])
+        >>> mixed = torch.tensor([[1.0, 0.0]])
+        >>> loss = regmixup_loss(clean, torch.tensor([0]), mixed, torch.tensor([[0.5, 0.5]]))
+        >>> round(float(loss), 4)  # 0.1269 + 0.8133
+        0.9402
+    """
+    if isinstance(eta, bool) or not isinstance(eta, Real):
+        raise TypeError(f"eta must be a real number >= 0 (weight of the mixup term), got {type(eta).__name__} {eta!r}")
+    if not 0 <= float(eta) < float("inf"):
+        raise ValueError(f"eta must be finite and >= 0 (weight of the mixup term), got {eta!r}; the paper uses 1.0")
+    clean = soft_cross_entropy(clean_logits, labels, reduction, validate=validate)
+    mixed = soft_cross_entropy(mixed_logits, mixed_targets, reduction, validate=validate)
+    if clean.shape != mixed.shape:
+        raise ValueError(
+            f"reduction='none' needs clean and mixed batches of one size, got {clean.shape[0]} and "
+            f"{mixed.shape[0]}; use reduction='mean'"
+        )
+    return clean + float(eta) * mixed
 
 
 def binary_cross_entropy(
@@ -78,18 +185,24 @@ def binary_cross_entropy(
     target_threshold: float | None = None,
     pos_weight: torch.Tensor | None = None,
     reduction: str = "mean",
+    validate: bool | None = None,
 ) -> torch.Tensor:
     """BCE with logits against soft or multi-hot rows ``(B, C)``, for ``multi_label=True`` mixers.
 
     Args:
+        logits: ``(B, C)`` float logits.
+        targets: ``(B, C)`` rows in [0, 1], or ``(B,)`` class indices (one-hot encoded first).
         target_threshold: if set, targets become ``targets > threshold`` (timm's
             ``BinaryCrossEntropy(target_threshold=...)``, e.g. 0.2 after mixup).
         pos_weight: per-class weight of positives, as in ``F.binary_cross_entropy_with_logits``.
+        reduction: ``"mean"`` runs over batch and classes, as torch does.
+        validate: as in :func:`soft_cross_entropy` (rows must also be <= 1).
 
-    Class-index targets ``(B,)`` are one-hot encoded first. With ``reduction="mean"``
-    the mean runs over batch and classes, as torch does.
+    Example:
+        >>> round(float(binary_cross_entropy(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))), 4)
+        0.6931
     """
-    logits, targets = _check_logits_and_targets(logits, targets, reduction)
+    logits, targets = _check_logits_and_targets(logits, targets, reduction, validate, max_target=1.0)
     if targets.dim() == 1:
         targets = F.one_hot(targets.long(), logits.shape[1])
     targets = targets.to(torch.float32)
@@ -102,15 +215,19 @@ class BinaryCrossEntropy(nn.Module):
     """Module form of :func:`binary_cross_entropy`."""
 
     def __init__(
-        self, *, target_threshold: float | None = None, pos_weight: torch.Tensor | None = None, reduction: str = "mean"
+        self,
+        *,
+        target_threshold: float | None = None,
+        pos_weight: torch.Tensor | None = None,
+        reduction: str = "mean",
+        validate: bool | None = None,
     ) -> None:
         super().__init__()
         if target_threshold is not None:
             check_probability(target_threshold, "target_threshold")
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.target_threshold = target_threshold
-        self.reduction = reduction
+        self.reduction = _check_reduction(reduction)
+        self.validate = validate
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -120,4 +237,5 @@ class BinaryCrossEntropy(nn.Module):
             target_threshold=self.target_threshold,
             pos_weight=self.pos_weight,
             reduction=self.reduction,
+            validate=self.validate,
         )

@@ -26,7 +26,10 @@ __all__ = [
 
 
 def _check_scores(scores: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check ``(N, C)`` scores and labels given as indices ``(N,)`` or rows ``(N, C)``; return indices."""
+    """Check finite ``(N, C)`` scores and labels given as indices ``(N,)`` or rows ``(N, C)``; return indices.
+
+    Metrics return Python floats, so reading values back here costs nothing extra.
+    """
     scores = check_tensor(scores, "logits")
     labels = check_tensor(labels, "labels")
     if scores.dim() != 2 or scores.shape[0] == 0 or not scores.is_floating_point():
@@ -38,18 +41,39 @@ def _check_scores(scores: object, labels: object) -> tuple[torch.Tensor, torch.T
             raise ValueError(
                 f"label rows must have the shape of logits {tuple(scores.shape)}, got {tuple(labels.shape)}"
             )
-        labels = labels.argmax(dim=1)
-    elif labels.dim() != 1 or labels.is_floating_point():
+        labels = labels.to(torch.float64).argmax(dim=1)
+    elif labels.dim() != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(
-            f"labels must be integer indices (N,) or rows (N, C), got shape {tuple(labels.shape)} dtype {labels.dtype}"
+            f"labels must be integer indices (N,) or rows (N, C), got shape {tuple(labels.shape)} "
+            f"dtype {labels.dtype}; convert class indices with .long()"
         )
     if labels.shape[0] != scores.shape[0]:
         raise ValueError(f"labels has {labels.shape[0]} entries, logits {scores.shape[0]}")
+    if labels.device != scores.device:
+        raise ValueError(f"labels must be on the device of logits ({scores.device}), got {labels.device}")
     if int(labels.min()) < 0 or int(labels.max()) >= scores.shape[1]:
         raise ValueError(
             f"labels must lie in [0, {scores.shape[1]}), got values in [{int(labels.min())}, {int(labels.max())}]"
         )
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad:
+        raise ValueError(
+            f"logits must be finite, got {bad} NaN or inf values of {scores.numel()}; "
+            "a diverged model gives NaN: check the run (or its learning rate) before measuring it"
+        )
     return scores, labels.long()
+
+
+def _check_probs(probs: torch.Tensor) -> None:
+    """``from_probs=True`` promises rows of probabilities; logits passed by mistake would bin silently."""
+    low, high = float(probs.min()), float(probs.max())
+    sums = probs.sum(dim=1)
+    worst = float((sums - 1).abs().max())
+    if low < 0 or high > 1 or worst > 1e-3:
+        raise ValueError(
+            f"from_probs=True needs probabilities (values in [0, 1], rows summing to 1), got values in "
+            f"[{low:.4g}, {high:.4g}] and row sums off by up to {worst:.4g}; pass logits with from_probs=False"
+        )
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor, topk: int = 1) -> float:
@@ -90,12 +114,24 @@ def mixed_accuracy(logits: torch.Tensor, labels: torch.Tensor, lam: torch.Tensor
 
 @dataclass(frozen=True)
 class ReliabilityDiagram:
-    """Per-bin confidence, accuracy and counts over equal-width confidence bins."""
+    """Per-bin confidence, accuracy and counts over equal-width confidence bins.
+
+    Attributes:
+        edges: ``(n_bins + 1,)`` bin edges from 0 to 1; bin b holds confidences in ``(lo, hi]``.
+        confidence: ``(n_bins,)`` mean top-1 confidence per bin (0 for an empty bin).
+        accuracy: ``(n_bins,)`` top-1 accuracy per bin (0 for an empty bin).
+        count: ``(n_bins,)`` number of samples per bin; sums to N (also as ``counts``).
+    """
 
     edges: torch.Tensor
     confidence: torch.Tensor
     accuracy: torch.Tensor
     count: torch.Tensor
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """``(n_bins,)`` samples per bin (the same tensor as ``count``)."""
+        return self.count
 
     @property
     def ece(self) -> float:
@@ -110,11 +146,24 @@ def reliability_diagram(
     """Bin predictions by top-1 confidence into ``n_bins`` bins ``(lo, hi]``.
 
     Args:
-        logits: ``(N, C)`` logits, or probabilities with ``from_probs=True``.
+        logits: ``(N, C)`` finite logits, or probabilities with ``from_probs=True``.
         labels: ``(N,)`` class indices or ``(N, C)`` rows (argmax is the label).
+        n_bins: number of equal-width confidence bins (15 as in Guo et al., ICML 2017).
+        from_probs: ``logits`` already holds probabilities (checked: in [0, 1], rows sum to 1).
+
+    Returns:
+        A :class:`ReliabilityDiagram` with per-bin confidence, accuracy and counts.
+
+    Example:
+        >>> probs = torch.tensor([[0.9, 0.1], [0.7, 0.3]])  # bins of width 0.2: 0.7 (miss), 0.9 (hit)
+        >>> diagram = reliability_diagram(probs, torch.tensor([0, 1]), 5, from_probs=True)
+        >>> diagram.counts.tolist(), round(diagram.ece, 4)  # (0.7 + 0.1) / 2
+        ([0, 0, 0, 1, 1], 0.4)
     """
     scores, labels = _check_scores(logits, labels)
     check_positive_int(n_bins, "n_bins")
+    if from_probs:
+        _check_probs(scores)
     probs = scores.double() if from_probs else torch.softmax(scores.double(), dim=1)
     confidence, pred = probs.max(dim=1)
     correct = (pred == labels).double()
@@ -128,16 +177,36 @@ def reliability_diagram(
 
 
 def expected_calibration_error(
-    logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15, *, from_probs: bool = False
-) -> float:
-    """Expected calibration error (L1, equal-width bins) of top-1 predictions.
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    n_bins: int = 15,
+    *,
+    from_probs: bool = False,
+    return_counts: bool = False,
+) -> float | tuple[float, torch.Tensor]:
+    """Expected calibration error (L1, equal-width bins) of top-1 predictions (Guo et al., ICML 2017).
+
+    ``ECE = sum_b (n_b / N) |accuracy_b - confidence_b|``, in [0, 1].
+
+    Args:
+        logits: ``(N, C)`` finite logits, or probabilities with ``from_probs=True``.
+        labels: ``(N,)`` class indices or ``(N, C)`` rows (argmax is the label).
+        n_bins: number of equal-width confidence bins.
+        from_probs: ``logits`` already holds probabilities (checked: in [0, 1], rows sum to 1).
+        return_counts: also return the ``(n_bins,)`` samples per bin, as ``torch.unique`` does;
+            a bin holding few samples makes its gap noisy.
 
     Example:
         >>> probs = torch.tensor([[0.9, 0.1], [0.6, 0.4]])
         >>> round(expected_calibration_error(probs, torch.tensor([0, 1]), 10, from_probs=True), 4)
         0.35
+        >>> ece, counts = expected_calibration_error(probs, torch.tensor([0, 1]), 2, from_probs=True,
+        ...                                          return_counts=True)
+        >>> counts.tolist()
+        [0, 2]
     """
-    return reliability_diagram(logits, labels, n_bins, from_probs=from_probs).ece
+    diagram = reliability_diagram(logits, labels, n_bins, from_probs=from_probs)
+    return (diagram.ece, diagram.count) if return_counts else diagram.ece
 
 
 def plot_reliability_diagram(diagram: ReliabilityDiagram, ax: Any = None, label: str | None = None) -> Any:
