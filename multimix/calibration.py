@@ -108,18 +108,22 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, bounds: tuple
     logits, labels = _check_scores(logits, labels)
     low, high = _check_bounds(bounds)
     z = _wide(logits)
-    true_class = z.gather(1, labels.unsqueeze(1)).squeeze(1)
+    # margins to the true class, the true class itself masked out: NLL = log(1 + sum_k exp(margin_k / T)),
+    # taken through log1p so confident samples keep their tiny losses and the search sees a slope, not ties
+    margins = (z - z.gather(1, labels.unsqueeze(1))).scatter(1, labels.unsqueeze(1), -math.inf)
 
     def nll(log_t: torch.Tensor) -> torch.Tensor:
-        inverse = torch.exp(-log_t)
-        return (torch.logsumexp(z * inverse, dim=1) - true_class * inverse).mean()
+        scaled = margins * torch.exp(-log_t)
+        top = scaled.amax(dim=1).clamp(min=0)
+        rest = torch.exp(scaled - top.unsqueeze(1)).sum(dim=1)
+        return (top + torch.log1p(torch.expm1(-top) + rest)).mean()
 
     a = torch.tensor(math.log(low), dtype=z.dtype, device=z.device)
     b = torch.tensor(math.log(high), dtype=z.dtype, device=z.device)
     c, d = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
     fc, fd = nll(c), nll(d)
     for _ in range(_STEPS):
-        left = fc < fd  # the minimum lies in [a, d]: d becomes the right end, c the new inner right point
+        left = fc <= fd  # the minimum lies in [a, d]: d becomes the right end, c the new inner right point
         a, b = torch.where(left, a, c), torch.where(left, d, b)
         new = torch.where(left, b - _GOLDEN * (b - a), a + _GOLDEN * (b - a))
         f_new = nll(new)
