@@ -7,10 +7,13 @@ override the recipe's YAML defaults), ``multimix info`` reports versions and dev
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -61,9 +64,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def recipes_package() -> ModuleType:
+    """``multimix_recipes``: installed with the package, or the ``recipes/`` folder beside ``multimix/``.
+
+    The fallback keeps a source checkout that was never installed working (``python -m multimix``).
+    """
+    try:
+        return importlib.import_module("multimix_recipes")
+    except ModuleNotFoundError as error:
+        if error.name != "multimix_recipes":
+            raise
+    folder = Path(__file__).resolve().parents[1] / "recipes"
+    if not (folder / "__init__.py").is_file():
+        raise ValueError("the recipes are not installed; pip install 'multimix[recipes]' (or -e '.[recipes]')")
+    spec = importlib.util.spec_from_file_location(
+        "multimix_recipes", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["multimix_recipes"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _run(args: argparse.Namespace) -> int:
-    from multimix import recipes
-    from multimix.recipes.runner import run
+    recipes = recipes_package()
+    from multimix_recipes.runner import run
 
     recipes.load(args.name)  # an unknown recipe fails first, listing the valid ones
     keys = ("method", "alpha", "epochs", "batch_size", "lr", "data", "model", "out", "seed", "device", "quick")
@@ -81,9 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "info":
         return _info()
     if args.command == "recipes":
-        from multimix.recipes import describe
-
-        print("\n".join(describe()))
+        try:
+            print("\n".join(recipes_package().describe()))
+        except ValueError as error:
+            parser.exit(2, f"multimix: error: {error}\n")
         return 0
     try:
         return _run(args)

@@ -29,3 +29,34 @@ def test_module_entry_point_and_light_import():
     code = f"import sys, multimix; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"
+
+
+def test_import_multimix_never_imports_recipe_code():
+    code = "import sys, multimix, multimix.cli; print(sorted(m for m in sys.modules if 'recipe' in m))"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
+
+
+def test_recipes_lists_the_three_recipes(capsys):
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["image", "speech", "text"]
+    assert "methods erm, mixup, cutmix, mixup+cutmix (default mixup)" in lines[0]
+
+
+def test_an_uninstalled_checkout_finds_the_recipes_folder(tmp_path):
+    """Without the installed package, the recipes/ folder beside multimix/ is loaded as multimix_recipes."""
+    from pathlib import Path
+
+    root = Path(multimix.__file__).resolve().parents[1]
+    code = (
+        "import sys; sys.meta_path = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "import importlib.util; assert importlib.util.find_spec('multimix_recipes') is None  # not installed\n"
+        "from multimix.cli import recipes_package\n"
+        "package = recipes_package()\n"
+        "print(package.__name__, package.HERE, package.load('image').__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["multimix_recipes", str(root / "recipes"), "multimix_recipes.image.train"]

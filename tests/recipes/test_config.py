@@ -1,8 +1,7 @@
 import pytest
 import yaml
-
-from multimix.recipes import RECIPES, describe, load
-from multimix.recipes.config import load_defaults, resolve
+from multimix_recipes import RECIPES, describe, load
+from multimix_recipes.config import load_defaults, resolve
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

@@ -4,9 +4,10 @@ import hashlib
 
 import pytest
 import torch
-
-from multimix.recipes import image, speech, text
-from multimix.recipes.config import resolve
+from multimix_recipes.config import resolve
+from multimix_recipes.image import train as image
+from multimix_recipes.speech import train as speech
+from multimix_recipes.text import train as text
 
 
 def digests(rows) -> set[str]:

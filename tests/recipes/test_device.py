@@ -4,8 +4,7 @@ import random
 
 import pytest
 import torch
-
-from multimix.recipes.engine import pick_device, rng_state_on_cpu
+from multimix_recipes.engine import pick_device, rng_state_on_cpu
 
 
 @pytest.mark.parametrize(

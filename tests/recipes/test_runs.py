@@ -7,10 +7,10 @@ import urllib.request
 
 import pytest
 import torch
+from multimix_recipes import engine
+from multimix_recipes.runner import run
 
 from multimix.cli import main
-from multimix.recipes import engine
-from multimix.recipes.runner import run
 
 TINY = {"train_limit": 128, "test_limit": 64, "batch_size": 32, "progress": False, "device": "cpu"}
 
@@ -123,8 +123,8 @@ def refuse_network(*args, **kwargs):
 
 def test_image_download_path_up_to_the_network_edge(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", refuse_network)
-    from multimix.recipes import image
-    from multimix.recipes.config import resolve
+    from multimix_recipes.config import resolve
+    from multimix_recipes.image import train as image
 
     config = resolve("image", None, {"data": "cifar10", "data_root": str(tmp_path)})
     with pytest.raises(ValueError, match=r"could not download cifar10 into .*offline, use the embedded data"):
@@ -133,8 +133,8 @@ def test_image_download_path_up_to_the_network_edge(tmp_path, monkeypatch):
 
 def test_speech_download_path_up_to_the_network_edge(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", refuse_network)
-    from multimix.recipes import speech
-    from multimix.recipes.config import resolve
+    from multimix_recipes.config import resolve
+    from multimix_recipes.speech import train as speech
 
     config = resolve("speech", None, {"data": "speech_commands", "data_root": str(tmp_path)})
     with pytest.raises(ValueError, match=r"could not download speech_commands into .*offline"):
@@ -144,8 +144,8 @@ def test_speech_download_path_up_to_the_network_edge(tmp_path, monkeypatch):
 def test_text_download_path_up_to_the_network_edge(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from multimix.recipes import text
-    from multimix.recipes.config import resolve
+    from multimix_recipes.config import resolve
+    from multimix_recipes.text import train as text
 
     config = resolve("text", None, {"data": "sst2", "data_root": str(tmp_path)})
     with pytest.raises(ValueError, match=r"could not load sst2 from the Hugging Face hub .*offline, use the embedded"):

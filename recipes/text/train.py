@@ -16,14 +16,14 @@ import gzip
 import importlib.util
 import os
 import random
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
+from multimix_recipes import data_file
+from multimix_recipes.engine import Task
 
 import multimix
-from multimix.recipes.engine import Task
 from multimix.text import HiddenMix
 
 NAMED = {"rotten_tomatoes": ("rotten_tomatoes", None, "text"), "sst2": ("glue", "sst2", "sentence"),
@@ -49,8 +49,7 @@ def _split(rows: list[tuple[str, int]], seed: int) -> tuple[list, list]:
 
 def load_embedded(config: dict[str, Any]) -> tuple[list, list, list[str]]:
     """MR: 12,752 distinct review snippets, rotten (0) / fresh (1); a seeded 10% is the test set."""
-    path = resources.files("multimix.recipes").joinpath("data/mr.csv.gz")
-    with resources.as_file(path) as file, gzip.open(file, "rt", encoding="utf-8", newline="") as handle:
+    with gzip.open(data_file("mr.csv.gz"), "rt", encoding="utf-8", newline="") as handle:
         rows = [(r["text"], int(r["label"])) for r in csv.DictReader(handle)]
     train, test = _split(rows, config["seed"])
     return train, test, ["negative", "positive"]

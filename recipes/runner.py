@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from multimix.recipes import config as configuration
-from multimix.recipes import distributed, engine, load, plots
+from multimix_recipes import config as configuration
+from multimix_recipes import distributed, engine, load, plots
 
 __all__ = ["run"]
 

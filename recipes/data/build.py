@@ -1,9 +1,9 @@
 """Build the compact real datasets that multimix ships as its offline recipe defaults.
 
-    python scripts/build_data.py --shared ../shared/data
+    python recipes/data/build.py --shared ../shared/data
 
 Reads the sources listed in ../shared/data/README.md (checking their SHA-256) and
-writes, under multimix/recipes/data/:
+writes, beside this script (recipes/data/):
 
 - cifar10-subset.tar.gz: 2,000 train and 500 test JPEGs per class of CIFAR-10, chosen
   by a seeded draw, in the ImageFolder layout ``{train,test}/<class>/NNNN.jpg``;
@@ -31,7 +31,7 @@ SOURCES = {
     "fsdd/fsdd-recordings.tar.xz": "d93f0572b69d968069fda7acbaf6c2167044d03e8456237480396fa5d89f9102",
     "mr/rotten_tomatoes_corpus_full.csv.bz2": "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
 }
-OUT = Path(__file__).resolve().parents[1] / "multimix" / "recipes" / "data"
+OUT = Path(__file__).resolve().parent
 PER_CLASS = {"train": 2000, "test": 500}
 
 
@@ -70,7 +70,7 @@ def build_mr(source: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
     args = parser.parse_args()
     for relative, digest in SOURCES.items():
         if sha256(args.shared / relative) != digest:

@@ -13,20 +13,19 @@ from __future__ import annotations
 import io
 import random
 import tarfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from multimix_recipes import data_file, models
+from multimix_recipes.engine import Task, mixer_for, pick_device
 from PIL import Image
 from torch.utils.data import TensorDataset
 
 import multimix
 from multimix.image import CutMix, Mixup
-from multimix.recipes import models
-from multimix.recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("cifar10", "cifar100", "fashion_mnist")
 MEAN_STD = {3: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), 1: ((0.2860,), (0.3530,))}
@@ -50,8 +49,7 @@ def _as_dataset(images: list[np.ndarray], labels: list[int], limit: int | None, 
 def load_embedded(config: dict[str, Any]) -> tuple[TensorDataset, TensorDataset, list[str]]:
     """The CIFAR-10 subset shipped in the package (20,000 train / 5,000 test JPEGs)."""
     parts: dict[str, tuple[list[np.ndarray], list[int]]] = {"train": ([], []), "test": ([], [])}
-    path = resources.files("multimix.recipes").joinpath("data/cifar10-subset.tar.gz")
-    with resources.as_file(path) as file, tarfile.open(file) as archive:
+    with tarfile.open(data_file("cifar10-subset.tar.gz")) as archive:
         members = sorted((m for m in archive.getmembers() if m.isfile()), key=lambda m: m.name)
         classes = sorted({Path(m.name).parts[1] for m in members})
         for member in members:

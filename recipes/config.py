@@ -8,11 +8,11 @@ of the default. The resolved configuration is saved next to the results.
 from __future__ import annotations
 
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+from multimix_recipes import HERE
 
 __all__ = ["load_defaults", "resolve", "save"]
 
@@ -21,7 +21,7 @@ METHODS_KEY = "methods"  # each recipe's YAML lists the methods it knows
 
 def load_defaults(recipe: str) -> dict[str, Any]:
     """The recipe's YAML defaults (shipped inside the package)."""
-    text = resources.files("multimix.recipes").joinpath(f"{recipe}.yaml").read_text()
+    text = (HERE / recipe / "defaults.yaml").read_text()
     return yaml.safe_load(text)
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from multimix_recipes import distributed, plots
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 import multimix
-from multimix.recipes import distributed, plots
 
 __all__ = ["Task", "mixer_for", "pick_device", "rng_state_on_cpu", "train"]
 

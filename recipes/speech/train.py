@@ -14,7 +14,6 @@ import io
 import re
 import tarfile
 import wave
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio
+from multimix_recipes import data_file, models
+from multimix_recipes.engine import Task, mixer_for, pick_device
 from torch import nn
 from torch.utils.data import Dataset
 
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
-from multimix.recipes import models
-from multimix.recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("speech_commands",)
 FSDD_NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
@@ -70,8 +69,7 @@ def _resampled(clip: torch.Tensor, rate: int, target: int) -> torch.Tensor:
 def load_embedded(config: dict[str, Any]) -> tuple[list, list, list[str]]:
     """FSDD: takes 0-4 of every digit and speaker are the test set (the dataset's usual split)."""
     train, test = [], []
-    path = resources.files("multimix.recipes").joinpath("data/fsdd-recordings.tar.xz")
-    with resources.as_file(path) as file, tarfile.open(file) as archive:
+    with tarfile.open(data_file("fsdd-recordings.tar.xz")) as archive:
         for member in sorted(archive.getmembers(), key=lambda m: m.name):
             match = FSDD_NAME.search(member.name)
             if not member.isfile() or match is None:

@@ -1,0 +1,1 @@
+"""The image recipe: `train.py` (the script) and its YAML defaults."""

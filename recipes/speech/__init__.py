@@ -1,0 +1,1 @@
+"""The speech recipe: `train.py` (the script) and its YAML defaults."""

@@ -1,0 +1,1 @@
+"""The text recipe: `train.py` (the script) and its YAML defaults."""
