@@ -11,6 +11,8 @@ from numbers import Real
 
 import torch
 
+MIN_ALPHA = 1e-300  # log(U) / alpha must stay finite in float64 for every uniform U >= 2**-60
+
 
 def check_alpha(alpha: object, name: str = "alpha") -> float:
     """Return ``alpha`` as a float after checking it parametrises Beta(alpha, alpha)."""
@@ -21,6 +23,11 @@ def check_alpha(alpha: object, name: str = "alpha") -> float:
         raise ValueError(
             f"{name} must be finite and > 0 (lam ~ Beta({name}, {name})), got {value!r}; "
             f"use e.g. {name}=1.0, or switch mixing off with Mixer(..., p=0.0)"
+        )
+    if value < MIN_ALPHA:
+        raise ValueError(
+            f"{name}={value!r} is below {MIN_ALPHA:g}, where the Beta({name}, {name}) draws overflow and lam would be "
+            f"NaN; any {name} below 1e-3 already gives lam of 0 or 1, so use e.g. {name}=1e-3"
         )
     return value
 
@@ -76,3 +83,37 @@ def check_generator(generator: object) -> torch.Generator:
             f"got a generator on {generator.device}; pass torch.Generator() or seed="
         )
     return generator
+
+
+def reads_values(x: torch.Tensor, validate: bool) -> bool:
+    """Whether value checks on ``x`` may read its data: always on the CPU, on accelerators only if asked.
+
+    Reading a device tensor back (``int(t.max())``, ``bool(t.all())``) stalls the CPU until
+    the device drains; ``validate=True`` accepts that cost for debugging.
+    """
+    return validate or x.device.type == "cpu"
+
+
+def device_assert(condition: torch.Tensor, message: str) -> None:
+    """Check a one-element bool ``condition`` on its device without waiting for it.
+
+    On CUDA a failure surfaces as a device-side assert at a later kernel launch (and
+    ends the CUDA context, as an out-of-range index would); on the CPU it raises now.
+    """
+    if condition.device.type != "meta":
+        torch._assert_async(condition, message)
+
+
+def check_writable(x: torch.Tensor, name: str) -> None:
+    """Refuse in-place mixing of tensors whose writes would fail or leak into other samples.
+
+    Called before anything is drawn or written, so a refusal changes nothing.
+    """
+    fix = f"pass {name}.clone(), or build the adapter with inplace=False"
+    if x.is_inference() and not torch.is_inference_mode_enabled():
+        raise ValueError(f"{name} was made under torch.inference_mode() and cannot be mixed in place; {fix}")
+    if x.device.type != "meta" and torch._debug_has_internal_overlap(x) != 0:
+        raise ValueError(
+            f"{name} has samples that share memory (an expand()ed, stride-0 or unfold()ed tensor, strides "
+            f"{tuple(x.stride())}); writing one sample would change others, so it is not mixed in place; {fix}"
+        )

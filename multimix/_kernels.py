@@ -9,6 +9,8 @@ it has read it, and each cycle of the permutation is broken with one sample of
 scratch. On an accelerator a per-sample loop would launch one kernel per sample,
 and for small samples per-call overhead dominates, so there the vectorised path (one
 gather, one fused op) is used instead; adapters choose (``Adapter.vectorized``).
+Whether any or every sample is mixed is known on the host from the plan, so the
+device kernels never need a read-back to skip work.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+
+from multimix.plan import MixPlan
 
 # Step kinds of an in-place schedule.
 SAVE, FROM_BATCH, FROM_SCRATCH = 0, 1, 2
@@ -92,67 +96,85 @@ def apply_rowwise(
     return x
 
 
-def _broadcast_rows(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def row_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """View a ``(B,)`` tensor as ``(B, 1, ..., 1)`` to broadcast against ``like``."""
     return values.view(-1, *([1] * (like.dim() - 1)))
 
 
-def lerp_rows(
-    x: torch.Tensor,
-    index: torch.Tensor,
-    lam: torch.Tensor,
-    *,
-    inplace: bool,
-    vectorized: bool,
-) -> torch.Tensor:
+def unchanged(x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """The result of a call that mixes nothing: ``x`` itself in place, else a copy (values bit-exact, inf kept)."""
+    return x if inplace else x.clone()
+
+
+def keep_unmixed(mixed: torch.Tensor, x: torch.Tensor, plan: MixPlan, *, inplace: bool) -> torch.Tensor:
+    """Write ``mixed`` over ``x`` (or return it) with the rows the plan leaves unmixed taken bit-exact from ``x``.
+
+    Arithmetic on a row with lam == 1 still touches it (``inf + 0 * -inf`` is NaN), so
+    unmixed rows are selected, not computed; when the host knows every row is mixed
+    this pass is skipped.
+    """
+    if not plan.all_mixed:
+        mixed = torch.where(row_view(plan.mixed, x), mixed, x)
+    return x.copy_(mixed) if inplace else mixed
+
+
+def lerp_rows(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor, *, inplace: bool, vectorized: bool) -> torch.Tensor:
     """Return ``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i.
 
-    ``lam`` and ``index`` are CPU tensors of shape ``(B,)``; samples with
-    ``lam == 1`` are left untouched.
+    ``plan`` and ``lam`` ``(B,)`` are on ``x``'s device; samples the plan leaves
+    unmixed keep their exact values.
     """
+    if not plan.any_mixed:
+        return unchanged(x, inplace)
     if vectorized:
-        weight = _broadcast_rows((1.0 - lam).to(device=x.device, dtype=x.dtype), x)
-        partner = x[index.to(x.device)]
-        return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
+        weight = row_view((1.0 - lam).to(x.dtype), x)
+        partner = x.index_select(0, plan.index)
+        if plan.all_mixed:  # one fused pass, no selection of unmixed rows
+            return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
+        return keep_unmixed(torch.lerp(x, partner, weight), x, plan, inplace=inplace)
     weights = (1.0 - lam).tolist()
 
     def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
         dst.lerp_(partner, weights[i])
 
-    return apply_rowwise(x, index.tolist(), (lam < 1).tolist(), write, inplace=inplace)
-
-
-def box_mask(boxes: torch.Tensor, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """``(B, H, W)`` bool mask of the boxes ``(B, 4)`` given as ``[y1, y2, x1, x2)``."""
-    boxes = boxes.to(device)
-    rows = torch.arange(height, device=device).view(1, height, 1)
-    cols = torch.arange(width, device=device).view(1, 1, width)
-    y1, y2, x1, x2 = (boxes[:, k].view(-1, 1, 1) for k in range(4))
-    return (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
+    return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
 
 
 def paste_boxes(
     x: torch.Tensor,
-    index: torch.Tensor,
+    plan: MixPlan,
     boxes: torch.Tensor,
-    active: torch.Tensor,
     *,
     inplace: bool,
     vectorized: bool,
+    rows: torch.Tensor | None = None,
+    cols: torch.Tensor | None = None,
+    box: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
-    """Paste each partner's box ``x[index[i], ..., y1:y2, x1:x2]`` into sample i.
+    """Paste each partner's box ``x[index[i], ..., y1:y2, x1:x2]`` into each mixed sample i.
 
-    ``boxes`` is ``(B, 4)`` long ``[y1, y2, x1, x2]`` on the last two dimensions.
+    ``boxes`` is ``(B, 4)`` long ``[y1, y2, x1, x2]`` on the last two dimensions. The
+    vectorised path takes either one ``box`` for the whole batch (host ints: only the
+    box is read and written) or per-sample ``rows`` ``(B, H)`` and ``cols`` ``(B, W)``
+    bool masks of each box (no rows for unmixed samples).
     """
+    if not plan.any_mixed:
+        return unchanged(x, inplace)
+    if vectorized and box is not None:
+        y1, y2, x1, x2 = box
+        out = x if inplace else x.clone()
+        window = out[..., y1:y2, x1:x2]
+        window.copy_(window.index_select(0, plan.index))  # unmixed samples are their own partner
+        return out
     if vectorized:
-        mask = box_mask(boxes, x.shape[-2], x.shape[-1], x.device) & active.to(x.device).view(-1, 1, 1)
-        mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), x.shape[-2], x.shape[-1])
-        partner = x[index.to(x.device)]
-        return torch.where(mask, partner, x, out=x) if inplace else torch.where(mask, partner, x)
+        mask = rows.unsqueeze(2) & cols.unsqueeze(1)
+        where = mask.view(x.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:])
+        partner = x.index_select(0, plan.index)
+        return torch.where(where, partner, x, out=x) if inplace else torch.where(where, partner, x)
     box_list = boxes.tolist()
 
     def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
         y1, y2, x1, x2 = box_list[i]
         dst[..., y1:y2, x1:x2].copy_(partner[..., y1:y2, x1:x2])
 
-    return apply_rowwise(x, index.tolist(), active.tolist(), write, inplace=inplace)
+    return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)

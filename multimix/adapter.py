@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from multimix._checks import check_alpha, check_float_tensor
+from multimix._checks import check_alpha, check_float_tensor, check_writable
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
@@ -22,9 +22,10 @@ __all__ = ["Adapter"]
 class Adapter(ABC):
     """Base class of every modality adapter.
 
-    Subclasses set ``min_ndim`` and ``layout`` (the expected shape, for messages),
-    may override :meth:`draw_region` to draw adapter-specific randomness from the
-    plan's generator, and implement :meth:`apply`.
+    Subclasses set ``min_ndim`` and ``layout`` (the expected shape, for messages)
+    and ``hf_inputs`` (the Hugging Face model inputs they mix, read by
+    :func:`multimix.wrap`), may override :meth:`draw_region` to draw adapter-specific
+    randomness from the plan's generator, and implement :meth:`apply`.
 
     Args:
         alpha: lam ~ Beta(alpha, alpha); settable, e.g. to schedule it.
@@ -37,6 +38,7 @@ class Adapter(ABC):
     max_ndim: ClassVar[int | None] = None
     layout: ClassVar[str] = "(B, ...)"
     takes_lengths: ClassVar[bool] = False  # whether calls may pass lengths / a padding mask on the last axis
+    hf_inputs: ClassVar[tuple[str, ...]] = ()  # model inputs that multimix.wrap mixes with this adapter
 
     def __init__(self, alpha: float = 1.0, *, inplace: bool = True) -> None:
         self.alpha = alpha
@@ -53,28 +55,37 @@ class Adapter(ABC):
         self._alpha = check_alpha(value)
 
     def check_input(self, x: object, name: str = "inputs") -> torch.Tensor:
-        """Raise a clear error if ``x`` cannot be mixed by this adapter; never modifies it."""
+        """Raise a clear error if ``x`` cannot be mixed by this adapter; never modifies it nor reads its values."""
         x = check_float_tensor(x, name, self.min_ndim, self.layout)
         if self.max_ndim is not None and x.dim() > self.max_ndim:
             raise ValueError(
                 f"{name} must have at most {self.max_ndim} dimensions {self.layout} for {type(self).__name__}, "
                 f"got shape {tuple(x.shape)}"
             )
+        if self.writes_inplace(x):
+            check_writable(x, name)
         return x
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Any:
-        """Draw what this adapter needs beyond the plan (a box, bands); None by default."""
+        """Draw what this adapter needs beyond the plan (a box, bands) on the CPU; None by default.
+
+        ``plan`` is the CPU plan. Return tensors (in tuples, named tuples, dicts or
+        lists): the Mixer moves them to the batch's device with the plan, in one copy.
+        Plain Python values pass through, for decisions made on the host.
+        """
         return None
 
     @abstractmethod
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Any, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mix ``x`` by ``plan``; return the mixed tensor and the applied label lam ``(B,)`` float64 on the CPU.
+        """Mix ``x`` by ``plan``; return the mixed tensor and the applied label lam ``(B,)`` float64.
 
-        ``valid`` holds the valid steps of the last axis (a ``(B, T)`` mask, and the
-        lengths when the caller gave lengths), for adapters with ``takes_lengths``;
-        None means all steps are valid.
+        ``plan`` and ``region`` are already on ``x``'s device (``plan.on_host`` is the
+        CPU original, ``plan.any_mixed`` / ``plan.all_mixed`` are known on the host), and
+        the returned lam must be too: nothing here may read values back from the device.
+        ``valid`` holds the valid steps of the last axis, for adapters with
+        ``takes_lengths``; None means all steps are valid.
         """
 
     def writes_inplace(self, x: torch.Tensor) -> bool:

@@ -19,19 +19,29 @@ only needed for the front end, not by these adapters:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 
 from multimix._checks import check_positive_int
-from multimix._kernels import apply_rowwise, lerp_rows
+from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
-from multimix.mixer import MixedBatch, Mixer
 from multimix.plan import MixPlan
 
-__all__ = ["Bands", "PadCollate", "SpecMix", "SpecMixup", "WaveMix", "logaddexp_mix"]
+# PadCollate loads lazily from multimix.collate
+__all__ = ["Bands", "PadCollate", "SpecMix", "SpecMixup", "WaveMix", "logaddexp_mix"]  # noqa: F822
+
+_AUDIO_INPUTS = ("input_values", "input_features")
+
+
+def __getattr__(name: str) -> Any:
+    """``multimix.audio.PadCollate`` lives in :mod:`multimix.collate` (adapters never import the Mixer)."""
+    if name == "PadCollate":
+        from multimix.collate import PadCollate
+
+        return PadCollate
+    raise AttributeError(f"module 'multimix.audio' has no attribute {name!r}")
 
 _DB = math.log(10.0) / 10.0  # x_dB * _DB = natural log of the power
 
@@ -40,6 +50,8 @@ def logaddexp_mix(a: torch.Tensor, b: torch.Tensor, lam: torch.Tensor, *, db: bo
     """``log(lam * exp(a) + (1 - lam) * exp(b))``, stably, for log-power values (dB with ``db=True``).
 
     ``lam`` broadcasts against ``a``; computed in float32 or wider and returned in ``a``'s dtype.
+    Silence (``-inf``, log 0) is exact: mixing it with ``b`` gives ``log(1 - lam) + b``,
+    and two silent values stay silent.
 
     Example:
         >>> a, b = torch.tensor([0.0]), torch.tensor([math.log(3.0)])
@@ -51,15 +63,14 @@ def logaddexp_mix(a: torch.Tensor, b: torch.Tensor, lam: torch.Tensor, *, db: bo
     lam = lam.to(device=a.device, dtype=torch.float64)
     own = a.to(compute).mul(scale).add_(torch.log(lam).to(compute))
     other = b.to(compute).mul(scale).add_(torch.log1p(-lam).to(compute))
-    # max + log(1 + exp(-|own - other|)): twice as fast as torch.logaddexp on CPU, same values.
-    out = torch.maximum(own, other)
-    out.add_(own.sub_(other).abs_().neg_().exp_().add_(1.0).log_())
+    if a.device.type == "cpu":
+        # max + log(1 + exp(-|own - other|)): twice as fast as torch.logaddexp on CPU, same values;
+        # a gap of -inf - -inf (two silent values) is NaN, read as an infinite gap.
+        out = torch.maximum(own, other)
+        out.add_(own.sub_(other).abs_().nan_to_num_(nan=math.inf).neg_().exp_().add_(1.0).log_())
+    else:
+        out = torch.logaddexp(own, other)  # one fused kernel on accelerators
     return (out.div_(scale) if db else out).to(a.dtype)
-
-
-def _row_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` as ``(B, 1, ..., 1)`` to broadcast against ``like``."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _time_view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -72,6 +83,7 @@ class _SpectrogramAdapter(Adapter):
     max_ndim = 4
     layout = "(B, F, T) or (B, C, F, T)"
     takes_lengths = True
+    hf_inputs = _AUDIO_INPUTS
 
 
 class SpecMixup(_SpectrogramAdapter):
@@ -79,7 +91,8 @@ class SpecMixup(_SpectrogramAdapter):
 
     Args:
         alpha: lam ~ Beta(alpha, alpha).
-        domain: ``"log"`` interpolates the log values as given (PANNs); ``"power"``
+        domain: ``"log"`` interpolates the log values as given (PANNs), so a silent
+            ``-inf`` (log 0) makes the mix ``-inf``; ``"power"``
             mixes the energies and returns to the log scale,
             ``log(lam * exp(a) + (1 - lam) * exp(b))``: what two sounds played together
             look like. Never below the log-domain mix (Jensen).
@@ -99,48 +112,43 @@ class SpecMixup(_SpectrogramAdapter):
         self.domain = domain
         self.db = db
 
-    def check_input(self, x: object, name: str = "inputs") -> torch.Tensor:
-        x = super().check_input(x, name)
-        if self.domain == "power" and not bool(torch.isfinite(x).all()):
-            raise ValueError(
-                f"{name} holds non-finite values (-inf from log(0)?); domain='power' needs finite log values: "
-                "floor the power before the log, e.g. torch.log(mel + 1e-6) or AmplitudeToDB(top_db=80)"
-            )
-        return x
-
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        inplace, vectorized = self.writes_inplace(x), self.vectorized(x)
-        if self.domain == "log":
-            return lerp_rows(x, plan.index, plan.lam, inplace=inplace, vectorized=vectorized), plan.lam
-        if vectorized:
-            mixed = logaddexp_mix(x, x[plan.index.to(x.device)], _row_view(plan.lam, x), db=self.db)
-            mixed = torch.where(_row_view(plan.mixed, x).to(x.device), mixed, x)  # unmixed rows stay bit-exact
-            return (x.copy_(mixed) if inplace else mixed), plan.lam
-        lams = plan.lam
+        inplace = self.writes_inplace(x)
+        if not plan.any_mixed:
+            return unchanged(x, inplace), plan.lam
+        if self.vectorized(x):
+            partner = x.index_select(0, plan.index)
+            if self.domain == "power":
+                mixed = logaddexp_mix(x, partner, row_view(plan.lam, x), db=self.db)
+            else:  # a weighted sum, not lerp: log 0 (-inf) mixes to -inf instead of NaN
+                lam = row_view(plan.lam.to(x.dtype), x)
+                mixed = torch.addcmul(partner * (1.0 - lam), x, lam)
+            return keep_unmixed(mixed, x, plan, inplace=inplace), plan.lam
+        lams = plan.lam.tolist()
 
         def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-            dst.copy_(logaddexp_mix(dst, partner, lams[i], db=self.db))
+            if self.domain == "power":
+                dst.copy_(logaddexp_mix(dst, partner, plan.lam[i], db=self.db))
+            else:
+                dst.mul_(lams[i]).add_(partner, alpha=1.0 - lams[i])
 
-        mixed = apply_rowwise(x, plan.index.tolist(), (plan.lam < 1).tolist(), write, inplace=inplace)
+        mixed = apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
         return mixed, plan.lam
 
     def __repr__(self) -> str:
         return f"SpecMixup(alpha={self.alpha!r}, domain={self.domain!r}, db={self.db!r}, inplace={self.inplace!r})"
 
 
-@dataclass(frozen=True)
-class Bands:
-    """SpecMix bands per sample: ``[start, end)`` on the time and frequency axes, and the area kept."""
+class Bands(NamedTuple):
+    """SpecMix bands per sample: ``[start, end)`` on the time and frequency axes, the area kept, and their masks."""
 
     time: torch.Tensor  # (B, time_bands, 2) long
     freq: torch.Tensor  # (B, freq_bands, 2) long
     kept: torch.Tensor  # (B,) float64
-
-    def masks(self, freq_bins: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, F)`` and ``(B, T)`` bool masks of the bins and frames taken from the partner."""
-        return _band_mask(self.freq, freq_bins), _band_mask(self.time, frames)
+    freq_mask: torch.Tensor  # (B, F) bool, bins taken from the partner
+    time_mask: torch.Tensor  # (B, T) bool, frames taken from the partner
 
 
 def _band_mask(bands: torch.Tensor, size: int) -> torch.Tensor:
@@ -209,18 +217,20 @@ class SpecMix(_SpectrogramAdapter):
         cut_frames, cut_bins = tmask.sum(1).double(), fmask.sum(1).double()
         kept = 1.0 - (cut_frames * freq_bins + cut_bins * frames - cut_frames * cut_bins) / (freq_bins * frames)
         n = plan.batch_size
-        return Bands(time.expand(n, -1, -1), freq.expand(n, -1, -1), kept.expand(n))
+        return Bands(
+            time.expand(n, -1, -1), freq.expand(n, -1, -1), kept.expand(n), fmask.expand(n, -1), tmask.expand(n, -1)
+        )
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Bands, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        active = plan.mixed
         inplace = self.writes_inplace(x)
+        if not plan.any_mixed:
+            return unchanged(x, inplace), torch.ones_like(region.kept)
         if self.vectorized(x):
-            fmask, tmask = region.masks(x.shape[-2], x.shape[-1])
-            mask = (fmask.unsqueeze(2) | tmask.unsqueeze(1)) & active.view(-1, 1, 1)
-            mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:]).to(x.device)
-            partner = x[plan.index.to(x.device)]
+            mask = region.freq_mask.unsqueeze(2) | region.time_mask.unsqueeze(1)
+            mask = (mask & plan.mixed.view(-1, 1, 1)).view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:])
+            partner = x.index_select(0, plan.index)
             mixed = torch.where(mask, partner, x, out=x) if inplace else torch.where(mask, partner, x)
         else:
             time, freq = region.time.tolist(), region.freq.tolist()
@@ -231,8 +241,8 @@ class SpecMix(_SpectrogramAdapter):
                 for start, end in freq[i]:
                     dst[..., start:end, :].copy_(partner[..., start:end, :])
 
-            mixed = apply_rowwise(x, plan.index.tolist(), active.tolist(), write, inplace=inplace)
-        return mixed, torch.where(active, region.kept, torch.ones_like(region.kept))
+            mixed = apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
+        return mixed, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))
 
 
 class WaveMix(Adapter):
@@ -263,6 +273,7 @@ class WaveMix(Adapter):
     max_ndim = 3
     layout = "(B, T) or (B, C, T)"
     takes_lengths = True
+    hf_inputs = _AUDIO_INPUTS
     loop_min_numel = 1 << 12  # masking by lengths is cheaper as slices than as full-batch masks
 
     def __init__(
@@ -278,12 +289,12 @@ class WaveMix(Adapter):
         self.label_weight = label_weight
 
     def _energies(self, x: torch.Tensor, valid: Validity | None, vectorized: bool) -> torch.Tensor:
-        """Energy of each item over its valid samples, ``(B,)`` float64 on the CPU."""
+        """Energy of each item over its valid samples, ``(B,)`` float64 on ``x``'s device."""
         if vectorized:
             power = x.float().square()
             if valid is not None:
-                power = power * _time_view(valid.mask, x).to(power.device)
-            return power.flatten(1).sum(dim=1).double().cpu()
+                power = power * _time_view(valid.mask, x)
+            return power.flatten(1).sum(dim=1, dtype=torch.float64)
         energies = []
         for i in range(x.shape[0]):
             if valid is None:
@@ -301,10 +312,10 @@ class WaveMix(Adapter):
             return plan.lam
         if self.label_weight == "duration":
             size = valid.counts()
-            own, other = plan.lam * size, (1.0 - plan.lam) * size[plan.index]
+            own, other = plan.lam * size, (1.0 - plan.lam) * size.index_select(0, plan.index)
         else:
             size = self._energies(x, valid, vectorized)
-            own, other = plan.lam.square() * size, (1.0 - plan.lam).square() * size[plan.index]
+            own, other = plan.lam.square() * size, (1.0 - plan.lam).square() * size.index_select(0, plan.index)
         total = own + other
         return torch.where(total > 0, own / total.clamp(min=1e-300), plan.lam)
 
@@ -312,17 +323,21 @@ class WaveMix(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace, vectorized = self.writes_inplace(x), self.vectorized(x)
+        if not plan.any_mixed:
+            return unchanged(x, inplace), plan.lam
         label = self.label_lam(x, plan, valid, vectorized)
-        if valid is None:
-            return lerp_rows(x, plan.index, plan.lam, inplace=inplace, vectorized=vectorized), label
         if vectorized:
-            silenced = x * _time_view(valid.mask, x).to(device=x.device, dtype=x.dtype)
-            weight = _row_view(1.0 - plan.lam, x).to(device=x.device, dtype=x.dtype)
-            mixed = torch.lerp(silenced, silenced[plan.index.to(x.device)], weight)
-            mixed = torch.where(_row_view(plan.mixed, x).to(x.device), mixed, x)
-            return (x.copy_(mixed) if inplace else mixed), label
+            silenced = x if valid is None else x * _time_view(valid.mask, x)
+            weight = row_view((1.0 - plan.lam).to(x.dtype), x)
+            mixed = torch.lerp(silenced, silenced.index_select(0, plan.index), weight)
+            return keep_unmixed(mixed, x, plan, inplace=inplace), label
         lams, index = plan.lam.tolist(), plan.index.tolist()
-        if valid.lengths is not None:  # prefix masks: slices, no temporaries
+        if valid is None:
+
+            def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+                dst.lerp_(partner, 1.0 - lams[i])
+
+        elif valid.lengths is not None:  # prefix masks: slices, no temporaries
             lengths = valid.lengths.tolist()
 
             def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
@@ -332,7 +347,7 @@ class WaveMix(Adapter):
                 dst[..., :other].add_(partner[..., :other], alpha=1.0 - lams[i])
 
         else:
-            mask = valid.mask.to(device=x.device, dtype=x.dtype)
+            mask = valid.mask.to(x.dtype)
 
             def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
                 dst.mul_(mask[i] * lams[i]).add_(partner * mask[index[i]], alpha=1.0 - lams[i])
@@ -341,41 +356,3 @@ class WaveMix(Adapter):
 
     def __repr__(self) -> str:
         return f"WaveMix(alpha={self.alpha!r}, label_weight={self.label_weight!r}, inplace={self.inplace!r})"
-
-
-class PadCollate:
-    """A ``DataLoader`` ``collate_fn`` for variable-length audio: pad, then mix with lengths.
-
-    Samples are ``(signal, label)`` with signals ``(T,)``, ``(C, T)`` or spectrograms
-    ``(F, T)``/``(C, F, T)`` of varying T; they are right-padded with ``pad_value`` to
-    the longest, and the mixer gets their lengths. Mixing runs in the worker, and
-    each worker draws its own plans (:meth:`Mixer.seed_worker`).
-
-    Example:
-        >>> import multimix
-        >>> collate = PadCollate(multimix.Mixer(WaveMix(1.0), num_classes=2, seed=0))
-        >>> out = collate([(torch.randn(5), 0), (torch.randn(3), 1)])
-        >>> out.inputs.shape, out.lengths.shape   # padded to the longest; mixed lengths
-        (torch.Size([2, 5]), torch.Size([2]))
-    """
-
-    def __init__(self, mixer: Mixer, *, pad_value: float = 0.0) -> None:
-        if not isinstance(mixer, Mixer):
-            raise TypeError(f"mixer must be a multimix.Mixer, got {type(mixer).__name__}")
-        self.mixer = mixer
-        self.pad_value = float(pad_value)
-
-    def __call__(self, samples: list[tuple[torch.Tensor, object]]) -> MixedBatch:
-        if not samples:
-            raise ValueError("samples is empty; a batch needs at least one (signal, label) pair")
-        signals = [signal for signal, _ in samples]
-        if any(not isinstance(s, torch.Tensor) or s.shape[:-1] != signals[0].shape[:-1] for s in signals):
-            raise ValueError("signals must be tensors that differ only in their last (time) dimension")
-        longest = max(s.shape[-1] for s in signals)
-        batch = signals[0].new_full((len(signals), *signals[0].shape[:-1], longest), self.pad_value)
-        for row, signal in zip(batch, signals, strict=True):
-            row[..., : signal.shape[-1]].copy_(signal)
-        lengths = torch.tensor([s.shape[-1] for s in signals])
-        labels = torch.utils.data.default_collate([label for _, label in samples])
-        self.mixer.seed_worker()
-        return self.mixer(batch, labels, lengths=lengths)

@@ -8,6 +8,8 @@ what makes them faster than timm's and torchvision's mixers (see
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from multimix._checks import check_generator, check_positive_int, check_tensor
@@ -16,7 +18,9 @@ from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
-__all__ = ["CutMix", "Mixup", "sample_boxes"]
+__all__ = ["Boxes", "CutMix", "Mixup", "box_masks", "sample_boxes"]
+
+_IMAGE_INPUTS = ("pixel_values",)
 
 
 class Mixup(Adapter):
@@ -33,11 +37,12 @@ class Mixup(Adapter):
     min_ndim = 4
     max_ndim = 5
     layout = "(B, C, H, W) or (B, C, T, H, W)"
+    hf_inputs = _IMAGE_INPUTS
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        mixed = lerp_rows(x, plan.index, plan.lam, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
+        mixed = lerp_rows(x, plan, plan.lam, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
         return mixed, plan.lam
 
 
@@ -60,8 +65,11 @@ def sample_boxes(
         True
     """
     lam = check_tensor(lam, "lam")
-    if lam.dim() != 1 or not bool(((lam >= 0) & (lam <= 1)).all()):
-        raise ValueError(f"lam must be a (N,) tensor of values in [0, 1], got shape {tuple(lam.shape)}")
+    if lam.dim() != 1 or lam.device.type != "cpu" or not bool(((lam >= 0) & (lam <= 1)).all()):
+        raise ValueError(
+            f"lam must be a (N,) CPU tensor of values in [0, 1] (boxes are drawn on the host), "
+            f"got shape {tuple(lam.shape)} on {lam.device}"
+        )
     check_positive_int(height, "height")
     check_positive_int(width, "width")
     check_generator(generator)
@@ -83,6 +91,24 @@ def sample_boxes(
     return boxes, 1.0 - area.double() / (height * width)
 
 
+def box_masks(boxes: torch.Tensor, mixed: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
+    """``rows`` ``(B, H)`` and ``cols`` ``(B, W)`` bool masks of boxes ``(B, 4)``; unmixed samples get no rows."""
+    rows = torch.arange(height, device=boxes.device).view(1, height)
+    cols = torch.arange(width, device=boxes.device).view(1, width)
+    row_mask = (rows >= boxes[:, :1]) & (rows < boxes[:, 1:2]) & mixed.view(-1, 1)
+    return {"rows": row_mask, "cols": (cols >= boxes[:, 2:3]) & (cols < boxes[:, 3:])}
+
+
+class Boxes(NamedTuple):
+    """CutMix boxes of one batch: what :meth:`CutMix.draw_region` draws and :meth:`CutMix.apply` pastes."""
+
+    boxes: torch.Tensor  # (B, 4) long [y1, y2, x1, x2)
+    kept: torch.Tensor  # (B,) float64, the fraction of each image kept
+    rows: torch.Tensor | None = None  # (B, H) bool, rows inside each mixed sample's box (vectorised path)
+    cols: torch.Tensor | None = None  # (B, W) bool, columns inside each box (vectorised path)
+    box: tuple[int, int, int, int] | None = None  # the one box of a per-batch draw, as host ints
+
+
 class CutMix(Adapter):
     """Paste a box of the partner into each image; lam is the area actually kept.
 
@@ -100,18 +126,30 @@ class CutMix(Adapter):
     min_ndim = 4
     max_ndim = 5
     layout = "(B, C, H, W) or (B, C, T, H, W)"
+    hf_inputs = _IMAGE_INPUTS
 
-    def draw_region(
-        self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Boxes:
         lam = plan.lam if plan.per_sample else plan.lam[:1]
-        boxes, kept = sample_boxes(lam, x.shape[-2], x.shape[-1], generator)
-        return boxes.expand(plan.batch_size, 4), kept.expand(plan.batch_size)
+        height, width = x.shape[-2], x.shape[-1]
+        boxes, kept = sample_boxes(lam, height, width, generator)
+        n = plan.batch_size
+        if not plan.per_sample:
+            return Boxes(boxes.expand(n, 4), kept.expand(n), box=tuple(boxes[0].tolist()))
+        if not self.vectorized(x):
+            return Boxes(boxes, kept)
+        # Row and column masks are built here on the host and moved with the plan (one copy);
+        # the device only forms their outer product.
+        return Boxes(boxes, kept, **box_masks(boxes, plan.mixed, height, width))
 
     def apply(
-        self, x: torch.Tensor, plan: MixPlan, region: tuple[torch.Tensor, torch.Tensor], valid: Validity | None = None
+        self, x: torch.Tensor, plan: MixPlan, region: Boxes, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes, kept = region
-        active = plan.mixed  # a sample paired with itself keeps all of its own pixels
-        mixed = paste_boxes(x, plan.index, boxes, active, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
-        return mixed, torch.where(active, kept, torch.ones_like(kept))
+        region = Boxes(*region)
+        if self.vectorized(x) and region.box is None and region.rows is None:  # boxes given by hand
+            region = region._replace(**box_masks(region.boxes, plan.mixed, x.shape[-2], x.shape[-1]))
+        mixed = paste_boxes(
+            x, plan, region.boxes, inplace=self.writes_inplace(x), vectorized=self.vectorized(x),
+            rows=region.rows, cols=region.cols, box=region.box,
+        )  # fmt: skip
+        # a sample paired with itself keeps all of its own pixels
+        return mixed, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))

@@ -7,39 +7,52 @@ validation, randomness, target contract and schedule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
-from multimix._checks import check_generator, check_positive_int, check_probability
+from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability
 from multimix.adapter import Adapter
 from multimix.lengths import Validity, check_lengths
 from multimix.plan import MixPlan, draw_plan, identity_plan
-from multimix.targets import check_targets, mix_targets, smoothed_rows, soft_targets
+from multimix.targets import check_targets, mixed_targets
 
 __all__ = ["MixedBatch", "Mixer"]
 
 Inputs = torch.Tensor | dict[str, Any]
 
 
+
+def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Apply ``fn`` to every tensor in ``value`` (a tensor, or a dict of them), leaving other values alone."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, dict):
+        return {key: _map_tensors(item, fn) for key, item in value.items()}
+    return value
+
+
 @dataclass
 class MixedBatch:
     """What a :class:`Mixer` returns for one batch.
+
+    Unpacks as ``inputs, targets = batch``, so ``for x, y in loader`` works with
+    ``collate_fn=mixer.collate``.
 
     Attributes:
         inputs: the mixed inputs (the input tensor itself when mixed in place), or
             for dict batches a dict of every field but the targets, ready for
             ``model(**out.inputs)``.
-        targets: ``(B, C)`` float soft targets.
+        targets: ``(B, C)`` float soft targets, on the inputs' device.
         lam: ``(B,)`` float32, the label weight of each sample's own target (for
-            CutMix the area actually kept; 1 for samples left unmixed).
-        index: ``(B,)`` long, each sample's partner.
+            CutMix the area actually kept; 1 for samples left unmixed), on the inputs' device.
+        index: ``(B,)`` long, each sample's partner, on the inputs' device.
         plan: the drawn :class:`~multimix.plan.MixPlan` (on the CPU).
-        region: what the adapter drew beyond the plan (CutMix boxes), per field
-            for dict batches.
+        region: what the adapter drew beyond the plan (CutMix boxes, on the CPU), per
+            field for dict batches.
         lengths: for calls given ``lengths``, the mixed lengths ``(B,)`` or padding
             mask ``(B, T)``: a mixed item is valid wherever either source was.
     """
@@ -52,27 +65,25 @@ class MixedBatch:
     region: Any = None
     lengths: torch.Tensor | None = None
 
+    def __iter__(self) -> Iterator[Any]:
+        """``inputs, targets = batch``."""
+        return iter((self.inputs, self.targets))
+
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> MixedBatch:
+        """A copy with ``fn`` applied to every tensor field except the CPU plan and region."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in moved.items():
+            if name not in ("plan", "region"):
+                moved[name] = _map_tensors(value, fn)
+        return MixedBatch(**moved)
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MixedBatch:
-        """Move inputs, targets, lam and index to ``device`` (the plan stays on the CPU)."""
-
-        def move(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                return value.to(device, non_blocking=non_blocking)
-            if isinstance(value, dict):
-                return {k: move(v) for k, v in value.items()}
-            return value
-
-        return MixedBatch(
-            move(self.inputs), move(self.targets), move(self.lam), move(self.index), self.plan, self.region
-        )
+        """Move every tensor field to ``device`` (the plan and region stay on the CPU)."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> MixedBatch:
         """Let ``DataLoader(pin_memory=True)`` pin a batch mixed in a worker."""
-        pin = lambda v: v.pin_memory() if isinstance(v, torch.Tensor) else v  # noqa: E731
-        inputs = {k: pin(v) for k, v in self.inputs.items()} if isinstance(self.inputs, dict) else pin(self.inputs)
-        return MixedBatch(
-            inputs, pin(self.targets), pin(self.lam), pin(self.index), self.plan, self.region, pin(self.lengths)
-        )
+        return self._map(lambda t: t.pin_memory())
 
 
 def _adapter_weights(switch_prob: float | Sequence[float] | None, count: int) -> list[float] | None:
@@ -126,6 +137,9 @@ class Mixer:
         alpha_schedule: ``epoch -> factor``; :meth:`set_epoch` sets each adapter's
             alpha to its initial alpha times the factor.
         target_key: where dict batches keep their targets.
+        validate: also check the values of accelerator tensors (label range, target
+            rows, lengths) on the host, which waits for the device at every call; for
+            debugging. Values of CPU tensors are always checked; see docs/concepts.md.
 
     Example:
         >>> import torch, multimix
@@ -151,6 +165,7 @@ class Mixer:
         off_epoch: int | None = None,
         alpha_schedule: Callable[[int], float] | None = None,
         target_key: str = "labels",
+        validate: bool = False,
     ) -> None:
         if isinstance(adapters, Adapter):
             self.adapters: list[Adapter] = [adapters]
@@ -171,11 +186,19 @@ class Mixer:
                 raise TypeError(
                     f"adapters[{i}] must be a multimix Adapter (e.g. Mixup(1.0)), got {type(adapter).__name__}"
                 )
+        # One shape for both modes: each route is a field and the adapters it may be mixed by;
+        # a list of adapters is one route with several candidates (one chosen per batch).
+        if self.fields is None:
+            self._routes: list[tuple[str, list[Adapter]]] = [("inputs", self.adapters)]
+        else:
+            self._routes = [(name, [adapter]) for name, adapter in zip(self.fields, self.adapters, strict=True)]
         self.num_classes = check_positive_int(num_classes, "num_classes")
-        if not isinstance(per_sample, bool) or not isinstance(multi_label, bool):
-            raise TypeError(f"per_sample and multi_label must be bools, got {per_sample!r} and {multi_label!r}")
+        for name, flag in (("per_sample", per_sample), ("multi_label", multi_label), ("validate", validate)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
         self.per_sample = per_sample
         self.multi_label = multi_label
+        self.validate = validate
         self.p = check_probability(p, "p")
         self.label_smoothing = check_probability(label_smoothing, "label_smoothing")
         self.weights = _adapter_weights(switch_prob, len(self.adapters)) if self.fields is None else None
@@ -197,6 +220,8 @@ class Mixer:
             raise ValueError(f"off_epoch must be an int >= 0 or None, got {off_epoch!r}")
         if alpha_schedule is not None and not callable(alpha_schedule):
             raise TypeError(f"alpha_schedule must be a callable epoch -> factor, got {type(alpha_schedule).__name__}")
+        if not isinstance(target_key, str):
+            raise TypeError(f"target_key must be a str, got {type(target_key).__name__} {target_key!r}")
         self.off_epoch = off_epoch
         self.alpha_schedule = alpha_schedule
         self.target_key = target_key
@@ -220,9 +245,9 @@ class Mixer:
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
         factor = 1.0 if self.alpha_schedule is None else float(self.alpha_schedule(epoch))
-        alphas = [base * factor for base in self._schedule.base_alphas]
+        alphas = [check_alpha(base * factor, f"alpha_schedule({epoch}) * alpha") for base in self._schedule.base_alphas]
         for adapter, alpha in zip(self.adapters, alphas, strict=True):
-            adapter.alpha = alpha  # validates: a factor <= 0 raises before anything else changes
+            adapter.alpha = alpha
         self._schedule.epoch = epoch
         self._schedule.enabled = self.off_epoch is None or epoch < self.off_epoch
 
@@ -236,31 +261,50 @@ class Mixer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved."""
+        """Restore what :meth:`state_dict` saved; everything is checked before anything changes."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be the dict Mixer.state_dict() returned, got {type(state).__name__}")
         missing = {"generator", "enabled", "epoch", "alphas"} - set(state)
         if missing:
             raise ValueError(f"state is missing keys {sorted(missing)}; pass what Mixer.state_dict() returned")
-        if len(state["alphas"]) != len(self.adapters):
+        alphas = state["alphas"]
+        if not isinstance(alphas, Sequence) or len(alphas) != len(self.adapters):
             raise ValueError(
-                f"state holds {len(state['alphas'])} alphas but this mixer has {len(self.adapters)} adapters"
+                f"state['alphas'] must hold one alpha per adapter ({len(self.adapters)}), got {alphas!r}"
             )
-        for adapter, alpha in zip(self.adapters, state["alphas"], strict=True):
+        alphas = [check_alpha(alpha, f"state['alphas'][{i}]") for i, alpha in enumerate(alphas)]
+        if not isinstance(state["enabled"], bool):
+            raise TypeError(f"state['enabled'] must be a bool, got {state['enabled']!r}")
+        epoch = state["epoch"]
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+            raise ValueError(f"state['epoch'] must be an int >= 0 or None, got {epoch!r}")
+        generator_state = state["generator"]
+        if not isinstance(generator_state, torch.Tensor) or generator_state.dtype != torch.uint8:
+            raise TypeError(
+                f"state['generator'] must be the uint8 tensor of Generator.get_state(), got {generator_state!r:.80}"
+            )
+        probe = torch.Generator()
+        try:
+            probe.set_state(generator_state.cpu())
+        except RuntimeError as error:
+            raise ValueError(f"state['generator'] is not a CPU generator state: {error}") from None
+        self.generator.set_state(generator_state.cpu())
+        for adapter, alpha in zip(self.adapters, alphas, strict=True):
             adapter.alpha = alpha
-        self.generator.set_state(state["generator"])
-        self._schedule.enabled = bool(state["enabled"])
-        self._schedule.epoch = state["epoch"]
+        self._schedule.enabled = state["enabled"]
+        self._schedule.epoch = epoch
 
     # ------------------------------------------------------------------ call
     def _split(
         self, inputs: Inputs, targets: torch.Tensor | None, lengths: torch.Tensor | None
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, Validity | None]:
-        """Return the fields to mix, the targets and the validity mask, checking everything before any write."""
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Return the fields to mix and the targets, checking everything before any write or draw."""
         if self.fields is None:
             if isinstance(inputs, Mapping):
                 raise TypeError("got a dict batch but this Mixer has no field names; build it with {field: adapter}")
             if targets is None:
                 raise ValueError("targets is missing: call mixer(inputs, targets)")
-            fields = {"inputs": inputs}
+            fields_ = {"inputs": inputs}
         else:
             if not isinstance(inputs, Mapping):
                 raise TypeError(f"this Mixer mixes dict batches with fields {self.fields}, got {type(inputs).__name__}")
@@ -271,29 +315,33 @@ class Mixer:
                 if self.target_key not in inputs:
                     raise ValueError(f"batch has no targets under {self.target_key!r}; pass targets or set target_key")
                 targets = inputs[self.target_key]
-            fields = {name: inputs[name] for name in self.fields}
+            fields_ = {name: inputs[name] for name in self.fields}
         batch_size = None
-        for (name, x), adapter in zip(fields.items(), self.adapters, strict=False):
-            candidates = self.adapters if self.fields is None else [adapter]
+        for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
             for candidate in candidates:
                 candidate.check_input(x, name)
             if batch_size is not None and x.shape[0] != batch_size:
                 raise ValueError(f"field {name!r} has batch size {x.shape[0]}, other fields {batch_size}")
             batch_size = x.shape[0]
-        check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label)
-        if lengths is None:
-            return fields, targets, None
-        if self.fields is not None:
-            raise ValueError("lengths= works with tensor batches; a dict-built Mixer mixes fields without lengths")
-        for adapter in self.adapters:
-            if not adapter.takes_lengths:
-                raise ValueError(f"{type(adapter).__name__} does not take lengths; they are for audio adapters")
-        return fields, targets, check_lengths(lengths, batch_size, fields["inputs"].shape[-1])
+        _check_disjoint(fields_, self._routes)
+        check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate)
+        if lengths is not None:
+            if self.fields is not None:
+                raise ValueError("lengths= works with tensor batches; a dict-built Mixer mixes fields without lengths")
+            for adapter in self.adapters:
+                if not adapter.takes_lengths:
+                    raise ValueError(f"{type(adapter).__name__} does not take lengths; they are for audio adapters")
+            check_lengths(lengths, batch_size, fields_["inputs"].shape[-1], validate=self.validate)
+        return fields_, targets
 
     def __call__(
         self, inputs: Inputs, targets: torch.Tensor | None = None, *, lengths: torch.Tensor | None = None
     ) -> MixedBatch:
         """Mix one batch. Bad input raises before anything is written or drawn.
+
+        The plan is drawn on the CPU and moved to the batch's device once, with the
+        adapter's region (and targets or lengths given on the CPU); nothing is read
+        back from the device, so the call never waits for it.
 
         Args:
             inputs: a tensor, or a dict batch for a dict-built mixer.
@@ -302,45 +350,33 @@ class Mixer:
             lengths: for audio adapters, valid lengths ``(B,)`` or a padding mask
                 ``(B, T)`` along the last axis; the mixed ones come back on the batch.
         """
-        fields, targets, validity = self._split(inputs, targets, lengths)
-        plan = self.draw(targets.shape[0])
-        if self.fields is None:
-            pairs = [("inputs", fields["inputs"], self.adapters[plan.choice])]
-        else:
-            pairs = [(name, fields[name], adapter) for name, adapter in zip(self.fields, self.adapters, strict=True)]
-        regions = {name: adapter.draw_region(x, plan, self.generator) for name, x, adapter in pairs}
+        fields_, targets = self._split(inputs, targets, lengths)
+        first = next(iter(fields_.values()))
+        plan = self.draw(first.shape[0])
+        chosen = [(name, x, candidates[min(plan.choice, len(candidates) - 1)])
+                  for (name, candidates), x in zip(self._routes, fields_.values(), strict=True)]  # fmt: skip
+        regions = {name: adapter.draw_region(x, plan, self.generator) for name, x, adapter in chosen}
+        placed, (placed_regions, targets, lengths) = plan.to(first.device, (regions, targets, lengths))
+        validity = None if lengths is None else Validity.of(lengths, first.shape[-1])
         mixed, label_lam = {}, None
-        for name, x, adapter in pairs:
-            mixed[name], lam = adapter.apply(x, plan, regions[name], validity)
+        for name, x, adapter in chosen:
+            mixed[name], lam = adapter.apply(x, placed, placed_regions[name], validity)
             label_lam = lam if label_lam is None else label_lam
-        rows = smoothed_rows(targets, self.num_classes, self.label_smoothing)  # checked in _split
-        soft = mix_targets(rows, plan.index, label_lam)
-        device = next(iter(mixed.values())).device
-        lam_out = label_lam.to(device=device, dtype=torch.float32)
-        index_out = plan.index.to(device)
+        soft = mixed_targets(targets, placed, label_lam, self.num_classes, self.label_smoothing)
+        lam_out = label_lam.to(torch.float32)
         if self.fields is None:
-            out_lengths = None if validity is None else validity.union(plan).export()
-            return MixedBatch(mixed["inputs"], soft, lam_out, index_out, plan, regions["inputs"], out_lengths)
+            out_lengths = None if validity is None else validity.union(placed).export()
+            return MixedBatch(mixed["inputs"], soft, lam_out, placed.index, plan, regions["inputs"], out_lengths)
         out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
         out_inputs.update(mixed)
-        return MixedBatch(out_inputs, soft, lam_out, index_out, plan, regions)
+        return MixedBatch(out_inputs, soft, lam_out, placed.index, plan, regions)
 
     def draw(self, batch_size: int) -> MixPlan:
         """Draw the next plan from the generator; the identity plan while mixing is off or ``p == 0``."""
         if not (self.enabled and self.p > 0):
             return identity_plan(batch_size)
-        alphas = [a.alpha for a in self.adapters] if self.fields is None else [self.adapters[0].alpha]
+        alphas = [adapter.alpha for adapter in self._routes[0][1]]
         return draw_plan(batch_size, alphas, self.generator, weights=self.weights, per_sample=self.per_sample, p=self.p)
-
-    def soft_targets(self, targets: torch.Tensor, plan: MixPlan, lam: torch.Tensor | None = None) -> torch.Tensor:
-        """Soft rows ``(B, C)`` for ``targets`` under ``plan``, smoothing folded in.
-
-        ``lam`` is the label weight the adapter applied (the plan's lam if None).
-        """
-        rows = soft_targets(
-            targets, self.num_classes, label_smoothing=self.label_smoothing, multi_label=self.multi_label
-        )
-        return mix_targets(rows, plan.index, plan.lam if lam is None else lam)
 
     def seed_worker(self) -> None:
         """In a DataLoader worker, reseed the plan generator once from the worker's seed.
@@ -369,9 +405,37 @@ class Mixer:
             raise ValueError("collate expects samples that are (input, target) pairs or dicts")
         return self(batch[0], batch[1])
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the generator as its state bytes, so the mixer reaches spawned DataLoader workers."""
+        state = dict(self.__dict__)
+        state["generator"] = self.generator.get_state()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        generator = torch.Generator()
+        generator.set_state(state["generator"])
+        self.__dict__.update({**state, "generator": generator})
+
     def __repr__(self) -> str:
         adapters = dict(zip(self.fields, self.adapters, strict=True)) if self.fields else self.adapters
         return (
             f"Mixer({adapters!r}, num_classes={self.num_classes}, per_sample={self.per_sample}, p={self.p}, "
             f"label_smoothing={self.label_smoothing}, multi_label={self.multi_label})"
         )
+
+
+def _check_disjoint(fields_: dict[str, torch.Tensor], routes: list[tuple[str, list[Adapter]]]) -> None:
+    """Refuse dict batches whose fields share memory when one is written in place: it would be mixed twice."""
+    spans = []
+    for (name, candidates), x in zip(routes, fields_.values(), strict=True):
+        if x.device.type == "meta" or not any(a.writes_inplace(x) for a in candidates):
+            continue
+        storage = x.untyped_storage()
+        spans.append((name, storage.data_ptr(), storage.nbytes()))
+    for k, (name, start, size) in enumerate(spans):
+        for other, other_start, other_size in spans[:k]:
+            if start < other_start + other_size and other_start < start + size:
+                raise ValueError(
+                    f"fields {other!r} and {name!r} share memory, so mixing in place would mix it twice; "
+                    f"pass separate tensors (e.g. batch[{name!r}].clone()) or build the adapters with inplace=False"
+                )

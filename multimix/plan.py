@@ -1,34 +1,49 @@
 """The mixing plan: who is mixed with whom, and how much.
 
-A :class:`MixPlan` is drawn once per batch from a ``torch.Generator`` and then
-applied by every adapter, hook and target mixer of that batch, so images, audio,
+A :class:`MixPlan` is drawn once per batch on the CPU from a ``torch.Generator`` and
+then applied by every adapter, hook and target mixer of that batch, so images, audio,
 hidden states and labels always agree (kornia separates drawing from applying the
-same way). The draw order is fixed: adapter choice, partner permutation, lam,
-then the per-sample ``p`` coin. Two mixers with the same seed, ``per_sample`` and
-alpha therefore draw the same ``index`` and ``lam`` whatever their adapter;
-adapter-specific draws (a CutMix box, SpecMix bands) come after.
+same way). The draw order is fixed: adapter choice, partner map, lam, then the
+per-sample ``p`` coin. Two mixers with the same seed, ``per_sample`` and alpha therefore
+draw the same ``index`` and ``lam`` whatever their adapter; adapter-specific draws (a
+CutMix box, SpecMix bands) come after.
+
+The partner map is one random cycle through the batch (each sample's partner is
+uniform over the others, as torchvision's ``roll`` but shuffled): a permutation with
+no fixed point, so with ``p=1`` every sample of a batch of two or more is mixed and the
+device kernels need no "unmixed rows" pass.
 
 Beta(alpha, alpha) is sampled from the generator through two Gamma variates
-(Marsaglia and Tsang, 2000), in log space so that tiny alphas do not underflow:
-``torch.distributions`` cannot take a generator.
+(Marsaglia and Tsang, 2000), in log space so that tiny alphas do not underflow;
+``torch.distributions`` cannot take a generator. The uniforms and normals come from
+the torch generator (exact resume), the arithmetic runs in NumPy, which costs far
+less host time than torch on a handful of numbers.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
 
+import numpy as np
 import torch
 
 from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability
+from multimix._transfer import to_device
 
 __all__ = ["MixPlan", "draw_plan", "identity_plan", "sample_beta"]
 
 
 @dataclass(frozen=True)
 class MixPlan:
-    """One batch's mixing decisions, on the CPU.
+    """One batch's mixing decisions.
+
+    Drawn on the CPU; :meth:`to` places a copy on the batch's device for the kernels,
+    which keeps the CPU original as ``host`` for decisions made on the host (no
+    read-back from the device is ever needed).
 
     Attributes:
         index: ``(B,)`` long, the partner each sample is mixed with; ``index[i] == i``
@@ -38,45 +53,81 @@ class MixPlan:
         choice: position of the adapter chosen for this batch in the mixer's list.
         per_sample: whether lam was drawn per sample; if not, adapters also draw
             one region for the whole batch.
+        host: the CPU plan this one was placed from (None for a CPU plan).
     """
 
     index: torch.Tensor
     lam: torch.Tensor
     choice: int = 0
     per_sample: bool = False
+    host: MixPlan | None = field(default=None, repr=False, compare=False)
+    placed_mixed: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def batch_size(self) -> int:
-        return int(self.index.numel())
+        return int(self.index.shape[0])
 
     @property
+    def device(self) -> torch.device:
+        return self.index.device
+
+    @property
+    def on_host(self) -> MixPlan:
+        """The CPU plan: index and lam that may be read without touching the device."""
+        return self if self.host is None else self.host
+
+    @cached_property
     def mixed(self) -> torch.Tensor:
-        """``(B,)`` bool: samples that take anything from a partner."""
-        return (self.lam < 1) & (self.index != torch.arange(self.batch_size))
+        """``(B,)`` bool, on the plan's device: samples that take anything from a partner."""
+        if self.placed_mixed is not None:
+            return self.placed_mixed
+        return (self.lam < 1) & (self.index != torch.arange(self.batch_size, device=self.device))
+
+    @cached_property
+    def any_mixed(self) -> bool:
+        """Whether any sample is mixed (decided on the host)."""
+        return bool(self.on_host.mixed.any())
+
+    @cached_property
+    def all_mixed(self) -> bool:
+        """Whether every sample is mixed (decided on the host)."""
+        return bool(self.on_host.mixed.all())
+
+    def to(self, device: torch.device, extra: Any = None) -> tuple[MixPlan, Any]:
+        """Place the plan (and ``extra``: a region, labels, lengths) on ``device`` in one copy.
+
+        Returns the placed plan and ``extra`` with its CPU tensors moved. On the CPU
+        both come back unchanged.
+        """
+        if device.type == "cpu" or self.device == device:
+            return self, extra
+        host = self.on_host
+        index, lam, mixed, extra = to_device((host.index, host.lam, host.mixed, extra), device)
+        return replace(host, index=index, lam=lam, host=host, placed_mixed=mixed), extra
 
 
-def _log_gamma_variates(shape: float, count: int, generator: torch.Generator) -> torch.Tensor:
+def _log_gamma_variates(shape: float, count: int, generator: torch.Generator) -> np.ndarray:
     """Draw ``count`` values of log(Gamma(shape, 1)) with Marsaglia-Tsang rejection."""
     boost = shape < 1.0  # Gamma(k) = Gamma(k + 1) * U ** (1 / k), kept in log space
     k = shape + 1.0 if boost else shape
     d = k - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    out = torch.empty(count, dtype=torch.float64)
+    out = np.empty(count)
     filled = 0
     while filled < count:
-        need = count - filled
-        x = torch.randn(need, generator=generator, dtype=torch.float64)
-        u = torch.rand(need, generator=generator, dtype=torch.float64)
+        need = count - filled + 2  # acceptance is above 95%: one round almost always suffices
+        x = torch.randn(need, generator=generator, dtype=torch.float64).numpy()
+        u = torch.rand(need, generator=generator, dtype=torch.float64).numpy()
         v = (1.0 + c * x) ** 3
-        positive = v > 0
-        log_v = torch.log(torch.where(positive, v, torch.ones_like(v)))
-        accept = positive & (torch.log(u) < 0.5 * x * x + d - d * v + d * log_v)
-        accepted = math.log(d) + log_v[accept]
-        out[filled : filled + accepted.numel()] = accepted
-        filled += accepted.numel()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_v = np.log(v)
+            accept = (v > 0) & (np.log(u) < 0.5 * x * x + d - d * v + d * log_v)
+        accepted = math.log(d) + log_v[accept][: count - filled]
+        out[filled : filled + accepted.size] = accepted
+        filled += accepted.size
     if boost:
-        u = torch.rand(count, generator=generator, dtype=torch.float64)
-        out = out + torch.log(u) / shape
+        u = torch.rand(count, generator=generator, dtype=torch.float64).numpy()
+        out += np.log(np.maximum(u, 2.0**-60)) / shape  # a uniform of exactly 0 would give -inf
     return out
 
 
@@ -92,15 +143,30 @@ def sample_beta(alpha: float, count: int, generator: torch.Generator) -> torch.T
     alpha = check_alpha(alpha)
     check_positive_int(count, "count")
     check_generator(generator)
-    log_x = _log_gamma_variates(alpha, count, generator)
-    log_y = _log_gamma_variates(alpha, count, generator)
-    return torch.sigmoid(log_x - log_y)
+    diff = _log_gamma_variates(alpha, count, generator) - _log_gamma_variates(alpha, count, generator)
+    with np.errstate(over="ignore"):
+        return torch.from_numpy(1.0 / (1.0 + np.exp(-diff)))  # sigmoid: Gx / (Gx + Gy) from the logs
 
 
 def identity_plan(batch_size: int) -> MixPlan:
     """The plan that mixes nothing: every sample keeps itself with lam = 1."""
     check_positive_int(batch_size, "batch_size")
     return MixPlan(torch.arange(batch_size), torch.ones(batch_size, dtype=torch.float64))
+
+
+def random_cycle(batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """A partner map that is one random cycle: ``index[order[k]] = order[k + 1]``, no fixed point for B >= 2."""
+    order = torch.randperm(batch_size, generator=generator)
+    index = torch.empty_like(order)
+    index[order] = order.roll(-1)
+    return index
+
+
+def _choose(weights: Sequence[float] | None, count: int, generator: torch.Generator) -> int:
+    """Index of the adapter chosen for this batch, with probability proportional to ``weights``."""
+    u = float(torch.rand((), generator=generator, dtype=torch.float64))
+    cumulative = np.cumsum(np.ones(count) if weights is None else np.asarray(weights, dtype=np.float64))
+    return min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), count - 1)
 
 
 def draw_plan(
@@ -127,15 +193,8 @@ def draw_plan(
     p = check_probability(p, "p")
     if len(alphas) == 0:
         raise ValueError("alphas must name at least one adapter's alpha, got an empty sequence")
-    choice = 0
-    if len(alphas) > 1:
-        probs = (
-            torch.ones(len(alphas), dtype=torch.float64)
-            if weights is None
-            else torch.tensor(weights, dtype=torch.float64)
-        )
-        choice = int(torch.multinomial(probs, 1, generator=generator))
-    index = torch.randperm(batch_size, generator=generator)
+    choice = _choose(weights, len(alphas), generator) if len(alphas) > 1 else 0
+    index = random_cycle(batch_size, generator)
     lam = sample_beta(alphas[choice], batch_size if per_sample else 1, generator).expand(batch_size).clone()
     if p < 1.0:
         keep = torch.rand(batch_size, generator=generator, dtype=torch.float64) >= p

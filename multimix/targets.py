@@ -11,15 +11,27 @@ from __future__ import annotations
 
 import torch
 
-from multimix._checks import check_positive_int, check_probability, check_tensor
+from multimix._checks import check_positive_int, check_probability, check_tensor, device_assert, reads_values
+from multimix.plan import MixPlan
 
-__all__ = ["check_targets", "mix_targets", "smoothed_rows", "soft_targets"]
+__all__ = ["check_targets", "mix_targets", "mixed_targets", "smoothed_rows", "soft_targets"]
 
 
 def check_targets(
-    targets: object, num_classes: int, batch_size: int | None = None, *, multi_label: bool = False
+    targets: object,
+    num_classes: int,
+    batch_size: int | None = None,
+    *,
+    multi_label: bool = False,
+    validate: bool = False,
 ) -> torch.Tensor:
     """Validate class-index or row targets without changing them.
+
+    Shape and dtype are always checked. Values (label range, rows in [0, 1] summing
+    to 1) are checked where reading them costs nothing: on the CPU, or on any device
+    with ``validate=True``. On accelerators the label range is checked by the one-hot
+    scatter itself and the row range by a device-side assert, so no call waits for
+    the device.
 
     Raises:
         TypeError: targets are not a tensor, or indices are not integers.
@@ -45,6 +57,8 @@ def check_targets(
                 f"class-index targets (B,) must be an integer tensor, got dtype {targets.dtype}; "
                 "use .long(), or pass probability rows of shape (B, num_classes)"
             )
+        if not reads_values(targets, validate):
+            return targets
         low, high = int(targets.min()), int(targets.max())
         if low < 0 or high >= num_classes:
             bad = low if low < 0 else high
@@ -54,6 +68,9 @@ def check_targets(
         raise ValueError(f"target rows must have width num_classes={num_classes}, got shape {tuple(targets.shape)}")
     if not targets.is_floating_point():
         raise TypeError(f"target rows (B, C) must be floating point, got dtype {targets.dtype}; use .float()")
+    if not reads_values(targets, validate):
+        device_assert(((targets >= 0) & (targets <= 1)).all(), "multimix: target rows must hold values in [0, 1]")
+        return targets
     if not bool(torch.isfinite(targets).all()) or bool((targets < 0).any()) or bool((targets > 1).any()):
         raise ValueError("target rows must hold values in [0, 1]; got values outside it or non-finite ones")
     if not multi_label:
@@ -120,3 +137,17 @@ def mix_targets(rows: torch.Tensor, index: torch.Tensor, lam: torch.Tensor) -> t
         )
     weight = lam.to(device=rows.device, dtype=rows.dtype).unsqueeze(1)
     return torch.lerp(rows[index.to(rows.device)], rows, weight)
+
+
+def mixed_targets(
+    targets: torch.Tensor, plan: MixPlan, lam: torch.Tensor, num_classes: int, label_smoothing: float
+) -> torch.Tensor:
+    """The soft rows of a mixed batch: targets checked by :func:`check_targets`, smoothed, then mixed.
+
+    The one place where the Mixer and the model wrapper build their targets; ``plan``
+    and ``lam`` (the label weight the adapter applied) are on the targets' device.
+    """
+    rows = smoothed_rows(targets, num_classes, label_smoothing)
+    if not plan.any_mixed:
+        return rows
+    return torch.lerp(rows.index_select(0, plan.index), rows, lam.to(rows.dtype).unsqueeze(1))

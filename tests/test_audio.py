@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 import multimix
 from multimix.audio import PadCollate, SpecMix, SpecMixup, WaveMix, logaddexp_mix
 from multimix.image import CutMix, Mixup
-from multimix.lengths import check_lengths
+from multimix.lengths import Validity, check_lengths
 
 PATHS = [looped, vectorised]
 PLAN = fixed_plan([2, 0, 1, 3], [0.25, 0.6, 0.0, 0.5])  # sample 3 is its own partner
@@ -78,14 +78,19 @@ def test_spec_mixup_low_precision(dtype, domain):
     torch.testing.assert_close(out.float(), expected, atol=0.1, rtol=0.02)
 
 
-def test_power_domain_rejects_non_finite_values_and_changes_nothing():
+@pytest.mark.parametrize("path", PATHS)
+def test_silence_mixes_without_nan(path):
+    """log 0 = -inf: the power domain mixes it exactly, the log domain gives -inf; never NaN."""
     x = spectrogram()
-    x[1, 2, 3] = -math.inf
+    x[0, 1, :] = -math.inf  # sample 0 silent in one band; its partner (2) is not
+    x[1, 1, :] = -math.inf  # sample 1 silent there too, and its partner is sample 0: both silent
+    plan = fixed_plan([2, 0, 1, 3], [0.25, 0.6, 0.3, 0.5])
     original = x.clone()
-    mixer = multimix.Mixer(SpecMixup(1.0, domain="power"), num_classes=4, seed=0)
-    with pytest.raises(ValueError, match=r"inputs holds non-finite values .*floor the power before the log"):
-        mixer(x, torch.arange(4))
-    assert torch.equal(x, original)
+    power, _ = path(SpecMixup(1.0, domain="power")).apply(x.clone(), plan, None)
+    torch.testing.assert_close(power[0, 1], math.log(0.75) + original[2, 1])
+    assert torch.equal(power[1, 1], torch.full((7,), -math.inf))
+    log, _ = path(SpecMixup(1.0)).apply(x.clone(), plan, None)
+    assert torch.equal(log[0, 1], torch.full((7,), -math.inf)) and not log.isnan().any()
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -121,7 +126,7 @@ def test_spec_mix_paths_agree_and_bands_are_time_and_frequency():
 def test_wave_mix_with_lengths_by_hand(path):
     x = torch.stack([torch.ones(6), torch.full((6,), 2.0)])
     x[0, 4:] = 7.0  # padding garbage must not leak into the mix
-    valid = check_lengths(torch.tensor([4, 6]), 2, 6)
+    valid = Validity.of(check_lengths(torch.tensor([4, 6]), 2, 6), 6)
     plan = fixed_plan([1, 0], [0.25, 0.5])
     out, lam = path(WaveMix(1.0)).apply(x, plan, None, valid)
     assert out[0].tolist() == [1.75, 1.75, 1.75, 1.75, 1.5, 1.5]  # 0.25 * 1 + 0.75 * 2, then 0.75 * 2
@@ -134,7 +139,9 @@ def test_wave_mix_with_lengths_by_hand(path):
 def test_wave_mix_energy_label_weight_by_hand(path):
     x = torch.stack([torch.ones(4), torch.full((4,), 3.0)])
     plan = fixed_plan([1, 0], [0.5, 0.5])
-    _, lam = path(WaveMix(1.0, label_weight="energy")).apply(x, plan, None, check_lengths(torch.tensor([4, 2]), 2, 4))
+    _, lam = path(WaveMix(1.0, label_weight="energy")).apply(
+        x, plan, None, Validity.of(check_lengths(torch.tensor([4, 2]), 2, 4), 4)
+    )
     # energies 4 and 18: 0.25 * 4 / (0.25 * 4 + 0.25 * 18)
     torch.testing.assert_close(lam, torch.tensor([4 / 22, 18 / 22], dtype=torch.float64))
 

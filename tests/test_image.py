@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from torchvision.transforms import v2
 
 import multimix
-from multimix.image import CutMix, Mixup, sample_boxes
+from multimix.image import Boxes, CutMix, Mixup, sample_boxes
 from multimix.targets import mix_targets, soft_targets
 
 
@@ -60,7 +60,7 @@ def test_cutmix_equals_timm_with_the_same_box(monkeypatch):
     plan = fixed_plan(flip_index(4), 0.5, per_sample=False)
     boxes = torch.tensor([box] * 4)
     kept = torch.full((4,), 1 - 7 * 4 / 120, dtype=torch.float64)
-    out, lam = CutMix(1.0).apply(x, plan, (boxes, kept))
+    out, lam = CutMix(1.0).apply(x, plan, Boxes(boxes, kept))
     assert torch.equal(out, ref_x)
     torch.testing.assert_close(mix_targets(soft_targets(y, 4), plan.index, lam), ref_y)
 
@@ -87,7 +87,7 @@ def test_cutmix_equals_torchvision_with_its_own_box(monkeypatch):
     monkeypatch.setattr(reference, "make_params", lambda flat_inputs: params)
     ref_x, ref_y = reference(x.clone(), y)
     plan = fixed_plan(roll_index(5), 0.4, per_sample=False)
-    out, lam = CutMix(1.0).apply(x, plan, (boxes.expand(5, 4), kept.expand(5)))
+    out, lam = CutMix(1.0).apply(x, plan, Boxes(boxes.expand(5, 4), kept.expand(5)))
     assert torch.equal(out, ref_x)
     torch.testing.assert_close(mix_targets(soft_targets(y, 5), plan.index, lam), ref_y)
 
@@ -184,7 +184,7 @@ def test_video_inputs(adapter_cls):
 
 def test_sample_boxes_errors():
     g = torch.Generator()
-    with pytest.raises(ValueError, match=r"lam must be a \(N,\) tensor of values in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"lam must be a \(N,\) CPU tensor of values in \[0, 1\]"):
         sample_boxes(torch.tensor([1.5]), 4, 4, g)
     with pytest.raises(ValueError, match=r"height must be an int >= 1, got 0"):
         sample_boxes(torch.tensor([0.5]), 0, 4, g)

@@ -4,6 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multimix._kernels import FROM_SCRATCH, SAVE, inplace_schedule, lerp_rows, paste_boxes
+from multimix.image import box_masks
+from multimix.plan import MixPlan
 
 
 def simulate(index, active, values):
@@ -55,7 +57,7 @@ def test_lerp_rows_matches_formula(inplace, vectorized, dtype):
     original = x.clone()
     w = lam.view(-1, 1, 1, 1)
     expected = (w * original.double() + (1 - w) * original.double()[index]).to(dtype)
-    out = lerp_rows(x, index, lam, inplace=inplace, vectorized=vectorized)
+    out = lerp_rows(x, MixPlan(index, lam), lam, inplace=inplace, vectorized=vectorized)
     tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}.get(dtype, 1e-6)
     torch.testing.assert_close(out, expected, atol=tol, rtol=tol)
     assert out.dtype == dtype
@@ -70,7 +72,7 @@ def test_lerp_rows_keeps_channels_last(inplace, vectorized):
     x = torch.randn(4, 3, 6, 6).to(memory_format=torch.channels_last)
     original = x.clone()
     index, lam = torch.tensor([3, 2, 1, 0]), torch.full((4,), 0.25, dtype=torch.float64)
-    out = lerp_rows(x, index, lam, inplace=inplace, vectorized=vectorized)
+    out = lerp_rows(x, MixPlan(index, lam), lam, inplace=inplace, vectorized=vectorized)
     assert out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, 0.25 * original + 0.75 * original[index])
 
@@ -88,6 +90,8 @@ def test_paste_boxes_matches_slicing(inplace, vectorized):
         if active[i]:
             y1, y2, x1, x2 = boxes[i].tolist()
             expected[i, :, y1:y2, x1:x2] = original[index[i], :, y1:y2, x1:x2]
-    out = paste_boxes(x, index, boxes, active, inplace=inplace, vectorized=vectorized)
+    plan = MixPlan(index, torch.where(active, 0.5, 1.0).double())
+    masks = box_masks(boxes, plan.mixed, 8, 9) if vectorized else {}
+    out = paste_boxes(x, plan, boxes, inplace=inplace, vectorized=vectorized, **masks)
     assert torch.equal(out, expected)
     assert (out is x) == inplace

@@ -273,7 +273,8 @@ def test_bad_input_leaves_tensors_unchanged():
         ({"seed": "1"}, TypeError, r"seed must be an int, got str"),
         ({"off_epoch": -1}, ValueError, r"off_epoch must be an int >= 0 or None, got -1"),
         ({"alpha_schedule": 3}, TypeError, r"alpha_schedule must be a callable"),
-        ({"per_sample": 1}, TypeError, r"per_sample and multi_label must be bools"),
+        ({"per_sample": 1}, TypeError, r"per_sample must be a bool, got int 1"),
+            ({"validate": "yes"}, TypeError, r"validate must be a bool, got str"),
     ],
 )
 def test_constructor_errors(kwargs, error, match):
