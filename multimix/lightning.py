@@ -85,7 +85,7 @@ class MixupCallback(pl.Callback):
     keyed by global rank) in the Lightning checkpoint; on resume each rank restores its
     own, so a resumed run draws the plans an uninterrupted one would. If the world size
     changed, ranks found in the checkpoint restore theirs, new ranks keep their fresh
-    :func:`rank_seed` stream (the schedule is reapplied at the epoch start), the states
+    :func:`rank_seed` stream (the schedule is reapplied before the next batch), the states
     of ranks that no longer exist are dropped, and a warning says so.
 
     Args:
@@ -127,6 +127,7 @@ class MixupCallback(pl.Callback):
                 f"pass one (a list of adapters in one Mixer switches between them)"
             )
         rank = trainer.global_rank
+        self._epoch = None  # a new fit (or a restored state) gets set_epoch before its first batch
         if not self._seeded:
             self._seeded = True
             if rank > 0:  # before any checkpoint is restored: restored states override this
@@ -240,6 +241,7 @@ class MixupCallback(pl.Callback):
             )
         if rank in ranks:
             self.mixer.load_state_dict(ranks[rank])
+        self._epoch = None
 
 
 def _describe(value: object) -> str:

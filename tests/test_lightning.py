@@ -13,6 +13,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -156,6 +157,26 @@ def test_off_epoch_and_alpha_schedule_follow_the_trainer_epoch(tmp_path):
         identity = torch.equal(last.plan.index, torch.arange(BATCH)) and bool((last.plan.lam == 1).all())
         assert identity == (step >= STEPS_PER_EPOCH)  # mixing until off_epoch, plain one-hot rows from it on
     assert not mixer.enabled
+
+
+def test_mixing_runs_on_meta_tensors_so_it_cannot_sync_a_device():
+    callback = MixupCallback(multimix.Mixer(Mixup(1.0), NUM_CLASSES, per_sample=True, seed=0))
+    batch = [torch.empty(BATCH, 1, 2, 3, device="meta"), torch.empty(BATCH, dtype=torch.long, device="meta")]
+    callback.on_train_batch_start(SimpleNamespace(current_epoch=0), None, batch, 0)
+    assert batch[1].shape == (BATCH, NUM_CLASSES) and batch[1].device.type == "meta"
+    assert callback.last.lam.device.type == "meta" and callback.last.plan.index.device.type == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_step_sees_the_mixed_batch_on_the_gpu(tmp_path):
+    module, callback = Recorder(), MixupCallback(multimix.Mixer(Mixup(1.0), NUM_CLASSES, per_sample=True, seed=3))
+    trainer(tmp_path, callback, max_steps=2, accelerator="gpu").fit(module, loader())
+    for step, (x, y, last) in enumerate(module.seen):
+        assert x.is_cuda and y.is_cuda and last.lam.is_cuda
+        mixed, soft = expected(step, last.plan)
+        torch.testing.assert_close(x.cpu(), mixed)
+        torch.testing.assert_close(y.cpu(), soft)
 
 
 # ---------------------------------------------------------------------------- checkpoints
