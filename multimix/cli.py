@@ -36,31 +36,58 @@ def _info() -> int:
     return 0
 
 
+SHORTCUTS = ("method", "alpha", "epochs", "batch_size", "lr", "data", "model", "out", "seed", "device", "quick")
+
+
+def _defaults_epilog(argv: Sequence[str]) -> str:
+    """For ``multimix run NAME --help``: every key of NAME's YAML with its default."""
+    args = list(argv)
+    name = args[args.index("run") + 1] if "run" in args and args.index("run") + 1 < len(args) else None
+    try:
+        recipes = recipes_package()
+        known = name in recipes.RECIPES
+        config = importlib.import_module("multimix_recipes.config").load_defaults(name) if known else None
+    except (ImportError, ValueError):
+        config = None
+    if config is None:
+        return "`multimix run NAME --help` lists NAME's keys and their defaults."
+    lines = [f"keys of {name} (set any with --set KEY=VALUE, typed like the default) and their defaults:"]
+    lines += [f"  {key} = {value!r}" for key, value in config.items()]
+    return "\n".join(lines)
+
+
 def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("name", help="recipe: image, speech or text (see `multimix recipes`)")
-    run.add_argument("--config", help="a YAML file of keys overriding the recipe's defaults")
+    run.add_argument("--config", help="a YAML file of keys overriding the recipe's defaults (a saved config.yaml too)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
+                     help="any key of the recipe's YAML (repeatable), e.g. --set optimizer=sgd")  # fmt: skip
+    run.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     run.add_argument("--method", help="erm, mixup, cutmix, specmix, hidden, ... (see `multimix recipes`)")
     run.add_argument("--alpha", type=float, help="lam ~ Beta(alpha, alpha)")
-    run.add_argument("--epochs", type=int)
+    run.add_argument("--epochs", type=int, help="with --resume, a larger number extends a finished run")
     run.add_argument("--batch-size", type=int, dest="batch_size")
     run.add_argument("--lr", type=float)
-    run.add_argument("--data", help="'embedded' (default), a dataset name, or a local path")
+    run.add_argument("--data", help="'embedded', a dataset name, or a local path")
     run.add_argument("--model", help="model name (image/speech) or Hugging Face checkpoint (text)")
     run.add_argument("--out", help="output folder")
     run.add_argument("--seed", type=int)
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--quick", action="store_const", const=True, help="a smoke run: 1 epoch on a few hundred samples")
+    run.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--quick", action="store_const", const=True,
+                     help="a smoke run: 1 epoch on a few hundred samples (keys you give win)")  # fmt: skip
     run.add_argument("--compare", help="comma-separated methods trained on the same data and seed, e.g. erm,mixup")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="multimix", description=multimix.__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"multimix {multimix.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("info", help="show versions, devices and installed extras")
     commands.add_parser("recipes", help="list the recipes: task, default data, model, methods")
-    _add_run_arguments(commands.add_parser("run", help="train and evaluate a recipe"))
+    epilog = _defaults_epilog(argv) if {"-h", "--help"} & set(argv) else None
+    run = commands.add_parser("run", help="train and evaluate a recipe", epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    _add_run_arguments(run)
     return parser
 
 
@@ -88,11 +115,16 @@ def recipes_package() -> ModuleType:
 
 def _run(args: argparse.Namespace) -> int:
     recipes = recipes_package()
+    from multimix_recipes.config import parse_assignment, resolve
     from multimix_recipes.runner import run
 
     recipes.load(args.name)  # an unknown recipe fails first, listing the valid ones
-    keys = ("method", "alpha", "epochs", "batch_size", "lr", "data", "model", "out", "seed", "device", "quick")
-    overrides = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    overrides = dict(parse_assignment(text) for text in args.assignments)
+    overrides.update({key: getattr(args, key) for key in SHORTCUTS if getattr(args, key) is not None})
+    if args.print_config:
+        config = resolve(args.name, args.config, overrides)
+        print(yaml_dump(config), end="")
+        return 0
     compare = [m.strip() for m in args.compare.split(",") if m.strip()] if args.compare else None
     if compare is not None and len(compare) < 2:
         raise ValueError(f"--compare needs at least two methods separated by commas, got {args.compare!r}")
@@ -100,8 +132,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def yaml_dump(config: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(config, sort_keys=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command == "info":
         return _info()
@@ -113,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return _run(args)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         parser.exit(2, f"multimix: error: {error}\n")
     return 2  # pragma: no cover
 

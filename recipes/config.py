@@ -1,8 +1,9 @@
-"""Recipe configuration: YAML defaults, then a user YAML, then command-line flags (timm's two stages).
+"""Recipe configuration: YAML defaults, then a user YAML, then command-line keys (timm's two stages).
 
-Every recipe's ``<name>.yaml`` lists all of its keys with their defaults, so a key
-that is not there is an error (no silent miswiring), and a value must have the type
-of the default. The resolved configuration is saved next to the results.
+Every recipe's ``<name>/defaults.yaml`` lists all of its keys with their defaults, so a
+key that is not there is an error (no silent miswiring), and a value is converted to
+the type of the default (``1e-3`` in YAML is a string to PyYAML, a float here). The
+resolved configuration is saved next to the results and re-runs as ``--config``.
 """
 
 from __future__ import annotations
@@ -12,40 +13,108 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from multimix_recipes import HERE
+from multimix_recipes import HERE, RECIPES
 
-__all__ = ["load_defaults", "resolve", "save"]
+__all__ = ["QUICK", "RUN_ONLY", "coerce", "differences", "load_defaults", "parse_assignment", "resolve", "save"]
 
-METHODS_KEY = "methods"  # each recipe's YAML lists the methods it knows
+QUICK = {"epochs": 1, "train_limit": 512, "test_limit": 256}  # --quick: fills only keys not given
+NULLABLE = {"train_limit", "test_limit"}  # null = all
+# keys that may change when a run is resumed (the others must match the checkpoint's)
+RUN_ONLY = {"epochs", "progress", "device", "out", "quick", "compile"}
+CHOICES = {
+    "optimizer": ("sgd", "adamw"),
+    "schedule": ("constant", "step", "cosine", "onecycle"),
+    "precision": ("auto", "bf16", "fp32"),
+}
 
 
 def load_defaults(recipe: str) -> dict[str, Any]:
-    """The recipe's YAML defaults (shipped inside the package)."""
-    text = (HERE / recipe / "defaults.yaml").read_text()
-    return yaml.safe_load(text)
+    """The recipe's YAML defaults (shipped inside the package), each value typed like itself."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}")
+    return yaml.safe_load((HERE / recipe / "defaults.yaml").read_text())
 
 
-def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
-    """Check ``value`` has the type of ``default`` (None means any), converting ints to floats."""
-    if default is None or value is None:
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """``value`` converted to the type of ``default``; strings (from YAML or ``--set``) are parsed.
+
+    Raises:
+        ValueError: a value that cannot be read as the default's type, naming ``source`` and ``key``.
+    """
+    if value is None:
+        if default is None or key in NULLABLE:
+            return None
+        raise ValueError(f"{source}: {key} cannot be null; give a value like the default {default!r}")
+    if default is None:
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                return value
+        if key in NULLABLE:  # an integer or null, whatever the default
+            return coerce(key, value, 1, source) if value is not None else None
         return value
+    expected = type(default).__name__
     if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
         if not isinstance(value, bool):
             raise ValueError(f"{source}: {key} must be true or false, got {value!r}")
         return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{source}: {key} must be an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{source}: {key} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str) and not isinstance(value, str):
-        raise ValueError(f"{source}: {key} must be a string, got {value!r}")
-    if isinstance(default, list) and not isinstance(value, list):
-        raise ValueError(f"{source}: {key} must be a list, got {value!r}")
-    return value
+    if isinstance(default, (int, float)):
+        number = _number(value) if isinstance(value, str) else value
+        integral = isinstance(number, int) or (isinstance(number, float) and number.is_integer())
+        wrong = isinstance(number, bool) or not isinstance(number, (int, float))
+        if wrong or (isinstance(default, int) and not integral):
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise ValueError(f"{source}: {key} must be {kind} like {default!r}, got {value!r}")
+        return int(number) if isinstance(default, int) else float(number)
+    if isinstance(default, str):
+        if isinstance(value, (list, dict)):
+            raise ValueError(f"{source}: {key} must be a string, got {value!r}")
+        return str(value)
+    if isinstance(default, list):
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, list):
+            raise ValueError(f"{source}: {key} must be a list like {default!r}, got {value!r}")
+        return [coerce(f"{key}[{i}]", v, default[0], source) if default else v for i, v in enumerate(value)]
+    raise ValueError(f"{source}: {key} must be a {expected}, got {value!r}")  # pragma: no cover
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from ``--set``: the value is read as YAML (``null``, ``[3, 4]``, ``1e-3``), typed later."""
+    if not isinstance(text, str) or "=" not in text or not text.split("=", 1)[0].strip():
+        raise ValueError(f"--set expects KEY=VALUE (e.g. --set lr=0.1), got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), raw if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ValueError(f"--config {path} does not exist; pass a YAML file of keys to override")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"--config {path} is not valid YAML ({error}); fix the file") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"--config {path} cannot be read ({error})") from error
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"--config {path} must hold a YAML mapping of keys, got {type(loaded).__name__}")
+    return loaded
 
 
 def _merge(config: dict[str, Any], updates: dict[str, Any], defaults: dict[str, Any], source: str) -> None:
@@ -53,40 +122,85 @@ def _merge(config: dict[str, Any], updates: dict[str, Any], defaults: dict[str, 
     if unknown:
         raise ValueError(f"{source}: unknown key(s) {unknown}; valid keys are {sorted(defaults)}")
     for key, value in updates.items():
-        config[key] = _coerce(key, value, defaults[key], source)
+        config[key] = coerce(key, value, defaults[key], source)
 
 
-def resolve(recipe: str, config_file: str | Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Defaults, then ``config_file``, then ``overrides`` (flags given on the command line).
-
-    Raises:
-        ValueError: unknown keys, wrong types, an unknown method, alpha <= 0, or a
-            config file that does not exist or is not a YAML mapping.
-    """
-    defaults = load_defaults(recipe)
-    config = dict(defaults)
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ValueError(f"--config {path} does not exist; pass a YAML file of keys to override")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {path} must hold a YAML mapping of keys, got {type(loaded).__name__}")
-        _merge(config, loaded, defaults, f"--config {path}")
-    _merge(config, overrides, defaults, "command line")
-    methods = config[METHODS_KEY]
-    if config["method"] not in methods:
-        raise ValueError(f"unknown method {config['method']!r} for recipe {recipe!r}; choose one of {methods}")
+def _validate(recipe: str, config: dict[str, Any]) -> None:
+    implemented = RECIPES[recipe][2]
+    bogus = [m for m in config["methods"] if m not in implemented]
+    if bogus:
+        raise ValueError(
+            f"methods {bogus} have no implementation in recipe {recipe!r}; it implements {list(implemented)}"
+        )
+    if config["method"] not in config["methods"]:
+        raise ValueError(
+            f"unknown method {config['method']!r} for recipe {recipe!r}; choose one of {config['methods']}"
+        )
     alpha = config["alpha"]
     if not math.isfinite(alpha) or alpha <= 0:
         raise ValueError(f"alpha must be finite and > 0 (lam ~ Beta(alpha, alpha)), got {alpha!r}")
-    for key in ("epochs", "batch_size"):
+    for key in ("epochs", "batch_size", "accumulate"):
         if config[key] < 1:
             raise ValueError(f"{key} must be >= 1, got {config[key]!r}")
+    for key in ("train_limit", "test_limit"):
+        if config[key] is not None and config[key] <= 0:
+            raise ValueError(f"{key} must be >= 1 or null (all), got {config[key]!r}")
+    if not 0 <= config["seed"] <= 2**63 - 1:
+        raise ValueError(f"seed must be in 0..2**63-1 (a torch.Generator seed), got {config['seed']!r}")
+    for key in ("lr", "weight_decay", "warmup_epochs", "grad_clip", "momentum"):
+        if not math.isfinite(config[key]) or config[key] < 0 or (key == "lr" and config[key] == 0):
+            raise ValueError(f"{key} must be finite and {'> 0' if key == 'lr' else '>= 0'}, got {config[key]!r}")
+    if config["warmup_epochs"] >= config["epochs"] and config["warmup_epochs"] > 0:
+        raise ValueError(f"warmup_epochs must be < epochs ({config['epochs']}), got {config['warmup_epochs']!r}")
+    for key, choices in CHOICES.items():
+        if config[key] not in choices:
+            raise ValueError(f"{key} must be one of {list(choices)}, got {config[key]!r}")
+    milestones = config["milestones"]
+    integers = all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones)
+    if not integers or sorted(milestones) != milestones:
+        raise ValueError(f"milestones must be increasing epochs >= 1, got {config['milestones']!r}")
+
+
+def resolve(
+    recipe: str, config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Defaults, then ``config_file``, then ``overrides`` (keys given on the command line).
+
+    With ``quick: true``, :data:`QUICK` fills the keys that neither the file nor the
+    command line gives (``--quick --epochs 3`` runs 3 epochs).
+
+    Raises:
+        ValueError: unknown keys, values of the wrong type, methods with no implementation,
+            invalid values (alpha <= 0, limits <= 0, seeds outside 0..2**63-1, ...), or a
+            config file that does not exist, is not valid YAML or not a mapping.
+    """
+    defaults = load_defaults(recipe)
+    config = dict(defaults)
+    given: set[str] = set()
+    if config_file is not None:
+        path = Path(config_file)
+        loaded = _read_yaml(path)
+        saved_recipe = loaded.pop("recipe", recipe)  # a saved config.yaml names its recipe
+        if saved_recipe != recipe:
+            raise ValueError(f"--config {path} is a configuration of recipe {saved_recipe!r}, not {recipe!r}")
+        _merge(config, loaded, defaults, f"--config {path}")
+        given |= set(loaded)
+    overrides = dict(overrides or {})
+    _merge(config, overrides, defaults, "command line")
+    given |= set(overrides)
+    if config["quick"]:
+        config.update({k: v for k, v in QUICK.items() if k not in given})
+    _validate(recipe, config)
     config["recipe"] = recipe
     return config
 
 
+def differences(saved: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The keys (outside :data:`RUN_ONLY`) whose values differ, as ``key: saved -> now`` lines."""
+    keys = sorted((set(saved) | set(config)) - RUN_ONLY)
+    return [f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in keys if saved.get(k) != config.get(k)]
+
+
 def save(config: dict[str, Any], path: Path) -> None:
-    """Write the resolved configuration as YAML."""
+    """Write the resolved configuration as YAML (it re-runs as ``--config``)."""
     path.write_text(yaml.safe_dump(config, sort_keys=True))

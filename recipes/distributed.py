@@ -1,21 +1,23 @@
-"""Several devices with ``torchrun`` or ``accelerate launch``: one process per device, gradients averaged.
+"""Several devices with ``torchrun`` or ``accelerate launch``: one process per device, torch DDP.
 
-Both launchers set ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; each process trains on
-its shard of every epoch (``DistributedSampler``), draws its own mixing plans (its
-generator is seeded from the seed, its rank and the epoch, so a resumed run draws
-the same plans), and the gradients are averaged before each step. Rank 0 evaluates
-and writes the results. NCCL on GPUs, gloo on CPUs (which is how the tests run it).
+Both launchers set ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``. The engine wraps the model
+in :class:`torch.nn.parallel.DistributedDataParallel` (bucketed all-reduce overlapped
+with the backward pass, buffers broadcast, ``no_sync`` while accumulating); each process
+trains on its shard of every epoch and draws its own mixing plans (seeded from the seed,
+its rank and the epoch). Every rank evaluates its shard of the test set and the
+logits are gathered, so no rank waits on another. NCCL on GPUs, gloo on CPUs (how
+the tests run it).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
-import torch
 import torch.distributed as dist
 
-__all__ = ["World", "average_gradients", "current", "rank_seed"]
+__all__ = ["World", "current", "gather", "rank_seed"]
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,10 @@ def rank_seed(seed: int, rank: int, epoch: int) -> int:
     return (seed * 1_000_003 + rank * 10_007 + epoch) % 2**63
 
 
-def average_gradients(parameters: list[torch.nn.Parameter], world: World) -> None:
-    """All-reduce and average the gradients, so every rank takes the same step."""
-    for parameter in parameters:
-        if parameter.grad is not None:
-            dist.all_reduce(parameter.grad)
-            parameter.grad.div_(world.size)
+def gather(obj: Any, world: World) -> list[Any]:
+    """``obj`` of every rank, in rank order (a collective: every rank must call it)."""
+    if world.size == 1:
+        return [obj]
+    gathered: list[Any] = [None] * world.size
+    dist.all_gather_object(gathered, obj)
+    return gathered

@@ -2,34 +2,38 @@
 
 A recipe hands over a :class:`Task` (how to compute the training loss of a batch and
 the logits of a test batch); the engine owns the rest: device and precision, the
-per-epoch seeded shuffling, metrics (train loss, test accuracy, test loss, ECE, time,
-throughput), checkpoints that resume exactly (model, optimizer, scheduler, mixer and
-RNG states; written atomically, so an interrupted run leaves the last complete one),
-and the plots.
+optimizer and schedule, the per-epoch seeded order, torch DDP on several devices,
+metrics (train loss, test accuracy and error, test loss, ECE, time, throughput),
+checkpoints that resume exactly (see :mod:`multimix_recipes.checkpoint`) and the plots.
+The hot path reads nothing back from the device: the loss is summed there and read
+once per epoch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
+import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from multimix_recipes import distributed, plots
+from multimix_recipes import checkpoint, distributed, optim, plots
+from multimix_recipes.checkpoint import rng_state_on_cpu
+from multimix_recipes.data import TensorData, epoch_batches, fits_on
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 import multimix
 
-__all__ = ["Task", "mixer_for", "pick_device", "rng_state_on_cpu", "train"]
+__all__ = ["Task", "evaluate", "mixer_for", "pick_device", "rng_state_on_cpu", "steps_per_epoch", "summary", "train"]
 
 
 def pick_device(name: str, *, cuda_available: bool | None = None, local_rank: str | None = None) -> torch.device:
@@ -61,16 +65,6 @@ def pick_device(name: str, *, cuda_available: bool | None = None, local_rank: st
     return torch.device("cuda", int(local_rank))
 
 
-def rng_state_on_cpu(state: dict[str, Any]) -> dict[str, Any]:
-    """RNG states as torch wants them back: CPU ``ByteTensor`` s, whatever device the checkpoint was mapped to."""
-    as_bytes = lambda t: torch.as_tensor(t).to("cpu", torch.uint8)  # noqa: E731
-    fixed = dict(state)
-    fixed["torch"] = as_bytes(state["torch"])
-    if "cuda" in state:
-        fixed["cuda"] = [as_bytes(t) for t in state["cuda"]]
-    return fixed
-
-
 def mixer_for(
     config: dict[str, Any], num_classes: int, adapters: dict[str, Callable[[], Any]]
 ) -> multimix.Mixer | None:
@@ -87,56 +81,79 @@ class Task:
 
     Attributes:
         model: the module whose parameters are trained (saved in checkpoints).
-        train_set, test_set: datasets of ``(input, label)`` pairs.
-        train_loss: ``(batch, device) -> loss`` for one training batch (mixing inside).
-        test_logits: ``(batch, device) -> (logits, labels)`` for one test batch.
+        train_set, test_set: a :class:`~multimix_recipes.data.TensorData` (kept on the device
+            when it fits) or any dataset of samples for ``collate``.
+        train_loss: ``(module, batch) -> loss`` for one training batch already on the device
+            (mixing inside); ``module`` is ``model`` or its DDP / compiled wrapper.
+        test_logits: ``(model, batch) -> (logits, labels)`` for one test batch on the device.
         mixer: the plan generator to checkpoint (None for ERM).
-        collate: the training DataLoader's ``collate_fn`` (default collate if None).
-        collate_eval: the test DataLoader's ``collate_fn`` (default collate if None).
+        collate, collate_eval: ``collate_fn`` for datasets that are not tensors.
+        batches: ``(order, batch_size, generator) -> list of index tensors``: how an epoch's
+            order becomes batches (default: consecutive chunks; text buckets by length).
+        save: ``(folder) -> None`` writes the trained model in its own format (text: a Hugging
+            Face directory) into ``out / "model"``.
     """
 
     model: nn.Module
     train_set: Dataset
     test_set: Dataset
-    train_loss: Callable[[Any, torch.device], torch.Tensor]
-    test_logits: Callable[[Any, torch.device], tuple[torch.Tensor, torch.Tensor]]
+    train_loss: Callable[[nn.Module, Any], torch.Tensor]
+    test_logits: Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]
     mixer: multimix.Mixer | None = None
     collate: Callable | None = None
     collate_eval: Callable | None = None
+    batches: Callable[[torch.Tensor, int, torch.Generator], list[torch.Tensor]] | None = None
     class_names: list[str] = field(default_factory=list)
+    save: Callable[[Path], None] | None = None
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+def use_bf16(config: dict[str, Any], device: torch.device) -> bool:
+    if config["precision"] == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return config["precision"] == "bf16"
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    state = rng_state_on_cpu(state)
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def steps_per_epoch(train_size: int, config: dict[str, Any], world_size: int = 1) -> int:
+    """Optimizer steps per epoch on each rank; an error when the train set cannot fill one."""
+    micro = train_size // world_size // config["batch_size"]
+    steps = micro // config["accumulate"]
+    if steps < 1:
+        need = config["batch_size"] * config["accumulate"] * world_size
+        raise ValueError(
+            f"the train set has {train_size} samples, fewer than one optimizer step needs ({need} = batch_size "
+            f"{config['batch_size']} x accumulate {config['accumulate']} x {world_size} device(s)); "
+            "lower batch_size or raise train_limit"
+        )
+    return steps
 
 
-def _save_atomically(payload: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+def epoch_order(size: int, epoch: int, config: dict[str, Any], world: distributed.World) -> torch.Tensor:
+    """This rank's shard of the epoch's seeded permutation, cut to whole optimizer steps."""
+    generator = torch.Generator().manual_seed((config["seed"] * 1000 + epoch) % 2**63)
+    order = torch.randperm(size, generator=generator)[world.rank :: world.size]
+    steps = steps_per_epoch(size, config, world.size)
+    return order[: steps * config["accumulate"] * config["batch_size"]]
 
 
-def evaluate(task: Task, loader: Iterable, device: torch.device, autocast: Any) -> dict[str, float]:
-    """Test accuracy, loss and ECE on clean (unmixed) data."""
+def _shard(n: int, world: distributed.World) -> torch.Tensor:
+    return torch.arange(world.rank, n, world.size)
+
+
+def evaluate(task: Task, device: torch.device, bf16: bool, world: distributed.World, batch_size: int) -> dict:
+    """Test accuracy, loss and ECE on clean data; each rank scores its shard and the logits are gathered."""
     task.model.eval()
+    index = _shard(len(task.test_set), world)
+    batches = list(index.split(batch_size))
     logits_all, labels_all = [], []
-    with torch.no_grad(), autocast():
-        for batch in loader:
-            logits, labels = task.test_logits(batch, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    with torch.no_grad(), autocast:
+        for batch in epoch_batches(task.test_set, batches, device, task.collate_eval):
+            logits, labels = task.test_logits(task.model, batch)
             logits_all.append(logits.float().cpu())
             labels_all.append(labels.cpu())
-    logits, labels = torch.cat(logits_all), torch.cat(labels_all)
+    gathered = distributed.gather((index, torch.cat(logits_all), torch.cat(labels_all)), world)
+    order = torch.cat([g[0] for g in gathered]).argsort()
+    logits, labels = torch.cat([g[1] for g in gathered])[order], torch.cat([g[2] for g in gathered])[order]
     return {
         "test_accuracy": multimix.accuracy(logits, labels),
         "test_loss": float(multimix.soft_cross_entropy(logits, labels)),
@@ -146,102 +163,124 @@ def evaluate(task: Task, loader: Iterable, device: torch.device, autocast: Any) 
     }
 
 
-def train(task: Task, config: dict[str, Any], out: Path, *, resume: bool = False) -> dict[str, Any]:
-    """Train ``task`` for ``config['epochs']`` epochs, writing metrics, checkpoints and plots to ``out``."""
+def summary(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last epoch, the final test error and the median test error of the last 10 epochs (the mixup paper's)."""
+    if not history:
+        return {}
+    errors = [1 - h["test_accuracy"] for h in history[-10:]]
+    return {**history[-1], "test_error": 1 - history[-1]["test_accuracy"],
+            "test_error_median_last_10": statistics.median(errors)}  # fmt: skip
+
+
+def train(
+    task: Task, config: dict[str, Any], out: Path, *, state: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train ``task`` up to ``config['epochs']`` epochs (from ``state``, a read checkpoint, when resuming)."""
     device = pick_device(config["device"])
     world = distributed.current(device.type)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    steps = steps_per_epoch(len(task.train_set), config, world.size)  # refused before any training
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config["seed"])
-    random.seed(config["seed"])
     model = task.model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config["lr"], weight_decay=config["weight_decay"])
-    steps_per_epoch = max(1, len(task.train_set) // config["batch_size"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config["lr"], total_steps=config["epochs"] * steps_per_epoch, pct_start=0.15
-    )
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-    def autocast() -> Any:
-        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-
+    optimizer = optim.build_optimizer(params, config)
+    scheduler = optim.build_scheduler(optimizer, config["epochs"] * steps, steps, config)
+    bf16 = use_bf16(config, device)
+    if fits_on(task.train_set, device):
+        task.train_set = task.train_set.to(device)
+    if fits_on(task.test_set, device):
+        task.test_set = task.test_set.to(device)
+    module: nn.Module = model
+    if world.size > 1:
+        module = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config["compile"]:
+        module = torch.compile(module)
     history: list[dict[str, Any]] = []
     start_epoch = 0
-    checkpoint_path = out / "checkpoint.pt"
-    if resume:
-        if not checkpoint_path.is_file():
-            raise ValueError(f"--resume: no checkpoint at {checkpoint_path}; run without --resume first")
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if task.mixer is not None:
-            task.mixer.load_state_dict(state["mixer"])
-        _set_rng_state(state["rng"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-    test_loader = DataLoader(task.test_set, batch_size=config["batch_size"] * 2, collate_fn=task.collate_eval)
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):  # the (longer) schedule
+            group["lr"] = base * optim.lr_factor(scheduler.last_epoch, config["epochs"] * steps, steps, config)
+        mixers = state.get("mixers") or []
+        if task.mixer is not None and len(mixers) > world.rank and mixers[world.rank] is not None:
+            task.mixer.load_state_dict(mixers[world.rank])
+        checkpoint.set_rng_state(state["rng"])
+        history, start_epoch = list(state["history"]), state["epoch"] + 1
+    workers = min(4, (os.cpu_count() or 1) - 1) if device.type == "cuda" else 0
     wall_start = time.perf_counter()
     result: dict[str, Any] = {}
     for epoch in range(start_epoch, config["epochs"]):
         if task.mixer is not None:
             task.mixer.set_epoch(epoch)
-        order = torch.Generator().manual_seed(config["seed"] * 1000 + epoch)
-        sampler = None
-        if world.size > 1:  # each rank: its shard of the epoch, its own plans and augmentations
-            sampler = DistributedSampler(task.train_set, world.size, world.rank, seed=config["seed"], drop_last=True)
-            sampler.set_epoch(epoch)
+        if world.size > 1:  # each rank: its own plans and augmentations, reproducible on resume
             torch.manual_seed(distributed.rank_seed(config["seed"], world.rank, epoch))
             if task.mixer is not None:
                 task.mixer.generator.manual_seed(distributed.rank_seed(config["seed"] + 1, world.rank, epoch))
-        loader = DataLoader(task.train_set, batch_size=config["batch_size"], shuffle=sampler is None, drop_last=True,
-                            generator=order, sampler=sampler, collate_fn=task.collate)  # fmt: skip
+        order = epoch_order(len(task.train_set), epoch, config, world)
+        generator = torch.Generator().manual_seed(distributed.rank_seed(config["seed"], world.rank, epoch))
+        batches = (task.batches(order, config["batch_size"], generator) if task.batches
+                   else list(order.view(-1, config["batch_size"])))  # fmt: skip
+        if isinstance(task.train_set, TensorData) and task.train_set.device == device:
+            batches = list(torch.stack(batches).to(device, non_blocking=True))
         model.train()
-        started, seen, total_loss = time.perf_counter(), 0, 0.0
-        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{config['epochs']}", leave=False,
+        started = time.perf_counter()
+        total_loss, seen = torch.zeros((), device=device), 0
+        progress = tqdm(epoch_batches(task.train_set, batches, device, task.collate, workers), total=len(batches),
+                        desc=f"epoch {epoch + 1}/{config['epochs']}", leave=False,
                         disable=None if config["progress"] else True)  # fmt: skip
-        for batch in progress:
-            with autocast():
-                loss = task.train_loss(batch, device)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if world.size > 1:
-                distributed.average_gradients(params, world)
-            optimizer.step()
-            scheduler.step()
-            size = len(batch[1]) if isinstance(batch, (list, tuple)) else config["batch_size"]
-            seen += size
-            total_loss += float(loss.detach()) * size
-            progress.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        for k, batch in enumerate(progress):
+            last_micro = (k + 1) % config["accumulate"] == 0
+            sync = module.no_sync() if world.size > 1 and not last_micro else nullcontext()
+            with sync:
+                with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+                    loss = task.train_loss(module, batch)
+                (loss / config["accumulate"]).backward()
+            total_loss += loss.detach().float()
+            seen += config["batch_size"]
+            if last_micro:
+                if config["grad_clip"] > 0:
+                    torch.nn.utils.clip_grad_norm_(params, config["grad_clip"])
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
+        train_loss = float(total_loss) / max(len(batches), 1)  # this rank's batches; one read per epoch
+        result = evaluate(task, device, bf16, world, config["batch_size"] * 2)
+        mixer_states = distributed.gather(task.mixer.state_dict() if task.mixer else None, world)
         if not world.is_main:
             continue
-        result = evaluate(task, test_loader, device, autocast)
         history.append({
-            "epoch": epoch + 1, "train_loss": total_loss / max(seen, 1),  # this rank's batches
-            "test_accuracy": result["test_accuracy"], "test_loss": result["test_loss"], "test_ece": result["test_ece"],
+            "epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+            "test_accuracy": result["test_accuracy"], "test_error": 1 - result["test_accuracy"],
+            "test_loss": result["test_loss"], "test_ece": result["test_ece"],
             "train_seconds": seconds, "train_samples_per_second": seen * world.size / seconds,
         })  # fmt: skip
         last = history[-1]
         print(f"epoch {epoch + 1}: train loss {last['train_loss']:.4f}, test accuracy {last['test_accuracy']:.4f}, "
               f"test loss {last['test_loss']:.4f}, ECE {last['test_ece']:.4f}")  # fmt: skip
-        _save_atomically({
+        checkpoint.write({
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "mixer": task.mixer.state_dict() if task.mixer else None,
-            "rng": _rng_state(), "history": history, "config": config,
-        }, checkpoint_path)  # fmt: skip
+            "scheduler": scheduler.state_dict(), "mixers": mixer_states,
+            "rng": checkpoint.rng_state(), "history": history, "config": config,
+        }, out / "checkpoint.pt")  # fmt: skip
+    if not result:  # resumed a finished run: evaluate the final model once for the plots
+        result = evaluate(task, device, bf16, world, config["batch_size"] * 2)
     if not world.is_main:
         return {}
-    if not result:  # resumed a finished run: evaluate the final model once for the plots
-        result = evaluate(task, test_loader, device, autocast)
     metrics = {
-        "recipe": config["recipe"], "method": config["method"], "device": str(device),
-        "epochs": history, "final": history[-1] if history else {}, "world_size": world.size,
-        "wall_seconds": time.perf_counter() - wall_start,
+        "recipe": config["recipe"], "method": config["method"], "device": str(device), "world_size": world.size,
+        "epochs": history, "final": summary(history), "wall_seconds": time.perf_counter() - wall_start,
     }  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if task.save is not None:
+        task.save(out / "model")
     plots.learning_curves({config["method"]: history}, out / "learning_curves.png")
     plots.reliability(result["_logits"], result["_labels"], out / "reliability.png", config["method"])
     metrics["_logits"], metrics["_labels"] = result["_logits"], result["_labels"]
     return metrics
+

@@ -5,8 +5,8 @@
 Reads the sources listed in ../shared/data/README.md (checking their SHA-256) and
 writes, beside this script (recipes/data/):
 
-- cifar10-subset.tar.gz: 2,000 train and 500 test JPEGs per class of CIFAR-10, chosen
-  by a seeded draw, in the ImageFolder layout ``{train,test}/<class>/NNNN.jpg``;
+- cifar10.tar.gz: all of CIFAR-10 (50,000 train and 10,000 test JPEGs) in the
+  ImageFolder layout ``{train,test}/<class>/NNNN.jpg``;
 - fsdd-recordings.tar.xz: the Free Spoken Digit Dataset as published (3,000 WAVs);
 - mr.csv.gz: the Rotten Tomatoes "fresh"/"rotten" review snippets (MR), text,label.
 
@@ -21,7 +21,6 @@ import csv
 import gzip
 import hashlib
 import io
-import random
 import shutil
 import tarfile
 from pathlib import Path
@@ -32,7 +31,7 @@ SOURCES = {
     "mr/rotten_tomatoes_corpus_full.csv.bz2": "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
 }
 OUT = Path(__file__).resolve().parent
-PER_CLASS = {"train": 2000, "test": 500}
+SPLITS = {"train": 50000, "test": 10000}
 
 
 def sha256(path: Path) -> str:
@@ -40,22 +39,21 @@ def sha256(path: Path) -> str:
 
 
 def build_cifar(source: Path, out: Path) -> None:
-    rng = random.Random(0)
-    with tarfile.open(source) as archive:
-        members = [m for m in archive.getmembers() if m.isfile() and m.name.endswith(".jpg")]
-        by_split_class: dict[tuple[str, str], list[tarfile.TarInfo]] = {}
-        for member in members:
+    """All 60,000 JPEGs, in name order, re-packed deterministically (mtime 0) as ``{train,test}/<class>/NNNN.jpg``."""
+    with tarfile.open(source, "r|gz") as archive:
+        images = {}
+        for member in archive:
             parts = Path(member.name).parts
-            split, label = parts[-3], parts[-2]
-            by_split_class.setdefault((split, label), []).append(member)
-        with gzip.GzipFile(out, "wb", compresslevel=9, mtime=0) as raw, tarfile.open(fileobj=raw, mode="w") as subset:
-            for (split, label), group in sorted(by_split_class.items()):
-                group = sorted(group, key=lambda m: m.name)
-                for member in sorted(rng.sample(group, PER_CLASS[split]), key=lambda m: m.name):
-                    data = archive.extractfile(member).read()
-                    info = tarfile.TarInfo(f"{split}/{label}/{Path(member.name).name}")
-                    info.size, info.mtime = len(data), 0
-                    subset.addfile(info, io.BytesIO(data))
+            if member.isfile() and member.name.endswith(".jpg") and parts[-3] in SPLITS:
+                images[f"{parts[-3]}/{parts[-2]}/{parts[-1]}"] = archive.extractfile(member).read()
+    counts = {split: sum(name.startswith(split + "/") for name in images) for split in SPLITS}
+    if counts != SPLITS:
+        raise SystemExit(f"{source}: expected {SPLITS} images, found {counts}")
+    with gzip.GzipFile(out, "wb", compresslevel=9, mtime=0) as raw, tarfile.open(fileobj=raw, mode="w") as packed:
+        for name in sorted(images):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(images[name]), 0
+            packed.addfile(info, io.BytesIO(images[name]))
 
 
 def build_mr(source: Path, out: Path) -> None:
@@ -76,7 +74,7 @@ def main() -> None:
         if sha256(args.shared / relative) != digest:
             raise SystemExit(f"{args.shared / relative} does not have the expected SHA-256 {digest}")
     OUT.mkdir(parents=True, exist_ok=True)
-    build_cifar(args.shared / "cifar10/cifar10-jpeg.tar.gz", OUT / "cifar10-subset.tar.gz")
+    build_cifar(args.shared / "cifar10/cifar10-jpeg.tar.gz", OUT / "cifar10.tar.gz")
     shutil.copyfile(args.shared / "fsdd/fsdd-recordings.tar.xz", OUT / "fsdd-recordings.tar.xz")
     build_mr(args.shared / "mr/rotten_tomatoes_corpus_full.csv.bz2", OUT / "mr.csv.gz")
     for path in sorted(OUT.glob("*.*")):

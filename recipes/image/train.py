@@ -1,18 +1,21 @@
-"""Image recipe: CIFAR-10 (embedded subset by default), PreAct ResNet-18 or a small CNN, mixup/CutMix vs ERM.
+"""Image recipe: CIFAR-10 (embedded), PreAct ResNet-18 or a small CNN, mixup/CutMix vs ERM.
 
-    multimix run image                         # embedded CIFAR-10 subset, CPU-sized defaults
+    multimix run image                         # embedded CIFAR-10, CPU-sized defaults (train_limit 10,000)
     multimix run image --compare erm,mixup
-    multimix run image --data cifar10 --model preact_resnet18 --epochs 200 --device cuda
+    multimix run image --config recipes/image/cifar10-paper.yaml    # the mixup paper's 200-epoch run
 
-Batches are augmented (random crop with 4-pixel padding, horizontal flip) and mixed
-on the device, after the loader: the mixer writes into the fresh batch in place.
+The images stay uint8 on the device (when they fit) and each batch is augmented there
+(random crop with 4-pixel padding and a horizontal flip, one batched gather), then
+normalised and mixed on the device.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import random
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from multimix_recipes import data_file, models
+from multimix_recipes.data import TensorData
 from multimix_recipes.engine import Task, mixer_for, pick_device
 from PIL import Image
-from torch.utils.data import TensorDataset
 
 import multimix
 from multimix.image import CutMix, Mixup
@@ -31,36 +34,53 @@ NAMED = ("cifar10", "cifar100", "fashion_mnist")
 MEAN_STD = {3: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), 1: ((0.2860,), (0.3530,))}
 
 
-def _decode(data: bytes, size: int | None = None) -> np.ndarray:
-    image = Image.open(io.BytesIO(data)).convert("RGB")
-    if size is not None and image.size != (size, size):
+Source = Callable[[], bytes]  # reads one image file's bytes
+
+
+def _decode(read: Source, name: str, size: int) -> np.ndarray:
+    """One image as ``(size, size, 3)`` uint8; a file PIL cannot decode is an error naming it."""
+    try:
+        image = Image.open(io.BytesIO(read())).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"--data: cannot decode the image {name} ({error}); remove or replace it") from error
+    if image.size != (size, size):
         image = image.resize((size, size), Image.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 
-def _as_dataset(images: list[np.ndarray], labels: list[int], limit: int | None, seed: int) -> TensorDataset:
-    order = list(range(len(images)))
+def _as_dataset(files: list[tuple[str, Source, int]], limit: int | None, seed: int, size: int) -> TensorData:
+    """Decode ``files`` ``(name, read, label)`` (only the seeded ``limit`` of them) into uint8 ``(N, 3, H, W)``."""
+    order = list(range(len(files)))
     if limit is not None and limit < len(order):
         order = sorted(random.Random(seed).sample(order, limit))
-    x = torch.from_numpy(np.stack([images[i] for i in order])).permute(0, 3, 1, 2).contiguous()
-    return TensorDataset(x, torch.tensor([labels[i] for i in order]))
+    x = torch.from_numpy(np.stack([_decode(files[i][1], files[i][0], size) for i in order]))
+    return TensorData((x.permute(0, 3, 1, 2).contiguous(), torch.tensor([files[i][2] for i in order])))
 
 
-def load_embedded(config: dict[str, Any]) -> tuple[TensorDataset, TensorDataset, list[str]]:
-    """The CIFAR-10 subset shipped in the package (20,000 train / 5,000 test JPEGs)."""
-    parts: dict[str, tuple[list[np.ndarray], list[int]]] = {"train": ([], []), "test": ([], [])}
-    with tarfile.open(data_file("cifar10-subset.tar.gz")) as archive:
-        members = sorted((m for m in archive.getmembers() if m.isfile()), key=lambda m: m.name)
-        classes = sorted({Path(m.name).parts[1] for m in members})
-        for member in members:
-            split, label = Path(member.name).parts[:2]
-            parts[split][0].append(_decode(archive.extractfile(member).read()))
-            parts[split][1].append(classes.index(label))
-    train = _as_dataset(*parts["train"], config["train_limit"], config["seed"])
-    return train, _as_dataset(*parts["test"], config["test_limit"], config["seed"]), classes
+@functools.lru_cache(maxsize=1)
+def _embedded_files() -> tuple[dict[str, list[tuple[str, bytes]]], list[str]]:
+    """The JPEGs of the embedded CIFAR-10, read once per process: split -> [(name, bytes)], classes."""
+    splits: dict[str, list[tuple[str, bytes]]] = {"train": [], "test": []}
+    with tarfile.open(data_file("cifar10.tar.gz"), "r|gz") as archive:
+        for member in archive:
+            if member.isfile():
+                splits[Path(member.name).parts[0]].append((member.name, archive.extractfile(member).read()))
+    classes = sorted({Path(name).parts[1] for name, _ in splits["train"]})
+    return splits, classes
 
 
-def load_named(name: str, config: dict[str, Any]) -> tuple[TensorDataset, TensorDataset, list[str]]:
+def load_embedded(config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]]:
+    """CIFAR-10 shipped with the recipes: 50,000 train / 10,000 test JPEGs (``train_limit``/``test_limit`` of them)."""
+    splits, classes = _embedded_files()
+    sets = []
+    for split, limit in (("train", config["train_limit"]), ("test", config["test_limit"])):
+        files = [(name, functools.partial(bytes, data), classes.index(Path(name).parts[1]))
+                 for name, data in splits[split]]  # fmt: skip
+        sets.append(_as_dataset(files, limit, config["seed"], config["image_size"]))
+    return sets[0], sets[1], classes
+
+
+def load_named(name: str, config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]]:
     """CIFAR-10/100 or Fashion-MNIST through torchvision (downloaded into ``data_root``)."""
     import torchvision
 
@@ -80,37 +100,45 @@ def load_named(name: str, config: dict[str, Any]) -> tuple[TensorDataset, Tensor
         data = np.asarray(split.data)
         if data.ndim == 3:  # grey images: (N, H, W) -> (N, H, W, 1)
             data = data[..., None]
-        datasets.append(_as_dataset(list(data), [int(t) for t in split.targets], limit, config["seed"]))
+        order = list(range(len(data)))
+        if limit is not None and limit < len(order):
+            order = sorted(random.Random(config["seed"]).sample(order, limit))
+        x = torch.from_numpy(data[order]).permute(0, 3, 1, 2).contiguous()
+        datasets.append(TensorData((x, torch.tensor([int(split.targets[i]) for i in order]))))
     return datasets[0], datasets[1], list(train_set.classes)
 
 
-def load_folder(root: Path, config: dict[str, Any]) -> tuple[TensorDataset, TensorDataset, list[str]]:
-    """``root/{train,test}/<class>/*`` or ``root/<class>/*`` (then a seeded 80/20 split); resized to 32x32."""
-    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-    splits = {"train": root / "train", "test": root / "test"}
-    if not all(p.is_dir() for p in splits.values()):
-        splits = {"all": root}
-    classes = sorted(d.name for d in next(iter(splits.values())).iterdir() if d.is_dir())
-    found: dict[str, list[tuple[Path, int]]] = {
-        split: [(f, k) for k, c in enumerate(classes) for f in sorted((path / c).glob("*"))
-                if f.suffix.lower() in suffixes]
-        for split, path in splits.items()
-    }  # fmt: skip
-    if sum(len(v) for v in found.values()) == 0:
-        raise ValueError(f"--data {root} has no images in <class>/ subfolders ({sorted(suffixes)})")
-    if "all" in found:
-        files = found.pop("all")
+def _image_folder(path: Path) -> tuple[list[tuple[str, Source, int]], list[str]]:
+    from torchvision.datasets import ImageFolder
+
+    try:
+        folder = ImageFolder(str(path))
+    except (FileNotFoundError, RuntimeError) as error:
+        raise ValueError(f"--data {path} has no images in <class>/ subfolders ({error})") from error
+    files = [(p, Path(p).read_bytes, k) for p, k in folder.samples]
+    return files, folder.classes
+
+
+def load_folder(root: Path, config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]]:
+    """An image folder through torchvision's ``ImageFolder``: ``root/train`` with ``root/val`` or ``root/test``,
+    or ``root/<class>/*`` alone (then a seeded 80/20 split); images resized to ``image_size``."""
+    held_out = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+    if (root / "train").is_dir() and held_out is not None:
+        train, classes = _image_folder(root / "train")
+        test, test_classes = _image_folder(held_out)
+        if test_classes != classes:
+            raise ValueError(f"--data {root}: {held_out.name}/ has classes {test_classes}, train/ has {classes}")
+    else:
+        files, classes = _image_folder(root)
         random.Random(config["seed"]).shuffle(files)
         cut = int(0.8 * len(files))
-        found = {"train": files[:cut], "test": files[cut:]}
-    sets = []
-    for split, limit in (("train", config["train_limit"]), ("test", config["test_limit"])):
-        images = [_decode(f.read_bytes(), 32) for f, _ in found[split]]
-        sets.append(_as_dataset(images, [k for _, k in found[split]], limit, config["seed"]))
-    return sets[0], sets[1], classes
+        train, test = files[:cut], files[cut:]
+    size, seed = config["image_size"], config["seed"]
+    return (_as_dataset(train, config["train_limit"], seed, size),
+            _as_dataset(test, config["test_limit"], seed, size), classes)  # fmt: skip
 
 
-def load_data(config: dict[str, Any]) -> tuple[TensorDataset, TensorDataset, list[str]]:
+def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]]:
     data = config["data"]
     if data == "embedded":
         return load_embedded(config)
@@ -122,14 +150,33 @@ def load_data(config: dict[str, Any]) -> tuple[TensorDataset, TensorDataset, lis
     return load_folder(path, config)
 
 
-def augment(x: torch.Tensor) -> torch.Tensor:
-    """Random crop with 4-pixel zero padding and a horizontal flip, per sample (global torch RNG)."""
+def crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Crop each image of ``x`` ``(B, C, H, W)`` from its zero-padded copy at ``offsets`` ``(B, 2)``
+    (row, column in ``0..2*pad``) and mirror it where ``flips`` ``(B,)`` is true: one gather, no loop.
+
+    The result has the shape of ``x`` and is ``channels_last`` in memory (what convolutions want on a GPU).
+    """
     n, _, h, w = x.shape
-    padded = F.pad(x, (4, 4, 4, 4))
-    offsets = torch.randint(0, 9, (n, 2)).tolist()
-    crops = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
-    flip = (torch.rand(n) < 0.5).view(n, 1, 1, 1).to(x.device)
-    return torch.where(flip, crops.flip(3), crops)
+    padded = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (B, H + 2p, W + 2p, C)
+    rows = offsets[:, :1] + torch.arange(h, device=x.device)  # (B, H)
+    cols = offsets[:, 1:] + torch.arange(w, device=x.device)  # (B, W)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def augment(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Random crop with ``pad``-pixel zero padding and a horizontal flip per sample, batched on ``x``'s device.
+
+    The draws come from the global torch CPU generator (checkpointed, so a resumed run
+    draws the same) and are copied to the device once per batch.
+    """
+    n = x.shape[0]
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2))
+    flips = torch.rand(n) < 0.5
+    if x.device.type == "cuda":
+        offsets, flips = offsets.pin_memory(), flips.pin_memory()
+    return crop_flip(x, offsets.to(x.device, non_blocking=True), flips.to(x.device, non_blocking=True), pad)
 
 
 def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | None:
@@ -152,18 +199,18 @@ def build(config: dict[str, Any]) -> Task:
     mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in MEAN_STD[channels])
     mixer = build_mixer(config, len(classes))
 
-    def prepare(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-        x = x.to(device, non_blocking=True).float().div_(255).sub_(mean).div_(std)
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        x = x.float().div_(255).sub_(mean).div_(std)
         return x.contiguous(memory_format=memory_format)
 
-    def train_loss(batch: Any, device: torch.device) -> torch.Tensor:
-        x, y = prepare(augment(batch[0]), device), batch[1].to(device)
+    def train_loss(module: torch.nn.Module, batch: Any) -> torch.Tensor:
+        x, y = prepare(augment(batch[0])), batch[1]
         if mixer is None:
-            return F.cross_entropy(model(x), y)
+            return F.cross_entropy(module(x), y)
         out = mixer(x, y)
-        return multimix.soft_cross_entropy(model(out.inputs), out.targets)
+        return multimix.soft_cross_entropy(module(out.inputs), out.targets)
 
-    def test_logits(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return model(prepare(batch[0], device)), batch[1]
+    def test_logits(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return model(prepare(batch[0])), batch[1]
 
     return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes)

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 from multimix_recipes import data_file, models
+from multimix_recipes.data import TensorData
 from multimix_recipes.engine import Task, mixer_for, pick_device
 from torch import nn
-from torch.utils.data import Dataset
 
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
@@ -43,23 +43,15 @@ def read_wav(data: bytes) -> tuple[torch.Tensor, int]:
         return torch.from_numpy(samples.copy()), handle.getframerate()
 
 
-class Clips(Dataset):
-    """Waveforms of one sample rate, padded or cut to a fixed length; items are ``((wave, length), label)``."""
-
-    def __init__(self, clips: list[tuple[torch.Tensor, int]], sample_rate: int, seconds: float) -> None:
-        self.size = int(sample_rate * seconds)
-        self.waves = torch.zeros(len(clips), self.size)
-        self.lengths = torch.zeros(len(clips), dtype=torch.long)
-        for i, (clip, _) in enumerate(clips):
-            n = min(len(clip), self.size)
-            self.waves[i, :n], self.lengths[i] = clip[:n], n
-        self.labels = torch.tensor([label for _, label in clips])
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-        return (self.waves[i], self.lengths[i]), self.labels[i]
+def clips(items: list[tuple[torch.Tensor, int]], sample_rate: int, seconds: float) -> TensorData:
+    """Waveforms padded or cut to ``seconds``, with their valid lengths: ``((waves, lengths), labels)``."""
+    size = int(sample_rate * seconds)
+    waves = torch.zeros(len(items), size)
+    lengths = torch.zeros(len(items), dtype=torch.long)
+    for i, (clip, _) in enumerate(items):
+        n = min(len(clip), size)
+        waves[i, :n], lengths[i] = clip[:n], n
+    return TensorData(((waves, lengths), torch.tensor([label for _, label in items], dtype=torch.long)))
 
 
 def _resampled(clip: torch.Tensor, rate: int, target: int) -> torch.Tensor:
@@ -119,7 +111,7 @@ def load_folder(root: Path, config: dict[str, Any]) -> tuple[list, list, list[st
     return [items[i] for i in order[:cut]], [items[i] for i in order[cut:]], classes
 
 
-def load_data(config: dict[str, Any]) -> tuple[Clips, Clips, list[str]]:
+def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]]:
     data = config["data"]
     if data == "embedded":
         train, test, classes = load_embedded(config)
@@ -134,7 +126,7 @@ def load_data(config: dict[str, Any]) -> tuple[Clips, Clips, list[str]]:
             order = torch.randperm(len(split), generator=torch.Generator().manual_seed(config["seed"]))
             split[:] = [split[i] for i in sorted(order[:limit].tolist())]
     rate, seconds = config["sample_rate"], config["clip_seconds"]
-    return Clips(train, rate, seconds), Clips(test, rate, seconds), classes
+    return clips(train, rate, seconds), clips(test, rate, seconds), classes
 
 
 def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | None:
@@ -165,22 +157,21 @@ def build(config: dict[str, Any]) -> Task:
         with torch.autocast(device.type, enabled=False):  # the STFT stays in float32
             return front_end(waves.float())
 
-    def train_loss(batch: Any, device: torch.device) -> torch.Tensor:
+    def train_loss(module: nn.Module, batch: Any) -> torch.Tensor:
         (waves, lengths), labels = batch
-        waves, lengths, labels = waves.to(device), lengths.to(device), labels.to(device)
         if mixer is None:
-            return F.cross_entropy(model(features(waves).unsqueeze(1)), labels)
+            return F.cross_entropy(module(features(waves).unsqueeze(1)), labels)
         if config["method"] == "wavemix":
             out = mixer(waves, labels, lengths=lengths)
-            logits = model(features(out.inputs).unsqueeze(1))
+            logits = module(features(out.inputs).unsqueeze(1))
         else:
             spec = features(waves)
             out = mixer(spec, labels, lengths=frames(lengths).clamp(max=spec.shape[-1]))
-            logits = model(out.inputs.unsqueeze(1))
+            logits = module(out.inputs.unsqueeze(1))
         return multimix.soft_cross_entropy(logits, out.targets)
 
-    def test_logits(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def test_logits(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         (waves, _), labels = batch
-        return model(features(waves.to(device)).unsqueeze(1)), labels
+        return model(features(waves).unsqueeze(1)), labels
 
     return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes)

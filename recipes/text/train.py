@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from multimix_recipes import data_file
 from multimix_recipes.engine import Task
+from torch.utils.data import Dataset
 
 import multimix
 from multimix.text import HiddenMix
@@ -102,16 +103,47 @@ def load_data(config: dict[str, Any]) -> tuple[list, list, list[str]]:
     return train, test, classes
 
 
+class Tokenized(Dataset):
+    """Sentences tokenized once (no padding): items are ``(input_ids, label)``."""
+
+    def __init__(self, rows: list[tuple[str, int]], tokenizer: Any, max_length: int) -> None:
+        texts = [text for text, _ in rows]
+        self.ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
+        self.labels = [label for _, label in rows]
+        self.lengths = torch.tensor([len(ids) for ids in self.ids], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        return self.ids[i], self.labels[i]
+
+
+def length_buckets(lengths: torch.Tensor, window: int = 50) -> Any:
+    """Batches of similar lengths (less padding): sort each window of ``window`` batches by length, shuffle batches."""
+
+    def batches(order: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        for part in order.split(batch_size * window):
+            part = part[lengths[part].argsort(stable=True)]
+            out += [b for b in part.split(batch_size) if len(b) == batch_size]
+        return [out[i] for i in torch.randperm(len(out), generator=generator).tolist()]
+
+    return batches
+
+
 def build(config: dict[str, Any]) -> Task:
     """Data, tokenizer, (wrapped) model for one run."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    train_set, test_set, classes = load_data(config)
+    rows_train, rows_test, classes = load_data(config)
     name = config["model"]
     if name == "auto":
         name = default_model_path()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tokenizer = AutoTokenizer.from_pretrained(name)
+    train_set = Tokenized(rows_train, tokenizer, config["max_length"])
+    test_set = Tokenized(rows_test, tokenizer, config["max_length"])
     torch.manual_seed(config["seed"])
     base = AutoModelForSequenceClassification.from_pretrained(name, num_labels=len(classes))
     points = {"erm": None, "hidden": tuple(config["layers"]), "embedding": ("embeddings",)}[config["method"]]
@@ -120,20 +152,25 @@ def build(config: dict[str, Any]) -> Task:
         per_sample=config["per_sample"], label_smoothing=config["label_smoothing"],
     )  # fmt: skip
 
-    def collate(rows: list[tuple[str, int]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        texts, labels = zip(*rows, strict=True)
-        encoded = tokenizer(list(texts), padding=True, truncation=True, max_length=config["max_length"],
-                            return_tensors="pt")  # fmt: skip
-        return dict(encoded), torch.tensor(labels)
+    def collate(items: list[tuple[list[int], int]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        ids, labels = zip(*items, strict=True)
+        padded = tokenizer.pad({"input_ids": list(ids)}, return_tensors="pt")
+        return dict(padded), torch.tensor(labels)
 
-    def train_loss(batch: Any, device: torch.device) -> torch.Tensor:
+    def train_loss(module: torch.nn.Module, batch: Any) -> torch.Tensor:
         inputs, labels = batch
-        return model(**{k: v.to(device) for k, v in inputs.items()}, labels=labels.to(device)).loss
+        return module(**inputs, labels=labels).loss
 
-    def test_logits(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def test_logits(_: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, labels = batch
-        return base(**{k: v.to(device) for k, v in inputs.items()}).logits, labels
+        return base(**inputs).logits, labels
+
+    def save(folder: Path) -> None:
+        """The fine-tuned model as a Hugging Face directory, loadable with ``from_pretrained``."""
+        base.save_pretrained(folder)  # the model multimix.unwrap(model) gives back
+        tokenizer.save_pretrained(folder)
 
     mixer = None if points is None else model.mixer
     return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, collate=collate,
-                collate_eval=collate, class_names=classes)  # fmt: skip
+                collate_eval=collate, batches=length_buckets(train_set.lengths), class_names=classes,
+                save=save)  # fmt: skip

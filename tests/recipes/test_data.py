@@ -14,15 +14,16 @@ def digests(rows) -> set[str]:
     return {hashlib.sha1(row.numpy().tobytes()).hexdigest() for row in rows}
 
 
-def test_image_embedded_cifar10_subset():
+def test_image_embedded_cifar10_is_the_whole_dataset():
     config = resolve("image", None, {"train_limit": None, "test_limit": None})
     train, test, classes = image.load_data(config)
     assert classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    assert len(train) == 20000 and len(test) == 5000
-    assert train.tensors[0].shape[1:] == (3, 32, 32) and train.tensors[0].dtype == torch.uint8
-    assert torch.bincount(train.tensors[1]).tolist() == [2000] * 10
-    assert torch.bincount(test.tensors[1]).tolist() == [500] * 10
-    assert not digests(train.tensors[0]) & digests(test.tensors[0])
+    assert len(train) == 50000 and len(test) == 10000
+    x, y = train.tensors
+    assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.uint8
+    assert torch.bincount(y).tolist() == [5000] * 10
+    assert torch.bincount(test.tensors[1]).tolist() == [1000] * 10
+    assert not digests(x[:5000]) & digests(test.tensors[0])
 
 
 def test_image_limits_are_seeded_subsets():
@@ -37,10 +38,11 @@ def test_speech_embedded_fsdd_holds_out_takes_0_to_4():
     train, test, classes = speech.load_data(config)
     assert classes == [str(d) for d in range(10)]
     assert len(train) == 2700 and len(test) == 300  # 45 and 5 takes x 6 speakers x 10 digits
-    assert torch.bincount(train.labels).tolist() == [270] * 10 and torch.bincount(test.labels).tolist() == [30] * 10
-    assert train.waves.shape == (2700, 8000) and (train.lengths > 0).all() and (train.lengths <= 8000).all()
-    assert not digests(train.waves) & digests(test.waves)
-    assert float(train.waves.abs().max()) <= 1.0 and float(train.waves.std()) > 0.01  # real audio, not silence
+    ((waves, lengths), labels), ((test_waves, _), test_labels) = train.tensors, test.tensors
+    assert torch.bincount(labels).tolist() == [270] * 10 and torch.bincount(test_labels).tolist() == [30] * 10
+    assert waves.shape == (2700, 8000) and (lengths > 0).all() and (lengths <= 8000).all()
+    assert not digests(waves) & digests(test_waves)
+    assert float(waves.abs().max()) <= 1.0 and float(waves.std()) > 0.01  # real audio, not silence
 
 
 def test_text_embedded_mr():
@@ -77,7 +79,7 @@ def test_local_folders_and_csv(tmp_path):
     assert classes == ["cats", "dogs"] and len(train) == 8 and len(test) == 2
     assert train.tensors[0].shape[1:] == (3, 32, 32)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"has no images in <class>/ subfolders"):
+    with pytest.raises(ValueError, match=r"--data .*empty has no images in <class>/ subfolders"):
         image.load_data(resolve("image", None, {"data": str(tmp_path / "empty")}))
     csv = tmp_path / "reviews.csv"
     csv.write_text("text,label\n" + "".join(f"review {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
@@ -104,4 +106,4 @@ def test_wav_folder_by_label(tmp_path):
                 handle.writeframes((np.sin(np.arange(4000) * (k + 1) / 10) * 8000).astype("<i2").tobytes())
     train, test, classes = speech.load_data(resolve("speech", None, {"data": str(tmp_path)}))
     assert classes == ["no", "yes"] and len(train) == 8 and len(test) == 2
-    assert int(train.lengths.max()) == 2000  # 0.25 s resampled from 16 kHz to 8 kHz
+    assert int(train.tensors[0][1].max()) == 2000  # 0.25 s resampled from 16 kHz to 8 kHz

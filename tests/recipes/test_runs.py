@@ -2,12 +2,14 @@
 
 import json
 import math
+import re
 import urllib.error
 import urllib.request
 
 import pytest
 import torch
-from multimix_recipes import engine
+import yaml
+from multimix_recipes import checkpoint
 from multimix_recipes.runner import run
 
 from multimix.cli import main
@@ -32,22 +34,31 @@ def check_outputs(out, epochs=1):
 @pytest.mark.parametrize(("recipe", "method"), [("image", "mixup+cutmix"), ("speech", "wavemix"), ("speech", "specmix"),
                                                 ("text", "hidden")])  # fmt: skip
 def test_each_recipe_trains_a_few_steps(tmp_path, recipe, method, capsys):
-    assert main(["run", recipe, "--quick", "--method", method, "--out", str(tmp_path), "--device", "cpu"]) == 0
+    small = ["--set", "train_limit=128", "--set", "test_limit=64", "--batch-size", "32"]  # --quick fills the rest
+    assert main(["run", recipe, "--quick", "--method", method, "--out", str(tmp_path), "--device", "cpu", *small]) == 0
     assert f"results in {tmp_path.resolve()}" in capsys.readouterr().out
     metrics = check_outputs(tmp_path)
     assert metrics["method"] == method and metrics["device"] == "cpu"
+    if recipe == "text":  # a Hugging Face directory beside metrics.json, with the trained weights
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
+        trained = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
+        name = next(k for k in trained if k.endswith("classifier.weight"))
+        assert torch.equal(model.classifier.weight, trained[name]) and model.config.num_labels == 2
+        assert AutoTokenizer.from_pretrained(tmp_path / "model")("a fine film")["input_ids"][0] == 101
 
 
 def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
     overrides = {**TINY, "epochs": 2, "method": "mixup"}
     run("image", overrides={**overrides, "out": str(tmp_path / "straight")})
-    real_save = engine._save_atomically
+    real_write = checkpoint.write
 
     def stop_after_first_epoch(payload, path):
-        real_save(payload, path)
+        real_write(payload, path)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "_save_atomically", stop_after_first_epoch)
+    monkeypatch.setattr(checkpoint, "write", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         run("image", overrides={**overrides, "out": str(tmp_path / "resumed")})
     monkeypatch.undo()
@@ -70,11 +81,12 @@ def test_an_interrupted_run_keeps_its_last_complete_checkpoint(tmp_path, monkeyp
             raise KeyboardInterrupt
         return real_save(obj, path, *args, **kwargs)
 
-    monkeypatch.setattr(engine.torch, "save", crash_on_second_save)
+    monkeypatch.setattr(checkpoint.torch, "save", crash_on_second_save)
     with pytest.raises(KeyboardInterrupt):
         run("image", overrides={**TINY, "epochs": 2, "method": "erm", "out": str(tmp_path)})
     monkeypatch.undo()
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.glob("checkpoint*")) == ["checkpoint.pt"]  # the partial file is gone
 
 
 def test_compare_writes_a_side_by_side_table(tmp_path):
@@ -165,3 +177,95 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = check_outputs(tmp_path)
     assert metrics["world_size"] == 2 and result.stdout.count("results in") == 1
+
+
+def test_set_print_config_and_help(capsys):
+    argv = ["run", "image", "--print-config", "--set", "lr=1e-3", "--set", "milestones=[3, 5]", "--set",
+            "train_limit=null", "--quick", "--epochs", "3"]  # fmt: skip
+    assert main(argv) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["lr"] == 0.001 and isinstance(printed["lr"], float) and printed["milestones"] == [3, 5]
+    assert printed["epochs"] == 3 and printed["train_limit"] is None and printed["test_limit"] == 256  # quick fills
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "image", "--set", "learning_rate=0.1", "--print-config"])
+    assert exit_info.value.code == 2
+    assert re.search(r"unknown key\(s\) \['learning_rate'\]; valid keys are \[.*'lr'", capsys.readouterr().err)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "image", "--set", "lr", "--print-config"])
+    assert "--set expects KEY=VALUE (e.g. --set lr=0.1), got 'lr'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "speech", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "keys of speech" in out and "  n_mels = 40" in out and "  sample_rate = 8000" in out
+
+
+def test_a_saved_config_reruns_as_config(tmp_path, capsys):
+    assert main(["run", "image", "--print-config", "--set", "lr=3e-3", "--quick"]) == 0
+    saved = tmp_path / "config.yaml"
+    saved.write_text(capsys.readouterr().out)
+    assert main(["run", "image", "--print-config", "--config", str(saved)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load(saved.read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [1\n")
+    with pytest.raises(SystemExit):
+        main(["run", "image", "--config", str(bad)])
+    assert re.search(r"--config .*bad.yaml is not valid YAML", capsys.readouterr().err)
+
+
+def test_resume_extends_a_finished_run_and_refuses_another_config(tmp_path, capsys, monkeypatch):
+    base = {**TINY, "epochs": 1, "method": "erm", "out": str(tmp_path), "schedule": "cosine"}
+    run("image", overrides=base)
+    run("image", overrides={**base, "epochs": 2}, resume=True)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1 and [h["epoch"] for h in state["history"]] == [1, 2]
+    assert state["scheduler"]["last_epoch"] == 8  # 4 steps per epoch, counted on
+    from multimix_recipes.image import train as image
+
+    built = []
+    monkeypatch.setattr(image, "build", lambda config: built.append(config))
+    with pytest.raises(ValueError, match=r"--resume: .*checkpoint.pt was trained with another configuration "
+                                         r"\(alpha: 1.0 -> 0.5; method: 'erm' -> 'mixup'\)"):  # fmt: skip
+        run("image", overrides={**base, "method": "mixup", "alpha": 0.5}, resume=True)
+    assert built == []  # refused before any model was built
+
+
+def test_cli_refuses_bad_runs_before_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "checkpoint.pt").write_bytes(b"\x00garbage")
+    cases = [
+        (["--out", str(tmp_path / "file")], r"--out .*file is a file, not a folder"),
+        (["--resume", "--out", str(tmp_path / "ckpt")], r"--resume: .*ckpt/checkpoint.pt is unreadable or corrupt"),
+        (["--set", "train_limit=16", "--batch-size", "32", "--out", str(tmp_path / "small")],
+         r"the train set has 16 samples, fewer than one optimizer step needs \(32"),
+        (["--set", "train_limit=0"], r"train_limit must be >= 1 or null"),
+        (["--seed", "-3"], r"seed must be in 0..2\*\*63-1"),
+        (["--set", "methods=[erm, bogus]", "--method", "bogus"], r"methods \['bogus'\] have no implementation"),
+    ]  # fmt: skip
+    for extra, match in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", "image", "--quick", "--device", "cpu", "--set", "progress=false", *extra])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and re.search(match, err), (extra, err)
+    assert not (tmp_path / "small" / "metrics.json").exists()
+
+
+def test_corrupt_image_in_data_is_named(tmp_path):
+    from PIL import Image
+
+    for label in ("cats", "dogs"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        (tmp_path / "val" / label).mkdir(parents=True)
+        for k in range(3):
+            Image.new("RGB", (20, 24), (k * 40, 9, 0)).save(tmp_path / "train" / label / f"{k}.png")
+        Image.new("RGB", (20, 24)).save(tmp_path / "val" / label / "0.png")
+    from multimix_recipes.config import resolve
+    from multimix_recipes.image import train as image
+
+    train, test, classes = image.load_data(resolve("image", None, {"data": str(tmp_path), "image_size": 16}))
+    assert classes == ["cats", "dogs"] and len(train) == 6 and len(test) == 2
+    assert train.tensors[0].shape == (6, 3, 16, 16)
+    (tmp_path / "train" / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ValueError, match=r"--data: cannot decode the image .*dogs/broken.jpg"):
+        image.load_data(resolve("image", None, {"data": str(tmp_path)}))

@@ -1,0 +1,111 @@
+"""Data for the engine: tensors indexed a batch at a time, on the device when they fit.
+
+:class:`TensorData` holds a nested tuple of tensors with one row per sample (images as
+uint8, waveforms and their lengths, labels). The engine moves it to the GPU once when it
+fits (CIFAR-10 is 150 MB as uint8) and then takes batches by indexing there: no loader,
+no per-sample Python. Otherwise batches are gathered on the CPU, pinned and copied with
+``non_blocking=True``. Other datasets go through a ``DataLoader`` with workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["TensorData", "epoch_batches", "fits_on", "to_device"]
+
+
+def _map(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return fn(tree)
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map(fn, t) for t in tree)
+    if isinstance(tree, dict):
+        return {k: _map(fn, v) for k, v in tree.items()}
+    return tree
+
+
+def _leaves(tree: Any) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for t in tree for leaf in _leaves(t)]
+    return []
+
+
+def to_device(tree: Any, device: torch.device) -> Any:
+    """Every tensor of ``tree`` on ``device``: pinned and ``non_blocking`` from the CPU to a GPU."""
+    if device.type == "cuda":
+        return _map(lambda t: t if t.device == device else t.pin_memory().to(device, non_blocking=True), tree)
+    return _map(lambda t: t.to(device), tree)
+
+
+class TensorData(Dataset):
+    """A dataset of tensors sharing their first dimension, e.g. ``(images, labels)``.
+
+    Args:
+        tensors: a tensor or a nested tuple of tensors, each of shape ``(N, ...)``.
+    """
+
+    def __init__(self, tensors: Any) -> None:
+        leaves = _leaves(tensors)
+        if not leaves or len({len(t) for t in leaves}) != 1:
+            raise ValueError(f"tensors must share their first dimension, got {[tuple(t.shape) for t in leaves]}")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(_leaves(self.tensors)[0])
+
+    def __getitem__(self, index: int) -> Any:
+        return _map(lambda t: t[index], self.tensors)
+
+    def take(self, index: torch.Tensor) -> Any:
+        """The batch of rows ``index`` (a 1-D index tensor, on this data's device)."""
+        return _map(lambda t: t[index], self.tensors)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in _leaves(self.tensors))
+
+    @property
+    def device(self) -> torch.device:
+        return _leaves(self.tensors)[0].device
+
+    def to(self, device: torch.device) -> TensorData:
+        return TensorData(_map(lambda t: t.to(device), self.tensors))
+
+
+def fits_on(data: Dataset, device: torch.device, share: float = 0.25) -> bool:
+    """Whether ``data`` is a :class:`TensorData` taking at most ``share`` of the device's free memory."""
+    if not isinstance(data, TensorData):
+        return False
+    if device.type != "cuda":
+        return True  # already in memory: indexing it is the fastest loader there is
+    free, _ = torch.cuda.mem_get_info(device)
+    return data.nbytes <= share * free
+
+
+def epoch_batches(
+    data: Dataset,
+    batches: list[torch.Tensor],
+    device: torch.device,
+    collate: Callable | None = None,
+    workers: int = 0,
+) -> Iterator[Any]:
+    """The epoch's batches (lists of row indices), on ``device``."""
+    if isinstance(data, TensorData):
+        if data.device == device:
+            for index in batches:
+                yield data.take(index.to(device, non_blocking=True))
+        else:
+            for index in batches:
+                yield to_device(data.take(index), device)
+        return
+    loader = DataLoader(data, batch_sampler=[b.tolist() for b in batches], collate_fn=collate,
+                        num_workers=workers, pin_memory=device.type == "cuda",
+                        persistent_workers=False)  # fmt: skip
+    for batch in loader:
+        yield to_device(batch, device)
