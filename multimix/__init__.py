@@ -16,6 +16,7 @@ from multimix.losses import (
     BinaryCrossEntropy,
     SoftTargetCrossEntropy,
     binary_cross_entropy,
+    mixed_loss,
     regmixup_loss,
     soft_cross_entropy,
 )
@@ -43,6 +44,7 @@ __all__ = [  # noqa: RUF022 - wrap/unwrap/MixupModel load lazily
     "fit_temperature",
     "mix_targets",
     "mixed_accuracy",
+    "mixed_loss",
     "negative_log_likelihood",
     "regmixup_loss",
     "reliability_diagram",

@@ -1,4 +1,4 @@
-"""Losses for soft targets: cross-entropy for single-label, BCE for multi-label, RegMixup.
+"""Losses for soft targets: cross-entropy, BCE for multi-label, RegMixup; ``mixed_loss`` for any criterion.
 
 multimix computes the loss itself rather than handing soft labels to a model head
 (a Hugging Face head silently switches to multi-label BCE when labels are float).
@@ -12,6 +12,9 @@ debugging), ``validate=False`` skips them even on the CPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
+from inspect import signature
 from numbers import Real
 
 import torch
@@ -19,11 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from multimix._checks import check_probability, check_tensor
+from multimix.mixer import MixedBatch
 
 __all__ = [
     "BinaryCrossEntropy",
     "SoftTargetCrossEntropy",
     "binary_cross_entropy",
+    "mixed_loss",
     "regmixup_loss",
     "soft_cross_entropy",
 ]
@@ -239,3 +244,81 @@ class BinaryCrossEntropy(nn.Module):
             reduction=self.reduction,
             validate=self.validate,
         )
+
+
+
+@lru_cache(maxsize=64)
+def _takes_reduction(criterion: Callable) -> bool:
+    try:
+        return "reduction" in signature(criterion).parameters
+    except (TypeError, ValueError):  # callables without a signature
+        return False
+
+
+def mixed_loss(
+    criterion: Callable[..., torch.Tensor],
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    batch: MixedBatch,
+    *,
+    reduction: str | None = None,
+) -> torch.Tensor:
+    """``lam * criterion(logits, y) + (1 - lam) * criterion(logits, y[index])`` per sample, for any criterion.
+
+    For losses that take class indices (focal loss, ``nn.CrossEntropyLoss(label_smoothing=...)``);
+    mixup's loss as Zhang et al. (2018) write it. ``lam`` is the label weight the adapter
+    applied (CutMix's kept area), so with cross-entropy this is :func:`soft_cross_entropy`
+    of ``batch.targets``.
+
+    Args:
+        criterion: ``criterion(logits, labels)``; a module with a ``reduction`` attribute
+            runs with ``"none"`` (then restored), a function with a ``reduction``
+            parameter gets ``"none"``, any other must return a ``(B,)`` loss.
+        logits: ``(B, C)`` logits of the mixed batch.
+        labels: ``(B,)`` class indices (or ``(B, C)`` rows) given to the Mixer, before mixing.
+        batch: the :class:`~multimix.MixedBatch`, its ``lam``/``index`` on the logits' device.
+        reduction: ``"mean"`` (over samples), ``"sum"`` or ``"none"``; None takes the
+            criterion's own ``reduction`` if it has one, else ``"mean"``.
+
+    Example:
+        >>> import multimix
+        >>> y = torch.tensor([0, 1, 2, 3])
+        >>> batch = multimix.Mixer(multimix.image.Mixup(1.0), num_classes=4, seed=0)(torch.rand(4, 3, 8, 8), y)
+        >>> logits = torch.randn(4, 4)
+        >>> loss = mixed_loss(nn.CrossEntropyLoss(), logits, y, batch)
+        >>> bool(torch.allclose(loss, multimix.soft_cross_entropy(logits, batch.targets)))
+        True
+    """
+    if not callable(criterion):
+        raise TypeError(f"criterion must be callable as criterion(logits, labels), got {type(criterion).__name__}")
+    if not isinstance(batch, MixedBatch):
+        raise TypeError(f"batch must be the MixedBatch a multimix.Mixer returned, got {type(batch).__name__}")
+    logits, labels = check_tensor(logits, "logits"), check_tensor(labels, "labels")
+    own = getattr(criterion, "reduction", None)
+    reduction = _check_reduction(reduction if reduction is not None else own if own in _REDUCTIONS else "mean")
+    size = batch.lam.shape[0]
+    if logits.dim() < 1 or logits.shape[0] != size or labels.dim() < 1 or labels.shape[0] != size:
+        raise ValueError(
+            f"logits and labels must hold the batch's {size} samples, got shapes {tuple(logits.shape)} and "
+            f"{tuple(labels.shape)}; pass the labels given to the Mixer, not batch.targets"
+        )
+    for name, value in (("labels", labels), ("batch.lam", batch.lam), ("batch.index", batch.index)):
+        if value.device != logits.device:
+            raise ValueError(f"{name} is on {value.device}, logits on {logits.device}; move them (batch.to(device))")
+    kwargs = {"reduction": "none"} if own is None and _takes_reduction(criterion) else {}
+    if own is not None:
+        criterion.reduction = "none"
+    try:
+        own_loss = criterion(logits, labels, **kwargs)
+        # an unmixed batch (p, mixing off) is known on the host: no second call
+        partner = criterion(logits, labels.index_select(0, batch.index), **kwargs) if batch.plan.any_mixed else own_loss
+    finally:
+        if own is not None:
+            criterion.reduction = own
+    if own_loss.shape != (size,):
+        raise ValueError(
+            f"criterion must return a per-sample loss of shape ({size},), got {tuple(own_loss.shape)}; give it "
+            "reduction='none' (e.g. functools.partial(F.cross_entropy, reduction='none'))"
+        )
+    lam = batch.lam.to(own_loss.dtype)
+    return _reduce(lam * own_loss + (1 - lam) * partner, reduction)

@@ -1,0 +1,124 @@
+"""mixed_loss: lam * criterion(y) + (1 - lam) * criterion(y[index]) for criteria that take class indices."""
+
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import fixed_plan
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import multimix
+from multimix.image import CutMix, Mixup
+from multimix.mixer import MixedBatch
+
+
+def mixed(adapter=None, *, n=8, c=5, seed=0, **kwargs):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(n, 3, 12, 12, generator=g), torch.randint(0, c, (n,), generator=g)
+    batch = multimix.Mixer(adapter or Mixup(1.0), num_classes=c, per_sample=True, seed=seed, **kwargs)(x, y)
+    return torch.randn(n, c, generator=g), y, batch
+
+
+def focal(logits, labels, gamma=2.0, reduction="mean"):
+    log_p = F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+    loss = -((1 - log_p.exp()) ** gamma) * log_p
+    return loss if reduction == "none" else loss.mean()
+
+
+@pytest.mark.parametrize("adapter", [Mixup(1.0), CutMix(1.0)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_agrees_with_soft_cross_entropy(adapter, reduction):
+    logits, y, batch = mixed(adapter)
+    got = multimix.mixed_loss(nn.CrossEntropyLoss(), logits, y, batch, reduction=reduction)
+    torch.testing.assert_close(got, multimix.soft_cross_entropy(logits, batch.targets, reduction))
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.3])
+def test_label_smoothing_ce_agrees_with_a_smoothing_mixer(smoothing):
+    logits, y, batch = mixed(CutMix(1.0), label_smoothing=smoothing)
+    got = multimix.mixed_loss(nn.CrossEntropyLoss(label_smoothing=smoothing), logits, y, batch)
+    torch.testing.assert_close(got, multimix.soft_cross_entropy(logits, batch.targets))
+
+
+def test_exact_value_on_a_fixed_plan():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y = torch.tensor([0, 1, 1])
+    plan = fixed_plan([1, 0, 2], [0.25, 0.5, 1.0])
+    batch = MixedBatch(None, None, plan.lam.float(), plan.index, plan)
+    ce = F.cross_entropy(logits, y, reduction="none")
+    ce_partner = F.cross_entropy(logits, y[[1, 0, 2]], reduction="none")
+    expected = torch.tensor([0.25, 0.5, 1.0]) * ce + torch.tensor([0.75, 0.5, 0.0]) * ce_partner
+    got = multimix.mixed_loss(F.cross_entropy, logits, y, batch, reduction="none")
+    torch.testing.assert_close(got, expected)
+    assert got[2] == ce[2]  # an unmixed sample gets exactly its own loss
+
+
+def test_focal_loss_function_gets_reduction_none():
+    logits, y, batch = mixed()
+    lam = batch.lam
+    expected = lam * focal(logits, y, reduction="none") + (1 - lam) * focal(logits, y[batch.index], reduction="none")
+    torch.testing.assert_close(multimix.mixed_loss(focal, logits, y, batch), expected.mean())
+    per_sample = functools.partial(focal, reduction="none")  # a partial that fixes reduction itself
+    torch.testing.assert_close(multimix.mixed_loss(per_sample, logits, y, batch, reduction="sum"), expected.sum())
+
+
+def test_module_reduction_is_used_and_restored():
+    logits, y, batch = mixed()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    got = multimix.mixed_loss(criterion, logits, y, batch)
+    torch.testing.assert_close(got, multimix.soft_cross_entropy(logits, batch.targets, "sum"))
+    assert criterion.reduction == "sum"
+    multimix.mixed_loss(criterion, logits, y, batch, reduction="none")
+    assert criterion.reduction == "sum"
+
+
+def test_unmixed_batch_calls_the_criterion_once():
+    logits, y, batch = mixed(p=0.0)
+    calls = []
+
+    def criterion(z, t, reduction="mean"):
+        calls.append(t)
+        return F.cross_entropy(z, t, reduction=reduction)
+
+    got = multimix.mixed_loss(criterion, logits, y, batch, reduction="none")
+    assert len(calls) == 1 and torch.equal(got, F.cross_entropy(logits, y, reduction="none"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 9), c=st.integers(2, 6))
+def test_gradient_agrees_with_soft_cross_entropy(seed, n, c):
+    logits, y, batch = mixed(n=n, c=c, seed=seed)
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    multimix.mixed_loss(nn.CrossEntropyLoss(), a, y, batch).backward()
+    multimix.soft_cross_entropy(b, batch.targets).backward()
+    torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_no_host_device_sync_on_meta():
+    x = torch.empty(8, 3, 8, 8, device="meta")
+    y = torch.zeros(8, dtype=torch.long, device="meta")
+    batch = multimix.Mixer(CutMix(1.0), num_classes=5, per_sample=True, seed=0)(x, y)
+    logits = torch.empty(8, 5, device="meta")
+    for criterion in (nn.CrossEntropyLoss(label_smoothing=0.1), focal):
+        for reduction, shape in (("mean", ()), ("none", (8,))):
+            loss = multimix.mixed_loss(criterion, logits, y, batch, reduction=reduction)
+            assert loss.shape == shape and loss.device.type == "meta"
+
+
+def test_errors():
+    logits, y, batch = mixed()
+    with pytest.raises(TypeError, match=r"criterion must be callable .* got str"):
+        multimix.mixed_loss("ce", logits, y, batch)
+    with pytest.raises(TypeError, match=r"batch must be the MixedBatch a multimix.Mixer returned, got tuple"):
+        multimix.mixed_loss(F.cross_entropy, logits, y, (batch.lam, batch.index))
+    with pytest.raises(ValueError, match=r"reduction must be one of .* got 'avg'"):
+        multimix.mixed_loss(F.cross_entropy, logits, y, batch, reduction="avg")
+    with pytest.raises(ValueError, match=r"must hold the batch's 8 samples, got shapes \(8, 5\) and \(4,\)"):
+        multimix.mixed_loss(F.cross_entropy, logits, y[:4], batch)
+    with pytest.raises(ValueError, match=r"batch.lam is on cpu, logits on meta; move them"):
+        multimix.mixed_loss(F.cross_entropy, logits.to("meta"), y.to("meta"), batch)
+    with pytest.raises(ValueError, match=r"criterion must return a per-sample loss of shape \(8,\), got \(\)"):
+        multimix.mixed_loss(lambda z, t: F.cross_entropy(z, t), logits, y, batch)
