@@ -165,7 +165,7 @@ def test_text_download_path_up_to_the_network_edge(tmp_path, monkeypatch):
 
 
 def test_torchrun_two_processes_on_cpu(tmp_path):
-    """DDP as torchrun starts it (gloo on CPU): two ranks, averaged gradients, rank 0 writes the results."""
+    """torch DDP as torchrun starts it (gloo on CPU): two ranks, one schedule each, rank 0 writes the results."""
     import os
     import subprocess
     import sys
@@ -177,6 +177,11 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = check_outputs(tmp_path)
     assert metrics["world_size"] == 2 and result.stdout.count("results in") == 1
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    # 512 images / 2 ranks / batch 128: each rank takes 2 steps, and its schedule has 2 steps (ends at ~0 lr)
+    assert state["scheduler"]["last_epoch"] == 2 and metrics["epochs"][0]["lr"] < 1e-6
+    first, second = state["mixers"]  # every rank's plan generator
+    assert not torch.equal(first["generator"], second["generator"])
 
 
 def test_set_print_config_and_help(capsys):
