@@ -6,7 +6,9 @@ argument, what was expected, what was received and, where there is one, the fix.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
 from numbers import Real
 
 import torch
@@ -112,8 +114,49 @@ def check_writable(x: torch.Tensor, name: str) -> None:
     fix = f"pass {name}.clone(), or build the adapter with inplace=False"
     if x.is_inference() and not torch.is_inference_mode_enabled():
         raise ValueError(f"{name} was made under torch.inference_mode() and cannot be mixed in place; {fix}")
-    if x.device.type != "meta" and torch._debug_has_internal_overlap(x) != 0:
+    if x.device.type == "cpu" and x.numel() and not _memory_writable(x.data_ptr()):
+        raise ValueError(
+            f"{name} lives in read-only memory (e.g. np.load(..., mmap_mode='r') or a read-only NumPy array "
+            f"through torch.from_numpy); writing into it would crash the process; {fix}"
+        )
+    if _samples_may_overlap(x):
         raise ValueError(
             f"{name} has samples that share memory (an expand()ed, stride-0 or unfold()ed tensor, strides "
             f"{tuple(x.stride())}); writing one sample would change others, so it is not mixed in place; {fix}"
         )
+
+
+def _samples_may_overlap(x: torch.Tensor) -> bool:
+    """Whether two elements of ``x`` may share memory, from its strides alone (no data read).
+
+    Sorted by stride, each dimension must step past everything the smaller ones span;
+    slices, permutations and channels-last pass, ``expand`` and ``unfold`` windows do not.
+    """
+    spanned = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(x.stride(), x.shape, strict=True) if sz > 1):
+        if stride < spanned:
+            return True
+        spanned += stride * (size - 1)
+    return False
+
+
+def _memory_writable(address: int) -> bool:
+    """Whether the page at ``address`` takes writes, asked of the kernel without risking a crash.
+
+    The byte at ``address`` goes through a pipe and is read back into the same place:
+    ``read`` into a read-only page fails with EFAULT instead of a segmentation fault,
+    and into a writable one it writes the value that was already there. POSIX only;
+    elsewhere memory is assumed writable.
+    """
+    if os.name != "posix":
+        return True
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, ctypes.string_at(address, 1))
+        return _LIBC.read(read_end, ctypes.c_void_p(address), 1) == 1
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None

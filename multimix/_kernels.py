@@ -127,8 +127,11 @@ def lerp_rows(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor, *, inplace: boo
     if not plan.any_mixed:
         return unchanged(x, inplace)
     if vectorized:
-        weight = row_view((1.0 - lam).to(x.dtype), x)
         partner = x.index_select(0, plan.index)
+        if plan.scalar_lam is not None:  # one lam for the whole batch: a host scalar, no weight tensor
+            weight: float | torch.Tensor = 1.0 - plan.scalar_lam
+        else:
+            weight = row_view((plan.other if lam is plan.lam else 1.0 - lam).to(x.dtype), x)
         if plan.all_mixed:  # one fused pass, no selection of unmixed rows
             return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         return keep_unmixed(torch.lerp(x, partner, weight), x, plan, inplace=inplace)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from multimix._checks import check_generator, check_positive_int, check_tensor
@@ -73,22 +74,22 @@ def sample_boxes(
     check_positive_int(height, "height")
     check_positive_int(width, "width")
     check_generator(generator)
-    cy = torch.randint(0, height, lam.shape, generator=generator)
-    cx = torch.randint(0, width, lam.shape, generator=generator)
-    ratio = 0.5 * torch.sqrt(1.0 - lam.double())
-    half_h = (ratio * height).floor().long()
-    half_w = (ratio * width).floor().long()
-    boxes = torch.stack(
+    cy = torch.randint(0, height, lam.shape, generator=generator).numpy()
+    cx = torch.randint(0, width, lam.shape, generator=generator).numpy()
+    ratio = 0.5 * np.sqrt(1.0 - lam.double().numpy())  # NumPy: a few host ops on N numbers cost less than torch's
+    half_h = np.floor(ratio * height).astype(np.int64)
+    half_w = np.floor(ratio * width).astype(np.int64)
+    boxes = np.stack(
         [
-            (cy - half_h).clamp(min=0),
-            (cy + half_h).clamp(max=height),
-            (cx - half_w).clamp(min=0),
-            (cx + half_w).clamp(max=width),
+            np.maximum(cy - half_h, 0),
+            np.minimum(cy + half_h, height),
+            np.maximum(cx - half_w, 0),
+            np.minimum(cx + half_w, width),
         ],
-        dim=1,
+        axis=1,
     )
     area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
-    return boxes, 1.0 - area.double() / (height * width)
+    return torch.from_numpy(boxes), torch.from_numpy(1.0 - area / (height * width))
 
 
 def box_masks(boxes: torch.Tensor, mixed: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
@@ -103,7 +104,7 @@ class Boxes(NamedTuple):
     """CutMix boxes of one batch: what :meth:`CutMix.draw_region` draws and :meth:`CutMix.apply` pastes."""
 
     boxes: torch.Tensor  # (B, 4) long [y1, y2, x1, x2)
-    kept: torch.Tensor  # (B,) float64, the fraction of each image kept
+    kept: torch.Tensor  # (B,) float64, the fraction of each image kept (1 for unmixed samples): the label weight
     rows: torch.Tensor | None = None  # (B, H) bool, rows inside each mixed sample's box (vectorised path)
     cols: torch.Tensor | None = None  # (B, W) bool, columns inside each box (vectorised path)
     box: tuple[int, int, int, int] | None = None  # the one box of a per-batch draw, as host ints
@@ -133,8 +134,9 @@ class CutMix(Adapter):
         height, width = x.shape[-2], x.shape[-1]
         boxes, kept = sample_boxes(lam, height, width, generator)
         n = plan.batch_size
+        kept = torch.where(plan.mixed, kept, 1.0)  # the label weight: unmixed samples keep all their pixels
         if not plan.per_sample:
-            return Boxes(boxes.expand(n, 4), kept.expand(n), box=tuple(boxes[0].tolist()))
+            return Boxes(boxes.expand(n, 4), kept, box=tuple(boxes[0].tolist()))
         if not self.vectorized(x):
             return Boxes(boxes, kept)
         # Row and column masks are built here on the host and moved with the plan (one copy);
@@ -151,5 +153,4 @@ class CutMix(Adapter):
             x, plan, region.boxes, inplace=self.writes_inplace(x), vectorized=self.vectorized(x),
             rows=region.rows, cols=region.cols, box=region.box,
         )  # fmt: skip
-        # a sample paired with itself keeps all of its own pixels
-        return mixed, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))
+        return mixed, region.kept

@@ -62,6 +62,7 @@ class MixPlan:
     per_sample: bool = False
     host: MixPlan | None = field(default=None, repr=False, compare=False)
     placed_mixed: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    placed_other: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def batch_size(self) -> int:
@@ -84,6 +85,21 @@ class MixPlan:
         return (self.lam < 1) & (self.index != torch.arange(self.batch_size, device=self.device))
 
     @cached_property
+    def other(self) -> torch.Tensor:
+        """``(B,)`` float64 ``1 - lam``, the partner's weight, computed on the host and placed with the plan."""
+        if self.placed_other is not None:
+            return self.placed_other
+        return 1.0 - self.lam
+
+    @cached_property
+    def scalar_lam(self) -> float | None:
+        """The one lam of a plan that mixes every sample with the same weight, as a host float; else None."""
+        host = self.on_host
+        if host.per_sample or not host.all_mixed:
+            return None
+        return float(host.lam[0])
+
+    @cached_property
     def any_mixed(self) -> bool:
         """Whether any sample is mixed (decided on the host)."""
         return bool(self.on_host.mixed.any())
@@ -102,8 +118,8 @@ class MixPlan:
         if device.type == "cpu" or self.device == device:
             return self, extra
         host = self.on_host
-        index, lam, mixed, extra = to_device((host.index, host.lam, host.mixed, extra), device)
-        return replace(host, index=index, lam=lam, host=host, placed_mixed=mixed), extra
+        index, lam, other, mixed, extra = to_device((host.index, host.lam, host.other, host.mixed, extra), device)
+        return replace(host, index=index, lam=lam, host=host, placed_mixed=mixed, placed_other=other), extra
 
 
 def _log_gamma_variates(shape: float, count: int, generator: torch.Generator) -> np.ndarray:

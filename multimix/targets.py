@@ -146,8 +146,21 @@ def mixed_targets(
 
     The one place where the Mixer and the model wrapper build their targets; ``plan``
     and ``lam`` (the label weight the adapter applied) are on the targets' device.
+    Class indices are scattered straight into the mixed rows (``s / C`` everywhere, plus
+    ``(1 - s) * lam`` at the label and ``(1 - s) * (1 - lam)`` at the partner's label):
+    a few small in-place kernels, no full ``(B, C)`` temporaries to blend.
     """
-    rows = smoothed_rows(targets, num_classes, label_smoothing)
     if not plan.any_mixed:
-        return rows
-    return torch.lerp(rows.index_select(0, plan.index), rows, lam.to(rows.dtype).unsqueeze(1))
+        return smoothed_rows(targets, num_classes, label_smoothing)
+    dtype = targets.dtype if targets.is_floating_point() and targets.dim() == 2 else torch.float32
+    own = lam.to(dtype=dtype, copy=True).unsqueeze_(1)
+    other = lam.to(dtype=dtype, copy=True).unsqueeze_(1).mul_(-1.0).add_(1.0)
+    if targets.dim() == 2:
+        rows = smoothed_rows(targets, num_classes, label_smoothing, dtype)
+        return rows.index_select(0, plan.index).mul_(other).add_(rows.mul_(own))
+    if label_smoothing > 0:
+        own.mul_(1.0 - label_smoothing)
+        other.mul_(1.0 - label_smoothing)
+    out = torch.full((targets.shape[0], num_classes), label_smoothing / num_classes, dtype=dtype, device=targets.device)
+    out.scatter_add_(1, targets.long().unsqueeze(1), own)
+    return out.scatter_add_(1, targets.index_select(0, plan.index).long().unsqueeze(1), other)

@@ -1,0 +1,147 @@
+"""No read-back from the device: every adapter and every Mixer call form runs on ``meta`` tensors.
+
+A ``meta`` tensor has a shape and a dtype but no values, so anything that would wait
+for a GPU (``.item()``, ``bool(t)``, ``int(t.max())``, ``.tolist()``, ``.cpu()``)
+raises on it. A call that completes on ``meta`` therefore makes no host-device
+synchronisation on CUDA; the ``gpu`` tests check the same calls under
+``torch.cuda.set_sync_debug_mode("error")``.
+"""
+
+import pytest
+import torch
+
+import multimix
+from multimix.audio import SpecMix, SpecMixup, WaveMix
+from multimix.image import CutMix, Mixup
+from multimix.text import HiddenMix
+
+META = torch.device("meta")
+B, C = 8, 5
+
+
+def labels(device=META):
+    return torch.zeros(B, dtype=torch.long, device=device)
+
+
+IMAGE_ADAPTERS = [lambda: Mixup(1.0), lambda: CutMix(1.0), lambda: Mixup(1.0, inplace=False)]
+SPEC_ADAPTERS = [
+    lambda: SpecMixup(1.0),
+    lambda: SpecMixup(1.0, domain="power", db=True),
+    lambda: SpecMix(1.0),
+    lambda: SpecMix(1.0, inplace=False),
+]
+MIXER_OPTIONS = [
+    {},
+    {"per_sample": True},
+    {"p": 0.5, "per_sample": True},
+    {"label_smoothing": 0.1},
+    {"p": 0.0},
+]
+
+
+@pytest.mark.parametrize("make", IMAGE_ADAPTERS)
+@pytest.mark.parametrize("options", MIXER_OPTIONS)
+def test_image_adapters_run_on_meta(make, options):
+    x = torch.empty(B, 3, 16, 12, device=META)
+    out = multimix.Mixer(make(), num_classes=C, seed=0, **options)(x, labels())
+    assert out.inputs.shape == x.shape and out.targets.shape == (B, C)
+    assert {out.targets.device, out.lam.device, out.index.device} == {META}
+
+
+@pytest.mark.parametrize("make", SPEC_ADAPTERS)
+@pytest.mark.parametrize("options", MIXER_OPTIONS)
+@pytest.mark.parametrize("lengths", [None, "lengths", "mask"])
+def test_spectrogram_adapters_run_on_meta(make, options, lengths):
+    x = torch.empty(B, 40, 30, device=META)
+    given = {
+        None: None,
+        "lengths": torch.zeros(B, dtype=torch.long, device=META),
+        "mask": torch.ones(B, 30, dtype=torch.bool, device=META),
+    }[lengths]
+    out = multimix.Mixer(make(), num_classes=C, seed=0, **options)(x, labels(), lengths=given)
+    assert out.inputs.shape == x.shape and out.targets.device == META
+    if given is not None:
+        assert out.lengths.shape == given.shape and out.lengths.device == META
+
+
+@pytest.mark.parametrize("label_weight", ["duration", "energy", "lam"])
+@pytest.mark.parametrize("options", MIXER_OPTIONS)
+@pytest.mark.parametrize("lengths", [None, "lengths", "mask", "cpu lengths"])
+def test_wave_mix_runs_on_meta(label_weight, options, lengths):
+    x = torch.empty(B, 2, 800, device=META)
+    given = {
+        None: None,
+        "lengths": torch.zeros(B, dtype=torch.long, device=META),
+        "mask": torch.ones(B, 800, dtype=torch.bool, device=META),
+        "cpu lengths": torch.full((B,), 400),  # checked on the CPU, moved with the plan
+    }[lengths]
+    out = multimix.Mixer(WaveMix(1.0, label_weight=label_weight), num_classes=C, seed=0, **options)(
+        x, labels(), lengths=given
+    )
+    assert out.lam.device == META
+    if given is not None:
+        assert out.lengths.device == META
+
+
+def test_switching_adapters_dict_batches_and_row_targets_run_on_meta():
+    x = torch.empty(B, 3, 8, 8, device=META)
+    mixer = multimix.Mixer([Mixup(0.8), CutMix(1.0)], num_classes=C, switch_prob=0.5, per_sample=True, seed=0)
+    for _ in range(6):  # both adapters get chosen
+        mixer(x, labels())
+    rows = torch.empty(B, C, device=META)
+    assert mixer(x, rows).targets.shape == (B, C)
+    multi = multimix.Mixer(Mixup(1.0), num_classes=C, multi_label=True, seed=0)
+    assert multi(x, rows).targets.shape == (B, C)
+    fields = multimix.Mixer({"pixel_values": Mixup(1.0), "spec": SpecMix(1.0)}, num_classes=C, seed=0)
+    batch = {"pixel_values": x, "spec": torch.empty(B, 20, 30, device=META), "labels": labels(), "id": list(range(B))}
+    out = fields(batch)
+    assert set(out.inputs) == {"pixel_values", "spec", "id"} and out.targets.device == META
+
+
+def test_cpu_labels_with_meta_inputs_are_checked_on_the_cpu_and_moved_with_the_plan():
+    x = torch.empty(B, 3, 8, 8, device=META)
+    out = multimix.Mixer(Mixup(1.0), num_classes=C, seed=0)(x, torch.arange(B) % C)
+    assert out.targets.device == META
+    with pytest.raises(ValueError, match=r"targets holds label 9, outside \[0, num_classes=5\)"):
+        multimix.Mixer(Mixup(1.0), num_classes=C, seed=0)(x, torch.full((B,), 9))
+
+
+def test_hidden_mix_and_losses_run_on_meta_with_autograd():
+    hidden = torch.empty(B, 7, 16, device=META, requires_grad=True)
+    out = multimix.Mixer(HiddenMix(1.0), num_classes=C, per_sample=True, seed=0)(hidden, labels())
+    logits = out.inputs.mean(1)[:, :C]
+    loss = multimix.soft_cross_entropy(logits, out.targets)
+    loss.backward()
+    assert hidden.grad.shape == hidden.shape
+    assert multimix.binary_cross_entropy(logits, out.targets).shape == ()
+
+
+def test_validate_reads_device_values_so_it_cannot_run_on_meta():
+    """The opt-in synchronous checks really read the device values (proved by meta refusing them)."""
+    x = torch.empty(B, 3, 8, 8, device=META)
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=C, seed=0, validate=True)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        mixer(x, labels())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    "make", [*IMAGE_ADAPTERS, *SPEC_ADAPTERS, lambda: WaveMix(1.0), lambda: WaveMix(1.0, label_weight="energy")]
+)
+@pytest.mark.parametrize("options", MIXER_OPTIONS)
+def test_no_sync_on_cuda(make, options):
+    adapter = make()
+    shape = {Mixup: (B, 3, 16, 12), CutMix: (B, 3, 16, 12), WaveMix: (B, 800)}.get(type(adapter), (B, 40, 30))
+    x = torch.randn(shape, device="cuda")
+    y = torch.randint(0, C, (B,), device="cuda")
+    lengths = torch.randint(1, shape[-1], (B,), device="cuda") if adapter.takes_lengths else None
+    mixer = multimix.Mixer(adapter, num_classes=C, seed=0, **options)
+    mixer(x, y, lengths=lengths)  # warm up (allocations, lazy init)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = mixer(x, y, lengths=lengths)
+        multimix.soft_cross_entropy(out.targets.log(), out.targets)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -1,0 +1,177 @@
+"""What a demanding user tries: tensors that cannot take writes, aliasing, infinities, odd states.
+
+Each refusal must come before anything is written or drawn: the batch is unchanged and
+the generator has not advanced.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import looped, vectorised
+
+import multimix
+from multimix.audio import SpecMix, SpecMixup, WaveMix
+from multimix.image import CutMix, Mixup
+
+
+def generator_state(mixer):
+    return mixer.generator.get_state().clone()
+
+
+def refused(mixer, x, y, match, **kwargs):
+    """Assert the call raises ``match`` and changes neither the batch nor the generator."""
+    before, state = x.clone(), generator_state(mixer)
+    with pytest.raises(ValueError, match=match):
+        mixer(x, y, **kwargs)
+    assert torch.equal(x, before) and torch.equal(generator_state(mixer), state)
+
+
+@pytest.mark.parametrize("adapter", [Mixup(1.0), CutMix(1.0)])
+def test_inference_mode_batches_are_refused_before_any_write(adapter):
+    with torch.inference_mode():
+        x = torch.rand(4, 3, 8, 8)
+    mixer = multimix.Mixer(adapter, num_classes=3, seed=0)
+    refused(mixer, x, torch.tensor([0, 1, 2, 0]), r"inputs was made under torch.inference_mode\(\).*clone\(\)")
+    out = multimix.Mixer(Mixup(1.0, inplace=False), num_classes=3, seed=0)(x, torch.tensor([0, 1, 2, 0]))
+    assert out.inputs is not x  # out of place, an inference tensor mixes fine
+
+
+def test_views_whose_samples_do_not_overlap_are_mixed_in_place():
+    base = torch.rand(4, 3, 8, 8)
+    for view in (base[:, :2], base.permute(0, 2, 3, 1), base.to(memory_format=torch.channels_last), base[::2]):
+        out = multimix.Mixer(Mixup(1.0), num_classes=3, seed=0)(view, torch.arange(view.shape[0]) % 3)
+        assert out.inputs is view
+
+
+def test_samples_that_share_memory_are_refused():
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=3, seed=0)
+    expanded = torch.rand(1, 3, 8, 8).expand(4, 3, 8, 8)
+    refused(mixer, expanded, torch.tensor([0, 1, 2, 0]), r"inputs has samples that share memory .*stride-0")
+    windows = torch.rand(40).unfold(0, 8, 4).reshape(9, 8)  # overlapping rows of one signal
+    wave_mixer = multimix.Mixer(WaveMix(1.0), num_classes=3, seed=0)
+    refused(wave_mixer, windows, torch.zeros(9, dtype=torch.long), r"inputs has samples that share memory")
+
+
+def test_read_only_memory_is_refused_instead_of_crashing(tmp_path):
+    np.save(tmp_path / "batch.npy", np.random.default_rng(0).random((4, 3, 8, 8), dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that the array is not writable
+        x = torch.from_numpy(np.load(tmp_path / "batch.npy", mmap_mode="r"))
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=3, seed=0)
+    refused(mixer, x, torch.tensor([0, 1, 2, 0]), r"inputs lives in read-only memory .*inplace=False")
+    out = multimix.Mixer(Mixup(1.0, inplace=False), num_classes=3, seed=0)(x, torch.tensor([0, 1, 2, 0]))
+    assert out.inputs.shape == x.shape
+
+
+def test_one_tensor_under_two_fields_is_refused():
+    x = torch.rand(4, 3, 8, 8)
+    mixer = multimix.Mixer({"a": Mixup(1.0), "b": CutMix(1.0)}, num_classes=3, seed=0)
+    state, before = generator_state(mixer), x.clone()
+    for batch in ({"a": x, "b": x}, {"a": x, "b": x[:, :2]}):
+        with pytest.raises(ValueError, match=r"fields 'a' and 'b' share memory, so mixing in place would mix it twice"):
+            mixer({**batch, "labels": torch.tensor([0, 1, 2, 0])})
+    assert torch.equal(x, before) and torch.equal(generator_state(mixer), state)
+    out_of_place = multimix.Mixer({"a": Mixup(1.0, inplace=False), "b": Mixup(1.0, inplace=False)}, num_classes=3)
+    out = out_of_place({"a": x, "b": x, "labels": torch.tensor([0, 1, 2, 0])})
+    assert torch.equal(out.inputs["a"], out.inputs["b"]) and torch.equal(x, before)
+
+
+ADAPTERS = [Mixup, CutMix]
+SPEC_ADAPTERS = [lambda: SpecMixup(1.0), lambda: SpecMixup(1.0, domain="power"), lambda: SpecMix(1.0)]
+
+
+def with_infinities(shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    x.view(shape[0], -1)[:, 0] = math.inf
+    x.view(shape[0], -1)[:, 1] = -math.inf
+    return x
+
+
+@pytest.mark.parametrize("path", [looped, vectorised])
+@pytest.mark.parametrize("make", [lambda: Mixup(1.0), lambda: CutMix(1.0), *SPEC_ADAPTERS, lambda: WaveMix(1.0)])
+def test_infinities_survive_calls_that_mix_nothing(path, make):
+    adapter = path(make())
+    shape = (6, 3, 8, 8) if adapter.min_ndim == 4 else (6, 8, 10)
+    y = torch.arange(6) % 3
+    for options in ({"p": 0.0}, {"off_epoch": 0}):
+        x = with_infinities(shape)
+        before = x.clone()
+        mixer = multimix.Mixer(adapter, num_classes=3, seed=0, **options)
+        if "off_epoch" in options:
+            mixer.set_epoch(0)
+        out = mixer(x, y)
+        assert torch.equal(out.inputs, before) and not out.inputs.isnan().any()
+    x = with_infinities(shape)
+    before = x.clone()
+    out = multimix.Mixer(adapter, num_classes=3, seed=0, p=0.5, per_sample=True)(x, y)
+    unmixed = ~out.plan.mixed
+    assert unmixed.any() and torch.equal(out.inputs[unmixed], before[unmixed])
+
+
+@pytest.mark.parametrize("alpha", [1e-320, 5e-324])
+def test_denormal_alpha_is_refused(alpha):
+    with pytest.raises(ValueError, match=r"alpha=.* is below 1e-300, where the Beta\(alpha, alpha\) draws overflow"):
+        Mixup(alpha)
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=2, alpha_schedule=lambda epoch: alpha)
+    with pytest.raises(ValueError, match=r"alpha_schedule\(0\) \* alpha=.* is below 1e-300"):
+        mixer.set_epoch(0)
+    assert mixer.adapters[0].alpha == 1.0
+
+
+def test_tiny_alphas_still_draw_finite_lams():
+    out = multimix.Mixer(Mixup(1e-300), num_classes=2, per_sample=True, seed=0)(
+        torch.rand(64, 1, 2, 2), torch.zeros(64, dtype=torch.long)
+    )
+    assert torch.isfinite(out.lam).all() and torch.isfinite(out.targets).all()
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        ({"alphas": [0.0, 1.0]}, ValueError, r"state\['alphas'\]\[0\] must be finite and > 0"),
+        ({"alphas": [1.0, "x"]}, TypeError, r"state\['alphas'\]\[1\] must be a positive real number, got str"),
+        ({"alphas": [1.0]}, ValueError, r"state\['alphas'\] must hold one alpha per adapter \(2\)"),
+        ({"epoch": "x"}, ValueError, r"state\['epoch'\] must be an int >= 0 or None, got 'x'"),
+        ({"enabled": "no"}, TypeError, r"state\['enabled'\] must be a bool, got 'no'"),
+        ({"generator": None}, TypeError, r"state\['generator'\] must be the uint8 tensor of Generator.get_state"),
+        ({"generator": torch.zeros(3, dtype=torch.uint8)}, ValueError, r"state\['generator'\] is not a CPU generator"),
+    ],
+)
+def test_load_state_dict_checks_everything_before_changing_anything(change, error, match):
+    mixer = multimix.Mixer([Mixup(0.5), CutMix(2.0)], num_classes=3, seed=0)
+    mixer.set_epoch(3)
+    state = {**multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=3, seed=9).state_dict(), **change}
+    before = mixer.state_dict()
+    with pytest.raises(error, match=match):
+        mixer.load_state_dict(state)
+    after = mixer.state_dict()
+    assert torch.equal(after.pop("generator"), before.pop("generator")) and after == before
+
+
+def test_load_state_dict_refuses_none():
+    with pytest.raises(TypeError, match=r"state must be the dict Mixer.state_dict\(\) returned, got NoneType"):
+        multimix.Mixer(Mixup(1.0), num_classes=3).load_state_dict(None)
+
+
+def test_mixer_pickles_for_spawned_workers():
+    import pickle
+
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=3, seed=4)
+    mixer(torch.rand(4, 3, 4, 4), torch.tensor([0, 1, 2, 0]))
+    copy = pickle.loads(pickle.dumps(mixer))
+    x = torch.rand(4, 3, 4, 4)
+    a, b = mixer(x.clone(), torch.tensor([0, 1, 2, 0])), copy(x.clone(), torch.tensor([0, 1, 2, 0]))
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.index, b.index)
+
+
+def test_mixed_batch_unpacks_and_moves_every_field():
+    out = multimix.Mixer(WaveMix(1.0), num_classes=3, seed=0)(
+        torch.randn(4, 50), torch.tensor([0, 1, 2, 0]), lengths=torch.tensor([50, 20, 30, 40])
+    )
+    inputs, targets = out
+    assert inputs is out.inputs and targets is out.targets
+    moved = out.to("meta")
+    assert moved.lengths.device.type == "meta" and moved.lam.device.type == "meta" and moved.plan is out.plan
