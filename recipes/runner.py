@@ -58,7 +58,10 @@ def run(
     methods = compare or [None]
     configs = [configuration.resolve(name, config_file, overrides if m is None else {**overrides, "method": m})
                for m in methods]  # fmt: skip
-    world = distributed.current(engine.pick_device(configs[0]["device"]).type)  # a bad --device fails here
+    device = engine.pick_device(configs[0]["device"])  # a bad --device fails here
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before NCCL starts, so each rank talks from its own GPU
+    world = distributed.current(device.type)
     out = Path(configs[0]["out"])
     folders = [prepare_out(out / c["method"] if compare else out) for c in configs]
     states = [_resume_state(c, f) if resume else None for c, f in zip(configs, folders, strict=True)]

@@ -33,14 +33,40 @@ NAMED = ("speech_commands",)
 FSDD_NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
 
 
-def read_wav(data: bytes) -> tuple[torch.Tensor, int]:
-    """A 16-bit PCM WAV as a mono float tensor in [-1, 1] and its sample rate (torchaudio 2.9+ no longer decodes)."""
+def _read_with_wave(data: bytes) -> tuple[np.ndarray, int]:
+    """The standard library's reader (8/16/24/32-bit integer PCM), used when soundfile is missing."""
     with wave.open(io.BytesIO(data)) as handle:
-        if handle.getsampwidth() != 2:
-            raise ValueError(f"only 16-bit PCM WAV is supported, got {8 * handle.getsampwidth()}-bit")
-        samples = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2").astype(np.float32) / 32768
-        samples = samples.reshape(-1, handle.getnchannels()).mean(axis=1)
-        return torch.from_numpy(samples.copy()), handle.getframerate()
+        width, channels, rate = handle.getsampwidth(), handle.getnchannels(), handle.getframerate()
+        raw = np.frombuffer(handle.readframes(handle.getnframes()), dtype=np.uint8)
+    if width == 1:  # 8-bit WAV is unsigned
+        samples = (raw.astype(np.float32) - 128) / 128
+    else:
+        padded = np.zeros((len(raw) // width, 4), dtype=np.uint8)
+        padded[:, 4 - width :] = raw.reshape(-1, width)  # little-endian sample in the top bytes of an int32
+        samples = padded.view("<i4").reshape(-1).astype(np.float32) / 2**31
+    return samples.reshape(-1, channels), rate
+
+
+def read_wav(data: bytes, name: str = "<bytes>") -> tuple[torch.Tensor, int]:
+    """A WAV file (any bit depth) as a mono float tensor in [-1, 1] and its sample rate.
+
+    Read with ``soundfile`` when it is installed, else with the standard library's ``wave``.
+    A file neither can read is an error naming ``name``.
+    """
+    try:
+        import soundfile
+    except ImportError:  # the audio extra is optional for this reader
+        soundfile = None
+    try:
+        if soundfile is not None:
+            samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        else:
+            samples, rate = _read_with_wave(data)
+    except (RuntimeError, EOFError, ValueError, wave.Error) as error:  # soundfile raises LibsndfileError
+        raise ValueError(f"--data: cannot read the WAV file {name} ({error}); remove or replace it") from error
+    if samples.size == 0:
+        raise ValueError(f"--data: the WAV file {name} holds no samples; remove or replace it")
+    return torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32)), int(rate)
 
 
 def clips(items: list[tuple[torch.Tensor, int]], sample_rate: int, seconds: float) -> TensorData:
@@ -66,7 +92,7 @@ def load_embedded(config: dict[str, Any]) -> tuple[list, list, list[str]]:
             match = FSDD_NAME.search(member.name)
             if not member.isfile() or match is None:
                 continue
-            clip, rate = read_wav(archive.extractfile(member).read())
+            clip, rate = read_wav(archive.extractfile(member).read(), member.name)
             item = (_resampled(clip, rate, config["sample_rate"]), int(match.group(1)))
             (test if int(match.group(3)) < 5 else train).append(item)
     return train, test, [str(d) for d in range(10)]
@@ -89,7 +115,7 @@ def load_named(name: str, config: dict[str, Any]) -> tuple[list, list, list[str]
         items = []
         for i in range(len(split)):
             relative, rate, label, *_ = split.get_metadata(i)
-            clip, rate = read_wav((Path(split._archive) / relative).read_bytes())
+            clip, rate = read_wav((Path(split._archive) / relative).read_bytes(), relative)
             items.append((_resampled(clip, rate, config["sample_rate"]), classes.index(label)))
         loaded.append(items)
     return loaded[0], loaded[1], classes
@@ -104,7 +130,7 @@ def load_folder(root: Path, config: dict[str, Any]) -> tuple[list, list, list[st
     classes = sorted(set(labels))
     items = []
     for f, label in zip(files, labels, strict=True):
-        clip, rate = read_wav(f.read_bytes())
+        clip, rate = read_wav(f.read_bytes(), str(f))
         items.append((_resampled(clip, rate, config["sample_rate"]), classes.index(label)))
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(config["seed"])).tolist()
     cut = int(0.8 * len(items))

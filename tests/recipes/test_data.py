@@ -107,3 +107,53 @@ def test_wav_folder_by_label(tmp_path):
     train, test, classes = speech.load_data(resolve("speech", None, {"data": str(tmp_path)}))
     assert classes == ["no", "yes"] and len(train) == 8 and len(test) == 2
     assert int(train.tensors[0][1].max()) == 2000  # 0.25 s resampled from 16 kHz to 8 kHz
+
+
+def wav_bytes(samples, width, rate=8000):
+    import io
+    import wave
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(width)
+        handle.setframerate(rate)
+        if width == 1:
+            handle.writeframes((np.asarray(samples) * 128 + 128).astype(np.uint8).tobytes())
+        else:
+            ints = (np.asarray(samples) * 2 ** (8 * width - 1)).astype("<i4")
+            handle.writeframes(b"".join(int(v).to_bytes(width, "little", signed=True) for v in ints))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+def test_wav_any_bit_depth_with_soundfile_and_the_standard_library(width):
+    samples = [0.0, 0.5, -0.5, 0.25, -1.0]
+    data = wav_bytes(samples, width, rate=16000)
+    clip, rate = speech.read_wav(data, "x.wav")
+    fallback, _ = speech._read_with_wave(data)
+    assert rate == 16000 and clip.dtype == torch.float32
+    assert clip.tolist() == pytest.approx(samples, abs=1 / 127)
+    assert fallback[:, 0].tolist() == pytest.approx(clip.tolist(), abs=1e-6)
+
+
+def test_corrupt_wav_in_data_is_named(tmp_path):
+    (tmp_path / "yes").mkdir()
+    (tmp_path / "yes" / "a.wav").write_bytes(wav_bytes([0.1] * 400, 2))
+    (tmp_path / "yes" / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
+    with pytest.raises(ValueError, match=r"--data: cannot read the WAV file .*yes/broken.wav"):
+        speech.load_data(resolve("speech", None, {"data": str(tmp_path)}))
+    with pytest.raises(ValueError, match=r"--data: cannot read the WAV file .*bad.wav"):
+        speech.read_wav(b"RIFF", "bad.wav")
+
+
+def test_read_wav_falls_back_to_the_standard_library(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # as if the audio extra were not installed
+    clip, rate = speech.read_wav(wav_bytes([0.5, -0.25, 0.0], 3, rate=22050), "x.wav")
+    assert rate == 22050 and clip.tolist() == pytest.approx([0.5, -0.25, 0.0], abs=1e-6)
+    with pytest.raises(ValueError, match=r"cannot read the WAV file y.wav"):
+        speech.read_wav(b"RIFF", "y.wav")

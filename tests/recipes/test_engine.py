@@ -110,3 +110,52 @@ def test_output_folder_checks(tmp_path):
         prepare_out(tmp_path / "file")
     with pytest.raises(ValueError, match=r"--out /proc/multimix-test is not a writable folder"):
         prepare_out("/proc/multimix-test")  # read-only even for root
+
+
+def toy_task(seed=0):
+    """A linear model on fixed data: no BatchNorm, no mixing, so gradients add up exactly."""
+    from multimix_recipes.engine import Task
+
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(64, 5, generator=g), torch.randint(0, 3, (64,), generator=g)
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(5, 3)
+    return Task(model, TensorData((x, y)), TensorData((x[:16], y[:16])),
+                train_loss=lambda m, b: F.cross_entropy(m(b[0]), b[1]),
+                test_logits=lambda m, b: (m(b[0]), b[1]))  # fmt: skip
+
+
+def toy_config(**keys):
+    base = {"method": "erm", "device": "cpu", "progress": False, "optimizer": "sgd", "momentum": 0.0,
+            "weight_decay": 0.0, "lr": 0.5, "schedule": "constant", "epochs": 2}  # fmt: skip
+    return resolve("image", None, {**base, **keys})
+
+
+def test_accumulation_equals_the_larger_batch(tmp_path):
+    from multimix_recipes.engine import train
+
+    big, small = toy_task(), toy_task()
+    train(big, toy_config(batch_size=16), tmp_path / "big")
+    train(small, toy_config(batch_size=8, accumulate=2), tmp_path / "small")
+    for a, b in zip(big.model.parameters(), small.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    untouched = toy_task()
+    assert not torch.allclose(untouched.model.weight, big.model.weight)
+
+
+def test_grad_clip_bounds_the_step(tmp_path):
+    from multimix_recipes.engine import train
+
+    task, before = toy_task(), toy_task()
+    train(task, toy_config(batch_size=64, epochs=1, grad_clip=0.01), tmp_path)  # one SGD step
+    moved = torch.cat([(a - b).flatten() for a, b in zip(task.model.parameters(), before.model.parameters(),
+                                                          strict=True)])  # fmt: skip
+    assert float(moved.detach().norm()) == pytest.approx(0.5 * 0.01, rel=1e-4)  # lr x clipped norm
+
+
+def test_precision_key():
+    from multimix_recipes.engine import use_bf16
+
+    cpu = torch.device("cpu")
+    assert not use_bf16(toy_config(precision="auto"), cpu) and use_bf16(toy_config(precision="bf16"), cpu)
+    assert not use_bf16(toy_config(precision="fp32"), torch.device("cuda", 0))
