@@ -1,13 +1,17 @@
-"""Wrap an unmodified Hugging Face classifier so that it trains on mixed hidden states or inputs.
+"""Make an unmodified Hugging Face classifier train on mixed hidden states or inputs.
 
-``wrap(model, HiddenMix(...))`` mixes inside the encoder in one forward pass: the
-partner is another sample of the batch (the plan's ``index``), so after encoder
-layer k, ``h <- lam * h + (1 - lam) * h[index]``, and the layers after k see the
-union of the two attention masks. Hooks sit on the layer modules themselves (so a
-gradient-checkpointed layer re-runs with the same inputs), are registered for one
-call and removed in ``finally``. ``wrap(model, Mixup(...))`` or an audio adapter mixes
+``wrap(model, HiddenMix(...))`` mixes inside the encoder (or decoder) in one forward
+pass: the partner is another sample of the batch (the plan's ``index``), so after
+layer k, ``h <- lam * h + (1 - lam) * h[index]``, and the layers after k see the union
+of the two attention masks. Hooks sit on the layer modules themselves (so a
+gradient-checkpointed layer re-runs with the same inputs), are registered for one call
+and removed in ``finally``. ``wrap(model, Mixup(...))`` or an audio adapter mixes
 ``pixel_values`` / ``input_values`` / ``input_features`` instead. In eval mode, or in
-``with model.disable_mixing():``, the wrapper is exactly the base model.
+``with model.disable_mixing():``, the wrapped model is exactly the base model.
+
+The wrapped model *is* a model of the base class (a view onto the same modules, of a
+subclass made once per base class), so the ``Trainer`` saves it with the base's own
+``save_pretrained``: the same weight names, ``config.json``, loadable without multimix.
 
 The wrapper computes the loss itself from ``labels`` (indices or soft rows): float
 labels handed to an HF head would silently switch it to multi-label BCE.
@@ -18,8 +22,10 @@ from __future__ import annotations
 import copy
 import inspect
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -34,11 +40,19 @@ from multimix.text import POOLED, HiddenMix
 
 __all__ = ["MixupModel", "find_encoder_layers", "union_mask", "unwrap", "wrap"]
 
-SUPPORTED = "BERT, RoBERTa, XLM-RoBERTa, DistilBERT, DeBERTa-v2/v3, ELECTRA, ModernBERT (any encoder whose layers sit in one nn.ModuleList of config.num_hidden_layers)"  # noqa: E501
+SUPPORTED = (
+    "BERT, RoBERTa, XLM-RoBERTa, DistilBERT, DeBERTa-v2/v3, ELECTRA, ModernBERT, GPT-2, Llama, Qwen2 (any model "
+    "whose layers sit in one nn.ModuleList of config.num_hidden_layers)"
+)
+# Inputs that carry the batch; the first one given sets the batch size.
+_BATCH_INPUTS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "input_features")
+# Heads that read a per-token (B, T, H) input and pool at the last non-padding token.
+_LAST_TOKEN_HEAD = "score"
+MIXER_STATE_NAME = "multimix_mixer.pt"
 
 
 def find_encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The ``nn.ModuleList`` holding the encoder's ``config.num_hidden_layers`` layers."""
+    """The ``nn.ModuleList`` holding the model's ``config.num_hidden_layers`` layers."""
     config = getattr(model, "config", None)
     depth = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
     found = [m for m in model.modules() if isinstance(m, nn.ModuleList) and depth and len(m) == depth]
@@ -53,9 +67,10 @@ def find_encoder_layers(model: nn.Module) -> nn.ModuleList:
 def union_mask(mask: torch.Tensor, plan: MixPlan) -> torch.Tensor:
     """Where a sample is mixed, attend wherever it or its partner may attend; elsewhere keep its own mask.
 
-    Works for every mask form HF encoders pass their layers: bool (True = attend),
+    Works for every mask form HF models pass their layers: bool (True = attend),
     additive float (0 = attend, very negative = masked) and 0/1 integers, since in
-    each the "attend" value is the larger one. ``plan`` is placed on the mask's device.
+    each the "attend" value is the larger one; 4-D causal masks unite row by row.
+    ``plan`` is placed on the mask's device.
     """
     plan, _ = plan.to(mask.device)
     if not plan.any_mixed:
@@ -65,6 +80,16 @@ def union_mask(mask: torch.Tensor, plan: MixPlan) -> torch.Tensor:
     if plan.all_mixed:
         return combined
     return torch.where(plan.mixed.view(-1, *([1] * (mask.dim() - 1))), combined, mask)
+
+
+def last_tokens(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
+    """``(B,)`` position of each row's last non-padding token, as HF's ``*ForSequenceClassification`` decoders pool.
+
+    The rightmost token that is not ``pad_token_id`` (right or left padding alike),
+    computed on the device without reading anything back.
+    """
+    positions = torch.arange(input_ids.shape[-1], device=input_ids.device, dtype=torch.int32)
+    return (positions * (input_ids != pad_token_id).to(torch.int32)).argmax(-1)
 
 
 def _mask_arguments(module: nn.Module) -> tuple[tuple[str, int], ...]:
@@ -80,11 +105,15 @@ class _PlanHooks:
     """The hooks of one forward pass: mix at one point, then unite the masks of every later layer.
 
     The plan is placed on each device once, and each distinct mask tensor is united
-    once (the encoder passes the same mask object to every layer).
+    once (the model passes the same mask object to every layer).
     """
 
-    def __init__(self, wrapper: MixupModel, plan: MixPlan, point: int | str, attention_mask: torch.Tensor | None):
+    def __init__(
+        self, wrapper: MixupModel, plan: MixPlan, point: int | str, attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None = None,
+    ) -> None:  # fmt: skip
         self.wrapper, self.plan, self.point, self.attention_mask = wrapper, plan, point, attention_mask
+        self.input_ids = input_ids
         self._placed: dict[torch.device, MixPlan] = {}
         self._united: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -102,13 +131,13 @@ class _PlanHooks:
             self._united[id(value)] = cached  # the key tensor is kept alive, so its id is not reused
         return cached[1]
 
-    def _unite_masks(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def _unite_masks(self, position: int, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         args, kwargs = list(args), dict(kwargs)
-        for name, position in self.wrapper._mask_arguments[id(module)]:
+        for name, at in self.wrapper._mask_arguments[position]:
             if name in kwargs:
                 kwargs[name] = self._unite(kwargs[name])
-            elif 0 <= position < len(args):
-                args[position] = self._unite(args[position])
+            elif 0 <= at < len(args):
+                args[at] = self._unite(args[at])
         return tuple(args), kwargs
 
     def _mix(self, h: torch.Tensor) -> torch.Tensor:
@@ -127,6 +156,25 @@ class _PlanHooks:
             return (self._mix(output[0]), *output[1:])
         return self._mix(output)
 
+    def _last_token_input(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The head pools each row at its own last non-padding token (from ``input_ids``, as HF does).
+
+        A mixed row is the union of two sequences, whose last token is the later of the
+        two: that token's hidden state goes where the head will look. At the pooled
+        mixing point the pooled vectors themselves are mixed and put there instead.
+        """
+        h = args[0] if args else kwargs["hidden_states"]
+        plan = self.placed(h.device)
+        rows = torch.arange(h.shape[0], device=h.device)
+        own = last_tokens(self.input_ids.to(h.device), self.wrapper.config.pad_token_id)
+        if self.point == POOLED:
+            pooled = self._mix(h[rows, own])
+        else:
+            union = torch.where(plan.mixed, torch.maximum(own, own.index_select(0, plan.index)), own)
+            pooled = h[rows, union]
+        h = h.index_put((rows, own), pooled)
+        return ((h, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": h})
+
     def _unite_pooling_mask(self, module: nn.Module, args: tuple, output: Any) -> None:
         # Heads that mean-pool with the 2-D mask (ModernBERT) read it after the encoder:
         # the copy the wrapper passed in becomes the union once the last layer has run.
@@ -135,19 +183,24 @@ class _PlanHooks:
 
     @contextmanager
     def registered(self) -> Iterator[None]:
-        model = self.wrapper.base_model
-        handles = []
+        model, handles = self.wrapper, []
+        last_token = self.wrapper.pools_last_token and self.input_ids is not None
         try:
+            if last_token:
+                head = getattr(model, _LAST_TOKEN_HEAD)
+                handles.append(head.register_forward_pre_hook(self._last_token_input, with_kwargs=True))
             if self.point == POOLED:
-                handles.append(model.classifier.register_forward_pre_hook(self._mix_input, with_kwargs=True))
+                if not last_token:
+                    handles.append(model.classifier.register_forward_pre_hook(self._mix_input, with_kwargs=True))
             else:
                 layers = self.wrapper.encoder_layers
                 if self.point == 0:
                     handles.append(layers[0].register_forward_pre_hook(self._mix_input, with_kwargs=True))
                 else:
                     handles.append(layers[self.point - 1].register_forward_hook(self._mix_output))
-                for layer in list(layers)[self.point :]:
-                    handles.append(layer.register_forward_pre_hook(self._unite_masks, with_kwargs=True))
+                for position in range(self.point, len(layers)):
+                    hook = partial(self._unite_masks, position)
+                    handles.append(layers[position].register_forward_pre_hook(hook, with_kwargs=True))
                 if self.attention_mask is not None and self.wrapper.pools_with_mask:
                     handles.append(layers[-1].register_forward_hook(self._unite_pooling_mask))
             yield
@@ -177,32 +230,79 @@ def _adapters(adapter: Adapter | Sequence[Adapter]) -> list[Adapter]:
     return adapters
 
 
-def _out_of_place(adapter: Adapter) -> Adapter:
-    """A copy that returns new tensors: the wrapper never writes into the caller's ``pixel_values``."""
-    if not adapter.inplace:
-        return adapter
+def _for_model(adapter: Adapter, model: nn.Module) -> Adapter:
+    """A copy that returns new tensors (the wrapper never writes into the caller's ``pixel_values``),
+    laid out for the model's input (``adapter.for_model``, e.g. the spectrogram axes of AST)."""
     adapter = copy.copy(adapter)
     adapter.inplace = False
-    return adapter
+    configure = getattr(adapter, "for_model", None)
+    return configure(model) if configure is not None else adapter
+
+
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks",
+)  # fmt: skip
+_CLASSES: dict[type, type] = {}
+
+
+def _mixup_class(cls: type) -> type:
+    """The subclass of ``cls`` whose ``forward`` mixes: made once per class, named after it."""
+    if cls not in _CLASSES:
+        base_forward = cls.forward
+
+        def forward(self: MixupModel, *args: Any, **kwargs: Any) -> Any:
+            return MixupModel.forward(self, *args, **kwargs)
+
+        # The Trainer keeps the dataset columns the forward's signature names: the base model's.
+        forward.__signature__ = inspect.signature(base_forward)
+        forward.__doc__ = MixupModel.forward.__doc__
+        namespace = {"forward": forward, "__module__": __name__, "_multimix_positional": _positional(base_forward)}
+        _CLASSES[cls] = type(f"Mixup{cls.__name__}", (MixupModel, cls), namespace)
+    return _CLASSES[cls]
+
+
+def _positional(forward: Any) -> tuple[str, ...]:
+    """Names of the base forward's positional parameters (after ``self``), for positional calls."""
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = [p.name for p in inspect.signature(forward).parameters.values() if p.kind in kinds]
+    return tuple(names[1:])
+
+
+def _view(model: nn.Module) -> MixupModel:
+    """A module of :func:`_mixup_class` sharing ``model``'s submodules, parameters, buffers and config.
+
+    Nothing is copied but the top-level flags and hooks: the state dict, ``save_pretrained``
+    and every parameter are the base model's own.
+    """
+    view = object.__new__(_mixup_class(type(model)))
+    state = dict(model.__dict__)
+    state.pop("forward", None)  # an instance-level forward (accelerate patches one in) would bypass the mixing
+    for name in _HOOK_DICTS:
+        if name in state:
+            state[name] = OrderedDict(state[name])
+    view.__dict__.update(state)
+    object.__setattr__(view, "_multimix_base", model)  # not a registered child: no second copy in the state dict
+    return view
 
 
 class MixupModel(nn.Module):
-    """A Hugging Face classifier that trains on mixed inputs or hidden states; see :func:`wrap`."""
+    """A Hugging Face classifier that trains on mixed inputs or hidden states; made by :func:`wrap`.
 
-    def __init__(
-        self,
-        model: nn.Module,
-        adapter: Adapter | Sequence[Adapter],
-        num_classes: int | None = None,
-        **mixer_kwargs: Any,
-    ) -> None:
-        super().__init__()
-        config = getattr(model, "config", None)
+    The object returned by :func:`wrap` is an instance of a subclass of both this class
+    and the base model's class, sharing the base model's modules.
+    """
+
+    _multimix_positional: tuple[str, ...] = ()
+
+    def _setup(self, adapter: Adapter | Sequence[Adapter], num_classes: int | None, **mixer_kwargs: Any) -> None:
+        config = getattr(self, "config", None)
         num_labels = getattr(config, "num_labels", None)
-        has_head = any(hasattr(model, name) for name in ("classifier", "score"))
+        name = type(self._multimix_base).__name__
+        has_head = any(hasattr(self, head) for head in ("classifier", _LAST_TOKEN_HEAD))
         if config is None or not has_head or not isinstance(num_labels, int):
             raise ValueError(
-                f"{type(model).__name__} has no classification head (.classifier); wrap a *ForSequenceClassification, "
+                f"{name} has no classification head (.classifier or .score); wrap a *ForSequenceClassification, "
                 "*ForImageClassification or *ForAudioClassification model"
             )
         if num_labels < 2:
@@ -215,43 +315,40 @@ class MixupModel(nn.Module):
                 "leave num_classes out or load the model with num_labels=num_classes"
             )
         adapters = _adapters(adapter)
-        self.base_model = model
         self.adapter = adapters[0]
         self.multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
         mixer_kwargs.setdefault("per_sample", True)
         self.accepts_loss_kwargs = False  # Trainer must divide the loss for gradient accumulation itself
         self._mixing = True
+        # Decoder classifiers score every token and pool at the last non-padding one.
+        self.pools_last_token = isinstance(getattr(self, _LAST_TOKEN_HEAD, None), nn.Module) and (
+            getattr(config, "pad_token_id", None) is not None
+        )
         if isinstance(self.adapter, HiddenMix):
             self.mixer = Mixer(self.adapter, num_labels, multi_label=self.multi_label, **mixer_kwargs)
-            layers = find_encoder_layers(model)
+            layers = find_encoder_layers(self._multimix_base)
             # A tuple, not a registered child: the layers stay in the state dict once, under the base model.
             self._encoder_layers = tuple(layers)
-            self._mask_arguments = {id(layer): _mask_arguments(layer) for layer in layers}
-            self.mix_points = self.adapter.resolve_layers(len(layers), type(model).__name__)
-            if POOLED in self.mix_points and not isinstance(getattr(model, "classifier", None), nn.Module):
+            self._mask_arguments = tuple(_mask_arguments(layer) for layer in layers)
+            self.mix_points = self.adapter.resolve_layers(len(layers), name)
+            has_classifier = isinstance(getattr(self, "classifier", None), nn.Module)
+            if POOLED in self.mix_points and not (has_classifier or self.pools_last_token):
                 raise ValueError(
-                    f"{type(model).__name__} has no .classifier module to mix the pooled representation at"
+                    f"{name} has no .classifier module (nor a .score head with config.pad_token_id set) to mix "
+                    "the pooled representation at; choose layers, e.g. layers=(2,)"
                 )
             self.pools_with_mask = getattr(config, "classifier_pooling", None) == "mean"
         else:
-            mixing = [_out_of_place(item) for item in adapters]
+            mixing = [_for_model(item, self) for item in adapters]
             self.mixer = Mixer(mixing if len(mixing) > 1 else mixing[0], num_labels, multi_label=self.multi_label,
                                **mixer_kwargs)  # fmt: skip
+            self.adapter = mixing[0]
             self.input_fields = self.adapter.hf_inputs
 
     @property
     def encoder_layers(self) -> tuple[nn.Module, ...]:
-        """The encoder layers the hidden-state hooks sit on."""
+        """The layers the hidden-state hooks sit on."""
         return self._encoder_layers
-
-    def __getattr__(self, name: str) -> Any:
-        """Forward unknown attributes to the base model (``config``, ``save_pretrained``, ...), as PEFT does."""
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "base_model":
-                raise
-            return getattr(self.base_model, name)
 
     @contextmanager
     def disable_mixing(self) -> Iterator[MixupModel]:
@@ -262,54 +359,57 @@ class MixupModel(nn.Module):
         finally:
             self._mixing = previous
 
+    def save_pretrained(self, *args: Any, **kwargs: Any) -> Any:
+        """The base model's ``save_pretrained``: its class name, config and weights, loadable without multimix."""
+        return self._multimix_base.save_pretrained(*args, **kwargs)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle and deep-copy as the base model plus the wrapper's own attributes (the class is made at run time)."""
+        base = self._multimix_base
+        own = {k: v for k, v in self.__dict__.items() if k not in base.__dict__ or base.__dict__[k] is not v}
+        own.pop("_multimix_base")
+        return (_restore, (base, own))
+
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = targets.to(logits.device)
         if self.multi_label:
             return binary_cross_entropy(logits, targets)
         return soft_cross_entropy(logits, targets)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        input_values: torch.Tensor | None = None,
-        input_features: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        named = {
-            "input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
-            "inputs_embeds": inputs_embeds, "pixel_values": pixel_values, "input_values": input_values,
-            "input_features": input_features,
-        }  # fmt: skip
-        inputs = {k: v for k, v in named.items() if v is not None}
-        if return_dict is not None:
-            kwargs["return_dict"] = return_dict
+    def forward(self, *args: Any, labels: torch.Tensor | None = None, **inputs: Any) -> Any:
+        """The base model's forward; in train mode with mixing on, on a mixed batch with the mixed loss."""
+        if args:  # positional inputs, named by the base forward's signature (read once per class)
+            names = self._multimix_positional
+            if len(args) > len(names):
+                raise TypeError(f"{type(self).__name__}.forward takes {len(names)} positional inputs, got {len(args)}")
+            inputs.update(zip(names, args, strict=False))
+            if "labels" in inputs:
+                labels = inputs.pop("labels")
+        return_dict = inputs.get("return_dict")
+        base_forward = super().forward
         if not (self.training and self._mixing):
             if labels is not None and labels.is_floating_point() and not self.multi_label:
                 # soft rows handed to an HF head would switch config.problem_type to multi-label for good
-                outputs = self.base_model(**inputs, **{**kwargs, "return_dict": True})
+                outputs = base_forward(**{**inputs, "return_dict": True})
                 return self._result(outputs, self._loss(outputs.logits, labels), return_dict)
-            return self.base_model(**inputs, labels=labels, **kwargs)
+            return base_forward(**inputs, labels=labels)
         if labels is None:
             raise ValueError(
                 "labels are required in train mode while mixing is on (the wrapper computes the mixed loss); "
-                "pass labels=, call model.eval(), or use `with model.disable_mixing():`"
+                "pass labels=, call model.eval(), or use `with model.disable_mixing():`. Under the transformers "
+                "Trainer, TrainingArguments(label_smoothing_factor=...) withholds the labels: set it to 0 and "
+                "pass wrap(..., label_smoothing=...) instead"
             )
-        batch = next((v for k, v in inputs.items() if k != "attention_mask"), None)
+        batch = next((inputs[k] for k in _BATCH_INPUTS if inputs.get(k) is not None), None)
         if batch is None:
             raise ValueError(
                 "no inputs given: pass input_ids, inputs_embeds, pixel_values, input_values or input_features"
             )
-        kwargs["return_dict"] = True
+        inputs["return_dict"] = True
         if isinstance(self.adapter, HiddenMix):
-            outputs, targets = self._forward_hidden(inputs, labels, batch.shape[0], kwargs)
+            outputs, targets = self._forward_hidden(base_forward, inputs, labels, batch.shape[0])
         else:
-            outputs, targets = self._forward_inputs(inputs, labels, kwargs)
+            outputs, targets = self._forward_inputs(base_forward, inputs, labels)
         return self._result(outputs, self._loss(outputs.logits, targets), return_dict)
 
     @staticmethod
@@ -320,7 +420,7 @@ class MixupModel(nn.Module):
         return result.to_tuple() if return_dict is False else result
 
     def _forward_hidden(
-        self, inputs: dict, labels: torch.Tensor, batch_size: int, kwargs: dict
+        self, base_forward: Any, inputs: dict, labels: torch.Tensor, batch_size: int
     ) -> tuple[Any, torch.Tensor]:
         mixer = self.mixer
         check_targets(labels, mixer.num_classes, batch_size, multi_label=self.multi_label, validate=mixer.validate)
@@ -329,18 +429,18 @@ class MixupModel(nn.Module):
         mask = inputs.get("attention_mask")
         if mask is not None and self.pools_with_mask:
             mask = inputs["attention_mask"] = mask.clone()  # the hooks unite this copy, never the caller's
-        hooks = _PlanHooks(self, plan, point, mask)
+        hooks = _PlanHooks(self, plan, point, mask, inputs.get("input_ids"))
         with hooks.registered():
-            outputs = self.base_model(**inputs, **kwargs)
+            outputs = base_forward(**inputs)
         placed = hooks.placed(labels.device)
         return outputs, mixed_targets(labels, placed, placed.lam, mixer.num_classes, mixer.label_smoothing)
 
-    def _forward_inputs(self, inputs: dict, labels: torch.Tensor, kwargs: dict) -> tuple[Any, torch.Tensor]:
-        field = next((name for name in self.input_fields if name in inputs), None)
+    def _forward_inputs(self, base_forward: Any, inputs: dict, labels: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        field = next((name for name in self.input_fields if inputs.get(name) is not None), None)
         if field is None:
             raise ValueError(
                 f"{type(self.adapter).__name__} mixes {' or '.join(self.input_fields)}, "
-                f"but the call gave {sorted(inputs)}"
+                f"but the call gave {sorted(k for k, v in inputs.items() if v is not None)}"
             )
         x = inputs[field]
         lengths = inputs.get("attention_mask")
@@ -349,7 +449,13 @@ class MixupModel(nn.Module):
         inputs = {**inputs, field: out.inputs}
         if takes_mask:
             inputs["attention_mask"] = out.lengths
-        return self.base_model(**inputs, **kwargs), out.targets
+        return base_forward(**inputs), out.targets
+
+
+def _restore(base: nn.Module, own: dict[str, Any]) -> MixupModel:
+    view = _view(base)
+    view.__dict__.update(own)
+    return view
 
 
 def wrap(
@@ -358,8 +464,9 @@ def wrap(
     """Make an unmodified Hugging Face classifier train on mixed hidden states or inputs.
 
     Args:
-        model: a ``*ForSequenceClassification`` (text), ``*ForImageClassification``
-            or ``*ForAudioClassification`` model.
+        model: a ``*ForSequenceClassification`` (encoder, or decoder with
+            ``config.pad_token_id`` set), ``*ForImageClassification`` or
+            ``*ForAudioClassification`` model; a PEFT model of one works too.
         adapter: ``multimix.text.HiddenMix`` for hidden states; an adapter that declares
             ``hf_inputs`` (image adapters: ``pixel_values``; audio adapters:
             ``input_values`` / ``input_features``) mixes that input, out of place; or a
@@ -370,8 +477,10 @@ def wrap(
             ``off_epoch``, ``validate``, ...).
 
     Returns:
-        A module that forwards attributes to ``model``; train mode mixes and returns the
-        model's usual output with ``loss`` and ``logits``; eval mode is exactly ``model``.
+        A model of ``model``'s class (a subclass named ``Mixup<Class>``) sharing its
+        modules and weights: ``save_pretrained``, ``state_dict`` and the ``Trainer``'s
+        checkpoints are the base model's own. Train mode mixes and returns the model's
+        usual output with ``loss`` and ``logits``; eval mode is exactly ``model``.
     """
     if isinstance(model, MixupModel):
         warnings.warn(
@@ -379,12 +488,16 @@ def wrap(
             UserWarning,
             stacklevel=2,
         )
-        model = model.base_model
-    return MixupModel(model, adapter, num_classes, **mixer_kwargs)
+        model = model._multimix_base
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a Hugging Face classifier (an nn.Module), got {type(model).__name__}")
+    view = _view(model)
+    view._setup(adapter, num_classes, **mixer_kwargs)
+    return view
 
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The base model that :func:`wrap` was given (no hooks remain on it)."""
     if not isinstance(model, MixupModel):
         raise TypeError(f"unwrap expects a model returned by multimix.wrap, got {type(model).__name__}")
-    return model.base_model
+    return model._multimix_base

@@ -287,7 +287,7 @@ def test_audio_model_mixes_input_values():
         ),
         (lambda: multimix.wrap(tiny("bert"), "mixup"), TypeError, r"adapter must be a multimix adapter"),
         (lambda: multimix.unwrap(tiny("bert")), TypeError, r"unwrap expects a model returned by multimix.wrap"),
-        (lambda: HiddenMix(1.0, layers=("middle",)), ValueError, r"layers entries must be ints >= 0 .*got 'middle'"),
+        (lambda: HiddenMix(1.0, layers=(-1,)), ValueError, r"layers entries must be ints >= 0 .*got -1"),
         (lambda: HiddenMix(1.0, layers=()), ValueError, r"layers is empty"),
     ],
 )
@@ -369,7 +369,10 @@ def test_raw_audio_model_mixes_input_values_and_unites_the_attention_mask():
     plan = fixed_plan([1, 0, 3, 2], [0.5, 1.0, 0.5, 0.5])
     seen = {}
     model = with_plan(multimix.wrap(base, WaveMix(1.0, inplace=False)).train(), plan)
-    handle = base.register_forward_pre_hook(lambda m, a, k: seen.update(k), with_kwargs=True)
+    # what the classifier hands its encoder: the mixed waves and the united mask
+    handle = base.wav2vec2.register_forward_pre_hook(
+        lambda m, a, k: seen.update(k, input_values=a[0] if a else k["input_values"]), with_kwargs=True
+    )
     out = model(input_values=waves, attention_mask=mask, labels=labels)
     handle.remove()
     assert torch.equal(seen["attention_mask"][0], torch.ones(800, dtype=torch.long))  # 0 mixed with the short 1
@@ -392,3 +395,21 @@ def test_wrap_on_cuda_in_bf16_autocast():
     assert torch.equal(
         model.eval()(input_ids=ids, attention_mask=mask).logits, base(input_ids=ids, attention_mask=mask).logits
     )
+
+
+def test_the_wrapped_model_is_a_view_of_the_base_class_and_deep_copies():
+    import copy
+
+    base = tiny("bert")
+    model = multimix.wrap(base, HiddenMix(1.0, layers=(1,)), seed=0)
+    assert isinstance(model, type(base)) and isinstance(model, multimix.MixupModel)
+    assert model.state_dict().keys() == base.state_dict().keys()
+    assert all(a is b for a, b in zip(model.parameters(), base.parameters(), strict=True))
+    twin = copy.deepcopy(model)
+    assert isinstance(twin, multimix.MixupModel) and multimix.unwrap(twin) is not base
+    ids, mask, labels = text_batch()
+    torch.testing.assert_close(
+        twin.train()(input_ids=ids, attention_mask=mask, labels=labels).loss,
+        model.train()(input_ids=ids, attention_mask=mask, labels=labels).loss,
+    )
+    assert twin.bert.encoder.layer[0] is twin.encoder_layers[0]  # the copy's hooks sit on the copy's layers

@@ -1,0 +1,136 @@
+"""multimix.wrap inside a real transformers.Trainer: checkpoints, save_model, best model, resume."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+from transformers import (  # noqa: E402
+    AutoModelForAudioClassification,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    Trainer,
+    TrainingArguments,
+)
+
+import multimix  # noqa: E402
+from multimix.audio import SpecMix  # noqa: E402
+from multimix.image import CutMix, Mixup  # noqa: E402
+from multimix.text import HiddenMix  # noqa: E402
+
+
+def bert():
+    config = transformers.BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=50,
+        max_position_embeddings=32, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    return transformers.BertForSequenceClassification(config)
+
+
+def vit():
+    config = transformers.ViTConfig(
+        image_size=8, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    return transformers.ViTForImageClassification(config)
+
+
+def ast():
+    config = transformers.ASTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, patch_size=16,
+        frequency_stride=16, time_stride=16, max_length=48, num_mel_bins=32, num_labels=3,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    return transformers.ASTForAudioClassification(config)
+
+
+def samples(kind: str, n: int = 16) -> list[dict]:
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    if kind == "text":
+        ids = torch.randint(1, 50, (n, 7), generator=g)
+        mask = torch.ones(n, 7, dtype=torch.long)
+        mask[::3, 4:] = 0
+        return [{"input_ids": i, "attention_mask": m, "labels": y} for i, m, y in zip(ids, mask, labels, strict=True)]
+    if kind == "image":
+        pixels = torch.randn(n, 3, 8, 8, generator=g)
+        return [{"pixel_values": x, "labels": y} for x, y in zip(pixels, labels, strict=True)]
+    features = torch.randn(n, 48, 32, generator=g)  # AST: (T, F)
+    return [{"input_values": x, "labels": y} for x, y in zip(features, labels, strict=True)]
+
+
+KINDS = {
+    "text": (bert, lambda: HiddenMix(1.0, layers=(1, 2)), AutoModelForSequenceClassification),
+    "image": (vit, lambda: [Mixup(0.8), CutMix(1.0)], AutoModelForImageClassification),
+    "audio": (ast, lambda: SpecMix(1.0), AutoModelForAudioClassification),
+}
+
+
+def arguments(tmp_path, **overrides) -> TrainingArguments:
+    options = dict(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=4, save_steps=2, learning_rate=1e-3,
+        logging_steps=1, report_to=[], use_cpu=True, seed=0, data_seed=0,
+    )  # fmt: skip
+    return TrainingArguments(**{**options, **overrides})
+
+
+def build(kind: str, seed: int = 0):
+    make, adapter, auto = KINDS[kind]
+    torch.manual_seed(0)
+    base = make()
+    return base, multimix.wrap(base, adapter(), seed=seed), auto
+
+
+def quiet_load(auto, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return auto.from_pretrained(path)
+
+
+def plain_save(model, folder) -> dict:
+    """What the base model's own save_pretrained writes (transformers 5 may rename weights on disk)."""
+    model.save_pretrained(folder)
+    return safetensors_torch.load_file(folder / "model.safetensors")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_checkpoints_and_save_model_hold_the_base_model(tmp_path, kind):
+    base, model, auto = build(kind)
+    trainer = Trainer(model=model, args=arguments(tmp_path / "run"), train_dataset=samples(kind))
+    trainer.train()
+    reference = plain_save(base, tmp_path / "reference")
+    for step in (2, 4):
+        folder = tmp_path / "run" / f"checkpoint-{step}"
+        saved = safetensors_torch.load_file(folder / "model.safetensors")
+        assert set(saved) == set(reference)  # exactly the base model's weights, no "base_model." prefix
+        assert json.loads((folder / "config.json").read_text())["architectures"] == [type(base).__name__]
+        assert type(quiet_load(auto, folder)) is type(base)
+    final = safetensors_torch.load_file(tmp_path / "run" / "checkpoint-4" / "model.safetensors")
+    for name, value in reference.items():
+        torch.testing.assert_close(final[name], value, rtol=0, atol=0)
+    trainer.save_model(str(tmp_path / "final"))
+    loaded = quiet_load(auto, tmp_path / "final").eval()
+    batch = {k: torch.stack([s[k] for s in samples(kind)[:4]]) for k in samples(kind)[0] if k != "labels"}
+    expected = base.eval()(**batch).logits
+    torch.testing.assert_close(loaded(**batch).logits, expected, rtol=0, atol=0)
+
+
+def test_load_best_model_at_end_restores_the_best_checkpoint(tmp_path):
+    base, model, _ = build("text")
+    data = samples("text")
+    args = arguments(tmp_path, max_steps=6, eval_strategy="steps", eval_steps=2, save_steps=2,
+                     load_best_model_at_end=True, metric_for_best_model="loss", greater_is_better=False,
+                     save_total_limit=1)  # fmt: skip
+    trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=data[:8])
+    trainer.train()
+    best = trainer.state.best_model_checkpoint
+    assert best is not None
+    saved = safetensors_torch.load_file(f"{best}/model.safetensors")
+    assert set(saved) == set(base.state_dict())
+    for name, value in base.state_dict().items():
+        torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
+    losses = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
+    assert trainer.state.best_metric == min(losses)
