@@ -7,6 +7,9 @@ Each adapter runs on what it mixes in a real pipeline: the spectrogram adapters 
 the front end's output (64 mels, 10 ms hop, dB), WaveMix on the waveforms (with
 random valid lengths, as a padded batch has). The goal is that mixing adds under 10%
 to the front end. Times are medians of ``--reps`` calls; compare the percentages.
+Two more columns come from the same calls on ``meta`` tensors (``benchmarks/host.py``):
+the host time of one call, and how many device values it reads back (each one a
+synchronisation on a GPU); on CUDA the last column counts the syncs torch reports.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 
 import torch
 import torchaudio
+from host import cuda_syncs, host_time_us, readbacks
 
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
@@ -65,7 +69,9 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
     print(f"{args.batch} clips x {args.seconds:g} s at {args.sample_rate} Hz -> log-mel {tuple(spec.shape)} on {where}")
     print(f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, median of {args.reps}")
-    print(f"{'step':<50}{'ms':>8}{'% of front end':>16}")
+    on_cuda = device.type == "cuda"
+    syncs = f"{'cuda syncs':>12}" if on_cuda else ""
+    print(f"{'step':<50}{'ms':>8}{'% of front end':>16}{'host us':>9}{'read-backs':>12}{syncs}")
     print(f"{'front end: MelSpectrogram + AmplitudeToDB':<50}{front_ms:>8.2f}{100.0:>15.1f}%")
     cases = [
         ("SpecMixup log", SpecMixup(1.0), spec, None),
@@ -74,13 +80,19 @@ def main() -> None:
         ("WaveMix, lengths, duration label", WaveMix(1.0), waves, lengths),
         ("WaveMix, lengths, energy label", WaveMix(1.0, label_weight="energy"), waves, lengths),
     ]
+    meta_labels = torch.zeros(args.batch, dtype=torch.long, device="meta")
     for name, adapter, inputs, lens in cases:
         for per_sample in (False, True):
             mixer = multimix.Mixer(adapter, num_classes=NUM_CLASSES, per_sample=per_sample, seed=0)
             batch = inputs.clone()
             ms = median_ms(lambda m=mixer, b=batch, n=lens: m(b, labels, lengths=n), args.reps, device)
             label = f"{name}, {'per-sample' if per_sample else 'batch'} lam"
-            print(f"{label:<50}{ms:>8.2f}{100 * ms / front_ms:>15.1f}%")
+            meta = [None if t is None else torch.empty(t.shape, dtype=t.dtype, device="meta") for t in (inputs, lens)]
+            call = lambda m=mixer, b=meta[0], n=meta[1], y=meta_labels: m(b, y, lengths=n)  # noqa: E731
+            line = f"{label:<50}{ms:>8.2f}{100 * ms / front_ms:>15.1f}%{host_time_us(call):>9.0f}{readbacks(call):>12}"
+            if on_cuda:
+                line += f"{cuda_syncs(lambda m=mixer, b=batch, n=lens: m(b, labels, lengths=n)):>12}"
+            print(line)
 
 
 if __name__ == "__main__":

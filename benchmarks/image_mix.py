@@ -2,12 +2,18 @@
 
     python benchmarks/image_mix.py                 # 128x3x224x224 fp32, CPU, 2 threads
     python benchmarks/image_mix.py --device cuda   # the same on a GPU
+    python benchmarks/image_mix.py --host-only     # host time and read-backs per call only (meta tensors)
 
 A plain ``copy_`` of the batch into preallocated memory is the physical floor (one
 read, one write). Times are medians over ``--reps`` calls on the same batch; the
 ratios printed are what to compare, since absolute times depend on the machine.
 Peak extra memory is measured in a fresh subprocess per method (CPU, Linux: the peak
 resident set of one call above the resident set before it, via /proc/self/clear_refs; CUDA: ``max_memory_allocated``).
+
+A second table gives each method's host time per call and its read-backs of device
+values, measured on ``meta`` tensors (see ``benchmarks/host.py``): what a call costs the
+CPU while the GPU works, and how often it would make the CPU wait for the GPU. On CUDA
+a third column counts the synchronisations torch reports.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 import timm.data.mixup as timm_mixup
 import torch
+from host import cuda_syncs, host_time_us, readbacks
 from torchvision.transforms import v2
 
 import multimix
@@ -131,6 +138,32 @@ def reset_peak_rss() -> None:
         clear_refs.write("5")
 
 
+def host_table(args: argparse.Namespace) -> None:
+    """Host time (meta tensors) and read-backs per call of every method; CUDA syncs when on a GPU."""
+    meta = torch.device("meta")
+    x = torch.empty(args.batch, 3, args.size, args.size, device=meta)
+    y = torch.zeros(args.batch, dtype=torch.long, device=meta)
+    methods = {name: fn for name, fn in make_methods(meta).items() if "torchvision" not in name}
+    on_cuda = args.device.startswith("cuda")
+    if on_cuda:
+        gx, gy = make_batch(args, torch.device(args.device))
+    print(f"\nhost time per call on meta tensors {tuple(x.shape)} (median of blocks of 10 calls)")
+    syncs = f"{'cuda syncs':>12}" if on_cuda else ""
+    print(f"{'method':<42}{'host us':>10}{'x timm batch':>14}{'read-backs':>12}{syncs}")
+    np.random.seed(0)
+    times = {}
+    for name, fn in methods.items():
+        reps = 20 if "(elem)" in name else args.host_reps  # timm's elem mode loops in Python: slow to time
+        times[name] = host_time_us(lambda fn=fn: fn(x, y), reps)
+    anchors = {"Mixup": times["timm Mixup batch"], "CutMix": times["timm CutMix batch"]}
+    for name, fn in methods.items():
+        anchor = anchors["CutMix" if "CutMix" in name else "Mixup"]
+        line = f"{name:<42}{times[name]:>10.0f}{times[name] / anchor:>14.2f}{readbacks(lambda fn=fn: fn(x, y)):>12}"
+        if on_cuda:
+            line += f"{cuda_syncs(lambda fn=fn: fn(gx, gy)):>12}"
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -139,12 +172,16 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
+    parser.add_argument("--host-only", action="store_true", help="only the host-time and read-back table")
+    parser.add_argument("--host-reps", type=int, default=300, help="calls timed per method for host time")
     parser.add_argument("--measure-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.measure_memory:
         return measure_memory(args, device)
+    if args.host_only:
+        return host_table(args)
     x, y = make_batch(args, device)
     methods = make_methods(device)
     name_cpu = platform.processor() or platform.machine()
@@ -160,6 +197,7 @@ def main() -> None:
         speedup = f"{anchor / ms:.1f}x" if anchor else "-"
         memory = "-" if args.no_memory else f"{peak_extra_mb(name, args):.0f}"
         print(f"{name:<42}{ms:>9.2f}{ms / copy_ms:>9.2f}{speedup:>19}{memory:>15}")
+    host_table(args)
 
 
 if __name__ == "__main__":

@@ -128,10 +128,10 @@ def lerp_rows(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor, *, inplace: boo
         return unchanged(x, inplace)
     if vectorized:
         partner = x.index_select(0, plan.index)
-        if plan.scalar_lam is not None:  # one lam for the whole batch: a host scalar, no weight tensor
-            weight: float | torch.Tensor = 1.0 - plan.scalar_lam
-        else:
-            weight = row_view((plan.other if lam is plan.lam else 1.0 - lam).to(x.dtype), x)
+        if plan.scalar_lam is not None and lam is plan.lam:  # one lam for the batch: host scalars, as timm
+            own = plan.scalar_lam
+            return (x.mul_(own) if inplace else x.mul(own)).add_(partner, alpha=1.0 - own)
+        weight = row_view((plan.other if lam is plan.lam else 1.0 - lam).to(x.dtype), x)
         if plan.all_mixed:  # one fused pass, no selection of unmixed rows
             return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         return keep_unmixed(torch.lerp(x, partner, weight), x, plan, inplace=inplace)

@@ -82,6 +82,8 @@ class MixPlan:
         """``(B,)`` bool, on the plan's device: samples that take anything from a partner."""
         if self.placed_mixed is not None:
             return self.placed_mixed
+        if self.device.type == "cpu":  # NumPy: cheaper host work on B numbers
+            return torch.from_numpy((self.lam.numpy() < 1) & (self.index.numpy() != np.arange(self.batch_size)))
         return (self.lam < 1) & (self.index != torch.arange(self.batch_size, device=self.device))
 
     @cached_property
@@ -134,17 +136,29 @@ def _log_gamma_variates(shape: float, count: int, generator: torch.Generator) ->
         need = count - filled + 2  # acceptance is above 95%: one round almost always suffices
         x = torch.randn(need, generator=generator, dtype=torch.float64).numpy()
         u = torch.rand(need, generator=generator, dtype=torch.float64).numpy()
-        v = (1.0 + c * x) ** 3
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_v = np.log(v)
-            accept = (v > 0) & (np.log(u) < 0.5 * x * x + d - d * v + d * log_v)
-        accepted = math.log(d) + log_v[accept][: count - filled]
+        accepted = _accept(x, u, c, d)[: count - filled]
         out[filled : filled + accepted.size] = accepted
         filled += accepted.size
     if boost:
         u = torch.rand(count, generator=generator, dtype=torch.float64).numpy()
         out += np.log(np.maximum(u, 2.0**-60)) / shape  # a uniform of exactly 0 would give -inf
     return out
+
+
+def _accept(x: np.ndarray, u: np.ndarray, c: float, d: float) -> np.ndarray:
+    """The log-Gamma values of the accepted candidates, in order (Marsaglia-Tsang's squeeze-free test)."""
+    if x.size <= 4:  # a per-batch draw: plain floats cost less than array calls
+        accepted = []
+        for xi, ui in zip(x.tolist(), u.tolist(), strict=True):
+            v = (1.0 + c * xi) ** 3
+            if v > 0 and (ui == 0 or math.log(ui) < 0.5 * xi * xi + d - d * v + d * math.log(v)):
+                accepted.append(math.log(d) + math.log(v))
+        return np.array(accepted)
+    v = (1.0 + c * x) ** 3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_v = np.log(v)
+        accept = (v > 0) & (np.log(u) < 0.5 * x * x + d - d * v + d * log_v)
+    return math.log(d) + log_v[accept]
 
 
 def sample_beta(alpha: float, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -172,10 +186,10 @@ def identity_plan(batch_size: int) -> MixPlan:
 
 def random_cycle(batch_size: int, generator: torch.Generator) -> torch.Tensor:
     """A partner map that is one random cycle: ``index[order[k]] = order[k + 1]``, no fixed point for B >= 2."""
-    order = torch.randperm(batch_size, generator=generator)
-    index = torch.empty_like(order)
-    index[order] = order.roll(-1)
-    return index
+    order = torch.randperm(batch_size, generator=generator).numpy()
+    index = np.empty_like(order)
+    index[order] = np.roll(order, -1)
+    return torch.from_numpy(index)
 
 
 def _choose(weights: Sequence[float] | None, count: int, generator: torch.Generator) -> int:

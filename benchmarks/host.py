@@ -1,0 +1,76 @@
+"""Host time and device read-backs of one call, measured without a GPU.
+
+``meta`` tensors have shapes but no values: running a mixer on them does all of its
+host work (Python, dispatch, plan drawing, shape checks) and none of the device work,
+so its wall time is the host overhead per call. A read-back of a device value
+(``.item()``, ``bool(t)``, ``.tolist()``, ``.cpu()``) is what makes a CUDA call wait for
+the GPU; on ``meta`` it would raise, so :func:`readbacks` intercepts and counts them
+(returning dummy values so the call can finish). On CUDA, :func:`cuda_syncs` counts the
+synchronisations torch itself reports.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+_SCALAR_OPS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default}
+
+
+class _CountReadbacks(TorchDispatchMode):
+    """Count reads of device values; answer them with zeros so the call goes on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        source = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if func in _SCALAR_OPS and source is not None and source.device.type != "cpu":
+            self.count += 1
+            return False if func is torch.ops.aten.is_nonzero.default else 0
+        to_host = kwargs.get("device") is not None and torch.device(kwargs["device"]).type == "cpu"
+        if func is torch.ops.aten._to_copy.default and to_host and source is not None and source.device.type != "cpu":
+            self.count += 1
+            return torch.zeros(source.shape, dtype=kwargs.get("dtype") or source.dtype)
+        return func(*args, **kwargs)
+
+
+def readbacks(fn: Callable[[], Any]) -> int:
+    """How many device values ``fn`` reads back to the host (run it on ``meta`` tensors)."""
+    with _CountReadbacks() as mode:
+        fn()
+    return mode.count
+
+
+def host_time_us(fn: Callable[[], Any], reps: int = 200) -> float:
+    """Median host time of one call of ``fn`` in microseconds (run it on ``meta`` tensors), in blocks of 10."""
+    for _ in range(10):
+        fn()
+    blocks = []
+    for _ in range(max(1, reps // 10)):
+        start = time.perf_counter()
+        for _ in range(10):
+            fn()
+        blocks.append((time.perf_counter() - start) / 10 * 1e6)
+    return statistics.median(blocks)
+
+
+def cuda_syncs(fn: Callable[[], Any]) -> int:
+    """Synchronisations torch reports during one call of ``fn`` on CUDA tensors."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
