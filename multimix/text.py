@@ -10,6 +10,7 @@ hidden-state tensor ``(B, H)`` or ``(B, T, H)`` out of place, keeping autograd.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import torch
@@ -24,6 +25,7 @@ __all__ = ["EMBEDDINGS", "POOLED", "HiddenMix"]
 EMBEDDINGS = "embeddings"
 POOLED = "pooled"
 LayerSpec = int | str
+_MODULE_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 
 
 class HiddenMix(Adapter):
@@ -35,7 +37,9 @@ class HiddenMix(Adapter):
             encoder layer k, counted from 1 (``(7, 9, 12)`` is TMix's choice for
             BERT-base); 0 or ``"embeddings"`` is the embedding output (the input of
             layer 1); ``"pooled"`` is the input of the classifier. None: every layer
-            output from the middle of the encoder to its top.
+            output from the middle of the encoder to its top. For any other
+            ``nn.Module`` (:func:`multimix.manifold.wrap_module`), name submodules by
+            their dotted path (``"layer2"``, ``"blocks.3"``; 0 is the input).
 
     Hidden states keep their autograd history, so they are never mixed in place.
 
@@ -61,10 +65,10 @@ class HiddenMix(Adapter):
                 raise ValueError("layers is empty; name at least one place to mix, e.g. layers=(6,)")
             for layer in layers:
                 valid_int = isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0
-                if not valid_int and layer not in (EMBEDDINGS, POOLED):
+                if not valid_int and not (isinstance(layer, str) and _MODULE_PATH.fullmatch(layer)):
                     raise ValueError(
                         f"layers entries must be ints >= 0 (encoder layer outputs, counted from 1), "
-                        f"'embeddings' or 'pooled', got {layer!r}"
+                        f"'embeddings', 'pooled' or submodule paths such as 'layer2' or 'blocks.3', got {layer!r}"
                     )
         self.layers = layers
 
@@ -76,6 +80,11 @@ class HiddenMix(Adapter):
         for layer in self.layers:
             if layer == EMBEDDINGS:
                 layer = 0
+            if isinstance(layer, str) and layer != POOLED:
+                raise ValueError(
+                    f"layers holds the submodule path {layer!r}, but {model_name} is mixed by encoder layer number; "
+                    f"use 0 (embeddings) to {depth}, or 'pooled'"
+                )
             if isinstance(layer, int) and layer > depth:
                 raise ValueError(
                     f"layers holds {layer}, but {model_name} has {depth} encoder layers; "

@@ -1,0 +1,232 @@
+"""Manifold mixup in any nn.Module, against a hand-written manifold mixup (Verma et al. 2019) on the same plan."""
+
+import pytest
+import timm.models.vision_transformer as timm_vit
+import torch
+import torchvision
+from conftest import fixed_plan
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+import multimix
+from multimix.manifold import ManifoldModel, wrap_module
+from multimix.text import HiddenMix
+
+C = 5
+
+
+def with_plan(model, plan):
+    model.mixer.draw = lambda batch_size: plan
+    return model
+
+
+def hooks_on(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def mix(h, plan):
+    lam = plan.lam.to(h.dtype).view(-1, *([1] * (h.dim() - 1)))
+    return lam * h + (1 - lam) * h[plan.index]
+
+
+def resnet():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=C)
+
+
+def resnet_by_hand(net, x, plan, point):
+    h = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        h = getattr(net, name)(h)
+        h = mix(h, plan) if name == point else h
+    return net.fc(torch.flatten(net.avgpool(h), 1))
+
+
+def vit(**kwargs):
+    torch.manual_seed(0)
+    return timm_vit.VisionTransformer(
+        img_size=16, patch_size=4, embed_dim=32, depth=5, num_heads=2, num_classes=C, **kwargs
+    ).train()
+
+
+def vit_by_hand(net, x, plan, point):
+    h = net.norm_pre(net.patch_drop(net._pos_embed(net.patch_embed(x))))
+    for k, block in enumerate(net.blocks):
+        h = block(h)
+        h = mix(h, plan) if point == f"blocks.{k}" else h
+    return net.forward_head(net.norm(h))
+
+
+def cnn():
+    torch.manual_seed(0)
+    features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.ReLU())
+    return CNN(features)
+
+
+class CNN(nn.Module):
+    def __init__(self, features):
+        super().__init__()
+        self.features, self.classifier = features, nn.Linear(8, C)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).mean((2, 3)))
+
+
+def cnn_by_hand(net, x, plan, point):
+    h = x
+    for k, layer in enumerate(net.features):
+        h = layer(h)
+        h = mix(h, plan) if point == f"features.{k}" else h
+    return net.classifier(h.mean((2, 3)))
+
+
+def batch(size=32, n=4):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 3, size, size, generator=g), torch.tensor([0, 3, 1, 4])
+
+
+CASES = [
+    (resnet, resnet_by_hand, 16, ["layer2", "layer3"]),
+    (vit, vit_by_hand, 16, ["blocks.3"]),
+    (cnn, cnn_by_hand, 12, ["features.3"]),
+]
+
+
+@pytest.mark.parametrize(("make", "by_hand", "size", "layers"), CASES)
+@pytest.mark.parametrize("smoothing", [0.1])
+def test_equals_hand_written_manifold_mixup(make, by_hand, size, layers, smoothing):
+    x, y = batch(size)
+    x = x.double()  # float64, so the comparison holds to rounding over a deep backward pass
+    plan = fixed_plan([1, 2, 3, 0], [0.7, 0.2, 0.5, 1.0])
+    for point in layers:
+        reference = make().double().train()
+        expected = by_hand(reference, x, plan, point)
+        rows = multimix.soft_targets(y, C, label_smoothing=smoothing)
+        targets = mix(rows.double(), plan).float()
+        expected_loss = multimix.soft_cross_entropy(expected.float(), targets)
+        expected_loss.backward()
+        base = make().double().train()
+        model = with_plan(wrap_module(base, HiddenMix(1.0, layers=[point]), C, label_smoothing=smoothing), plan)
+        out = model(x, labels=y)
+        assert out.layer == point and hooks_on(base) == 0
+        torch.testing.assert_close(out.logits, expected, atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(out.targets, targets)
+        torch.testing.assert_close(out.loss, expected_loss)
+        out.loss.backward()
+        for (name, p), q in zip(base.named_parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-5, msg=name)  # the loss runs in fp32
+
+
+@pytest.mark.parametrize(("make", "by_hand", "size", "layers"), CASES)
+def test_eval_is_exactly_the_model_and_the_layer_is_drawn(make, by_hand, size, layers):
+    x, y = batch(size)
+    base = make().eval()
+    expected = base(x)
+    model = wrap_module(base, HiddenMix(1.0, layers=layers), C, seed=0).eval()
+    assert torch.equal(model(x), expected) and model.base_model is base
+    with_labels = model(x, labels=y)
+    assert torch.equal(with_labels.logits, expected)
+    torch.testing.assert_close(with_labels.loss, nn.functional.cross_entropy(expected, y))
+    model.train()
+    seen = {model(x, labels=y).layer for _ in range(12)}
+    assert seen == set(layers)  # one point drawn per step from the mixer's generator
+
+
+def test_input_point_and_multi_label_bce():
+    x, _ = batch(12)
+    rows = torch.tensor([[1.0, 0, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 1, 1], [1, 1, 0, 0, 0]])
+    plan = fixed_plan([1, 0, 3, 2], [0.6, 0.6, 0.3, 0.3])
+    base = cnn().train()
+    model = with_plan(wrap_module(base, HiddenMix(1.0, layers=[0]), C, multi_label=True), plan)
+    out = model(x, labels=rows)
+    expected = base(mix(x, plan))
+    torch.testing.assert_close(out.logits, expected)
+    torch.testing.assert_close(out.loss, multimix.binary_cross_entropy(expected, mix(rows, plan)))
+
+
+def test_disable_mixing_and_double_wrap():
+    x, _ = batch(12)
+    base = cnn().train()
+    model = wrap_module(base, HiddenMix(1.0, layers=["features.3"]), C, seed=0)
+    with model.disable_mixing():
+        assert torch.equal(model(x), base(x))
+    with pytest.warns(UserWarning, match=r"already wrapped"):
+        again = wrap_module(model, HiddenMix(1.0, layers=["features.3"]), C)
+    assert again.base_model is base
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    x, y = batch(16)
+    plan = fixed_plan([1, 2, 3, 0], [0.7, 0.2, 0.5, 0.9])
+    results = []
+    for checkpointing in (False, True):
+        base = vit()
+        base.set_grad_checkpointing(checkpointing)
+        out = with_plan(wrap_module(base, HiddenMix(1.0, layers=["blocks.3"]), C), plan)(x, labels=y)
+        out.loss.backward()
+        results.append((out.loss.detach(), [p.grad for p in base.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+class Reentrant(CNN):
+    def forward(self, x):
+        return self.classifier(checkpoint(self.features, x, use_reentrant=True).mean((2, 3)))
+
+
+def test_reentrant_checkpointing_is_refused_and_hooks_are_removed():
+    x, y = batch(12)
+    base = Reentrant(cnn().features).train()
+    model = wrap_module(base, HiddenMix(1.0, layers=["features.3"]), C, seed=0)
+    with pytest.raises(ValueError, match=r"layers='features.3' runs without autograd .* use_reentrant=False"):
+        model(x.requires_grad_(), labels=y)
+    assert hooks_on(base) == 0
+
+
+def test_torch_compile_matches_eager_over_two_steps():
+    x, y = batch(12)
+    eager = wrap_module(cnn(), HiddenMix(1.0, layers=["features.0", "features.3"]), C, seed=0).train()
+    compiled = torch.compile(wrap_module(cnn(), HiddenMix(1.0, layers=["features.0", "features.3"]), C, seed=0).train())
+    for _ in range(3):  # a new plan (and layer) each step
+        expected, got = eager(x, labels=y), compiled(x, labels=y)
+        torch.testing.assert_close(got.loss, expected.loss, atol=1e-5, rtol=1e-5)
+        assert got.layer == expected.layer
+    assert hooks_on(compiled) == 0
+
+
+def test_no_host_device_sync_on_meta():
+    with torch.device("meta"):
+        base = torchvision.models.resnet18(num_classes=C)
+    model = wrap_module(base, HiddenMix(1.0, layers=["layer2", "layer3"]), C, seed=0).train()
+    out = model(torch.empty(4, 3, 32, 32, device="meta"), labels=torch.zeros(4, dtype=torch.long, device="meta"))
+    assert out.loss.device.type == "meta" and out.targets.shape == (4, C)
+    out.loss.backward()
+    assert hooks_on(base) == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: wrap_module(cnn(), HiddenMix(1.0, layers=["layer9"]), C), ValueError,
+         r"layers holds 'layer9', which is not a submodule of CNN; .*children: \['features', 'classifier'\]"),
+        (lambda: wrap_module(cnn(), HiddenMix(1.0, layers=[3]), C), ValueError, r"layers holds 3, which is not a"),
+        (lambda: wrap_module(cnn(), HiddenMix(1.0), C), ValueError, r"HiddenMix\(layers=None\) picks HF encoder"),
+        (lambda: wrap_module(cnn(), multimix.image.Mixup(1.0), C), TypeError, r"adapter must be HiddenMix"),
+        (lambda: ManifoldModel("net", HiddenMix(1.0, layers=[0]), C), TypeError, r"model must be a torch.nn.Module"),
+        (lambda: HiddenMix(1.0, layers=["layer 2"]), ValueError, r"submodule paths such as .*got 'layer 2'"),
+        (lambda: HiddenMix(1.0, layers=["a"]).resolve_layers(4, "Bert"), ValueError,
+         r"layers holds the submodule path 'a', but Bert is mixed by encoder layer number"),
+        (lambda: wrap_module(cnn(), HiddenMix(1.0, layers=[0]), C).train()(batch(12)[0]), ValueError,
+         r"labels are required in train mode"),
+        (lambda: wrap_module(cnn(), HiddenMix(1.0, layers=["features.2"]), C).train()(*batch(12)[:1],
+                                                                                      labels=torch.arange(3)),
+         ValueError, r"targets has batch size 3 but inputs have batch size 4"),
+        (lambda: wrap_module(nn.Sequential(nn.Flatten(0, 1)), HiddenMix(1.0, layers=["0"]), C).train()(
+            batch(12)[0][:1], labels=torch.arange(1)),
+         ValueError, r"layers='0' returns shape \(3, 12, 12\), whose first axis is not the batch \(1\)"),
+    ],
+)  # fmt: skip
+def test_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
