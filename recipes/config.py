@@ -166,6 +166,9 @@ def resolve(
 ) -> dict[str, Any]:
     """Defaults, then ``config_file``, then ``overrides`` (keys given on the command line).
 
+    ``config_file`` is a path, or the name of a YAML shipped beside the recipe's defaults
+    (``cifar10-paper`` for ``recipes/image/cifar10-paper.yaml``, so it works when installed).
+
     With ``quick: true``, :data:`QUICK` fills the keys that neither the file nor the
     command line gives (``--quick --epochs 3`` runs 3 epochs).
 
@@ -179,6 +182,9 @@ def resolve(
     given: set[str] = set()
     if config_file is not None:
         path = Path(config_file)
+        named = HERE / recipe / f"{config_file}.yaml"  # a named config shipped with the recipe
+        if not path.is_file() and "/" not in str(config_file) and named.is_file():
+            path = named
         loaded = _read_yaml(path)
         saved_recipe = loaded.pop("recipe", recipe)  # a saved config.yaml names its recipe
         if saved_recipe != recipe:

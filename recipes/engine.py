@@ -262,7 +262,7 @@ def train(
         })  # fmt: skip
         last = history[-1]
         print(f"epoch {epoch + 1}: train loss {last['train_loss']:.4f}, test accuracy {last['test_accuracy']:.4f}, "
-              f"test loss {last['test_loss']:.4f}, ECE {last['test_ece']:.4f}")  # fmt: skip
+              f"test loss {last['test_loss']:.4f}, ECE {last['test_ece']:.4f}", flush=True)  # fmt: skip
         checkpoint.write({
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "mixers": mixer_states,

@@ -72,3 +72,24 @@ def test_missing_or_malformed_config_files(tmp_path):
 def test_unknown_recipe_lists_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown recipe 'audio'; choose one of \['image', 'speech', 'text'\]"):
         load("audio")
+
+
+def test_the_paper_config_by_path_or_name():
+    from multimix_recipes import HERE
+
+    by_path = resolve("image", HERE / "image" / "cifar10-paper.yaml", {})
+    assert resolve("image", "cifar10-paper", {}) == by_path
+    c = by_path
+    assert (c["optimizer"], c["lr"], c["momentum"], c["weight_decay"]) == ("sgd", 0.1, 0.9, 1e-4)
+    assert isinstance(by_path["weight_decay"], float)  # written 1e-4 in the YAML: a string to PyYAML
+    assert (by_path["batch_size"], by_path["epochs"], by_path["schedule"], by_path["milestones"]) == (
+        128, 200, "step", [100, 150])
+    assert (by_path["model"], by_path["alpha"], by_path["train_limit"], by_path["test_limit"]) == (
+        "preact_resnet18", 1.0, None, None)
+
+
+def test_quick_fills_only_keys_not_given(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train_limit: 100\n")
+    config = resolve("image", path, {"quick": True, "epochs": 3})
+    assert (config["epochs"], config["train_limit"], config["test_limit"]) == (3, 100, 256)

@@ -157,3 +157,14 @@ def test_read_wav_falls_back_to_the_standard_library(monkeypatch):
     assert rate == 22050 and clip.tolist() == pytest.approx([0.5, -0.25, 0.0], abs=1e-6)
     with pytest.raises(ValueError, match=r"cannot read the WAV file y.wav"):
         speech.read_wav(b"RIFF", "y.wav")
+
+
+def test_text_is_tokenized_once_and_batched_by_length():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(text.default_model_path())
+    rows = [("word " * n, n % 2) for n in (1, 9, 2, 8, 3, 7, 4, 6)]
+    data = text.Tokenized(rows, tokenizer, max_length=64)
+    assert data.lengths.tolist() == [n + 2 for n in (1, 9, 2, 8, 3, 7, 4, 6)]  # [CLS] words [SEP]
+    batches = text.length_buckets(data.lengths)(torch.arange(8), 2, torch.Generator().manual_seed(0))
+    assert sorted(tuple(sorted(data.lengths[b].tolist())) for b in batches) == [(3, 4), (5, 6), (8, 9), (10, 11)]
