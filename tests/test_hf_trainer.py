@@ -18,6 +18,7 @@ from transformers import (  # noqa: E402
 
 import multimix  # noqa: E402
 from multimix.audio import SpecMix  # noqa: E402
+from multimix.hf import MixupCallback  # noqa: E402
 from multimix.image import CutMix, Mixup  # noqa: E402
 from multimix.text import HiddenMix  # noqa: E402
 
@@ -134,3 +135,70 @@ def test_load_best_model_at_end_restores_the_best_checkpoint(tmp_path):
         torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
     losses = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
     assert trainer.state.best_metric == min(losses)
+
+
+class Record(transformers.TrainerCallback):
+    """What the wrapped model's mixer holds at each step (a real callback, read-only)."""
+
+    def __init__(self, model):
+        self.model, self.steps = model, []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        mixer = self.model.mixer
+        self.steps.append((state.global_step, mixer.enabled, mixer.adapters[0].alpha))
+
+
+def test_callback_applies_off_epoch_and_alpha_schedule(tmp_path):
+    _, model, _ = build("image")
+    model = multimix.wrap(multimix.unwrap(model), Mixup(0.8), seed=0, off_epoch=2, alpha_schedule=lambda e: e + 1)
+    record = Record(model)
+    args = arguments(tmp_path, max_steps=-1, num_train_epochs=3, save_strategy="no")
+    trainer = Trainer(model=model, args=args, train_dataset=samples("image", 8),
+                      callbacks=[MixupCallback(), record])  # fmt: skip
+    trainer.train()
+    # two steps per epoch: epochs 0 and 1 mix with alpha 0.8 and 1.6; off_epoch=2 stops mixing
+    expected = [(0, True, 0.8), (1, True, 0.8), (2, True, 1.6), (3, True, 1.6), (4, False, 2.4), (5, False, 2.4)]
+    assert [(step, enabled) for step, enabled, _ in record.steps] == [(step, on) for step, on, _ in expected]
+    assert [alpha for *_, alpha in record.steps] == pytest.approx([alpha for *_, alpha in expected])
+
+
+def losses(trainer) -> list[float]:
+    return [e["loss"] for e in trainer.state.log_history if "loss" in e]
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_resume_draws_the_same_plans_as_an_uninterrupted_run(tmp_path, kind):
+    data = samples(kind)
+    _, model, _ = build(kind, seed=5)
+    full = Trainer(model=model, args=arguments(tmp_path / "full", max_steps=6, save_steps=3), train_dataset=data,
+                   callbacks=[MixupCallback()])  # fmt: skip
+    full.train()
+    assert (tmp_path / "full" / "checkpoint-3" / "multimix_mixer.pt").is_file()
+    _, model, _ = build(kind, seed=99)  # a different seed: only the checkpoint can bring the plans back
+    resumed = Trainer(model=model, args=arguments(tmp_path / "full", max_steps=6, save_steps=3), train_dataset=data,
+                      callbacks=[MixupCallback()])  # fmt: skip
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
+    if kind == "text":
+        # transformers 5's Trainer reloads a checkpoint with load_state_dict, which misses the weights its
+        # save_pretrained renamed on disk (ViT: the plain model too), so only text compares the losses
+        assert losses(resumed)[-3:] == losses(full)[-3:]
+    assert torch.equal(model.mixer.generator.get_state(), full.model.mixer.generator.get_state())
+
+
+def test_label_smoothing_factor_is_refused_with_the_fix(tmp_path):
+    _, model, _ = build("text")
+    args = arguments(tmp_path, label_smoothing_factor=0.1)
+    with pytest.raises(ValueError, match=r"label_smoothing_factor=0.1\).*pass wrap\(\.\.\., label_smoothing=\.\.\.\)"):
+        Trainer(model=model, args=args, train_dataset=samples("text"), callbacks=[MixupCallback()])
+    # without the callback the Trainer withholds the labels, and the first step says why
+    trainer = Trainer(model=model, args=args, train_dataset=samples("text"))
+    with pytest.raises(ValueError, match=r"label_smoothing_factor=\.\.\.\) withholds the labels.*wrap\(\.\.\."):
+        trainer.train()
+    # the supported way: smoothing folded into the mixer's targets
+    model = multimix.wrap(multimix.unwrap(model), HiddenMix(1.0, layers=(1,)), label_smoothing=0.1, seed=0)
+    assert model.mixer.label_smoothing == 0.1
+
+
+def test_callback_errors():
+    with pytest.raises(ValueError, match=r"found no model made by multimix.wrap.*BertForSequenceClassification"):
+        MixupCallback(bert())
