@@ -13,13 +13,24 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from multimix._checks import check_generator, check_positive_int, check_tensor
-from multimix._kernels import lerp_rows, paste_boxes
+from multimix._checks import check_generator, check_positive_int, check_probability, check_tensor
+from multimix._kernels import apply_rowwise, keep_unmixed, lerp_rows, paste_boxes, unchanged
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
-__all__ = ["Boxes", "CutMix", "Mixup", "box_masks", "sample_boxes"]
+__all__ = [
+    "Boxes",
+    "CutMix",
+    "FMix",
+    "Mixup",
+    "ResizeMix",
+    "SaliencyMix",
+    "box_masks",
+    "fourier_noise",
+    "saliency_peaks",
+    "sample_boxes",
+]
 
 _IMAGE_INPUTS = ("pixel_values",)
 
@@ -154,3 +165,273 @@ class CutMix(Adapter):
             rows=region.rows, cols=region.cols, box=region.box,
         )  # fmt: skip
         return mixed, region.kept
+
+
+# ----------------------------------------------------------------------------- ResizeMix, FMix, SaliencyMix
+
+
+def _nearest_sources(size: int, out: int) -> torch.Tensor:
+    """Source index of each of ``out`` steps resized from ``size`` (F.interpolate's "nearest", in float32 as torch)."""
+    scale = torch.tensor(size, dtype=torch.float32) / out
+    return (torch.arange(out, dtype=torch.float32) * scale).floor().long().clamp(max=size - 1)
+
+
+class Resized(NamedTuple):
+    """ResizeMix boxes, their label weight, and for each box the partner's source rows and columns."""
+
+    boxes: torch.Tensor  # (B, 4) long [y1, y2, x1, x2)
+    kept: torch.Tensor  # (B,) float64, the fraction of each image kept (the label weight)
+    rows: torch.Tensor  # (B, H) bool, rows inside each mixed sample's box
+    cols: torch.Tensor  # (B, W) bool
+    row_source: torch.Tensor  # (B, H) long, the partner row shown at each row of the box (0 outside)
+    col_source: torch.Tensor  # (B, W) long
+
+
+class ResizeMix(Adapter):
+    """Paste the whole partner, resized (nearest) into a box, into each image; lam is the area kept.
+
+    Qin et al., "ResizeMix: Mixing Data with Preserved Object Information and True
+    Labels", 2020. The box side is ``tau`` times the image's, ``tau = scale[0] + lam *
+    (scale[1] - scale[0])`` with the plan's lam (OpenMixup's rule), centred uniformly and
+    clipped at the border; the partner is resized to the clipped box.
+
+    Example:
+        >>> import multimix
+        >>> out = multimix.Mixer(ResizeMix(1.0), num_classes=4, per_sample=True, seed=0)(
+        ...     torch.rand(4, 3, 16, 16), torch.arange(4))
+        >>> bool(torch.allclose(out.targets.sum(1), torch.ones(4)))
+        True
+    """
+
+    min_ndim, max_ndim, layout, hf_inputs = 4, 5, "(B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
+
+    def __init__(self, alpha: float = 1.0, *, scale: tuple[float, float] = (0.1, 0.8), inplace: bool = True) -> None:
+        super().__init__(alpha, inplace=inplace)
+        if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1 (box side / image), got {scale!r}")
+        self.scale = (float(scale[0]), float(scale[1]))
+
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Resized:
+        height, width = x.shape[-2], x.shape[-1]
+        lam = (plan.lam if plan.per_sample else plan.lam[:1]).numpy()
+        tau = self.scale[0] + lam * (self.scale[1] - self.scale[0])
+        cy = torch.randint(0, height, lam.shape, generator=generator).numpy()
+        cx = torch.randint(0, width, lam.shape, generator=generator).numpy()
+        cut_h, cut_w = (height * tau).astype(np.int64), (width * tau).astype(np.int64)
+        y1, x1 = np.clip(cy - cut_h // 2, 0, height), np.clip(cx - cut_w // 2, 0, width)
+        y2, x2 = np.clip(cy + cut_h // 2, 0, height), np.clip(cx + cut_w // 2, 0, width)
+        boxes = torch.from_numpy(np.stack([y1, y2, x1, x2], axis=1)).expand(plan.batch_size, 4)
+        kept = 1.0 - torch.from_numpy((y2 - y1) * (x2 - x1) / (height * width)).expand(plan.batch_size)
+        row_source = torch.zeros(plan.batch_size, height, dtype=torch.long)
+        col_source = torch.zeros(plan.batch_size, width, dtype=torch.long)
+        for i, (a, b, c, d) in enumerate(boxes.tolist() if plan.per_sample else boxes[:1].tolist()):
+            rows = slice(None) if not plan.per_sample else i
+            if b > a and d > c:
+                row_source[rows, a:b] = _nearest_sources(height, b - a)
+                col_source[rows, c:d] = _nearest_sources(width, d - c)
+        return Resized(boxes, torch.where(plan.mixed, kept, 1.0), **box_masks(boxes, plan.mixed, height, width),
+                       row_source=row_source, col_source=col_source)  # fmt: skip
+
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: Resized, valid: Validity | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inplace = self.writes_inplace(x)
+        if not plan.any_mixed:
+            return unchanged(x, inplace), region.kept
+        if self.vectorized(x):
+            n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+            flat = x.reshape(n, -1, height, width)
+            resized = flat[plan.index.view(n, 1, 1), :, region.row_source.view(n, height, 1),
+                           region.col_source.view(n, 1, width)].permute(0, 3, 1, 2).reshape(x.shape)  # fmt: skip
+            mask = (region.rows.unsqueeze(2) & region.cols.unsqueeze(1)).view(n, *([1] * (x.dim() - 3)), height, width)
+            return (torch.where(mask, resized, x, out=x) if inplace else torch.where(mask, resized, x)), region.kept
+        boxes, row_source, col_source = region.boxes.tolist(), region.row_source, region.col_source
+
+        def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+            y1, y2, x1, x2 = boxes[i]
+            rows, cols = row_source[i, y1:y2], col_source[i, x1:x2]
+            dst[..., y1:y2, x1:x2].copy_(partner.index_select(-2, rows).index_select(-1, cols))
+
+        return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace), region.kept
+
+
+def fourier_noise(count: int, height: int, width: int, decay_power: float, generator: torch.Generator,
+                  grid: int = 32) -> torch.Tensor:  # fmt: skip
+    """``(count, h, w)`` low-frequency noise of an image ``(height, width)``, on a grid of at most ``grid`` per side.
+
+    FMix's spectrum (Harris et al. 2020, ``make_low_freq_image``): Gaussian Fourier
+    coefficients scaled by ``1 / max(f, 1 / max(height, width)) ** decay_power``, f in
+    cycles per pixel of the full image. The field has almost no energy above a few
+    cycles per image, so it is synthesised on a coarse grid (the same frequencies up to
+    ``grid / 2`` cycles per image) and upsampled by the adapter: far less host work.
+    """
+    gh, gw = min(height, grid), min(width, grid)
+    fy = torch.fft.fftfreq(gh, dtype=torch.float64) * gh / height
+    fx = torch.fft.rfftfreq(gw, dtype=torch.float64) * gw / width
+    freqs = (fy.view(-1, 1) ** 2 + fx.view(1, -1) ** 2).sqrt()
+    scale = 1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power
+    coefficients = torch.randn(count, gh, gw // 2 + 1, 2, generator=generator, dtype=torch.float64)
+    spectrum = torch.view_as_complex(coefficients * scale.unsqueeze(-1))
+    return torch.fft.irfft2(spectrum, s=(gh, gw)).float()
+
+
+class Fourier(NamedTuple):
+    """FMix noise and thresholds: a pixel is the sample's own where the upsampled noise exceeds ``high``."""
+
+    noise: torch.Tensor  # (B, h, w) float32 coarse noise (one map shared by the batch without per_sample)
+    high: torch.Tensor  # (B,) float32: above it the mask is 1
+    low: torch.Tensor  # (B,) float32: below it 0; linear in between (max_soft > 0), else low == high
+
+
+class FMix(Adapter):
+    """Mix with a binary mask thresholded from low-frequency Fourier noise; lam is the mask's mean exactly.
+
+    Harris et al., "FMix: Enhancing Mixed Sample Data Augmentation", 2020: the top lam
+    of the noise values keep the sample, the rest come from the partner. The noise is
+    drawn on the CPU (:func:`fourier_noise`); the device upsamples it to (H, W)
+    (bilinear), thresholds it and mixes, so the label weight is the mean of the mask
+    actually applied. ``max_soft`` > 0 softens the edge over that fraction of pixels.
+
+    Example:
+        >>> import multimix
+        >>> out = multimix.Mixer(FMix(1.0), num_classes=4, per_sample=True, seed=0)(
+        ...     torch.rand(4, 3, 16, 16), torch.arange(4))
+        >>> bool(torch.allclose(out.targets.sum(1), torch.ones(4)))
+        True
+    """
+
+    min_ndim, max_ndim, layout, hf_inputs = 4, 5, "(B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
+
+    def __init__(
+        self, alpha: float = 1.0, *, decay_power: float = 3.0, max_soft: float = 0.0, inplace: bool = True
+    ) -> None:
+        super().__init__(alpha, inplace=inplace)
+        if isinstance(decay_power, bool) or not isinstance(decay_power, (int, float)) or not decay_power > 0:
+            raise ValueError(f"decay_power must be a number > 0 (the paper uses 3), got {decay_power!r}")
+        self.decay_power = float(decay_power)
+        self.max_soft = check_probability(max_soft, "max_soft")
+        if self.max_soft > 0.5:
+            raise ValueError(f"max_soft must be in [0, 0.5] (a fraction of pixels on each side), got {max_soft!r}")
+
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Fourier:
+        count = plan.batch_size if plan.per_sample else 1
+        noise = fourier_noise(count, x.shape[-2], x.shape[-1], self.decay_power, generator)
+        ordered = noise.flatten(1).sort(dim=1, descending=True).values.double()
+        size = ordered.shape[1]
+        lam = plan.lam[:count]
+        soft = np.minimum(self.max_soft, np.minimum(lam.numpy(), 1.0 - lam.numpy()))
+        padded = torch.cat([ordered[:, :1] + 1, ordered, ordered[:, -1:] - 1], dim=1)  # ranks 0 and size+1 sit outside
+
+        def threshold(kept: np.ndarray) -> torch.Tensor:  # midway between the kept-th and the next value
+            rank = torch.from_numpy(np.clip(np.round(kept * size), 0, size).astype(np.int64)).view(-1, 1)
+            return ((padded.gather(1, rank) + padded.gather(1, rank + 1)) / 2).squeeze(1).float()
+
+        high, low = threshold(lam.numpy() - soft), threshold(lam.numpy() + soft)
+        return Fourier(noise, high, low)  # one map for a per-batch draw, broadcast on the device
+
+    def mask(self, x: torch.Tensor, region: Fourier) -> torch.Tensor:
+        """``(B or 1, H, W)`` weight of each sample's own pixels (bool when binary), on ``x``'s device."""
+        noise = region.noise.unsqueeze(1)
+        if noise.shape[-2:] != x.shape[-2:]:
+            noise = torch.nn.functional.interpolate(noise, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        noise, high, low = noise.squeeze(1), region.high.view(-1, 1, 1), region.low.view(-1, 1, 1)
+        if self.max_soft == 0:
+            return noise > high
+        return ((noise - low) / (high - low).clamp(min=1e-12)).clamp(0, 1).to(x.dtype)
+
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: Fourier, valid: Validity | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inplace = self.writes_inplace(x)
+        if not plan.any_mixed:
+            return unchanged(x, inplace), torch.ones_like(plan.lam)
+        mask = self.mask(x, region)
+        lam = torch.where(plan.mixed, mask.flatten(1).double().mean(1).expand(x.shape[0]), 1.0)
+        weight = mask.view(mask.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:])
+        if self.vectorized(x):
+            partner = x.index_select(0, plan.index)
+            mixed = torch.lerp(partner, x, weight) if self.max_soft else torch.where(weight, x, partner)
+            return keep_unmixed(mixed, x, plan, inplace=inplace), lam
+        shared = weight.shape[0] == 1
+
+        def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+            w = weight[0 if shared else i]
+            torch.lerp(partner, dst, w, out=dst) if self.max_soft else torch.where(w, dst, partner, out=dst)
+
+        return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace), lam
+
+
+def saliency_peaks(x: torch.Tensor, grid: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column ``(B,)`` long of each image's most salient point, computed on ``x``'s device.
+
+    Saliency is the gradient magnitude of the grey image, average-pooled to at most
+    ``grid`` cells per side and blurred 3x3 (cheap, vectorised, no read-back); the peak
+    cell's centre pixel is returned.
+    """
+    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+    sy, sx = max(1, height // grid), max(1, width // grid)
+    grey = x.detach().reshape(n, -1, height, width).float()
+    grey = torch.nn.functional.avg_pool2d(grey, (sy, sx)).mean(1, keepdim=True)
+    grey = torch.nn.functional.avg_pool2d(grey, 3, stride=1, padding=1, count_include_pad=False).squeeze(1)
+    padded = torch.nn.functional.pad(grey.unsqueeze(1), (1, 1, 1, 1), mode="replicate").squeeze(1)
+    dy = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / 2
+    dx = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) / 2
+    peak = (dy.square() + dx.square()).flatten(1).argmax(1)
+    cells = grey.shape[-1]
+    rows = (torch.div(peak, cells, rounding_mode="floor") * sy + sy // 2).clamp(max=height - 1)
+    return rows, ((peak % cells) * sx + sx // 2).clamp(max=width - 1)
+
+
+class Halves(NamedTuple):
+    """SaliencyMix half box sides ``(B,)`` long, drawn on the host from lam; the centres come from the device."""
+
+    half_h: torch.Tensor
+    half_w: torch.Tensor
+
+
+class SaliencyMix(Adapter):
+    """CutMix with the box centred on the partner's most salient point; lam is the area kept.
+
+    Uddin et al., "SaliencyMix: A Saliency Guided Data Augmentation Strategy for Better
+    Regularization", ICLR 2021. The box sides follow CutMix (``sqrt(1 - lam)`` of each
+    side, clipped at the border); the centre is :func:`saliency_peaks` of the partner,
+    so the boxes, their masks and the kept area are computed on the device from index
+    arithmetic, never read back.
+
+    Example:
+        >>> import multimix
+        >>> out = multimix.Mixer(SaliencyMix(1.0), num_classes=4, per_sample=True, seed=0)(
+        ...     torch.rand(4, 3, 16, 16), torch.arange(4))
+        >>> bool(torch.allclose(out.targets.sum(1), torch.ones(4)))
+        True
+    """
+
+    min_ndim, max_ndim, layout, hf_inputs = 4, 5, "(B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
+
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Halves:
+        ratio = 0.5 * np.sqrt(1.0 - plan.lam.numpy())
+        height, width = x.shape[-2], x.shape[-1]
+        return Halves(torch.from_numpy(np.floor(ratio * height).astype(np.int64)),
+                      torch.from_numpy(np.floor(ratio * width).astype(np.int64)))  # fmt: skip
+
+    def boxes(self, x: torch.Tensor, plan: MixPlan, region: Halves) -> torch.Tensor:
+        """``(B, 4)`` long ``[y1, y2, x1, x2)`` on ``x``'s device: each box around its partner's peak."""
+        rows, cols = saliency_peaks(x)
+        cy, cx = rows.index_select(0, plan.index), cols.index_select(0, plan.index)
+        height, width = x.shape[-2], x.shape[-1]
+        y1, y2 = (cy - region.half_h).clamp(min=0), (cy + region.half_h).clamp(max=height)
+        return torch.stack([y1, y2, (cx - region.half_w).clamp(min=0), (cx + region.half_w).clamp(max=width)], dim=1)
+
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: Halves, valid: Validity | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inplace = self.writes_inplace(x)
+        if not plan.any_mixed:
+            return unchanged(x, inplace), torch.ones_like(plan.lam)
+        boxes = self.boxes(x, plan, region)
+        area = ((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])).double() / (x.shape[-2] * x.shape[-1])
+        lam = torch.where(plan.mixed, 1.0 - area, 1.0)
+        vectorized = self.vectorized(x)
+        masks = box_masks(boxes, plan.mixed, x.shape[-2], x.shape[-1]) if vectorized else {}
+        mixed = paste_boxes(x, plan, boxes, inplace=inplace, vectorized=vectorized, **masks)
+        return mixed, lam

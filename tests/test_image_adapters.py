@@ -1,0 +1,185 @@
+"""ResizeMix, FMix, SaliencyMix against straightforward reference implementations on the same plan and region."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import fixed_plan, looped, vectorised
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import multimix
+from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
+
+ADAPTERS = [ResizeMix, FMix, SaliencyMix]
+PLAN = fixed_plan([1, 2, 0, 4, 3, 5], [0.3, 0.6, 0.9, 0.1, 0.5, 1.0])  # sample 5 is unmixed
+
+
+def images(n=6, h=16, w=20, seed=0):
+    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def run(adapter, x, plan=PLAN, seed=0):
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(seed))
+    out, lam = adapter.apply(x.clone(), plan, region)
+    return out, lam, region
+
+
+@pytest.mark.parametrize("path", [looped, vectorised])
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_resizemix_equals_interpolate_nearest_pasted_into_the_box(path, per_sample):
+    x = images()
+    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
+    out, lam, region = run(path(ResizeMix(1.0)), x, plan)
+    expected = x.clone()
+    for i, (y1, y2, x1, x2) in enumerate(region.boxes.tolist()):
+        if bool(plan.mixed[i]) and y2 > y1 and x2 > x1:
+            partner = x[plan.index[i]].unsqueeze(0)
+            expected[i, :, y1:y2, x1:x2] = F.interpolate(partner, size=(y2 - y1, x2 - x1), mode="nearest")[0]
+        area = (y2 - y1) * (x2 - x1) / (16 * 20)
+        assert float(lam[i]) == (1.0 - area if bool(plan.mixed[i]) else 1.0)
+        tau = 0.1 + float(plan.lam[i]) * 0.7  # OpenMixup's scope rule: the box side is tau of the image side
+        assert y2 - y1 <= int(16 * tau) and x2 - x1 <= int(20 * tau)
+    assert torch.equal(out, expected)
+
+
+def official_binarise(noise, lam):
+    """FMix's binarise_mask with max_soft=0 (Harris et al.'s code): the top round(lam * N) values keep the sample."""
+    flat = noise.reshape(-1).numpy()
+    idx = flat.argsort()[::-1]
+    mask = np.zeros(flat.size)
+    mask[idx[: round(lam * flat.size)]] = 1
+    return torch.from_numpy(mask.reshape(noise.shape))
+
+
+@pytest.mark.parametrize("path", [looped, vectorised])
+def test_fmix_equals_the_official_binarised_mask_on_the_same_noise(path):
+    x = images()
+    out, lam, region = run(path(FMix(1.0)), x)
+    for i in range(6):
+        mask = official_binarise(region.noise[i], float(PLAN.lam[i]))
+        j = int(PLAN.index[i])
+        expected = x[i] if i == 5 else torch.where(mask.bool(), x[i], x[j])
+        assert torch.equal(out[i], expected)
+        assert float(lam[i]) == (float(mask.mean()) if i != 5 else 1.0)
+
+
+def test_fourier_noise_is_the_official_spectrum():
+    # make_low_freq_image of the FMix code, transcribed with the same Gaussian draws (h, w <= grid: no resampling)
+    h, w, decay = 12, 10, 3.0
+    noise = fourier_noise(1, h, w, decay, torch.Generator().manual_seed(3))
+    param = torch.randn(1, h, w // 2 + 1, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64).numpy()
+    fx, fy = np.fft.fftfreq(w)[: w // 2 + 1], np.fft.fftfreq(h)[:, None]
+    scale = 1.0 / np.maximum(np.sqrt(fx * fx + fy * fy), 1.0 / max(w, h)) ** decay
+    spectrum = scale[None, :, :, None] * param
+    expected = np.real(np.fft.irfftn(spectrum[..., 0] + 1j * spectrum[..., 1], (h, w), axes=(-2, -1)))
+    np.testing.assert_allclose(noise.numpy(), expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31), n=st.integers(1, 6), h=st.integers(1, 70), w=st.integers(1, 70),
+    per_sample=st.booleans(), path=st.sampled_from([looped, vectorised]), soft=st.sampled_from([0.0, 0.2]),
+)  # fmt: skip
+def test_fmix_lam_is_the_mask_mean_and_rows_sum_to_one(seed, n, h, w, per_sample, path, soft):
+    # Sample i holds the value i everywhere, so what was kept is countable.
+    x = torch.arange(n, dtype=torch.float64).view(n, 1, 1, 1).expand(n, 2, h, w).contiguous()
+    out = multimix.Mixer(path(FMix(1.0, max_soft=soft)), num_classes=n, per_sample=per_sample, seed=seed)(
+        x, torch.arange(n)
+    )
+    own = (out.inputs - out.index.view(-1, 1, 1, 1)) / (torch.arange(n) - out.index).view(-1, 1, 1, 1)
+    kept = torch.where(out.plan.mixed.view(-1, 1, 1, 1), own, 1.0).mean((1, 2, 3))
+    torch.testing.assert_close(out.lam.double(), kept, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.targets.sum(1), torch.ones(n))
+
+
+def saliency_by_hand(image, grid=32):
+    """The saliency rule with loops: pool to <= grid cells, 3x3 mean blur, central-difference gradient, argmax."""
+    c, h, w = image.shape
+    sy, sx = max(1, h // grid), max(1, w // grid)
+    gh, gw = h // sy, w // sx
+    grey = image[:, : gh * sy, : gw * sx].reshape(c, gh, sy, gw, sx).mean((0, 2, 4)).double()
+    blur = torch.zeros_like(grey)
+    for r in range(gh):
+        for q in range(gw):
+            blur[r, q] = grey[max(r - 1, 0) : r + 2, max(q - 1, 0) : q + 2].mean()
+    best, peak = -1.0, (0, 0)
+    for r in range(gh):
+        for q in range(gw):
+            dy = (blur[min(r + 1, gh - 1), q] - blur[max(r - 1, 0), q]) / 2
+            dx = (blur[r, min(q + 1, gw - 1)] - blur[r, max(q - 1, 0)]) / 2
+            if dy * dy + dx * dx > best + 1e-9:
+                best, peak = float(dy * dy + dx * dx), (r, q)
+    return min(peak[0] * sy + sy // 2, h - 1), min(peak[1] * sx + sx // 2, w - 1)
+
+
+@pytest.mark.parametrize("path", [looped, vectorised])
+@pytest.mark.parametrize("size", [(16, 20), (70, 66)])
+def test_saliencymix_box_is_centred_on_the_partners_peak(path, size):
+    x = images(h=size[0], w=size[1], seed=2)
+    x[:, :, size[0] // 3, size[1] // 4] += 4.0  # a bright dot: a clear saliency peak
+    x[2, :, 5, 7] += 8.0
+    out, lam, _ = run(path(SaliencyMix(1.0)), x)
+    rows, cols = saliency_peaks(x)
+    expected = x.clone()
+    h, w = size
+    for i in range(6):
+        j = int(PLAN.index[i])
+        cy, cx = saliency_by_hand(x[j])
+        assert (int(rows[j]), int(cols[j])) == (cy, cx)
+        half_h, half_w = int(0.5 * (1 - float(PLAN.lam[i])) ** 0.5 * h), int(0.5 * (1 - float(PLAN.lam[i])) ** 0.5 * w)
+        y1, y2, x1, x2 = max(cy - half_h, 0), min(cy + half_h, h), max(cx - half_w, 0), min(cx + half_w, w)
+        if i != 5:
+            expected[i, :, y1:y2, x1:x2] = x[j, :, y1:y2, x1:x2]
+        assert float(lam[i]) == (1 - (y2 - y1) * (x2 - x1) / (h * w) if i != 5 else 1.0)
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("adapter_cls", ADAPTERS)
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_no_host_device_sync_on_meta(adapter_cls, per_sample):
+    x = torch.empty(8, 3, 32, 32, device="meta")
+    mixer = multimix.Mixer([Mixup(0.8), CutMix(1.0), adapter_cls(1.0)], num_classes=5, per_sample=per_sample,
+                           switch_prob=[0.0, 0.0, 1.0], seed=0)  # fmt: skip
+    out = mixer(x, torch.zeros(8, dtype=torch.long, device="meta"))
+    assert out.inputs is x and out.targets.device.type == "meta" and out.lam.shape == (8,)
+
+
+@pytest.mark.parametrize("adapter_cls", ADAPTERS)
+@pytest.mark.parametrize("path", [looped, vectorised])
+def test_in_place_unmixed_rows_bit_exact_and_out_of_place(adapter_cls, path):
+    x = images(8, 24, 24)
+    x[:, 0, 0, 0] = float("inf")
+    mixer = multimix.Mixer(path(adapter_cls(1.0)), num_classes=8, per_sample=True, p=0.5, seed=5)
+    original = x.clone()
+    out = mixer(x, torch.arange(8))
+    assert out.inputs is x and adapter_cls.hf_inputs == ("pixel_values",)
+    unmixed = ~out.plan.mixed
+    assert unmixed.any() and torch.equal(x[unmixed], original[unmixed])
+    copy = multimix.Mixer(path(adapter_cls(1.0, inplace=False)), num_classes=8, per_sample=True, p=0.5, seed=5)(
+        original, torch.arange(8)
+    )
+    assert copy.inputs is not original and torch.equal(copy.inputs, x)
+
+
+def test_switching_with_mixup_and_cutmix_picks_each():
+    mixer = multimix.Mixer([Mixup(0.8), CutMix(1.0), FMix(1.0), ResizeMix(1.0), SaliencyMix(1.0)], num_classes=4,
+                           seed=0)  # fmt: skip
+    chosen = {mixer(images(4), torch.arange(4)).plan.choice for _ in range(40)}
+    assert chosen == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: ResizeMix(1.0, scale=(0.9, 0.1)), ValueError, r"scale must be \(low, high\) .*got \(0.9, 0.1\)"),
+        (lambda: FMix(1.0, decay_power=0), ValueError, r"decay_power must be a number > 0 .*got 0"),
+        (lambda: FMix(1.0, max_soft=0.7), ValueError, r"max_soft must be in \[0, 0.5\] .*got 0.7"),
+        (lambda: SaliencyMix(-1.0), ValueError, r"alpha must be finite and > 0"),
+        (lambda: multimix.Mixer(FMix(1.0), 3)(torch.rand(3, 8, 8), torch.arange(3)), ValueError,
+         r"inputs must have at least 4 dimensions \(B, C, H, W\)"),
+    ],
+)  # fmt: skip
+def test_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
