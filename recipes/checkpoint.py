@@ -22,8 +22,8 @@ KEYS = ("epoch", "model", "optimizer", "scheduler", "rng", "history", "config")
 
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # this process's GPU only (one per rank)
+        state["cuda"] = [torch.cuda.get_rng_state()]
     return state
 
 
@@ -41,8 +41,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     state = rng_state_on_cpu(state)
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"][0])
 
 
 def write(payload: dict[str, Any], path: Path) -> None:

@@ -156,7 +156,12 @@ def crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: 
 
     The result has the shape of ``x`` and is ``channels_last`` in memory (what convolutions want on a GPU).
     """
+    if x.ndim != 4:
+        raise ValueError(f"x must be images (B, C, H, W), got shape {tuple(x.shape)}")
     n, _, h, w = x.shape
+    if offsets.shape != (n, 2) or flips.shape != (n,):
+        raise ValueError(f"offsets must be ({n}, 2) and flips ({n},) for {n} images, got "
+                         f"{tuple(offsets.shape)} and {tuple(flips.shape)}")  # fmt: skip
     padded = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (B, H + 2p, W + 2p, C)
     rows = offsets[:, :1] + torch.arange(h, device=x.device)  # (B, H)
     cols = offsets[:, 1:] + torch.arange(w, device=x.device)  # (B, W)

@@ -159,3 +159,11 @@ def test_precision_key():
     cpu = torch.device("cpu")
     assert not use_bf16(toy_config(precision="auto"), cpu) and use_bf16(toy_config(precision="bf16"), cpu)
     assert not use_bf16(toy_config(precision="fp32"), torch.device("cuda", 0))
+
+
+def test_crop_flip_errors():
+    x = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"x must be images \(B, C, H, W\), got shape \(3, 4, 4\)"):
+        crop_flip(x[0], torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"offsets must be \(2, 2\) and flips \(2,\) for 2 images, got \(3, 2\)"):
+        crop_flip(x, torch.zeros(3, 2, dtype=torch.long), torch.zeros(2, dtype=torch.bool))
