@@ -85,6 +85,25 @@ class _SpectrogramAdapter(Adapter):
     takes_lengths = True
     hf_inputs = _AUDIO_INPUTS
 
+    def _set_time_axis(self, time_axis: int | None) -> None:
+        if time_axis not in (None, -1, -2):
+            raise ValueError(
+                f"time_axis must be -1 (spectrograms (B, F, T), torchaudio and Whisper), -2 ((B, T, F), HF AST) "
+                f"or None (-1, or what multimix.wrap knows for the model), got {time_axis!r}"
+            )
+        self.time_axis = time_axis
+
+    def _as_ft(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` seen as ``(..., F, T)``: a transposed view for ``time_axis=-2``, so writes reach ``x``."""
+        return x.transpose(-1, -2) if self.time_axis == -2 else x
+
+    def _check_valid(self, valid: Validity | None) -> None:
+        if valid is not None and self.time_axis == -2:
+            raise ValueError(
+                "lengths / padding masks run along the last axis, but time_axis=-2 puts time on the second-to-last; "
+                "pass spectrograms (B, F, T) with time_axis=-1, or no lengths"
+            )
+
 
 class SpecMixup(_SpectrogramAdapter):
     """Mixup of log-scale spectrograms ``(B, F, T)`` or ``(B, C, F, T)``.
@@ -98,13 +117,23 @@ class SpecMixup(_SpectrogramAdapter):
             look like. Never below the log-domain mix (Jensen).
         db: the values are decibels (``10 * log10`` power, torchaudio's
             ``AmplitudeToDB``) instead of natural-log power. Matters for ``"power"`` only.
+        time_axis: -1 for ``(B, F, T)`` (the default when None), -2 for ``(B, T, F)``
+            (HF AST's ``input_values``); lengths run along the time axis.
+            ``multimix.wrap`` sets it for the models it knows when left None.
         inplace: write into the input batch (default) or return a new tensor.
     """
 
     def __init__(
-        self, alpha: float = 1.0, *, domain: Literal["log", "power"] = "log", db: bool = False, inplace: bool = True
+        self,
+        alpha: float = 1.0,
+        *,
+        domain: Literal["log", "power"] = "log",
+        db: bool = False,
+        time_axis: int | None = None,
+        inplace: bool = True,
     ) -> None:
         super().__init__(alpha, inplace=inplace)
+        self._set_time_axis(time_axis)
         if domain not in ("log", "power"):
             raise ValueError(f"domain must be 'log' or 'power', got {domain!r}")
         if not isinstance(db, bool):
@@ -116,6 +145,7 @@ class SpecMixup(_SpectrogramAdapter):
         self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace = self.writes_inplace(x)
+        self._check_valid(valid)
         if not plan.any_mixed:
             return unchanged(x, inplace), plan.lam
         if self.vectorized(x):
@@ -138,7 +168,10 @@ class SpecMixup(_SpectrogramAdapter):
         return mixed, plan.lam
 
     def __repr__(self) -> str:
-        return f"SpecMixup(alpha={self.alpha!r}, domain={self.domain!r}, db={self.db!r}, inplace={self.inplace!r})"
+        return (
+            f"SpecMixup(alpha={self.alpha!r}, domain={self.domain!r}, db={self.db!r}, time_axis={self.time_axis!r}, "
+            f"inplace={self.inplace!r})"
+        )
 
 
 class Bands(NamedTuple):
@@ -173,6 +206,9 @@ class SpecMix(_SpectrogramAdapter):
     length, split over ``time_bands`` / ``freq_bands`` bands of at most
     ``max_time_width`` frames / ``max_freq_width`` bins. The label weight is the
     fraction of the spectrogram actually kept from the sample itself, per sample.
+    Spectrograms are ``(B, F, T)`` (``time_axis=-1``, the default when None) or
+    ``(B, T, F)`` with ``time_axis=-2`` (HF AST's ``input_values``: ``multimix.wrap``
+    sets it for the models it knows when left None).
 
     Example:
         >>> import multimix
@@ -190,9 +226,11 @@ class SpecMix(_SpectrogramAdapter):
         freq_bands: int = 2,
         max_time_width: int | None = None,
         max_freq_width: int | None = None,
+        time_axis: int | None = None,
         inplace: bool = True,
     ) -> None:
         super().__init__(alpha, inplace=inplace)
+        self._set_time_axis(time_axis)
         self.time_bands = check_positive_int(time_bands, "time_bands")
         self.freq_bands = check_positive_int(freq_bands, "freq_bands")
         self.max_time_width = None if max_time_width is None else check_positive_int(max_time_width, "max_time_width")
@@ -200,7 +238,8 @@ class SpecMix(_SpectrogramAdapter):
 
     def check_input(self, x: object, name: str = "inputs") -> torch.Tensor:
         x = super().check_input(x, name)
-        limits = (("max_time_width", "time", x.shape[-1]), ("max_freq_width", "frequency", x.shape[-2]))
+        ft = self._as_ft(x)
+        limits = (("max_time_width", "time", ft.shape[-1]), ("max_freq_width", "frequency", ft.shape[-2]))
         for width, axis, size in limits:
             value = getattr(self, width)
             if value is not None and value > size:
@@ -208,7 +247,7 @@ class SpecMix(_SpectrogramAdapter):
         return x
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Bands:
-        freq_bins, frames = x.shape[-2], x.shape[-1]
+        freq_bins, frames = self._as_ft(x).shape[-2:]
         lam = plan.lam if plan.per_sample else plan.lam[:1]
         cut = 1.0 - lam.sqrt()
         time = _draw_bands(cut, self.time_bands, frames, self.max_time_width or frames, generator)
@@ -225,8 +264,16 @@ class SpecMix(_SpectrogramAdapter):
         self, x: torch.Tensor, plan: MixPlan, region: Bands, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace = self.writes_inplace(x)
+        self._check_valid(valid)
         if not plan.any_mixed:
             return unchanged(x, inplace), torch.ones_like(region.kept)
+        ft = self._as_ft(x)
+        mixed = self._apply_ft(ft, plan, region, inplace)
+        out = x if inplace and mixed is not x and self.time_axis == -2 else self._as_ft(mixed)
+        return out, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))
+
+    def _apply_ft(self, x: torch.Tensor, plan: MixPlan, region: Bands, inplace: bool) -> torch.Tensor:
+        """Paste the bands into ``x`` seen as ``(..., F, T)`` (in place through a view when ``inplace``)."""
         if self.vectorized(x):
             mask = region.freq_mask.unsqueeze(2) | region.time_mask.unsqueeze(1)
             mask = (mask & plan.mixed.view(-1, 1, 1)).view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:])
@@ -242,7 +289,7 @@ class SpecMix(_SpectrogramAdapter):
                     dst[..., start:end, :].copy_(partner[..., start:end, :])
 
             mixed = apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
-        return mixed, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))
+        return mixed
 
 
 class WaveMix(Adapter):

@@ -237,13 +237,20 @@ def _adapters(adapter: Adapter | Sequence[Adapter]) -> list[Adapter]:
     return adapters
 
 
+# Where time runs in the spectrogram inputs of the audio models wrap knows (config.model_type -> time_axis):
+# AST's input_values are (B, T, F); Whisper's input_features (B, F, T); Speech2Text's (B, T, F).
+SPECTROGRAM_TIME_AXIS = {"audio-spectrogram-transformer": -2, "whisper": -1, "speech_to_text": -2}
+
+
 def _for_model(adapter: Adapter, model: nn.Module) -> Adapter:
-    """A copy that returns new tensors (the wrapper never writes into the caller's ``pixel_values``),
-    laid out for the model's input (``adapter.for_model``, e.g. the spectrogram axes of AST)."""
+    """A copy that returns new tensors (the wrapper never writes into the caller's ``pixel_values``), with the
+    spectrogram time axis of a model wrap knows when the adapter leaves ``time_axis`` None."""
     adapter = copy.copy(adapter)
     adapter.inplace = False
-    configure = getattr(adapter, "for_model", None)
-    return configure(model) if configure is not None else adapter
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if getattr(adapter, "time_axis", -1) is None and model_type in SPECTROGRAM_TIME_AXIS:
+        adapter.time_axis = SPECTROGRAM_TIME_AXIS[model_type]
+    return adapter
 
 
 _HOOK_DICTS = (
