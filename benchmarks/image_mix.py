@@ -198,6 +198,75 @@ def main() -> None:
         memory = "-" if args.no_memory else f"{peak_extra_mb(name, args):.0f}"
         print(f"{name:<42}{ms:>9.2f}{ms / copy_ms:>9.2f}{speedup:>19}{memory:>15}")
     host_table(args)
+    new_adapters_table(args, device)
+
+
+# ----------------------------------------------------------------------------- ResizeMix, FMix, SaliencyMix
+
+
+def reference_methods(device: torch.device) -> dict[str, Callable[[torch.Tensor, torch.Tensor], object]]:
+    """Straightforward torch/NumPy versions of each method (OpenMixup's and the FMix paper's code paths)."""
+    import torch.nn.functional as F
+
+    from multimix.image import fourier_noise
+
+    def resizemix(x: torch.Tensor, y: torch.Tensor) -> None:  # OpenMixup: one box, the batch's partners resized in
+        tau = 0.1 + np.random.beta(1.0, 1.0) * 0.7
+        h, w = int(x.shape[-2] * tau), int(x.shape[-1] * tau)
+        cy, cx = np.random.randint(x.shape[-2] - h + 1), np.random.randint(x.shape[-1] - w + 1)
+        x[..., cy : cy + h, cx : cx + w] = F.interpolate(x.flip(0), size=(h, w), mode="nearest")
+
+    def fmix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # the FMix code: a full-size mask, a blend
+        noise = fourier_noise(1, x.shape[-2], x.shape[-1], 3.0, torch.Generator(), grid=max(x.shape[-2:]))[0]
+        order = noise.flatten().argsort(descending=True)
+        mask = torch.zeros(noise.numel(), device=x.device)
+        mask[order[: round(np.random.beta(1.0, 1.0) * noise.numel())].to(x.device)] = 1
+        mask = mask.view(noise.shape)
+        return mask * x + (1 - mask) * x.flip(0)
+
+    def saliencymix(x: torch.Tensor, y: torch.Tensor) -> None:  # per image: full-size gradient saliency, a box there
+        grey = x.mean(1, keepdim=True)
+        dy, dx = torch.gradient(F.avg_pool2d(grey, 3, 1, 1), dim=(2, 3))
+        peaks = (dy.square() + dx.square()).flatten(1).argmax(1).tolist()
+        partner = x.flip(0).clone()
+        h, w = x.shape[-2:]
+        for i, peak in enumerate(peaks[::-1]):
+            half = int(0.5 * np.sqrt(1 - np.random.beta(1.0, 1.0)) * h)
+            cy, cx = divmod(peak, w)
+            x[i, :, max(cy - half, 0) : cy + half, max(cx - half, 0) : cx + half] = partner[
+                i, :, max(cy - half, 0) : cy + half, max(cx - half, 0) : cx + half
+            ]
+
+    return {"ResizeMix": resizemix, "FMix": fmix, "SaliencyMix": saliencymix}
+
+
+def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
+    """ResizeMix, FMix and SaliencyMix beside multimix CutMix on the same batch (goal: within 2x of CutMix)."""
+    from multimix.image import FMix, ResizeMix, SaliencyMix
+
+    def ours(adapter: multimix.Adapter, per_sample: bool) -> multimix.Mixer:
+        return multimix.Mixer(adapter, num_classes=NUM_CLASSES, per_sample=per_sample, seed=0)
+
+    x, y = make_batch(args, device)
+    references = reference_methods(device)
+    print(f"\nnew adapters on {tuple(x.shape)}: ms per call, ratio to multimix CutMix in the same mode")
+    print(f"{'method':<40}{'ms':>9}{'x CutMix':>10}{'host us (meta)':>16}{'read-backs':>12}")
+    meta_x = torch.empty(args.batch, 3, args.size, args.size, device="meta")
+    meta_y = torch.zeros(args.batch, dtype=torch.long, device="meta")
+    np.random.seed(0)
+    for mode, per_sample in (("batch", False), ("per-sample", True)):
+        cutmix = time_method(ours(CutMix(1.0), per_sample), x, y, args.reps, device)
+        print(f"{'multimix CutMix ' + mode:<40}{cutmix:>9.2f}{1.0:>10.2f}")
+        for adapter in (ResizeMix(1.0), FMix(1.0), SaliencyMix(1.0)):
+            mixer = ours(adapter, per_sample)
+            ms = time_method(mixer, x, y, args.reps, device)
+            host = host_time_us(lambda mixer=mixer: mixer(meta_x, meta_y), 50)
+            backs = readbacks(lambda mixer=mixer: mixer(meta_x, meta_y))
+            name = f"multimix {type(adapter).__name__} {mode}"
+            print(f"{name:<40}{ms:>9.2f}{ms / cutmix:>10.2f}{host:>16.0f}{backs:>12}")
+    for name, fn in references.items():
+        ms = time_method(fn, x, y, args.reps, device)
+        print(f"{'reference ' + name:<40}{ms:>9.2f}{'-':>10}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from multimix._checks import check_generator, check_positive_int, check_probability, check_tensor
 from multimix._kernels import apply_rowwise, keep_unmixed, lerp_rows, paste_boxes, unchanged
@@ -248,7 +249,7 @@ class ResizeMix(Adapter):
         boxes, row_source, col_source = region.boxes.tolist(), region.row_source, region.col_source
 
         def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-            y1, y2, x1, x2 = boxes[i]
+            y1, y2, x1, x2 = boxes[i]  # whole rows first (memcpy), then the columns: faster than interpolate here
             rows, cols = row_source[i, y1:y2], col_source[i, x1:x2]
             dst[..., y1:y2, x1:x2].copy_(partner.index_select(-2, rows).index_select(-1, cols))
 
@@ -270,9 +271,9 @@ def fourier_noise(count: int, height: int, width: int, decay_power: float, gener
     fx = torch.fft.rfftfreq(gw, dtype=torch.float64) * gw / width
     freqs = (fy.view(-1, 1) ** 2 + fx.view(1, -1) ** 2).sqrt()
     scale = 1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power
-    coefficients = torch.randn(count, gh, gw // 2 + 1, 2, generator=generator, dtype=torch.float64)
-    spectrum = torch.view_as_complex(coefficients * scale.unsqueeze(-1))
-    return torch.fft.irfft2(spectrum, s=(gh, gw)).float()
+    coefficients = torch.randn(count, gh, gw // 2 + 1, 2, generator=generator)
+    spectrum = torch.view_as_complex(coefficients * scale.float().unsqueeze(-1))
+    return torch.fft.irfft2(spectrum, s=(gh, gw))
 
 
 class Fourier(NamedTuple):
@@ -333,7 +334,7 @@ class FMix(Adapter):
         """``(B or 1, H, W)`` weight of each sample's own pixels (bool when binary), on ``x``'s device."""
         noise = region.noise.unsqueeze(1)
         if noise.shape[-2:] != x.shape[-2:]:
-            noise = torch.nn.functional.interpolate(noise, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            noise = F.interpolate(noise, size=x.shape[-2:], mode="bilinear", align_corners=False)
         noise, high, low = noise.squeeze(1), region.high.view(-1, 1, 1), region.low.view(-1, 1, 1)
         if self.max_soft == 0:
             return noise > high
@@ -364,16 +365,16 @@ class FMix(Adapter):
 def saliency_peaks(x: torch.Tensor, grid: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Row and column ``(B,)`` long of each image's most salient point, computed on ``x``'s device.
 
-    Saliency is the gradient magnitude of the grey image, average-pooled to at most
-    ``grid`` cells per side and blurred 3x3 (cheap, vectorised, no read-back); the peak
-    cell's centre pixel is returned.
+    Saliency is the gradient magnitude of the grey image sampled at the centres of at
+    most ``grid`` cells per side (reading a fraction of the batch) and blurred 3x3:
+    cheap, vectorised, no read-back. The peak cell's centre pixel is returned.
     """
     n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
     sy, sx = max(1, height // grid), max(1, width // grid)
-    grey = x.detach().reshape(n, -1, height, width).float()
-    grey = torch.nn.functional.avg_pool2d(grey, (sy, sx)).mean(1, keepdim=True)
-    grey = torch.nn.functional.avg_pool2d(grey, 3, stride=1, padding=1, count_include_pad=False).squeeze(1)
-    padded = torch.nn.functional.pad(grey.unsqueeze(1), (1, 1, 1, 1), mode="replicate").squeeze(1)
+    gh, gw = height // sy, width // sx
+    grey = x.detach()[..., sy // 2 :: sy, sx // 2 :: sx][..., :gh, :gw].reshape(n, -1, gh, gw).float()
+    grey = F.avg_pool2d(grey.mean(1, keepdim=True), 3, stride=1, padding=1, count_include_pad=False).squeeze(1)
+    padded = F.pad(grey.unsqueeze(1), (1, 1, 1, 1), mode="replicate").squeeze(1)
     dy = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / 2
     dx = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) / 2
     peak = (dy.square() + dx.square()).flatten(1).argmax(1)

@@ -68,12 +68,12 @@ def test_fourier_noise_is_the_official_spectrum():
     # make_low_freq_image of the FMix code, transcribed with the same Gaussian draws (h, w <= grid: no resampling)
     h, w, decay = 12, 10, 3.0
     noise = fourier_noise(1, h, w, decay, torch.Generator().manual_seed(3))
-    param = torch.randn(1, h, w // 2 + 1, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64).numpy()
+    param = torch.randn(1, h, w // 2 + 1, 2, generator=torch.Generator().manual_seed(3)).double().numpy()
     fx, fy = np.fft.fftfreq(w)[: w // 2 + 1], np.fft.fftfreq(h)[:, None]
     scale = 1.0 / np.maximum(np.sqrt(fx * fx + fy * fy), 1.0 / max(w, h)) ** decay
     spectrum = scale[None, :, :, None] * param
     expected = np.real(np.fft.irfftn(spectrum[..., 0] + 1j * spectrum[..., 1], (h, w), axes=(-2, -1)))
-    np.testing.assert_allclose(noise.numpy(), expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    np.testing.assert_allclose(noise.numpy(), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())  # float32
 
 
 @settings(max_examples=40, deadline=None)
@@ -94,11 +94,12 @@ def test_fmix_lam_is_the_mask_mean_and_rows_sum_to_one(seed, n, h, w, per_sample
 
 
 def saliency_by_hand(image, grid=32):
-    """The saliency rule with loops: pool to <= grid cells, 3x3 mean blur, central-difference gradient, argmax."""
-    c, h, w = image.shape
+    """The saliency rule with loops: <= grid cell centres, 3x3 mean blur, central-difference gradient, argmax."""
+    _, h, w = image.shape
     sy, sx = max(1, h // grid), max(1, w // grid)
     gh, gw = h // sy, w // sx
-    grey = image[:, : gh * sy, : gw * sx].reshape(c, gh, sy, gw, sx).mean((0, 2, 4)).double()
+    grey = torch.stack([torch.stack([image[:, r * sy + sy // 2, q * sx + sx // 2].mean() for q in range(gw)])
+                        for r in range(gh)]).double()  # fmt: skip
     blur = torch.zeros_like(grey)
     for r in range(gh):
         for q in range(gw):
