@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from multimix._checks import check_generator, check_positive_int, check_probability, check_tensor
-from multimix._kernels import apply_rowwise, keep_unmixed, lerp_rows, paste_boxes, unchanged
+from multimix._kernels import apply_rowwise, keep_unmixed, lerp_rows, paste_boxes, row_view, unchanged
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
@@ -186,6 +186,7 @@ class Resized(NamedTuple):
     cols: torch.Tensor  # (B, W) bool
     row_source: torch.Tensor  # (B, H) long, the partner row shown at each row of the box (0 outside)
     col_source: torch.Tensor  # (B, W) long
+    box: tuple[int, int, int, int] | None = None  # the one box of a per-batch draw, as host ints
 
 
 class ResizeMix(Adapter):
@@ -230,8 +231,9 @@ class ResizeMix(Adapter):
             if b > a and d > c:
                 row_source[rows, a:b] = _nearest_sources(height, b - a)
                 col_source[rows, c:d] = _nearest_sources(width, d - c)
+        box = None if plan.per_sample else tuple(boxes[0].tolist())
         return Resized(boxes, torch.where(plan.mixed, kept, 1.0), **box_masks(boxes, plan.mixed, height, width),
-                       row_source=row_source, col_source=col_source)  # fmt: skip
+                       row_source=row_source, col_source=col_source, box=box)  # fmt: skip
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Resized, valid: Validity | None = None
@@ -239,6 +241,17 @@ class ResizeMix(Adapter):
         inplace = self.writes_inplace(x)
         if not plan.any_mixed:
             return unchanged(x, inplace), region.kept
+        if region.box is not None:  # one box: resize the batch once, read and write only the box
+            y1, y2, x1, x2 = region.box
+            out = x if inplace else x.clone()
+            if y2 > y1 and x2 > x1:
+                rows, cols = region.row_source[0, y1:y2], region.col_source[0, x1:x2]
+                resized = x.index_select(-2, rows).index_select(-1, cols).index_select(0, plan.index)
+                window = out[..., y1:y2, x1:x2]
+                if not plan.all_mixed:
+                    resized = torch.where(row_view(plan.mixed, resized), resized, window)
+                window.copy_(resized)
+            return out, region.kept
         if self.vectorized(x):
             n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
             flat = x.reshape(n, -1, height, width)
@@ -347,7 +360,8 @@ class FMix(Adapter):
         if not plan.any_mixed:
             return unchanged(x, inplace), torch.ones_like(plan.lam)
         mask = self.mask(x, region)
-        lam = torch.where(plan.mixed, mask.flatten(1).double().mean(1).expand(x.shape[0]), 1.0)
+        own = mask.flatten(1).sum(1, dtype=torch.float64) / mask[0].numel()  # the mask's mean, exactly
+        lam = torch.where(plan.mixed, own.expand(x.shape[0]), 1.0)
         weight = mask.view(mask.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:])
         if self.vectorized(x):
             partner = x.index_select(0, plan.index)

@@ -148,16 +148,17 @@ def test_no_host_device_sync_on_meta(adapter_cls, per_sample):
 
 @pytest.mark.parametrize("adapter_cls", ADAPTERS)
 @pytest.mark.parametrize("path", [looped, vectorised])
-def test_in_place_unmixed_rows_bit_exact_and_out_of_place(adapter_cls, path):
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_in_place_unmixed_rows_bit_exact_and_out_of_place(adapter_cls, path, per_sample):
     x = images(8, 24, 24)
     x[:, 0, 0, 0] = float("inf")
-    mixer = multimix.Mixer(path(adapter_cls(1.0)), num_classes=8, per_sample=True, p=0.5, seed=5)
+    mixer = multimix.Mixer(path(adapter_cls(1.0)), num_classes=8, per_sample=per_sample, p=0.5, seed=5)
     original = x.clone()
     out = mixer(x, torch.arange(8))
     assert out.inputs is x and adapter_cls.hf_inputs == ("pixel_values",)
     unmixed = ~out.plan.mixed
     assert unmixed.any() and torch.equal(x[unmixed], original[unmixed])
-    copy = multimix.Mixer(path(adapter_cls(1.0, inplace=False)), num_classes=8, per_sample=True, p=0.5, seed=5)(
+    copy = multimix.Mixer(path(adapter_cls(1.0, inplace=False)), num_classes=8, per_sample=per_sample, p=0.5, seed=5)(
         original, torch.arange(8)
     )
     assert copy.inputs is not original and torch.equal(copy.inputs, x)
