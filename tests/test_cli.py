@@ -60,3 +60,20 @@ def test_an_uninstalled_checkout_finds_the_recipes_folder(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["multimix_recipes", str(root / "recipes"), "multimix_recipes.image.train"]
+
+
+def test_recipes_use_only_the_public_api():
+    """Recipe code imports multimix and its modality modules, never private modules or internals."""
+    import ast
+    from pathlib import Path
+
+    public = {"multimix", "multimix.image", "multimix.audio", "multimix.text", "multimix.metrics"}
+    folder = Path(multimix.__file__).resolve().parents[1] / "recipes"
+    used = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            used |= {n for n in names if n == "multimix" or n.startswith("multimix.")}
+    assert used and used <= public, sorted(used - public)
