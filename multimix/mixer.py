@@ -227,6 +227,11 @@ class Mixer:
         self.target_key = target_key
         self._schedule = _Schedule(base_alphas=[a.alpha for a in self.adapters])
         self._worker_seed: int | None = None
+        # The schedule as the main process last set it, in shared memory, so that DataLoader
+        # workers (persistent ones included) follow set_epoch and enabled: [epoch or -1, enabled].
+        self._shared_schedule = torch.tensor([-1, 1], dtype=torch.long).share_memory_()
+        if type(self) is Mixer:
+            self._built = True
 
     # ------------------------------------------------------------------ schedule
     @property
@@ -239,6 +244,27 @@ class Mixer:
         if not isinstance(value, bool):
             raise TypeError(f"enabled must be a bool, got {value!r}")
         self._schedule.enabled = value
+        self._publish()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Refuse attributes the Mixer does not have: a leftover ``mixer.mixup_enabled = False`` would do nothing."""
+        known = name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)
+        if self.__dict__.get("_built") and not known:
+            hint = "; to switch mixing off use mixer.enabled = False" if "enable" in name else ""
+            raise AttributeError(f"Mixer has no attribute {name!r}, so setting it would do nothing{hint}")
+        super().__setattr__(name, value)
+
+    def _publish(self) -> None:
+        """Share the schedule with DataLoader workers (see :meth:`seed_worker`)."""
+        epoch = -1 if self._schedule.epoch is None else self._schedule.epoch
+        self._shared_schedule.copy_(torch.tensor([epoch, int(self._schedule.enabled)]))
+
+    def _follow_main_process(self) -> None:
+        """In a worker: apply the epoch and ``enabled`` that the main process set after this copy was made."""
+        epoch, enabled = self._shared_schedule.tolist()  # a CPU tensor in shared memory: no device involved
+        if epoch >= 0 and epoch != self._schedule.epoch:
+            self.set_epoch(epoch)
+        self._schedule.enabled = bool(enabled)
 
     def set_epoch(self, epoch: int) -> None:
         """Apply ``off_epoch`` and ``alpha_schedule`` for ``epoch``; call it at each epoch start."""
@@ -250,6 +276,8 @@ class Mixer:
             adapter.alpha = alpha
         self._schedule.epoch = epoch
         self._schedule.enabled = self.off_epoch is None or epoch < self.off_epoch
+        if get_worker_info() is None:
+            self._publish()
 
     def state_dict(self) -> dict[str, Any]:
         """Generator state and schedule, so a resumed run draws the same plans."""
@@ -293,6 +321,7 @@ class Mixer:
             adapter.alpha = alpha
         self._schedule.enabled = state["enabled"]
         self._schedule.epoch = epoch
+        self._publish()
 
     # ------------------------------------------------------------------ call
     def _split(
@@ -379,16 +408,20 @@ class Mixer:
         return draw_plan(batch_size, alphas, self.generator, weights=self.weights, per_sample=self.per_sample, p=self.p)
 
     def seed_worker(self) -> None:
-        """In a DataLoader worker, reseed the plan generator once from the worker's seed.
+        """In a DataLoader worker, reseed the plan generator once from the worker's seed, and follow the schedule.
 
         Each worker holds a copy of the mixer; without this they would all draw the
         same plans. The worker seed comes from the DataLoader's generator, so runs stay
-        reproducible. A no-op in the main process.
+        reproducible. The copy also applies the epoch and ``enabled`` the main process
+        set since (``set_epoch`` reaches persistent workers). A no-op in the main process.
         """
         info = get_worker_info()
-        if info is not None and self._worker_seed != info.seed:
+        if info is None:
+            return
+        if self._worker_seed != info.seed:
             self._worker_seed = info.seed
             self.generator.manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
+        self._follow_main_process()
 
     def collate(self, samples: Sequence[Any]) -> MixedBatch:
         """A ``DataLoader`` ``collate_fn``: stack with ``default_collate``, then mix in the worker.
@@ -408,13 +441,15 @@ class Mixer:
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the generator as its state bytes, so the mixer reaches spawned DataLoader workers."""
         state = dict(self.__dict__)
-        state["generator"] = self.generator.get_state()
+        # bytes, not a tensor: a temporary tensor sent to a spawned worker by file descriptor could be
+        # freed before the worker opens it
+        state["generator"] = self.generator.get_state().numpy().tobytes()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         generator = torch.Generator()
-        generator.set_state(state["generator"])
-        self.__dict__.update({**state, "generator": generator})
+        generator.set_state(torch.frombuffer(bytearray(state["generator"]), dtype=torch.uint8))
+        self.__dict__.update({**state, "generator": generator})  # bypasses __setattr__: attributes restored as saved
 
     def __repr__(self) -> str:
         adapters = dict(zip(self.fields, self.adapters, strict=True)) if self.fields else self.adapters

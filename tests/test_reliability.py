@@ -175,3 +175,40 @@ def test_mixed_batch_unpacks_and_moves_every_field():
     assert inputs is out.inputs and targets is out.targets
     moved = out.to("meta")
     assert moved.lengths.device.type == "meta" and moved.lam.device.type == "meta" and moved.plan is out.plan
+
+
+def test_unknown_attributes_are_refused():
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=3)
+    with pytest.raises(AttributeError, match=r"Mixer has no attribute 'mixup_enabled'.*use mixer.enabled = False"):
+        mixer.mixup_enabled = False
+    mixer.enabled = False
+    mixer.p = 0.5  # existing attributes stay settable
+    assert not mixer.enabled and mixer.p == 0.5
+
+
+@pytest.mark.parametrize("context", [None, "spawn"])
+def test_set_epoch_reaches_persistent_workers(context):
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=3, seed=0, off_epoch=1)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.rand(16, 3, 4, 4), torch.arange(16) % 3),
+        batch_size=4, num_workers=2, persistent_workers=True, collate_fn=mixer.collate,
+        multiprocessing_context=context,
+    )  # fmt: skip
+    mixer.set_epoch(0)
+    assert all((batch.lam < 1).all() for batch in loader)  # mixing in epoch 0
+    mixer.set_epoch(1)
+    assert all((batch.lam == 1).all() for batch in loader)  # off from epoch 1, in the same workers
+    mixer.enabled = True
+    assert all((batch.lam < 1).all() for batch in loader)
+
+
+def test_pad_collate_works_in_spawned_workers():
+    from multimix.collate import PadCollate
+
+    clips = [(torch.randn(20 + 5 * i), i % 3) for i in range(8)]
+    mixer = multimix.Mixer(WaveMix(1.0), num_classes=3, seed=0)
+    loader = torch.utils.data.DataLoader(
+        clips, batch_size=4, num_workers=1, collate_fn=PadCollate(mixer), multiprocessing_context="spawn"
+    )
+    batches = list(loader)
+    assert [b.inputs.shape[-1] for b in batches] == [35, 55] and all(b.lengths.shape == (4,) for b in batches)
