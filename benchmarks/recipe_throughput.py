@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
 from multimix_recipes import engine, models
 from multimix_recipes.config import resolve
 from multimix_recipes.image import train as image

@@ -22,11 +22,11 @@ import timm.data.mixup as timm_mixup
 import torch
 import torch.nn.functional as F
 import transformers
-from multimix_recipes.models import PreActResNet18
 
 import multimix
 from multimix.image import CutMix, Mixup
 from multimix.text import HiddenMix
+from multimix_recipes.models import PreActResNet18
 
 NUM_CLASSES = 10
 
