@@ -52,7 +52,7 @@ __all__ = [  # noqa: RUF022 - wrap/unwrap/MixupModel load lazily
     "soft_targets",
 ]
 
-_SUBMODULES = ("audio", "hf", "image", "text")
+_SUBMODULES = ("audio", "collate", "hf", "image", "manifold", "specaugment", "text")
 _FROM_HF = ("MixupModel", "unwrap", "wrap")
 
 
