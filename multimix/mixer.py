@@ -17,7 +17,7 @@ from torch.utils.data import default_collate, get_worker_info
 from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability
 from multimix.adapter import Adapter
 from multimix.lengths import Validity, check_lengths
-from multimix.plan import MixPlan, draw_plan, identity_plan
+from multimix.plan import SWITCHES, MixPlan, draw_plan, identity_plan, split_by_choice
 from multimix.targets import check_targets, mixed_targets
 
 __all__ = ["MixedBatch", "Mixer"]
@@ -127,6 +127,12 @@ class Mixer:
         p: probability that each sample is mixed; the others get lam=1, index=self.
         switch_prob: with two adapters, the probability of the second (timm); or
             one probability per adapter. Uniform if None.
+        switch: with a list of adapters, ``"batch"`` (default) chooses one adapter per
+            batch; ``"sample"`` chooses one per sample (timm's ``mode="elem"``), each
+            sample's lam drawn from its adapter's alpha; it needs ``per_sample=True``.
+            Every adapter mixes its own samples in a sub-batch gathered before any
+            write, so each sample reads its partner's original value (see
+            docs/integrations.md, "timm", for the cost).
         label_smoothing: folded into the targets (timm's on/off values).
         multi_label: targets are multi-hot rows meant for BCE; rows need not sum to 1.
         seed: seed of the plan generator; or pass ``generator``. If neither, the
@@ -158,6 +164,7 @@ class Mixer:
         per_sample: bool = False,
         p: float = 1.0,
         switch_prob: float | Sequence[float] | None = None,
+        switch: str = "batch",
         label_smoothing: float = 0.0,
         multi_label: bool = False,
         seed: int | None = None,
@@ -206,6 +213,17 @@ class Mixer:
             raise ValueError(
                 "switch_prob chooses between a list of adapters; a dict of adapters mixes every field each batch"
             )
+        if switch not in SWITCHES:
+            raise ValueError(
+                f"switch must be 'batch' (one adapter per batch) or 'sample' (one per sample), got {switch!r}"
+            )
+        if switch == "sample" and self.fields is not None:
+            raise ValueError("switch='sample' chooses among a list of adapters; a dict of adapters has one per field")
+        if switch == "sample" and not per_sample:
+            raise ValueError(
+                "switch='sample' draws one lam per sample from each sample's adapter; pass per_sample=True"
+            )
+        self.switch = switch
         if seed is not None and generator is not None:
             raise ValueError("pass seed= or generator=, not both")
         if generator is None:
@@ -355,6 +373,8 @@ class Mixer:
         _check_disjoint(fields_, self._routes)
         check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate)
         if lengths is not None:
+            if self.switch == "sample":
+                raise ValueError("lengths= works with one adapter per batch; build the Mixer with switch='batch'")
             if self.fields is not None:
                 raise ValueError("lengths= works with tensor batches; a dict-built Mixer mixes fields without lengths")
             for adapter in self.adapters:
@@ -382,6 +402,8 @@ class Mixer:
         fields_, targets = self._split(inputs, targets, lengths)
         first = next(iter(fields_.values()))
         plan = self.draw(first.shape[0])
+        if plan.choices is not None:
+            return self._switched(first, targets, plan)
         chosen = [(name, x, candidates[min(plan.choice, len(candidates) - 1)])
                   for (name, candidates), x in zip(self._routes, fields_.values(), strict=True)]  # fmt: skip
         regions = {name: adapter.draw_region(x, plan, self.generator) for name, x, adapter in chosen}
@@ -400,12 +422,40 @@ class Mixer:
         out_inputs.update(mixed)
         return MixedBatch(out_inputs, soft, lam_out, placed.index, plan, regions)
 
+    def _switched(self, x: torch.Tensor, targets: torch.Tensor, plan: MixPlan) -> MixedBatch:
+        """Mix a batch whose samples chose their adapters (``switch="sample"``).
+
+        Every adapter's samples and their partners are gathered into a sub-batch
+        before anything is written (so each sample reads its partner's original
+        value, whatever adapter the partner chose), mixed there, and the adapter's
+        own samples are copied back: out of place per adapter, in place for the batch.
+        """
+        candidates = self._routes[0][1]
+        shares = split_by_choice(plan, len(candidates))
+        regions = [None if share is None else candidates[k].draw_region(x, share.plan, self.generator)
+                   for k, share in enumerate(shares)]  # fmt: skip
+        movable = [None if share is None else (share.rows, share.sources, share.plan.tensors()) for share in shares]
+        placed, (movable, placed_regions, targets) = plan.to(x.device, (movable, regions, targets))  # one copy
+        work = [(k, share, *moved) for k, (share, moved) in enumerate(zip(shares, movable, strict=True)) if share]
+        subs = [x.index_select(0, sources) for _, _, _, sources, _ in work]  # every read before any write
+        out = x if all(adapter.writes_inplace(x) for adapter in candidates) else x.clone()
+        label_lam = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
+        for (k, share, rows, _, tensors), sub in zip(work, subs, strict=True):
+            sub_plan = share.plan if placed is plan else share.plan.placed(tensors)
+            mixed, lam = candidates[k].apply(sub, sub_plan, placed_regions[k])
+            count = share.rows.shape[0]
+            out.index_copy_(0, rows, mixed[:count])
+            label_lam.index_copy_(0, rows, lam[:count].to(torch.float64))
+        soft = mixed_targets(targets, placed, label_lam, self.num_classes, self.label_smoothing)
+        return MixedBatch(out, soft, label_lam.to(torch.float32), placed.index, plan, regions)
+
     def draw(self, batch_size: int) -> MixPlan:
         """Draw the next plan from the generator; the identity plan while mixing is off or ``p == 0``."""
         if not (self.enabled and self.p > 0):
             return identity_plan(batch_size)
         alphas = [adapter.alpha for adapter in self._routes[0][1]]
-        return draw_plan(batch_size, alphas, self.generator, weights=self.weights, per_sample=self.per_sample, p=self.p)
+        return draw_plan(batch_size, alphas, self.generator, weights=self.weights, per_sample=self.per_sample, p=self.p,
+                         switch=self.switch)  # fmt: skip
 
     def seed_worker(self) -> None:
         """In a DataLoader worker, reseed the plan generator once from the worker's seed, and follow the schedule.
@@ -455,7 +505,8 @@ class Mixer:
         adapters = dict(zip(self.fields, self.adapters, strict=True)) if self.fields else self.adapters
         return (
             f"Mixer({adapters!r}, num_classes={self.num_classes}, per_sample={self.per_sample}, p={self.p}, "
-            f"label_smoothing={self.label_smoothing}, multi_label={self.multi_label})"
+            + (f"switch={self.switch!r}, " if self.switch != "batch" else "")
+            + f"label_smoothing={self.label_smoothing}, multi_label={self.multi_label})"
         )
 
 

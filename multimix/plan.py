@@ -6,7 +6,9 @@ hidden states and labels always agree (kornia separates drawing from applying th
 same way). The draw order is fixed: adapter choice, partner map, lam, then the
 per-sample ``p`` coin. Two mixers with the same seed, ``per_sample`` and alpha therefore
 draw the same ``index`` and ``lam`` whatever their adapter; adapter-specific draws (a
-CutMix box, SpecMix bands) come after.
+CutMix box, SpecMix bands) come after. With ``switch="sample"`` (timm's ``mode="elem"``)
+the adapter is chosen per sample, before the partner map, and each lam is drawn from
+its own adapter's alpha.
 
 The partner map is one random cycle through the batch (each sample's partner is
 uniform over the others, as torchvision's ``roll`` but shuffled): a permutation with
@@ -26,7 +28,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,7 +36,9 @@ import torch
 from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability
 from multimix._transfer import to_device
 
-__all__ = ["MixPlan", "draw_plan", "identity_plan", "sample_beta"]
+__all__ = ["MixPlan", "Share", "draw_plan", "identity_plan", "sample_beta", "split_by_choice"]
+
+SWITCHES = ("batch", "sample")
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,12 @@ class MixPlan:
             for samples that are not mixed.
         lam: ``(B,)`` float64, the drawn weight of each sample's own input, 1 where
             not mixed. Adapters may correct it (CutMix reports the area kept).
-        choice: position of the adapter chosen for this batch in the mixer's list.
+        choice: position of the adapter chosen for this batch in the mixer's list
+            (0 when the adapter is chosen per sample: see ``choices``).
         per_sample: whether lam was drawn per sample; if not, adapters also draw
             one region for the whole batch.
+        choices: ``(B,)`` long, the adapter each sample chose, for a per-sample switch
+            (``switch="sample"``); None when one adapter mixes the whole batch.
         host: the CPU plan this one was placed from (None for a CPU plan).
     """
 
@@ -60,6 +67,7 @@ class MixPlan:
     lam: torch.Tensor
     choice: int = 0
     per_sample: bool = False
+    choices: torch.Tensor | None = None
     host: MixPlan | None = field(default=None, repr=False, compare=False)
     placed_mixed: torch.Tensor | None = field(default=None, repr=False, compare=False)
     placed_other: torch.Tensor | None = field(default=None, repr=False, compare=False)
@@ -119,9 +127,23 @@ class MixPlan:
         """
         if device.type == "cpu" or self.device == device:
             return self, extra
+        moved, extra = to_device((self.tensors(), extra), device)
+        return self.placed(moved), extra
+
+    def tensors(self) -> tuple[torch.Tensor | None, ...]:
+        """What :meth:`to` moves: the CPU plan's index, lam, other, mixed and choices.
+
+        For callers that place several plans in one copy: put ``plan.tensors()`` in the
+        tree given to :func:`~multimix._transfer.to_device`, then :meth:`placed` on the result.
+        """
         host = self.on_host
-        index, lam, other, mixed, extra = to_device((host.index, host.lam, host.other, host.mixed, extra), device)
-        return replace(host, index=index, lam=lam, host=host, placed_mixed=mixed, placed_other=other), extra
+        return host.index, host.lam, host.other, host.mixed, host.choices
+
+    def placed(self, moved: tuple[torch.Tensor | None, ...]) -> MixPlan:
+        """The plan rebuilt from its :meth:`tensors` once moved, keeping the CPU plan as ``host``."""
+        index, lam, other, mixed, choices = moved
+        host = self.on_host
+        return replace(host, index=index, lam=lam, choices=choices, host=host, placed_mixed=mixed, placed_other=other)
 
 
 def _log_gamma_variates(shape: float, count: int, generator: torch.Generator) -> np.ndarray:
@@ -199,6 +221,15 @@ def _choose(weights: Sequence[float] | None, count: int, generator: torch.Genera
     return min(int(np.searchsorted(cumulative, u * cumulative[-1], side="right")), count - 1)
 
 
+def _choose_each(
+    weights: Sequence[float] | None, count: int, batch_size: int, generator: torch.Generator
+) -> np.ndarray:
+    """``(B,)`` adapter index of each sample, with probability proportional to ``weights``."""
+    u = torch.rand(batch_size, generator=generator, dtype=torch.float64).numpy()
+    cumulative = np.cumsum(np.ones(count) if weights is None else np.asarray(weights, dtype=np.float64))
+    return np.minimum(np.searchsorted(cumulative, u * cumulative[-1], side="right"), count - 1)
+
+
 def draw_plan(
     batch_size: int,
     alphas: Sequence[float],
@@ -207,6 +238,7 @@ def draw_plan(
     weights: Sequence[float] | None = None,
     per_sample: bool = False,
     p: float = 1.0,
+    switch: str = "batch",
 ) -> MixPlan:
     """Draw the plan for one batch.
 
@@ -217,17 +249,97 @@ def draw_plan(
         weights: relative probability of choosing each adapter (uniform if None).
         per_sample: one lam per sample instead of one for the batch.
         p: probability that each sample is mixed at all.
+        switch: ``"batch"`` chooses one adapter for the batch; ``"sample"`` one per
+            sample (timm's ``mode="elem"``), each lam drawn from the chosen adapter's
+            alpha; it needs ``per_sample=True``.
+
+    Example:
+        >>> plan = draw_plan(6, [0.8, 1.0], torch.Generator().manual_seed(0), per_sample=True, switch="sample")
+        >>> plan.choices.shape, plan.choices.dtype
+        (torch.Size([6]), torch.int64)
     """
     check_positive_int(batch_size, "batch_size")
     check_generator(generator)
     p = check_probability(p, "p")
     if len(alphas) == 0:
         raise ValueError("alphas must name at least one adapter's alpha, got an empty sequence")
-    choice = _choose(weights, len(alphas), generator) if len(alphas) > 1 else 0
-    index = random_cycle(batch_size, generator)
-    lam = sample_beta(alphas[choice], batch_size if per_sample else 1, generator).expand(batch_size).clone()
+    if switch not in SWITCHES:
+        raise ValueError(f"switch must be 'batch' (one adapter per batch) or 'sample' (one per sample), got {switch!r}")
+    if switch == "sample" and not per_sample:
+        raise ValueError("switch='sample' draws one lam per sample from each sample's adapter; pass per_sample=True")
+    choices = None
+    if switch == "sample":
+        chosen = _choose_each(weights, len(alphas), batch_size, generator)
+        index = random_cycle(batch_size, generator)
+        lam = torch.ones(batch_size, dtype=torch.float64)
+        for k, alpha in enumerate(alphas):  # each sample's lam from its own adapter's alpha
+            members = np.flatnonzero(chosen == k)
+            if members.size:
+                lam[torch.from_numpy(members)] = sample_beta(alpha, int(members.size), generator)
+        choice, choices = 0, torch.from_numpy(chosen.astype(np.int64))
+    else:
+        choice = _choose(weights, len(alphas), generator) if len(alphas) > 1 else 0
+        index = random_cycle(batch_size, generator)
+        lam = sample_beta(alphas[choice], batch_size if per_sample else 1, generator).expand(batch_size).clone()
     if p < 1.0:
         keep = torch.rand(batch_size, generator=generator, dtype=torch.float64) >= p
         lam[keep] = 1.0
         index[keep] = torch.arange(batch_size)[keep]
-    return MixPlan(index=index, lam=lam, choice=choice, per_sample=per_sample)
+    return MixPlan(index=index, lam=lam, choice=choice, per_sample=per_sample, choices=choices)
+
+
+class Share(NamedTuple):
+    """One adapter's share of a per-sample switch: its samples, gathered with their partners into a sub-batch.
+
+    Attributes:
+        rows: ``(n,)`` long, the samples of the batch this adapter mixes, ascending.
+        sources: ``(S,)`` long, the batch rows gathered into the sub-batch: ``rows``
+            first, then the partners that are not among them.
+        plan: the CPU plan over the sub-batch: its first ``n`` samples are mixed with
+            their partners' positions in the sub-batch, the others are left unmixed.
+    """
+
+    rows: torch.Tensor
+    sources: torch.Tensor
+    plan: MixPlan
+
+
+def split_by_choice(plan: MixPlan, count: int) -> list[Share | None]:
+    """Split a per-sample-switch plan (``plan.choices``) into one :class:`Share` per adapter (None if it mixes none).
+
+    Each adapter then mixes a sub-batch gathered from the batch before anything is
+    written, so every sample reads its partner's original value whatever adapter the
+    partner chose (timm reads from ``x.clone()``), and only its own samples are
+    written back. Works on the CPU plan, on the host.
+
+    Example:
+        >>> plan = MixPlan(torch.tensor([1, 2, 0]), torch.tensor([0.5, 0.25, 1.0], dtype=torch.float64),
+        ...                per_sample=True, choices=torch.tensor([0, 1, 1]))
+        >>> first, second = split_by_choice(plan, 2)
+        >>> first.rows.tolist(), first.sources.tolist(), first.plan.index.tolist(), first.plan.lam.tolist()
+        ([0], [0, 1], [1, 1], [0.5, 1.0])
+        >>> second.rows.tolist(), second.sources.tolist(), second.plan.index.tolist()
+        ([1], [1, 2], [1, 1])
+    """
+    plan = plan.on_host
+    if plan.choices is None:
+        raise ValueError("split_by_choice needs a plan drawn with switch='sample' (plan.choices is None)")
+    choices, mixed = plan.choices.numpy(), plan.mixed.numpy()
+    index, lam = plan.index.numpy(), plan.lam.numpy()
+    position = np.empty(plan.batch_size, dtype=np.int64)
+    shares: list[Share | None] = []
+    for k in range(count):
+        rows = np.flatnonzero(mixed & (choices == k))
+        if rows.size == 0:
+            shares.append(None)
+            continue
+        partners = index[rows]
+        sources = np.concatenate([rows, np.setdiff1d(partners, rows, assume_unique=False)])
+        position[sources] = np.arange(sources.size)
+        sub_index = np.arange(sources.size)
+        sub_index[: rows.size] = position[partners]
+        sub_lam = np.ones(sources.size)
+        sub_lam[: rows.size] = lam[rows]
+        sub = MixPlan(torch.from_numpy(sub_index), torch.from_numpy(sub_lam), choice=k, per_sample=True)
+        shares.append(Share(torch.from_numpy(rows), torch.from_numpy(sources), sub))
+    return shares

@@ -1,0 +1,206 @@
+"""timm parity: per-sample adapter switching in the Mixer, CutMix's minmax / correct_lam, and multimix.timm.Mixup.
+
+Reference values come from timm's own ``timm.data.Mixup`` and ``mixup_target`` given the
+same lam, partner map and box (injected with monkeypatch, as tests/test_image.py does).
+"""
+
+import numpy as np
+import pytest
+import timm.data.mixup as timm_mixup
+import torch
+from conftest import flip_index, looped, vectorised
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import multimix
+import multimix.image
+from multimix.image import CutMix, Mixup
+from multimix.plan import MixPlan, draw_plan, split_by_choice
+
+
+def switched_plan(index, lam, choices) -> MixPlan:
+    return MixPlan(
+        index=torch.as_tensor(index, dtype=torch.long),
+        lam=torch.as_tensor(lam, dtype=torch.float64),
+        per_sample=True,
+        choices=torch.as_tensor(choices, dtype=torch.long),
+    )
+
+
+def fixed_boxes(monkeypatch, boxes):
+    """Make CutMix draw ``boxes`` (a list of (y1, y2, x1, x2), taken in order by samples with lam < 1)."""
+    queue = list(boxes)
+
+    def sample(lam, height, width, generator, **kwargs):
+        taken = [queue.pop(0) if value < 1 else (0, 0, 0, 0) for value in lam.tolist()]
+        drawn = torch.tensor(taken, dtype=torch.long).view(-1, 4)
+        area = (drawn[:, 1] - drawn[:, 0]) * (drawn[:, 3] - drawn[:, 2])
+        return drawn, 1.0 - area.double() / (height * width)
+
+    monkeypatch.setattr(multimix.image, "sample_boxes", sample)
+
+
+def timm_boxes(monkeypatch, boxes):
+    """Make timm's cutmix_bbox_and_lam return ``boxes`` in order, lam corrected to the area as timm does."""
+    queue = list(boxes)
+
+    def bbox_and_lam(img_shape, lam, ratio_minmax=None, correct_lam=True, count=None):
+        yl, yh, xl, xh = queue.pop(0)
+        if correct_lam or ratio_minmax is not None:
+            lam = 1.0 - (yh - yl) * (xh - xl) / float(img_shape[-2] * img_shape[-1])
+        return (yl, yh, xl, xh), lam
+
+    monkeypatch.setattr(timm_mixup, "cutmix_bbox_and_lam", bbox_and_lam)
+
+
+# ----------------------------------------------------------------------------- per-sample switching (Mixer)
+
+
+@pytest.mark.parametrize("path", [looped, vectorised])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_per_sample_switch_equals_timm_elem_mode(monkeypatch, path, smoothing):
+    batch = 6
+    x = torch.randn(batch, 3, 10, 12, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    lam = np.array([0.3, 0.6, 1.0, 0.45, 0.8, 0.2], dtype=np.float32)
+    use_cutmix = np.array([True, False, True, True, False, False])
+    boxes = [(1, 7, 2, 9), (0, 4, 0, 12)]  # samples 0 and 3 (sample 2 has lam 1: not mixed)
+    reference = timm_mixup.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem", label_smoothing=smoothing,
+                                 num_classes=5)  # fmt: skip
+    monkeypatch.setattr(reference, "_params_per_elem", lambda n: (lam.copy(), use_cutmix))
+    timm_boxes(monkeypatch, boxes)
+    ref_x, ref_y = reference(x.clone(), y)
+
+    mixer = multimix.Mixer([path(Mixup(0.8)), path(CutMix(1.0))], num_classes=5, per_sample=True, switch="sample",
+                           label_smoothing=smoothing, seed=0)  # fmt: skip
+    plan = switched_plan(flip_index(batch), torch.from_numpy(lam).double(), use_cutmix.astype(np.int64))
+    monkeypatch.setattr(mixer, "draw", lambda n: plan)
+    fixed_boxes(monkeypatch, boxes)
+    out = mixer(x, y)
+    assert out.inputs is x  # in place
+    torch.testing.assert_close(out.inputs, ref_x, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out.targets, ref_y)
+    expected_lam = [1 - 6 * 7 / 120, 0.6, 1.0, 1 - 4 * 12 / 120, 0.8, 0.2]
+    torch.testing.assert_close(out.lam, torch.tensor(expected_lam))
+
+
+def test_every_sample_reads_its_partners_original_value(monkeypatch):
+    # Sample i holds the value 10 * i; the cycle 0 -> 1 -> 2 -> 0 crosses both adapters, so whichever
+    # adapter wrote first, the other would read an overwritten partner if it read the batch itself.
+    x = (10.0 * torch.arange(3.0)).view(3, 1, 1, 1).expand(3, 1, 2, 2).contiguous()
+    plan = switched_plan([1, 2, 0], [0.5, 0.25, 0.5], [0, 1, 0])
+    mixer = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=3, per_sample=True, switch="sample", seed=0)
+    monkeypatch.setattr(mixer, "draw", lambda n: plan)
+    fixed_boxes(monkeypatch, [(0, 1, 0, 2)])  # sample 1 takes the top row of sample 2
+    out = mixer(x, torch.arange(3))
+    assert out.inputs[:, 0].tolist() == [
+        [[5.0, 5.0], [5.0, 5.0]],  # 0.5 * 0 + 0.5 * 10
+        [[20.0, 20.0], [10.0, 10.0]],  # sample 2's original top row, not its mixed value 10
+        [[10.0, 10.0], [10.0, 10.0]],  # 0.5 * 20 + 0.5 * 0: sample 0 as it was, not 5
+    ]
+    assert out.lam.tolist() == [0.5, 0.5, 0.5]
+
+
+def test_split_by_choice_gathers_partners_and_keeps_them_unmixed():
+    plan = switched_plan([3, 0, 1, 2, 4], [0.5, 0.25, 0.75, 0.5, 1.0], [0, 0, 1, 1, 0])
+    mixup, cutmix = split_by_choice(plan, 2)
+    assert mixup.rows.tolist() == [0, 1] and mixup.sources.tolist() == [0, 1, 3]
+    assert mixup.plan.index.tolist() == [2, 0, 2] and mixup.plan.lam.tolist() == [0.5, 0.25, 1.0]
+    assert cutmix.rows.tolist() == [2, 3] and cutmix.sources.tolist() == [2, 3, 1]
+    assert cutmix.plan.index.tolist() == [2, 0, 2] and cutmix.plan.mixed.tolist() == [True, True, False]
+    none = split_by_choice(switched_plan([1, 0], [0.5, 0.5], [0, 0]), 2)
+    assert none[1] is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.integers(1, 9),
+    p=st.sampled_from([1.0, 0.5, 0.0]),
+    seed=st.integers(0, 2**31),
+    path=st.sampled_from([looped, vectorised]),
+    soft_rows=st.booleans(),
+)
+def test_switched_targets_rows_sum_to_one_and_unmixed_samples_stay_bit_exact(batch, p, seed, path, soft_rows):
+    x = torch.randn(batch, 2, 5, 6, generator=torch.Generator().manual_seed(seed % 1000))
+    x[:, 0, 0, 0] = float("inf")  # unmixed samples must keep it exactly (selected, never computed)
+    original = x.clone()
+    y = torch.arange(batch) % 4
+    targets = torch.nn.functional.one_hot(y, 4).float() if soft_rows else y
+    mixer = multimix.Mixer([path(Mixup(0.5)), path(CutMix(1.0))], num_classes=4, per_sample=True, switch="sample",
+                           p=p, label_smoothing=0.1, seed=seed)  # fmt: skip
+    out = mixer(x, targets)
+    torch.testing.assert_close(out.targets.sum(1), torch.ones(batch))
+    plan = out.plan
+    unmixed = ~plan.mixed
+    assert torch.equal(out.inputs[unmixed], original[unmixed])
+    assert (out.lam[unmixed] == 1).all()
+    cut = torch.nonzero(plan.mixed & (plan.choices == 1)).flatten().tolist()  # CutMix's samples, in its region's order
+    boxes = out.region[1].boxes.tolist() if cut else []
+    for i in torch.nonzero(plan.mixed).flatten().tolist():
+        j = int(plan.index[i])
+        if int(plan.choices[i]) == 0:  # Mixup: a blend of the two originals
+            lam = float(plan.lam[i])
+            expected = lam * original[i, :, 1:] + (1 - lam) * original[j, :, 1:]
+            torch.testing.assert_close(out.inputs[i, :, 1:], expected, atol=1e-5, rtol=1e-5)
+            assert float(out.lam[i]) == pytest.approx(lam, abs=1e-6)
+        else:  # CutMix: the partner's original box pasted, the label weight the kept fraction
+            y1, y2, x1, x2 = boxes[cut.index(i)]
+            expected = original[i].clone()
+            expected[:, y1:y2, x1:x2] = original[j, :, y1:y2, x1:x2]
+            assert torch.equal(out.inputs[i], expected)
+            assert float(out.lam[i]) == pytest.approx(1 - (y2 - y1) * (x2 - x1) / 30, abs=1e-6)
+
+
+def test_switch_draws_each_lam_from_its_own_adapters_alpha_and_follows_switch_prob():
+    g = torch.Generator().manual_seed(0)
+    plans = [draw_plan(64, [0.05, 50.0], g, weights=[0.75, 0.25], per_sample=True, switch="sample") for _ in range(40)]
+    choices = torch.cat([plan.choices for plan in plans])
+    lam = torch.cat([plan.lam for plan in plans])
+    assert float(choices.float().mean()) == pytest.approx(0.25, abs=0.03)
+    spread = (lam - 0.5).abs()
+    assert float(spread[choices == 0].mean()) > 0.4  # Beta(0.05): near 0 or 1
+    assert float(spread[choices == 1].mean()) < 0.1  # Beta(50): near 0.5
+
+
+def test_switch_keeps_inplace_false_and_autograd():
+    x = torch.randn(5, 3, 6, 6)
+    original = x.clone()
+    inplace = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=5, per_sample=True, switch="sample", seed=3)(
+        x.clone(), torch.arange(5))
+    copy = multimix.Mixer([Mixup(1.0, inplace=False), CutMix(1.0)], num_classes=5, per_sample=True,
+                          switch="sample", seed=3)(x, torch.arange(5))  # fmt: skip
+    assert copy.inputs is not x and torch.equal(x, original) and torch.equal(copy.inputs, inplace.inputs)
+    grad = torch.randn(5, 3, 6, 6, requires_grad=True)
+    out = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=5, per_sample=True, switch="sample", seed=0)(
+        grad, torch.arange(5))
+    out.inputs.sum().backward()
+    torch.testing.assert_close(grad.grad.sum(), torch.tensor(float(grad.numel())))  # mixing keeps total mass
+
+
+@pytest.mark.parametrize("options", [{}, {"p": 0.5}, {"label_smoothing": 0.1}, {"p": 0.0}])
+def test_switch_runs_on_meta_tensors(options):
+    """No read-back from the device: the whole per-sample switch runs on meta tensors."""
+    mixer = multimix.Mixer([Mixup(0.8), CutMix(1.0)], num_classes=5, per_sample=True, switch="sample", seed=0,
+                           **options)  # fmt: skip
+    x = torch.empty(8, 3, 16, 12, device="meta")
+    for _ in range(3):
+        out = mixer(x, torch.zeros(8, dtype=torch.long, device="meta"))
+        assert out.inputs is x and {out.targets.device, out.lam.device, out.index.device} == {torch.device("meta")}
+        assert out.targets.shape == (8, 5)
+        assert out.plan.choices is None if options.get("p") == 0.0 else out.plan.choices.shape == (8,)
+
+
+def test_switch_errors():
+    with pytest.raises(ValueError, match=r"switch must be 'batch' .* or 'sample' .*, got 'elem'"):
+        multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=3, per_sample=True, switch="elem")
+    with pytest.raises(ValueError, match=r"switch='sample' draws one lam per sample .*; pass per_sample=True"):
+        multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=3, switch="sample")
+    with pytest.raises(ValueError, match=r"switch='sample' chooses among a list of adapters"):
+        multimix.Mixer({"pixel_values": Mixup(1.0)}, num_classes=3, per_sample=True, switch="sample")
+    mixer = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=3, per_sample=True, switch="sample")
+    with pytest.raises(ValueError, match=r"lengths= works with one adapter per batch; .* switch='batch'"):
+        mixer(torch.randn(2, 1, 4, 4), torch.arange(2), lengths=torch.ones(2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"switch='sample' draws one lam per sample"):
+        draw_plan(4, [1.0, 1.0], torch.Generator(), switch="sample")
+    with pytest.raises(ValueError, match=r"split_by_choice needs a plan drawn with switch='sample'"):
+        split_by_choice(draw_plan(4, [1.0], torch.Generator()), 1)
