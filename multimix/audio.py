@@ -30,17 +30,22 @@ from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
 # PadCollate loads lazily from multimix.collate
-__all__ = ["Bands", "PadCollate", "SpecMix", "SpecMixup", "WaveMix", "logaddexp_mix"]  # noqa: F822
+__all__ = ["Bands", "PadCollate", "SpecAugment", "SpecMix", "SpecMixup", "WaveMix", "logaddexp_mix"]  # noqa: F822
 
 _AUDIO_INPUTS = ("input_values", "input_features")
 
 
 def __getattr__(name: str) -> Any:
-    """``multimix.audio.PadCollate`` lives in :mod:`multimix.collate` (adapters never import the Mixer)."""
+    """``PadCollate`` lives in :mod:`multimix.collate` (adapters never import the Mixer), ``SpecAugment``
+    (label-preserving masking, not a mixing adapter) in :mod:`multimix.specaugment`."""
     if name == "PadCollate":
         from multimix.collate import PadCollate
 
         return PadCollate
+    if name == "SpecAugment":
+        from multimix.specaugment import SpecAugment
+
+        return SpecAugment
     raise AttributeError(f"module 'multimix.audio' has no attribute {name!r}")
 
 _DB = math.log(10.0) / 10.0  # x_dB * _DB = natural log of the power

@@ -20,6 +20,18 @@ import torch
 import multimix
 
 
+def adapter_names() -> list[str]:
+    """Every adapter the modality modules export, as ``module.Name``: read from their ``__all__``, not a list here."""
+    names = []
+    for module_name in ("image", "audio", "text"):
+        module = importlib.import_module(f"multimix.{module_name}")
+        for name in module.__all__:
+            value = getattr(module, name)
+            if isinstance(value, type) and issubclass(value, multimix.Adapter):
+                names.append(f"{module_name}.{name}")
+    return names
+
+
 def _info() -> int:
     """Print versions, devices and the optional parts that are importable."""
     print(f"multimix {multimix.__version__}  python {platform.python_version()}  torch {torch.__version__}")
@@ -31,7 +43,7 @@ def _info() -> int:
         print(
             f"extra {extra:<8} {module:<13} {'installed' if found else 'missing: pip install multimix[' + extra + ']'}"
         )
-    print("adapters: image.Mixup, image.CutMix, audio.SpecMixup, audio.SpecMix, audio.WaveMix, text.HiddenMix")
+    print(f"adapters: {', '.join(adapter_names())}")
     print("recipes: image, speech, text (multimix recipes)")
     return 0
 

@@ -505,6 +505,10 @@ def wrap(
         model = model._multimix_base
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a Hugging Face classifier (an nn.Module), got {type(model).__name__}")
+    if getattr(model, "config", None) is None:  # any other nn.Module: manifold mixup at submodules named by path
+        from multimix.manifold import wrap_module
+
+        return wrap_module(model, adapter, num_classes, **mixer_kwargs)
     view = _view(model)
     view._setup(adapter, num_classes, **mixer_kwargs)
     return view
@@ -512,6 +516,10 @@ def wrap(
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The base model that :func:`wrap` was given (no hooks remain on it)."""
+    from multimix.manifold import ManifoldModel
+
+    if isinstance(model, ManifoldModel):
+        return model.base_model
     if not isinstance(model, MixupModel):
         raise TypeError(f"unwrap expects a model returned by multimix.wrap, got {type(model).__name__}")
     return model._multimix_base

@@ -77,3 +77,14 @@ def test_recipes_use_only_the_public_api():
                 names = [node.module]
             used |= {n for n in names if n == "multimix" or n.startswith("multimix.")}
     assert used and used <= public, sorted(used - public)
+
+
+def test_info_lists_every_exported_adapter(capsys):
+    from multimix.cli import adapter_names
+
+    names = adapter_names()
+    expected = {"image.Mixup", "image.CutMix", "image.FMix", "audio.SpecMix", "audio.WaveMix", "text.HiddenMix"}
+    assert expected <= set(names)
+    assert "image.Boxes" not in names  # only Adapter subclasses
+    main(["info"])
+    assert "image.FMix" in capsys.readouterr().out

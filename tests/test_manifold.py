@@ -230,3 +230,11 @@ def test_no_host_device_sync_on_meta():
 def test_errors(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_multimix_wrap_and_unwrap_take_any_module():
+    model = torchvision.models.resnet18(num_classes=4)
+    wrapped = multimix.wrap(model, HiddenMix(1.0, layers=["layer2", "layer3"]), num_classes=4, seed=0)
+    assert isinstance(wrapped, ManifoldModel) and multimix.unwrap(wrapped) is model
+    out = wrapped.train()(torch.rand(4, 3, 32, 32), labels=torch.tensor([0, 1, 2, 3]))
+    torch.testing.assert_close(out.loss, multimix.soft_cross_entropy(out.logits, out.targets))
