@@ -60,7 +60,12 @@ class Mixup(Adapter):
 
 
 def sample_boxes(
-    lam: torch.Tensor, height: int, width: int, generator: torch.Generator
+    lam: torch.Tensor,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    *,
+    minmax: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw CutMix boxes for cut fractions ``1 - lam`` and return them with the area kept.
 
@@ -68,6 +73,11 @@ def sample_boxes(
     ``int(0.5 * sqrt(1 - lam) * side)`` (torchvision's rule); boxes are clipped at the
     border, so the kept area is what lam must be corrected to (the bug reported in
     clovaai/CutMix-PyTorch#1 and kornia#3077).
+
+    With ``minmax=(low, high)`` (timm's ``cutmix_minmax``, after Darknet) lam only sets
+    how many boxes are drawn: each side is uniform over the integers from
+    ``int(low * side)`` to ``int(high * side) - 1`` (timm's range; ``int(low * side)``
+    when that range is empty), and the box is placed uniformly inside the image.
 
     Returns:
         boxes ``(N, 4)`` long ``[y1, y2, x1, x2)`` and kept fraction ``(N,)`` float64.
@@ -86,6 +96,8 @@ def sample_boxes(
     check_positive_int(height, "height")
     check_positive_int(width, "width")
     check_generator(generator)
+    if minmax is not None:
+        return _minmax_boxes(lam.shape[0], height, width, _check_minmax(minmax), generator)
     cy = torch.randint(0, height, lam.shape, generator=generator).numpy()
     cx = torch.randint(0, width, lam.shape, generator=generator).numpy()
     ratio = 0.5 * np.sqrt(1.0 - lam.double().numpy())  # NumPy: a few host ops on N numbers cost less than torch's
@@ -102,6 +114,34 @@ def sample_boxes(
     )
     area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
     return torch.from_numpy(boxes), torch.from_numpy(1.0 - area / (height * width))
+
+
+def _check_minmax(minmax: object) -> tuple[float, float]:
+    """``(low, high)`` box side ratios with ``0 <= low <= high <= 1``, else a ValueError naming the value."""
+    ok = isinstance(minmax, (tuple, list)) and len(minmax) == 2
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in minmax)
+    if not ok or not 0 <= minmax[0] <= minmax[1] <= 1:
+        raise ValueError(
+            f"minmax must be (low, high) box side ratios with 0 <= low <= high <= 1, e.g. (0.2, 0.8), got {minmax!r}"
+        )
+    return float(minmax[0]), float(minmax[1])
+
+
+def _minmax_boxes(
+    count: int, height: int, width: int, minmax: tuple[float, float], generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sample_boxes` with ``minmax``: sides uniform in timm's range, boxes inside the image."""
+    sides = []
+    for size in (height, width):
+        low = int(size * minmax[0])
+        high = max(int(size * minmax[1]), low + 1)  # randint's upper end is exclusive, as NumPy's in timm
+        sides.append(torch.randint(low, high, (count,), generator=generator).numpy())
+    cut_h, cut_w = sides
+    u = torch.rand(2, count, generator=generator, dtype=torch.float64).numpy()
+    y1 = np.floor(u[0] * (height - cut_h + 1)).astype(np.int64)  # uniform over 0 .. size - cut
+    x1 = np.floor(u[1] * (width - cut_w + 1)).astype(np.int64)
+    boxes = np.stack([y1, y1 + cut_h, x1, x1 + cut_w], axis=1)
+    return torch.from_numpy(boxes), torch.from_numpy(1.0 - (cut_h * cut_w) / (height * width))
 
 
 def box_masks(boxes: torch.Tensor, mixed: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
@@ -128,6 +168,15 @@ class CutMix(Adapter):
     One box for the batch, or one per sample when the mixer draws lam per sample.
     Boxes live on the last two dimensions (H, W).
 
+    Args:
+        alpha: lam ~ Beta(alpha, alpha) sets the box area (with ``minmax``, unused).
+        minmax: timm's ``cutmix_minmax``: box sides drawn uniformly between these
+            fractions of the image's (see :func:`sample_boxes`), lam being the area kept.
+        correct_lam: the label weight is the area actually kept, after clipping at the
+            border (default); ``False`` keeps the drawn lam, as timm's
+            ``correct_lam=False``. With ``minmax`` the kept area is the only lam there is.
+        inplace: see :class:`~multimix.adapter.Adapter`.
+
     Example:
         >>> import multimix
         >>> mixer = multimix.Mixer(CutMix(alpha=1.0), num_classes=10, per_sample=True, seed=0)
@@ -141,11 +190,32 @@ class CutMix(Adapter):
     layout = "(B, C, H, W) or (B, C, T, H, W)"
     hf_inputs = _IMAGE_INPUTS
 
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        *,
+        minmax: tuple[float, float] | None = None,
+        correct_lam: bool = True,
+        inplace: bool = True,
+    ) -> None:
+        super().__init__(alpha, inplace=inplace)
+        if not isinstance(correct_lam, bool):
+            raise TypeError(f"correct_lam must be a bool, got {type(correct_lam).__name__} {correct_lam!r}")
+        self.minmax = None if minmax is None else _check_minmax(minmax)
+        if self.minmax is not None and not correct_lam:
+            raise ValueError(
+                "correct_lam=False keeps the drawn lam, but with minmax the box is not drawn from lam: its area "
+                "is the label weight; leave correct_lam=True (timm ignores correct_lam with cutmix_minmax)"
+            )
+        self.correct_lam = correct_lam
+
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Boxes:
         lam = plan.lam if plan.per_sample else plan.lam[:1]
         height, width = x.shape[-2], x.shape[-1]
-        boxes, kept = sample_boxes(lam, height, width, generator)
+        boxes, kept = sample_boxes(lam, height, width, generator, minmax=self.minmax)
         n = plan.batch_size
+        if not self.correct_lam:
+            kept = plan.lam  # timm's correct_lam=False: the label weight is the lam drawn, clipped box or not
         kept = torch.where(plan.mixed, kept, 1.0)  # the label weight: unmixed samples keep all their pixels
         if not plan.per_sample:
             return Boxes(boxes.expand(n, 4), kept, box=tuple(boxes[0].tolist()))
@@ -166,6 +236,11 @@ class CutMix(Adapter):
             rows=region.rows, cols=region.cols, box=region.box,
         )  # fmt: skip
         return mixed, region.kept
+
+    def __repr__(self) -> str:
+        extra = "" if self.minmax is None else f", minmax={self.minmax!r}"
+        extra += "" if self.correct_lam else ", correct_lam=False"
+        return f"CutMix(alpha={self.alpha!r}{extra}, inplace={self.inplace!r})"
 
 
 # ----------------------------------------------------------------------------- ResizeMix, FMix, SaliencyMix

@@ -204,3 +204,92 @@ def test_switch_errors():
         draw_plan(4, [1.0, 1.0], torch.Generator(), switch="sample")
     with pytest.raises(ValueError, match=r"split_by_choice needs a plan drawn with switch='sample'"):
         split_by_choice(draw_plan(4, [1.0], torch.Generator()), 1)
+
+
+# ----------------------------------------------------------------------------- CutMix(minmax, correct_lam)
+
+
+def batch_plan(batch, lam) -> MixPlan:
+    return MixPlan(index=flip_index(batch), lam=torch.full((batch,), lam, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_cutmix_minmax_equals_timm_on_the_same_box(monkeypatch, per_sample):
+    x = torch.randn(4, 3, 10, 20, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3])
+    mixer = multimix.Mixer(CutMix(1.0, minmax=(0.2, 0.8)), num_classes=4, per_sample=per_sample, seed=5)
+    plan = MixPlan(index=flip_index(4), lam=torch.full((4,), 0.5, dtype=torch.float64), per_sample=per_sample)
+    monkeypatch.setattr(mixer, "draw", lambda n: plan)
+    original = x.clone()
+    out = mixer(x, y)
+    boxes = out.region.boxes.tolist()
+    for y1, y2, x1, x2 in boxes:  # timm's ranges: sides int(0.2 * side) .. int(0.8 * side) - 1, inside the image
+        assert 2 <= y2 - y1 <= 7 and 4 <= x2 - x1 <= 15 and y1 >= 0 and y2 <= 10 and x1 >= 0 and x2 <= 20
+    if per_sample:  # timm's pair of samples (i, 3 - i) in elem mode, each with its own box
+        reference = timm_mixup.Mixup(mixup_alpha=0.0, cutmix_minmax=(0.2, 0.8), mode="elem", label_smoothing=0.0,
+                                     num_classes=4)  # fmt: skip
+        monkeypatch.setattr(reference, "_params_per_elem", lambda n: (np.full(n, 0.5, np.float32), np.ones(n, bool)))
+    else:
+        reference = timm_mixup.Mixup(mixup_alpha=0.0, cutmix_minmax=(0.2, 0.8), label_smoothing=0.0, num_classes=4)
+        monkeypatch.setattr(reference, "_params_per_batch", lambda: (0.5, True))
+    queue = list(boxes)
+    monkeypatch.setattr(timm_mixup, "rand_bbox_minmax", lambda shape, minmax, count=None: queue.pop(0))
+    ref_x, ref_y = reference(original, y)
+    assert torch.equal(out.inputs, ref_x)
+    torch.testing.assert_close(out.targets, ref_y)  # lam from the box's area, as timm
+
+
+def test_cutmix_minmax_sides_are_uniform_over_timms_range():
+    g = torch.Generator().manual_seed(0)
+    boxes, kept = multimix.image.sample_boxes(torch.full((4000,), 0.5, dtype=torch.float64), 10, 30, g,
+                                              minmax=(0.2, 0.8))  # fmt: skip
+    heights, widths = boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]
+    assert set(heights.tolist()) == set(range(2, 8)) and set(widths.tolist()) == set(range(6, 24))
+    assert float(heights.double().mean()) == pytest.approx(4.5, abs=0.1)
+    assert int(boxes[:, 0].min()) == 0 and int(boxes[:, 1].max()) == 10 and int(boxes[:, 3].max()) == 30
+    torch.testing.assert_close(kept, 1 - (heights * widths).double() / 300)
+
+
+def test_cutmix_correct_lam_false_equals_timm(monkeypatch):
+    x = torch.randn(4, 3, 10, 10, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3])
+    box = (0, 3, 6, 10)  # a box clipped at the border: 12 pixels of the 30 the lam 0.7 asked for
+    reference = timm_mixup.Mixup(mixup_alpha=0.0, cutmix_alpha=1.0, correct_lam=False, label_smoothing=0.1,
+                                 num_classes=4)  # fmt: skip
+    monkeypatch.setattr(reference, "_params_per_batch", lambda: (0.7, True))
+    timm_boxes(monkeypatch, [box])
+    ref_x, ref_y = reference(x.clone(), y)
+    mixer = multimix.Mixer(CutMix(1.0, correct_lam=False), num_classes=4, label_smoothing=0.1, seed=0)
+    monkeypatch.setattr(mixer, "draw", lambda n: batch_plan(4, 0.7))
+    fixed_boxes(monkeypatch, [box])
+    out = mixer(x, y)
+    assert torch.equal(out.inputs, ref_x)
+    torch.testing.assert_close(out.targets, ref_y)
+    torch.testing.assert_close(out.lam, torch.full((4,), 0.7))  # the drawn lam, not the kept 0.88
+
+
+def test_cutmix_options_keep_unmixed_samples_and_defaults():
+    x = torch.randn(6, 1, 8, 8)
+    original = x.clone()
+    out = multimix.Mixer(CutMix(1.0, correct_lam=False), num_classes=6, per_sample=True, p=0.5, seed=1)(
+        x, torch.arange(6))
+    unmixed = ~out.plan.mixed
+    assert unmixed.any() and torch.equal(out.inputs[unmixed], original[unmixed]) and (out.lam[unmixed] == 1).all()
+    torch.testing.assert_close(out.lam[~unmixed].double(), out.plan.lam[~unmixed], atol=1e-6, rtol=0)
+    assert repr(CutMix(1.0)) == "CutMix(alpha=1.0, inplace=True)"
+    assert repr(CutMix(1.0, minmax=(0.2, 0.8))) == "CutMix(alpha=1.0, minmax=(0.2, 0.8), inplace=True)"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"minmax": (0.8, 0.2)}, ValueError, r"minmax must be \(low, high\) .*0 <= low <= high <= 1.*got \(0.8, 0.2\)"),
+        ({"minmax": 0.5}, ValueError, r"minmax must be \(low, high\) box side ratios .*got 0.5"),
+        ({"minmax": (0.2, 1.5)}, ValueError, r"got \(0.2, 1.5\)"),
+        ({"correct_lam": "no"}, TypeError, r"correct_lam must be a bool, got str 'no'"),
+        ({"minmax": (0.2, 0.8), "correct_lam": False}, ValueError, r"with minmax .* leave correct_lam=True"),
+    ],
+)
+def test_cutmix_option_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        CutMix(1.0, **kwargs)
