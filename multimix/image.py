@@ -116,13 +116,13 @@ def sample_boxes(
     return torch.from_numpy(boxes), torch.from_numpy(1.0 - area / (height * width))
 
 
-def _check_minmax(minmax: object) -> tuple[float, float]:
+def _check_minmax(minmax: object, name: str = "minmax") -> tuple[float, float]:
     """``(low, high)`` box side ratios with ``0 <= low <= high <= 1``, else a ValueError naming the value."""
     ok = isinstance(minmax, (tuple, list)) and len(minmax) == 2
     ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in minmax)
     if not ok or not 0 <= minmax[0] <= minmax[1] <= 1:
         raise ValueError(
-            f"minmax must be (low, high) box side ratios with 0 <= low <= high <= 1, e.g. (0.2, 0.8), got {minmax!r}"
+            f"{name} must be (low, high) box side ratios with 0 <= low <= high <= 1, e.g. (0.2, 0.8), got {minmax!r}"
         )
     return float(minmax[0]), float(minmax[1])
 

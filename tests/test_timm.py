@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import multimix
 import multimix.image
+import multimix.timm
 from multimix.image import CutMix, Mixup
 from multimix.plan import MixPlan, draw_plan, split_by_choice
 
@@ -293,3 +294,201 @@ def test_cutmix_options_keep_unmixed_samples_and_defaults():
 def test_cutmix_option_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         CutMix(1.0, **kwargs)
+
+
+# ----------------------------------------------------------------------------- multimix.timm.Mixup (drop-in)
+
+
+def pair_plan(lam_per_pair, choices_per_pair, batch) -> MixPlan:
+    """timm's pair mode as a plan: sample i with B - 1 - i, one lam and one adapter per pair."""
+    lam = np.concatenate([lam_per_pair, lam_per_pair[::-1]]).astype(np.float64)
+    choices = np.concatenate([choices_per_pair, choices_per_pair[::-1]]).astype(np.int64)
+    return switched_plan(flip_index(batch), lam, choices)
+
+
+@pytest.mark.parametrize("use_cutmix", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("minmax", [None, (0.2, 0.8)])
+def test_batch_mode_equals_timm(monkeypatch, use_cutmix, smoothing, minmax):
+    x = torch.randn(6, 3, 10, 12, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3, 4, 2])
+    box = (3, 10, 0, 5)  # clipped at the bottom border
+    args = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "cutmix_minmax": minmax, "label_smoothing": smoothing,
+            "num_classes": 5}  # fmt: skip
+    reference = timm_mixup.Mixup(**args)
+    monkeypatch.setattr(reference, "_params_per_batch", lambda: (0.35, use_cutmix))
+    timm_boxes(monkeypatch, [box])
+    ref_x, ref_y = reference(x.clone(), y)
+    ours = multimix.timm.Mixup(**args, seed=0)
+    plan = MixPlan(flip_index(6), torch.full((6,), 0.35, dtype=torch.float64), choice=int(use_cutmix))
+    monkeypatch.setattr(ours.mixer, "draw", lambda n: plan)
+    fixed_boxes(monkeypatch, [box])
+    out_x, out_y = ours(x, y)
+    assert out_x is x
+    torch.testing.assert_close(out_x, ref_x, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out_y, ref_y)
+
+
+@pytest.mark.parametrize("correct_lam", [True, False])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_elem_mode_equals_timm(monkeypatch, correct_lam, smoothing):
+    x = torch.randn(8, 3, 10, 10, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0])
+    lam = np.array([0.3, 1.0, 0.6, 0.45, 0.9, 0.2, 0.5, 0.75], dtype=np.float32)  # sample 1: prob's coin said no
+    use_cutmix = np.array([True, True, False, True, False, True, False, False])
+    boxes = [(0, 6, 5, 10), (2, 5, 2, 9), (7, 10, 0, 10)]  # samples 0, 3 and 5
+    args = {"mixup_alpha": 0.5, "cutmix_alpha": 1.0, "mode": "elem", "correct_lam": correct_lam,
+            "label_smoothing": smoothing, "num_classes": 7}  # fmt: skip
+    reference = timm_mixup.Mixup(**args)
+    monkeypatch.setattr(reference, "_params_per_elem", lambda n: (lam.copy(), use_cutmix))
+    timm_boxes(monkeypatch, boxes)
+    ref_x, ref_y = reference(x.clone(), y)
+    ours = multimix.timm.Mixup(**args, seed=0)
+    plan = switched_plan(flip_index(8), lam.astype(np.float64), use_cutmix.astype(np.int64))
+    monkeypatch.setattr(ours.mixer, "draw", lambda n: plan)
+    fixed_boxes(monkeypatch, boxes)
+    out_x, out_y = ours(x, y)
+    torch.testing.assert_close(out_x, ref_x, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out_y, ref_y)
+
+
+def test_pair_mode_equals_timm_when_both_samples_of_a_pair_get_its_box(monkeypatch):
+    x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    lam = np.array([0.3, 0.8, 0.55], dtype=np.float32)
+    use_cutmix = np.array([True, False, True])
+    args = {"mixup_alpha": 1.0, "cutmix_alpha": 1.0, "mode": "pair", "label_smoothing": 0.1, "num_classes": 6}
+    reference = timm_mixup.Mixup(**args)
+    monkeypatch.setattr(reference, "_params_per_elem", lambda n: (lam.copy(), use_cutmix))
+    timm_boxes(monkeypatch, [(1, 5, 0, 6), (2, 8, 3, 7)])  # pairs (0, 5) and (2, 3)
+    ref_x, ref_y = reference(x.clone(), y)
+    ours = multimix.timm.Mixup(**args, seed=0)
+    monkeypatch.setattr(ours.mixer, "draw", lambda n: pair_plan(lam, use_cutmix, 6))
+    fixed_boxes(monkeypatch, [(1, 5, 0, 6), (2, 8, 3, 7), (2, 8, 3, 7), (1, 5, 0, 6)])  # CutMix's rows 0, 2, 3, 5
+    out_x, out_y = ours(x, y)
+    torch.testing.assert_close(out_x, ref_x, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out_y, ref_y)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 10])
+def test_pair_mode_draws_a_matching_with_one_lam_and_adapter_per_pair(batch):
+    ours = multimix.timm.Mixup(mixup_alpha=0.5, cutmix_alpha=1.0, mode="pair", prob=0.8, num_classes=3, seed=batch)
+    for _ in range(20):
+        plan = ours.mixer.draw(batch)
+        index = plan.index
+        assert torch.equal(index[index], torch.arange(batch))  # an involution: pairs mix with each other
+        assert torch.equal(plan.lam[index], plan.lam)
+        if plan.choices is not None:
+            assert torch.equal(plan.choices[index], plan.choices)
+        assert int((index == torch.arange(batch)).sum()) >= batch % 2  # the odd one out stays unmixed
+        assert torch.equal(plan.lam == 1, index == torch.arange(batch))
+
+
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+@pytest.mark.parametrize("batch", [1, 5, 8])
+def test_every_mode_mixes_odd_batches_into_rows_that_sum_to_one(mode, batch):
+    ours = multimix.timm.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode=mode, prob=0.9, num_classes=4, seed=1)
+    for _ in range(4):
+        x = torch.randn(batch, 3, 8, 8)
+        out_x, target = ours(x, torch.arange(batch) % 4)
+        assert out_x is x and target.shape == (batch, 4) and target.dtype == torch.float32
+        torch.testing.assert_close(target.sum(1), torch.ones(batch))
+        assert float(target.min()) >= 0.1 / 4 - 1e-6  # timm's default label_smoothing=0.1
+
+
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+def test_mixup_enabled_false_is_timm_unmixed(mode):
+    x = torch.randn(4, 3, 8, 8)
+    x[0, 0, 0, 0] = float("inf")
+    original = x.clone()
+    y = torch.tensor([0, 1, 2, 3])
+    ours = multimix.timm.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode=mode, num_classes=4, seed=0)
+    reference = timm_mixup.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode=mode, num_classes=4)
+    ours.mixup_enabled = reference.mixup_enabled = False
+    assert ours.mixup_enabled is False and ours.mixer.enabled is False
+    out_x, out_y = ours(x, y)
+    ref_x, ref_y = reference(original.clone(), y)
+    assert torch.equal(out_x, original) and torch.equal(ref_x, original)
+    torch.testing.assert_close(out_y, ref_y)
+    torch.testing.assert_close(out_y, timm_mixup.mixup_target(y, 4, 1.0, 0.1))
+    ours.mixup_enabled = True
+    assert not torch.equal(ours(x, y)[0], original)
+
+
+def test_prob_is_one_coin_per_batch_in_batch_mode_and_per_sample_in_elem_mode():
+    batch_mode = multimix.timm.Mixup(mixup_alpha=1.0, prob=0.3, num_classes=2, seed=0)
+    mixed = [batch_mode.mixer(torch.randn(8, 1, 2, 2), torch.zeros(8, dtype=torch.long)).lam for _ in range(600)]
+    whole = [bool((lam < 1).all()) for lam in mixed]
+    assert all(bool((lam < 1).all()) or bool((lam == 1).all()) for lam in mixed)  # all or nothing
+    assert sum(whole) / len(whole) == pytest.approx(0.3, abs=0.05)
+    elem = multimix.timm.Mixup(mixup_alpha=1.0, prob=0.3, mode="elem", num_classes=2, seed=0)
+    lam = torch.cat([elem.mixer(torch.randn(50, 1, 2, 2), torch.zeros(50, dtype=torch.long)).lam for _ in range(40)])
+    assert float((lam < 1).float().mean()) == pytest.approx(0.3, abs=0.03)
+
+
+def test_cutmix_only_and_minmax_choose_cutmix_with_timms_alpha():
+    assert [type(a).__name__ for a in multimix.timm.Mixup(mixup_alpha=0.0, cutmix_alpha=1.0).mixer.adapters] == [
+        "CutMix"]
+    minmax = multimix.timm.Mixup(mixup_alpha=0.0, cutmix_alpha=0.3, cutmix_minmax=(0.2, 0.8), correct_lam=False)
+    (cutmix,) = minmax.mixer.adapters
+    assert cutmix.alpha == 1.0 and cutmix.minmax == (0.2, 0.8) and cutmix.correct_lam  # as timm: minmax wins
+    both = multimix.timm.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.25, mode="elem", seed=0)
+    assert both.mixer.switch == "sample" and both.mixer.weights == [0.75, 0.25]
+    choices = torch.cat([both.mixer.draw(64).choices for _ in range(30)])
+    assert float(choices.float().mean()) == pytest.approx(0.25, abs=0.03)
+
+
+def test_state_dict_resumes_the_same_draws():
+    ours = multimix.timm.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem", num_classes=3, seed=4)
+    state = ours.state_dict()
+    first = ours(torch.randn(6, 3, 8, 8), torch.arange(6) % 3)[1]
+    ours.load_state_dict(state)
+    torch.testing.assert_close(ours(torch.randn(6, 3, 8, 8), torch.arange(6) % 3)[1], first)
+
+
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+def test_drop_in_runs_on_meta_tensors(mode):
+    ours = multimix.timm.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode=mode, prob=0.7, num_classes=5, seed=0)
+    x = torch.empty(9, 3, 16, 16, device="meta")
+    for _ in range(4):
+        out_x, target = ours(x, torch.zeros(9, dtype=torch.long, device="meta"))
+        assert out_x is x and target.device == torch.device("meta") and target.shape == (9, 5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"mode": "half"}, ValueError, r"mode must be 'batch', 'pair' or 'elem' .*got 'half' .*FastCollateMixup"),
+        ({"mode": "sample"}, ValueError, r"mode must be 'batch', 'pair' or 'elem' \(timm's modes\), got 'sample'"),
+        ({"mixup_alpha": -1.0}, ValueError, r"mixup_alpha must be finite and >= 0 \(0 turns it off\), got -1.0"),
+        ({"cutmix_alpha": "1"}, TypeError, r"cutmix_alpha must be a real number >= 0 .*got str '1'"),
+        ({"mixup_alpha": 0.0}, ValueError, r"mixup_alpha and cutmix_alpha are both 0 .*set mixup_alpha > 0"),
+        ({"cutmix_minmax": (0.9, 0.1)}, ValueError, r"cutmix_minmax must be \(low, high\) .*got \(0.9, 0.1\)"),
+        ({"prob": 1.5}, ValueError, r"prob must be in \[0, 1\], got 1.5"),
+        ({"switch_prob": -0.1}, ValueError, r"switch_prob must be in \[0, 1\], got -0.1"),
+        ({"correct_lam": "yes"}, TypeError, r"correct_lam must be a bool, got str 'yes'"),
+        ({"label_smoothing": 2.0}, ValueError, r"label_smoothing must be in \[0, 1\], got 2.0"),
+        ({"num_classes": 0}, ValueError, r"num_classes must be an int >= 1, got 0"),
+    ],
+)
+def test_drop_in_argument_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        multimix.timm.Mixup(**kwargs)
+
+
+def test_drop_in_call_and_attribute_errors():
+    ours = multimix.timm.Mixup(num_classes=3, seed=0)
+    with pytest.raises(AttributeError, match=r"Mixup.mixup_alpha is fixed at construction, .* build a new Mixup"):
+        ours.mixup_alpha = 0.2
+    with pytest.raises(AttributeError, match=r"Mixup.mixup_enable is fixed at construction"):
+        ours.mixup_enable = False  # a typo would otherwise leave mixing on
+    with pytest.raises(AttributeError, match=r"Mixer has no attribute 'mixup_enabled'"):
+        ours.mixer.mixup_enabled = False
+    with pytest.raises(TypeError, match=r"enabled must be a bool, got 0"):
+        ours.mixup_enabled = 0
+    with pytest.raises(ValueError, match=r"targets holds label 3, outside \[0, num_classes=3\)"):
+        ours(torch.randn(2, 3, 4, 4), torch.tensor([0, 3]))
+    with pytest.raises(TypeError, match=r"inputs must be a floating-point tensor .*got dtype torch.uint8"):
+        ours(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"targets has batch size 3 but inputs have batch size 2"):
+        ours(torch.randn(2, 3, 4, 4), torch.tensor([0, 1, 2]))
