@@ -42,6 +42,7 @@ from multimix.adapter import Adapter
 from multimix.losses import binary_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
 from multimix.plan import MixPlan
+from multimix.seeding import rank_seed
 from multimix.targets import check_targets, mixed_targets
 from multimix.text import POOLED, HiddenMix
 
@@ -525,11 +526,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model._multimix_base
 
 
-def _rank_seed(seed: int, rank: int) -> int:
-    """The plan-generator seed of process ``rank`` > 0 (the formula of ``multimix.lightning.rank_seed``)."""
-    return (seed * 1_000_003 + 7_919 * rank) % 2**63
-
-
 def _wrapped_in(model: nn.Module | None) -> MixupModel:
     """The :func:`wrap` model inside the Trainer's model (itself, or under a PEFT model)."""
     found = next((m for m in model.modules() if isinstance(m, MixupModel)), None) if model is not None else None
@@ -614,7 +610,7 @@ class MixupCallback(TrainerCallback):
                 )
             mixer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         elif rank > 0:
-            mixer.generator.manual_seed(_rank_seed(mixer.seed, rank))
+            mixer.generator.manual_seed(rank_seed(mixer.seed, rank))
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         self._mixer(model).set_epoch(math.floor((state.epoch or 0.0) + 1e-6))

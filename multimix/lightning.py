@@ -18,21 +18,9 @@ except ImportError as error:  # pragma: no cover - exercised only without lightn
     raise ImportError('multimix.lightning needs Lightning: pip install "lightning>=2.2" (or multimix[dev])') from error
 
 from multimix.mixer import MixedBatch, Mixer
+from multimix.seeding import rank_seed
 
 __all__ = ["MixupCallback", "rank_seed"]
-
-
-def rank_seed(seed: int, rank: int) -> int:
-    """The plan-generator seed of process ``rank`` > 0 (rank 0 keeps the mixer's own generator).
-
-    Mixed like :meth:`Mixer.seed_worker` mixes worker seeds, so ranks draw different
-    plans and a run is reproducible from ``seed`` and the world size.
-
-    Example:
-        >>> rank_seed(0, 1) != rank_seed(0, 2) != rank_seed(1, 1)
-        True
-    """
-    return (seed * 1_000_003 + 7_919 * rank) % 2**63
 
 
 def _check_batch_keys(batch_keys: object, mixer: Mixer) -> tuple[Any, Any] | None:
