@@ -52,7 +52,9 @@ class MixedBatch:
         index: ``(B,)`` long, each sample's partner, on the inputs' device.
         plan: the drawn :class:`~multimix.plan.MixPlan` (on the CPU).
         region: what the adapter drew beyond the plan (CutMix boxes, on the CPU), per
-            field for dict batches.
+            field for dict batches. With ``switch="sample"``, a list with what each adapter
+            drew for its sub-batch (None if it mixed no sample), whose first rows are the
+            adapter's samples in ascending order.
         lengths: for calls given ``lengths``, the mixed lengths ``(B,)`` or padding
             mask ``(B, T)``: a mixed item is valid wherever either source was.
     """

@@ -492,3 +492,14 @@ def test_drop_in_call_and_attribute_errors():
         ours(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"targets has batch size 3 but inputs have batch size 2"):
         ours(torch.randn(2, 3, 4, 4), torch.tensor([0, 1, 2]))
+
+
+def test_drop_in_pickles_for_dataloader_workers():
+    import pickle
+
+    ours = multimix.timm.Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="pair", num_classes=3, seed=2)
+    copy = pickle.loads(pickle.dumps(ours))
+    x = torch.randn(6, 3, 8, 8)
+    torch.testing.assert_close(copy(x.clone(), torch.arange(6) % 3), ours(x.clone(), torch.arange(6) % 3))
+    with pytest.raises(AttributeError, match=r"fixed at construction"):
+        copy.mode = "elem"
