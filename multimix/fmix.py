@@ -1,0 +1,125 @@
+"""FMix (Harris et al. 2020): a mask thresholded from low-frequency Fourier noise; in ``multimix.image``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from multimix._checks import check_probability
+from multimix._kernels import apply_rowwise, keep_unmixed, unchanged
+from multimix.adapter import Adapter
+from multimix.image import _IMAGE_INPUTS
+from multimix.lengths import Validity
+from multimix.plan import MixPlan
+
+__all__ = ["FMix", "Fourier", "fourier_noise"]
+
+
+def fourier_noise(count: int, height: int, width: int, decay_power: float, generator: torch.Generator,
+                  grid: int = 32) -> torch.Tensor:  # fmt: skip
+    """``(count, h, w)`` low-frequency noise of an image ``(height, width)``, on a grid of at most ``grid`` per side.
+
+    FMix's spectrum (Harris et al. 2020, ``make_low_freq_image``): Gaussian Fourier
+    coefficients scaled by ``1 / max(f, 1 / max(height, width)) ** decay_power``, f in
+    cycles per pixel of the full image. The field has almost no energy above a few
+    cycles per image, so it is synthesised on a coarse grid (the same frequencies up to
+    ``grid / 2`` cycles per image) and upsampled by the adapter: far less host work.
+    """
+    gh, gw = min(height, grid), min(width, grid)
+    fy = torch.fft.fftfreq(gh, dtype=torch.float64) * gh / height
+    fx = torch.fft.rfftfreq(gw, dtype=torch.float64) * gw / width
+    freqs = (fy.view(-1, 1) ** 2 + fx.view(1, -1) ** 2).sqrt()
+    scale = 1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power
+    coefficients = torch.randn(count, gh, gw // 2 + 1, 2, generator=generator)
+    spectrum = torch.view_as_complex(coefficients * scale.float().unsqueeze(-1))
+    return torch.fft.irfft2(spectrum, s=(gh, gw))
+
+
+class Fourier(NamedTuple):
+    """FMix noise and thresholds: a pixel is the sample's own where the upsampled noise exceeds ``high``."""
+
+    noise: torch.Tensor  # (B, h, w) float32 coarse noise (one map shared by the batch without per_sample)
+    high: torch.Tensor  # (B,) float32: above it the mask is 1
+    low: torch.Tensor  # (B,) float32: below it 0; linear in between (max_soft > 0), else low == high
+
+
+class FMix(Adapter):
+    """Mix with a binary mask thresholded from low-frequency Fourier noise; lam is the mask's mean exactly.
+
+    Harris et al., "FMix: Enhancing Mixed Sample Data Augmentation", 2020: the top lam
+    of the noise values keep the sample, the rest come from the partner. The noise is
+    drawn on the CPU (:func:`fourier_noise`); the device upsamples it to (H, W)
+    (bilinear), thresholds it and mixes, so the label weight is the mean of the mask
+    actually applied. ``max_soft`` > 0 softens the edge over that fraction of pixels.
+
+    Example:
+        >>> import multimix
+        >>> out = multimix.Mixer(FMix(1.0), num_classes=4, per_sample=True, seed=0)(
+        ...     torch.rand(4, 3, 16, 16), torch.arange(4))
+        >>> bool(torch.allclose(out.targets.sum(1), torch.ones(4)))
+        True
+    """
+
+    min_ndim, max_ndim, layout, hf_inputs = 4, 5, "(B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
+
+    def __init__(
+        self, alpha: float = 1.0, *, decay_power: float = 3.0, max_soft: float = 0.0, inplace: bool = True
+    ) -> None:
+        super().__init__(alpha, inplace=inplace)
+        if isinstance(decay_power, bool) or not isinstance(decay_power, (int, float)) or not decay_power > 0:
+            raise ValueError(f"decay_power must be a number > 0 (the paper uses 3), got {decay_power!r}")
+        self.decay_power = float(decay_power)
+        self.max_soft = check_probability(max_soft, "max_soft")
+        if self.max_soft > 0.5:
+            raise ValueError(f"max_soft must be in [0, 0.5] (a fraction of pixels on each side), got {max_soft!r}")
+
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Fourier:
+        count = plan.batch_size if plan.per_sample else 1
+        noise = fourier_noise(count, x.shape[-2], x.shape[-1], self.decay_power, generator)
+        ordered = noise.flatten(1).sort(dim=1, descending=True).values.double()
+        size = ordered.shape[1]
+        lam = plan.lam[:count]
+        soft = np.minimum(self.max_soft, np.minimum(lam.numpy(), 1.0 - lam.numpy()))
+        padded = torch.cat([ordered[:, :1] + 1, ordered, ordered[:, -1:] - 1], dim=1)  # ranks 0 and size+1 sit outside
+
+        def threshold(kept: np.ndarray) -> torch.Tensor:  # midway between the kept-th and the next value
+            rank = torch.from_numpy(np.clip(np.round(kept * size), 0, size).astype(np.int64)).view(-1, 1)
+            return ((padded.gather(1, rank) + padded.gather(1, rank + 1)) / 2).squeeze(1).float()
+
+        high, low = threshold(lam.numpy() - soft), threshold(lam.numpy() + soft)
+        return Fourier(noise, high, low)  # one map for a per-batch draw, broadcast on the device
+
+    def mask(self, x: torch.Tensor, region: Fourier) -> torch.Tensor:
+        """``(B or 1, H, W)`` weight of each sample's own pixels (bool when binary), on ``x``'s device."""
+        noise = region.noise.unsqueeze(1)
+        if noise.shape[-2:] != x.shape[-2:]:
+            noise = F.interpolate(noise, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        noise, high, low = noise.squeeze(1), region.high.view(-1, 1, 1), region.low.view(-1, 1, 1)
+        if self.max_soft == 0:
+            return noise > high
+        return ((noise - low) / (high - low).clamp(min=1e-12)).clamp(0, 1).to(x.dtype)
+
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: Fourier, valid: Validity | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inplace = self.writes_inplace(x)
+        if not plan.any_mixed:
+            return unchanged(x, inplace), torch.ones_like(plan.lam)
+        mask = self.mask(x, region)
+        own = mask.flatten(1).sum(1, dtype=torch.float64) / mask[0].numel()  # the mask's mean, exactly
+        lam = torch.where(plan.mixed, own.expand(x.shape[0]), 1.0)
+        weight = mask.view(mask.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:])
+        if self.vectorized(x):
+            partner = x.index_select(0, plan.index)
+            mixed = torch.lerp(partner, x, weight) if self.max_soft else torch.where(weight, x, partner)
+            return keep_unmixed(mixed, x, plan, inplace=inplace), lam
+        shared = weight.shape[0] == 1
+
+        def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+            w = weight[0 if shared else i]
+            torch.lerp(partner, dst, w, out=dst) if self.max_soft else torch.where(w, dst, partner, out=dst)
+
+        return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace), lam

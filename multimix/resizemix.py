@@ -1,0 +1,114 @@
+"""ResizeMix (Qin et al. 2020): the whole partner, resized into a box; in ``multimix.image``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from multimix._kernels import apply_rowwise, row_view, unchanged
+from multimix.adapter import Adapter
+from multimix.image import _IMAGE_INPUTS, box_masks
+from multimix.lengths import Validity
+from multimix.plan import MixPlan
+
+__all__ = ["ResizeMix", "Resized"]
+
+
+def _nearest_sources(size: int, out: int) -> torch.Tensor:
+    """Source index of each of ``out`` steps resized from ``size`` (F.interpolate's "nearest", in float32 as torch)."""
+    scale = torch.tensor(size, dtype=torch.float32) / out
+    return (torch.arange(out, dtype=torch.float32) * scale).floor().long().clamp(max=size - 1)
+
+
+class Resized(NamedTuple):
+    """ResizeMix boxes, their label weight, and for each box the partner's source rows and columns."""
+
+    boxes: torch.Tensor  # (B, 4) long [y1, y2, x1, x2)
+    kept: torch.Tensor  # (B,) float64, the fraction of each image kept (the label weight)
+    rows: torch.Tensor  # (B, H) bool, rows inside each mixed sample's box
+    cols: torch.Tensor  # (B, W) bool
+    row_source: torch.Tensor  # (B, H) long, the partner row shown at each row of the box (0 outside)
+    col_source: torch.Tensor  # (B, W) long
+    box: tuple[int, int, int, int] | None = None  # the one box of a per-batch draw, as host ints
+
+
+class ResizeMix(Adapter):
+    """Paste the whole partner, resized (nearest) into a box, into each image; lam is the area kept.
+
+    Qin et al., "ResizeMix: Mixing Data with Preserved Object Information and True
+    Labels", 2020. The box side is ``tau`` times the image's, ``tau = scale[0] + lam *
+    (scale[1] - scale[0])`` with the plan's lam (OpenMixup's rule), centred uniformly and
+    clipped at the border; the partner is resized to the clipped box.
+
+    Example:
+        >>> import multimix
+        >>> out = multimix.Mixer(ResizeMix(1.0), num_classes=4, per_sample=True, seed=0)(
+        ...     torch.rand(4, 3, 16, 16), torch.arange(4))
+        >>> bool(torch.allclose(out.targets.sum(1), torch.ones(4)))
+        True
+    """
+
+    min_ndim, max_ndim, layout, hf_inputs = 4, 5, "(B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
+
+    def __init__(self, alpha: float = 1.0, *, scale: tuple[float, float] = (0.1, 0.8), inplace: bool = True) -> None:
+        super().__init__(alpha, inplace=inplace)
+        if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1 (box side / image), got {scale!r}")
+        self.scale = (float(scale[0]), float(scale[1]))
+
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Resized:
+        height, width = x.shape[-2], x.shape[-1]
+        lam = (plan.lam if plan.per_sample else plan.lam[:1]).numpy()
+        tau = self.scale[0] + lam * (self.scale[1] - self.scale[0])
+        cy = torch.randint(0, height, lam.shape, generator=generator).numpy()
+        cx = torch.randint(0, width, lam.shape, generator=generator).numpy()
+        cut_h, cut_w = (height * tau).astype(np.int64), (width * tau).astype(np.int64)
+        y1, x1 = np.clip(cy - cut_h // 2, 0, height), np.clip(cx - cut_w // 2, 0, width)
+        y2, x2 = np.clip(cy + cut_h // 2, 0, height), np.clip(cx + cut_w // 2, 0, width)
+        boxes = torch.from_numpy(np.stack([y1, y2, x1, x2], axis=1)).expand(plan.batch_size, 4)
+        kept = 1.0 - torch.from_numpy((y2 - y1) * (x2 - x1) / (height * width)).expand(plan.batch_size)
+        row_source = torch.zeros(plan.batch_size, height, dtype=torch.long)
+        col_source = torch.zeros(plan.batch_size, width, dtype=torch.long)
+        for i, (a, b, c, d) in enumerate(boxes.tolist() if plan.per_sample else boxes[:1].tolist()):
+            rows = slice(None) if not plan.per_sample else i
+            if b > a and d > c:
+                row_source[rows, a:b] = _nearest_sources(height, b - a)
+                col_source[rows, c:d] = _nearest_sources(width, d - c)
+        box = None if plan.per_sample else tuple(boxes[0].tolist())
+        return Resized(boxes, torch.where(plan.mixed, kept, 1.0), **box_masks(boxes, plan.mixed, height, width),
+                       row_source=row_source, col_source=col_source, box=box)  # fmt: skip
+
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: Resized, valid: Validity | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inplace = self.writes_inplace(x)
+        if not plan.any_mixed:
+            return unchanged(x, inplace), region.kept
+        if region.box is not None:  # one box: resize the batch once, read and write only the box
+            y1, y2, x1, x2 = region.box
+            out = x if inplace else x.clone()
+            if y2 > y1 and x2 > x1:
+                rows, cols = region.row_source[0, y1:y2], region.col_source[0, x1:x2]
+                resized = x.index_select(-2, rows).index_select(-1, cols).index_select(0, plan.index)
+                window = out[..., y1:y2, x1:x2]
+                if not plan.all_mixed:
+                    resized = torch.where(row_view(plan.mixed, resized), resized, window)
+                window.copy_(resized)
+            return out, region.kept
+        if self.vectorized(x):
+            n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+            flat = x.reshape(n, -1, height, width)
+            resized = flat[plan.index.view(n, 1, 1), :, region.row_source.view(n, height, 1),
+                           region.col_source.view(n, 1, width)].permute(0, 3, 1, 2).reshape(x.shape)  # fmt: skip
+            mask = (region.rows.unsqueeze(2) & region.cols.unsqueeze(1)).view(n, *([1] * (x.dim() - 3)), height, width)
+            return (torch.where(mask, resized, x, out=x) if inplace else torch.where(mask, resized, x)), region.kept
+        boxes, row_source, col_source = region.boxes.tolist(), region.row_source, region.col_source
+
+        def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+            y1, y2, x1, x2 = boxes[i]  # whole rows first (memcpy), then the columns: faster than interpolate here
+            rows, cols = row_source[i, y1:y2], col_source[i, x1:x2]
+            dst[..., y1:y2, x1:x2].copy_(partner.index_select(-2, rows).index_select(-1, cols))
+
+        return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace), region.kept
