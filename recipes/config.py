@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from multimix_recipes import HERE, RECIPES
 
 __all__ = ["QUICK", "RUN_ONLY", "coerce", "differences", "load_defaults", "parse_assignment", "resolve", "save"]
 
-QUICK = {"epochs": 1, "train_limit": 512, "test_limit": 256}  # --quick: fills only keys not given
+# --quick: fills only keys not given (512 training samples once the validation split is carved out)
+QUICK = {"epochs": 1, "train_limit": 576, "val_size": 64, "test_limit": 256}
 NULLABLE = {"train_limit", "test_limit"}  # null = all
 # keys that may change when a run is resumed (the others must match the checkpoint's)
 RUN_ONLY = {"epochs", "progress", "device", "out", "quick", "compile"}
@@ -29,7 +31,10 @@ CHOICES = {
 
 
 def load_defaults(recipe: str) -> dict[str, Any]:
-    """The recipe's YAML defaults (shipped inside the package), each value typed like itself."""
+    """The recipe's YAML defaults (shipped inside the package), each value typed like itself.
+
+    The mapping ``on_gpu`` (not a key) holds the defaults that change when the run's device is a GPU.
+    """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}")
     return yaml.safe_load((HERE / recipe / "defaults.yaml").read_text())
@@ -81,8 +86,9 @@ def coerce(key: str, value: Any, default: Any, source: str) -> Any:
             raise ValueError(f"{source}: {key} must be a string, got {value!r}")
         return str(value)
     if isinstance(default, list):
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
+        if isinstance(value, str):  # YAML "[0, 1, 2]" or the shorthand "0,1,2"
+            text = value.strip()
+            value = yaml.safe_load(text) if text.startswith("[") else [yaml.safe_load(v) for v in text.split(",") if v]
         if not isinstance(value, list):
             raise ValueError(f"{source}: {key} must be a list like {default!r}, got {value!r}")
         return [coerce(f"{key}[{i}]", v, default[0], source) if default else v for i, v in enumerate(value)]
@@ -155,10 +161,29 @@ def _validate(recipe: str, config: dict[str, Any]) -> None:
     for key, choices in CHOICES.items():
         if config[key] not in choices:
             raise ValueError(f"{key} must be one of {list(choices)}, got {config[key]!r}")
+    seeds = config["seeds"]
+    if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 2**63 - 1 for x in seeds) or len(
+        set(seeds)
+    ) != len(seeds):
+        raise ValueError(f"seeds must be distinct integers in 0..2**63-1, e.g. --set seeds=0,1,2; got {seeds!r}")
+    if config["val_size"] < 1:
+        raise ValueError(f"val_size must be >= 1 (validation samples carved out of the training data, on which "
+                         f"the temperature is fitted), got {config['val_size']!r}")  # fmt: skip
+    if not math.isfinite(config["regmixup_alpha"]) or config["regmixup_alpha"] <= 0:
+        raise ValueError(f"regmixup_alpha must be finite and > 0 (RegMixup uses 10-20), "
+                         f"got {config['regmixup_alpha']!r}")  # fmt: skip
+    if not math.isfinite(config["regmixup_eta"]) or config["regmixup_eta"] < 0:
+        raise ValueError(f"regmixup_eta must be finite and >= 0 (the paper uses 1.0), got {config['regmixup_eta']!r}")
     milestones = config["milestones"]
     integers = all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones)
     if not integers or sorted(milestones) != milestones:
         raise ValueError(f"milestones must be increasing epochs >= 1, got {config['milestones']!r}")
+
+
+def _on_gpu(device: str) -> bool:
+    import torch
+
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
 def resolve(
@@ -169,8 +194,9 @@ def resolve(
     ``config_file`` is a path, or the name of a YAML shipped beside the recipe's defaults
     (``cifar10-paper`` for ``recipes/image/cifar10-paper.yaml``, so it works when installed).
 
-    With ``quick: true``, :data:`QUICK` fills the keys that neither the file nor the
-    command line gives (``--quick --epochs 3`` runs 3 epochs).
+    On a GPU (``device`` cuda, or auto with one), the YAML's ``on_gpu`` mapping fills the
+    keys that neither the file nor the command line gives. With ``quick: true``,
+    :data:`QUICK` then fills them (``--quick --epochs 3`` runs 3 epochs).
 
     Raises:
         ValueError: unknown keys, values of the wrong type, methods with no implementation,
@@ -178,6 +204,7 @@ def resolve(
             config file that does not exist, is not valid YAML or not a mapping.
     """
     defaults = load_defaults(recipe)
+    on_gpu = defaults.pop("on_gpu", None) or {}
     config = dict(defaults)
     given: set[str] = set()
     if config_file is not None:
@@ -194,6 +221,8 @@ def resolve(
     overrides = dict(overrides or {})
     _merge(config, overrides, defaults, "command line")
     given |= set(overrides)
+    if on_gpu and _on_gpu(config["device"]):  # e.g. text: all of MR and more epochs on a GPU
+        config.update({k: coerce(k, v, defaults[k], "on_gpu") for k, v in on_gpu.items() if k not in given})
     if config["quick"]:
         config.update({k: v for k, v in QUICK.items() if k not in given})
     _validate(recipe, config)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["TensorData", "epoch_batches", "fits_on", "to_device"]
+__all__ = ["TensorData", "epoch_batches", "fits_on", "group_split", "split_off", "to_device"]
 
 
 def _map(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
@@ -109,3 +109,33 @@ def epoch_batches(
                         persistent_workers=False)  # fmt: skip
     for batch in loader:
         yield to_device(batch, device)
+
+
+def split_off(size: int, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded validation split: ``(keep, held)`` sorted row indices of ``range(size)``, disjoint, ``count`` held.
+
+    The validation split is carved out of the training data, so temperature scaling
+    (and any choice of defaults) never looks at the test set.
+
+    Raises:
+        ValueError: ``count`` < 1, or leaving no training rows.
+    """
+    if count < 1 or count >= size:
+        raise ValueError(f"val_size must be >= 1 and below the {size} training samples, got {count}; "
+                         f"lower val_size or raise train_limit")  # fmt: skip
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    return order[count:].sort().values, order[:count].sort().values
+
+
+def group_split(groups: list[str], held_out: int, seed: int) -> list[str]:
+    """The ``held_out`` groups (e.g. speakers) drawn by ``seed`` from the distinct values of ``groups``, sorted.
+
+    Raises:
+        ValueError: ``held_out`` < 1 or leaving no group to train on.
+    """
+    names = sorted(set(groups))
+    if not 1 <= held_out < len(names):
+        raise ValueError(f"held_out_speakers must be in 1..{len(names) - 1} (there are {len(names)} speakers: "
+                         f"{names}), got {held_out}")  # fmt: skip
+    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(names[i] for i in order[:held_out])

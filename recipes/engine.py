@@ -3,7 +3,8 @@
 A recipe hands over a :class:`Task` (how to compute the training loss of a batch and
 the logits of a test batch); the engine owns the rest: device and precision, the
 optimizer and schedule, the per-epoch seeded order, torch DDP on several devices,
-metrics (train loss, test accuracy and error, test loss, ECE, time, throughput),
+metrics (train loss, test accuracy and error, NLL, ECE, Brier score, time, throughput;
+the temperature fitted on the validation split and the test scores after it),
 checkpoints that resume exactly (see :mod:`multimix_recipes.checkpoint`) and the plots.
 The hot path reads nothing back from the device: the loss is summed there and read
 once per epoch.
@@ -23,17 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from multimix_recipes import checkpoint, distributed, optim, plots
-from multimix_recipes.checkpoint import rng_state_on_cpu
-from multimix_recipes.data import TensorData, epoch_batches, fits_on
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 import multimix
+from multimix_recipes import checkpoint, distributed, optim, plots
+from multimix_recipes.checkpoint import rng_state_on_cpu
+from multimix_recipes.data import TensorData, epoch_batches, fits_on
 
-__all__ = ["Task", "evaluate", "mixer_for", "pick_device", "rng_state_on_cpu", "steps_per_epoch", "summary", "train"]
+__all__ = ["Task", "calibrate", "evaluate", "mixer_for", "pick_device", "predict", "rng_state_on_cpu", "scores",
+           "steps_per_epoch", "summary", "train"]  # fmt: skip
 
 
 def pick_device(name: str, *, cuda_available: bool | None = None, local_rank: str | None = None) -> torch.device:
@@ -92,6 +94,8 @@ class Task:
             order becomes batches (default: consecutive chunks; text buckets by length).
         save: ``(folder) -> None`` writes the trained model in its own format (text: a Hugging
             Face directory) into ``out / "model"``.
+        val_set: the validation split carved out of the training data (like ``test_set``):
+            the temperature is fitted on it at each evaluation, never on the test set.
     """
 
     model: nn.Module
@@ -105,6 +109,7 @@ class Task:
     batches: Callable[[torch.Tensor, int, torch.Generator], list[torch.Tensor]] | None = None
     class_names: list[str] = field(default_factory=list)
     save: Callable[[Path], None] | None = None
+    val_set: Dataset | None = None
 
 
 def use_bf16(config: dict[str, Any], device: torch.device) -> bool:
@@ -139,37 +144,62 @@ def _shard(n: int, world: distributed.World) -> torch.Tensor:
     return torch.arange(world.rank, n, world.size)
 
 
-def evaluate(task: Task, device: torch.device, bf16: bool, world: distributed.World, batch_size: int) -> dict:
-    """Test accuracy, loss and ECE on clean data; each rank scores its shard and the logits are gathered."""
+def predict(
+    task: Task, data: Dataset, device: torch.device, bf16: bool, world: distributed.World, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 logits and labels of ``data`` on the CPU, in its order; each rank scores its shard, gathered."""
     task.model.eval()
-    index = _shard(len(task.test_set), world)
-    batches = list(index.split(batch_size))
+    index = _shard(len(data), world)
     logits_all, labels_all = [], []
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     with torch.no_grad(), autocast:
-        for batch in epoch_batches(task.test_set, batches, device, task.collate_eval):
+        for batch in epoch_batches(data, list(index.split(batch_size)), device, task.collate_eval):
             logits, labels = task.test_logits(task.model, batch)
             logits_all.append(logits.float().cpu())
             labels_all.append(labels.cpu())
     gathered = distributed.gather((index, torch.cat(logits_all), torch.cat(labels_all)), world)
     order = torch.cat([g[0] for g in gathered]).argsort()
-    logits, labels = torch.cat([g[1] for g in gathered])[order], torch.cat([g[2] for g in gathered])[order]
-    return {
-        "test_accuracy": multimix.accuracy(logits, labels),
-        "test_loss": float(multimix.soft_cross_entropy(logits, labels)),
-        "test_ece": multimix.expected_calibration_error(logits, labels),
-        "_logits": logits,
-        "_labels": labels,
-    }
+    return torch.cat([g[1] for g in gathered])[order], torch.cat([g[2] for g in gathered])[order]
+
+
+def scores(logits: torch.Tensor, labels: torch.Tensor, prefix: str = "test", suffix: str = "") -> dict[str, float]:
+    """Accuracy, NLL (the loss), ECE and Brier score of ``logits``, keyed ``{prefix}_{name}{suffix}``."""
+    values = {"accuracy": multimix.accuracy(logits, labels), "loss": multimix.negative_log_likelihood(logits, labels),
+              "ece": multimix.expected_calibration_error(logits, labels), "brier": multimix.brier_score(logits, labels)}
+    return {f"{prefix}_{name}{suffix}": value for name, value in values.items()}  # fmt: skip
+
+
+def calibrate(val: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """Temperature scaling (Guo et al., 2017): T fitted on the validation logits, the test set scored with logits / T.
+
+    Accuracy does not change; ``test_loss_calibrated``, ``test_ece_calibrated`` and
+    ``test_brier_calibrated`` are the test scores of ``logits / T``.
+    """
+    temperature = multimix.fit_temperature(*val)
+    calibrated = scores(test[0] / temperature, test[1], suffix="_calibrated")
+    del calibrated["test_accuracy_calibrated"]
+    return {"temperature": temperature, **calibrated}
+
+
+def evaluate(task: Task, device: torch.device, bf16: bool, world: distributed.World, batch_size: int) -> dict:
+    """Test scores on clean data; with a validation split, its scores, T fitted on it and the calibrated test scores."""
+    logits, labels = predict(task, task.test_set, device, bf16, world, batch_size)
+    result = {**scores(logits, labels), "_logits": logits, "_labels": labels, "temperature": 1.0}
+    if task.val_set is not None:
+        val = predict(task, task.val_set, device, bf16, world, batch_size)
+        result.update(scores(*val, prefix="val"))
+        result.update(calibrate(val, (logits, labels)))
+    return result
 
 
 def summary(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last epoch, the final test error and the median test error of the last 10 epochs (the mixup paper's)."""
+    """The last epoch, the final test error, the median test error of the last 10 epochs (the mixup paper's), time."""
     if not history:
         return {}
     errors = [1 - h["test_accuracy"] for h in history[-10:]]
     return {**history[-1], "test_error": 1 - history[-1]["test_accuracy"],
-            "test_error_median_last_10": statistics.median(errors)}  # fmt: skip
+            "test_error_median_last_10": statistics.median(errors),
+            "train_seconds_total": sum(h.get("train_seconds", 0.0) for h in history)}  # fmt: skip
 
 
 def train(
@@ -191,6 +221,8 @@ def train(
         task.train_set = task.train_set.to(device)
     if fits_on(task.test_set, device):
         task.test_set = task.test_set.to(device)
+    if task.val_set is not None and fits_on(task.val_set, device):
+        task.val_set = task.val_set.to(device)
     module: nn.Module = model
     if world.size > 1:
         module = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -256,13 +288,16 @@ def train(
             continue
         history.append({
             "epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
-            "test_accuracy": result["test_accuracy"], "test_error": 1 - result["test_accuracy"],
-            "test_loss": result["test_loss"], "test_ece": result["test_ece"],
+            "test_error": 1 - result["test_accuracy"],
+            **{k: v for k, v in result.items() if not k.startswith("_")},
             "train_seconds": seconds, "train_samples_per_second": seen * world.size / seconds,
         })  # fmt: skip
         last = history[-1]
         print(f"epoch {epoch + 1}: train loss {last['train_loss']:.4f}, test accuracy {last['test_accuracy']:.4f}, "
-              f"test loss {last['test_loss']:.4f}, ECE {last['test_ece']:.4f}", flush=True)  # fmt: skip
+              f"test loss {last['test_loss']:.4f}, ECE {last['test_ece']:.4f}"
+              + (f"; T {last['temperature']:.3f}: test loss {last['test_loss_calibrated']:.4f}, "
+                 f"ECE {last['test_ece_calibrated']:.4f}" if "test_ece_calibrated" in last else ""),
+              flush=True)  # fmt: skip
         checkpoint.write({
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "mixers": mixer_states,
@@ -279,8 +314,10 @@ def train(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if task.save is not None:
         task.save(out / "model")
-    plots.learning_curves({config["method"]: history}, out / "learning_curves.png")
-    plots.reliability(result["_logits"], result["_labels"], out / "reliability.png", config["method"])
-    metrics["_logits"], metrics["_labels"] = result["_logits"], result["_labels"]
+    plots.learning_curves({config["method"]: [history]}, out / "learning_curves.png")
+    plots.reliability({config["method"]: (result["_logits"], result["_labels"], result["temperature"])},
+                      out / "reliability.png")  # fmt: skip
+    metrics["_logits"], metrics["_labels"], metrics["_temperature"] = (result["_logits"], result["_labels"],
+                                                                       result["temperature"])  # fmt: skip
     return metrics
 

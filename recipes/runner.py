@@ -1,18 +1,21 @@
-"""``multimix run``: resolve the configuration, check the output folder and any checkpoint, train, report."""
+"""``multimix run``: resolve the configuration, check the output folders and any checkpoint, train each method on
+each seed, report (mean and sample standard deviation over seeds)."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
 from multimix_recipes import checkpoint, distributed, engine, load, plots
 from multimix_recipes import config as configuration
 
-__all__ = ["prepare_out", "run"]
+__all__ = ["aggregate", "comparison_table", "prepare_out", "run"]
 
 
 def prepare_out(path: Path) -> Path:
@@ -52,55 +55,95 @@ def run(
     compare: list[str] | None = None,
     resume: bool = False,
 ) -> Path:
-    """Run recipe ``name``; with ``compare``, train each method on the same data and seed. Returns the output folder."""
+    """Run recipe ``name``; with ``compare``, each method on the same data and seed; with the ``seeds`` key
+    (``--set seeds=0,1,2``), every method once per seed. Returns the output folder.
+
+    Folders: ``out/<method>/`` with ``compare``, then ``seed<k>/`` with several seeds; a
+    comparison (``comparison.md``/``.json``, mean and sample std over the seeds) when either is given.
+    """
     recipe = load(name)
     overrides = dict(overrides or {})
-    methods = compare or [None]
-    configs = [configuration.resolve(name, config_file, overrides if m is None else {**overrides, "method": m})
-               for m in methods]  # fmt: skip
+    seeds = configuration.resolve(name, config_file, overrides)["seeds"] or [None]
+    runs = [(m, seed) for m in (compare or [None]) for seed in seeds]
+    configs = [configuration.resolve(name, config_file, {**overrides, **({"method": m} if m else {}),
+                                                         **({"seed": seed} if seed is not None else {})})
+               for m, seed in runs]  # fmt: skip
     device = engine.pick_device(configs[0]["device"])  # a bad --device fails here
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before NCCL starts, so each rank talks from its own GPU
     world = distributed.current(device.type)
     out = Path(configs[0]["out"])
-    folders = [prepare_out(out / c["method"] if compare else out) for c in configs]
+    folders = [prepare_out(out / (c["method"] if compare else "") / (f"seed{c['seed']}" if len(seeds) > 1 else ""))
+               for c in configs]  # fmt: skip
     states = [_resume_state(c, f) if resume else None for c, f in zip(configs, folders, strict=True)]
-    results = {}
+    results: dict[str, list[dict[str, Any]]] = {}
     for config, run_out, state in zip(configs, folders, states, strict=True):
         if world.is_main:
             configuration.save(config, run_out / "config.yaml")
-            print(f"== {name}: {config['method']} (alpha {config['alpha']}) -> {run_out}")
+            alpha = config["regmixup_alpha"] if config["method"] == "regmixup" else config["alpha"]
+            print(f"== {name}: {config['method']} (alpha {alpha}, seed {config['seed']}) -> {run_out}")
         torch.manual_seed(config["seed"])  # model initialisation is part of the run
         random.seed(config["seed"])
         task = recipe.build(config)
-        results[config["method"]] = engine.train(task, config, run_out, state=state)
+        results.setdefault(config["method"], []).append(engine.train(task, config, run_out, state=state))
     if world.size > 1:
         torch.distributed.destroy_process_group()
     if not world.is_main:
         return out
-    if compare:
+    if compare or len(seeds) > 1:
         _write_comparison(results, out)
     print(f"results in {out.resolve()}")
     return out
 
 
-def _write_comparison(results: dict[str, dict[str, Any]], out: Path) -> None:
-    """A side-by-side table (Markdown and JSON) and both methods on one figure."""
-    rows = {method: r["final"] for method, r in results.items()}
-    lines = [
-        "| method | test accuracy | test error | median error, last 10 epochs | test loss | ECE | train samples/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for method, final in rows.items():
-        lines.append(
-            f"| {method} | {final['test_accuracy']:.4f} | {final['test_error']:.4f} "
-            f"| {final['test_error_median_last_10']:.4f} | {final['test_loss']:.4f} "
-            f"| {final['test_ece']:.4f} | {final['train_samples_per_second']:.0f} |"
-        )
-    table = "\n".join(lines)
+# final metrics in the table: (key, header, digits)
+COLUMNS = (("test_accuracy", "test accuracy", 4), ("test_loss", "NLL", 4), ("test_loss_calibrated", "NLL after T", 4),
+           ("test_ece", "ECE", 4), ("test_ece_calibrated", "ECE after T", 4), ("temperature", "T", 3),
+           ("test_brier", "Brier", 4), ("test_brier_calibrated", "Brier after T", 4),
+           ("train_seconds_total", "train time (s)", 0))  # fmt: skip
+
+
+def aggregate(finals: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per numeric key common to all ``finals`` (one per seed): mean, sample std (ddof=1; 0 for one run), values."""
+    keys = [k for k, v in finals[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and all(k in f for f in finals)]  # fmt: skip
+    stats = {}
+    for key in keys:
+        values = [float(f[key]) for f in finals]
+        mean = math.fsum(values) / len(values)
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        stats[key] = {"mean": mean, "std": std, "n": len(values), "values": values}
+    return stats
+
+
+def comparison_table(stats: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Markdown: one row per method, each column ``mean ± std`` (sample std, ddof=1) over the seeds."""
+    n = max(s["test_accuracy"]["n"] for s in stats.values())
+    note = f"mean ± sample std (ddof=1) over {n} seeds" if n > 1 else "one seed"
+    lines = [f"| method ({note}) | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
+             "|---|" + "---:|" * len(COLUMNS)]  # fmt: skip
+    for method, by_key in stats.items():
+        cells = []
+        for key, _, digits in COLUMNS:
+            if key not in by_key:
+                cells.append("")
+                continue
+            mean, std = by_key[key]["mean"], by_key[key]["std"]
+            cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}" if by_key[key]["n"] > 1 else f"{mean:.{digits}f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_comparison(results: dict[str, list[dict[str, Any]]], out: Path) -> None:
+    """The table (Markdown and JSON: mean, sample std and per-seed values of every final metric) and the figures."""
+    finals = {m: [{**r["final"], "wall_seconds": r["wall_seconds"]} for r in runs] for m, runs in results.items()}
+    stats = {method: aggregate(rows) for method, rows in finals.items()}
+    table = comparison_table(stats)
     (out / "comparison.md").write_text(table + "\n")
-    (out / "comparison.json").write_text(json.dumps(rows, indent=2))
-    plots.learning_curves({m: r["epochs"] for m, r in results.items()}, out / "comparison_curves.png")
-    plots.reliability_side_by_side({m: (r["_logits"], r["_labels"]) for m, r in results.items()},
-                                   out / "comparison_reliability.png")  # fmt: skip
+    (out / "comparison.json").write_text(json.dumps(stats, indent=2))
+    histories = {m: [r["epochs"] for r in runs] for m, runs in results.items()}
+    plots.learning_curves(histories, out / "comparison_curves.png")
+    plots.reliability({m: (runs[0]["_logits"], runs[0]["_labels"], runs[0]["_temperature"])
+                       for m, runs in results.items()}, out / "comparison_reliability.png")  # fmt: skip
+    plots.final_spread(finals, out / "comparison_spread.png")
     print(table)

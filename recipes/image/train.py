@@ -1,12 +1,13 @@
 """Image recipe: CIFAR-10 (embedded), PreAct ResNet-18 or a small CNN, mixup/CutMix vs ERM.
 
     multimix run image                         # embedded CIFAR-10, CPU-sized defaults (train_limit 10,000)
-    multimix run image --compare erm,mixup
+    multimix run image --compare erm,mixup,regmixup --set seeds=0,1,2
     multimix run image --config recipes/image/cifar10-paper.yaml    # the mixup paper's 200-epoch run
 
 The images stay uint8 on the device (when they fit) and each batch is augmented there
 (random crop with 4-pixel padding and a horizontal flip, one batched gather), then
-normalised and mixed on the device.
+normalised and mixed on the device. A seeded ``val_size`` images of the training data are
+held out as the validation split (the engine fits the temperature on it).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from multimix_recipes import data_file, models
-from multimix_recipes.data import TensorData
-from multimix_recipes.engine import Task, mixer_for, pick_device
 from PIL import Image
 
 import multimix
 from multimix.image import CutMix, Mixup
+from multimix_recipes import data_file, models
+from multimix_recipes.data import TensorData, split_off
+from multimix_recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("cifar10", "cifar100", "fashion_mnist")
 MEAN_STD = {3: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), 1: ((0.2860,), (0.3530,))}
@@ -138,16 +139,19 @@ def load_folder(root: Path, config: dict[str, Any]) -> tuple[TensorData, TensorD
             _as_dataset(test, config["test_limit"], seed, size), classes)  # fmt: skip
 
 
-def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]]:
+def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, TensorData, list[str]]:
+    """Train, validation (a seeded ``val_size`` carved out of the training data), test, class names."""
     data = config["data"]
     if data == "embedded":
-        return load_embedded(config)
-    if data in NAMED:
-        return load_named(data, config)
-    path = Path(data)
-    if not path.is_dir():
+        train, test, classes = load_embedded(config)
+    elif data in NAMED:
+        train, test, classes = load_named(data, config)
+    elif Path(data).is_dir():
+        train, test, classes = load_folder(Path(data), config)
+    else:
         raise ValueError(f"--data {data!r} is neither a dataset name ({['embedded', *NAMED]}) nor an existing folder")
-    return load_folder(path, config)
+    keep, held = split_off(len(train), config["val_size"], config["seed"])
+    return TensorData(train.take(keep)), TensorData(train.take(held)), test, classes
 
 
 def crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int = 4) -> torch.Tensor:
@@ -188,6 +192,7 @@ def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | No
     alpha = config["alpha"]
     return mixer_for(config, num_classes, {
         "mixup": lambda: Mixup(alpha),
+        "regmixup": lambda: Mixup(config["regmixup_alpha"]),
         "cutmix": lambda: CutMix(alpha),
         "mixup+cutmix": lambda: [Mixup(alpha), CutMix(alpha)],
     })  # fmt: skip
@@ -195,7 +200,7 @@ def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | No
 
 def build(config: dict[str, Any]) -> Task:
     """Data, model and mixer for one run."""
-    train_set, test_set, classes = load_data(config)
+    train_set, val_set, test_set, classes = load_data(config)
     device = pick_device(config["device"])
     channels = train_set.tensors[0].shape[1]
     model = models.build(config["model"], channels, len(classes), device)
@@ -212,10 +217,16 @@ def build(config: dict[str, Any]) -> Task:
         x, y = prepare(augment(batch[0])), batch[1]
         if mixer is None:
             return F.cross_entropy(module(x), y)
+        if config["method"] == "regmixup":  # the mixer writes in place: keep the clean batch, one forward for both
+            clean = x.clone()
+            out = mixer(x, y)
+            clean_logits, mixed_logits = module(torch.cat([clean, out.inputs])).split(len(y))
+            return multimix.regmixup_loss(clean_logits, y, mixed_logits, out.targets, config["regmixup_eta"])
         out = mixer(x, y)
         return multimix.soft_cross_entropy(module(out.inputs), out.targets)
 
     def test_logits(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return model(prepare(batch[0])), batch[1]
 
-    return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes)
+    return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes,
+                val_set=val_set)  # fmt: skip

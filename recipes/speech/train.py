@@ -1,11 +1,14 @@
 """Speech recipe: spoken digits (FSDD, embedded), a log-mel front end on the device, a small CNN.
 
     multimix run speech                        # embedded FSDD, takes 0-4 held out
-    multimix run speech --compare erm,mixup,specmix,wavemix
+    multimix run speech --set split=speakers --compare erm,mixup,specmix --set seeds=0,1,2   # unseen speakers
 
 Clips are padded or cut to ``clip_seconds`` with their valid lengths kept. ``wavemix``
 mixes the waveforms (lengths-aware) before the front end; ``mixup`` (SpecMixup) and
-``specmix`` mix the log-mel spectrograms after it, on the device.
+``specmix`` mix the log-mel spectrograms after it, on the device; ``regmixup`` trains on
+the clean and the SpecMixup batch together. ``spec_augment`` masks time and frequency
+bands of each clip's mel spectrogram (before the dB scale, so a masked band is silence),
+with any method.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio
-from multimix_recipes import data_file, models
-from multimix_recipes.data import TensorData
-from multimix_recipes.engine import Task, mixer_for, pick_device
 from torch import nn
 
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
+from multimix.specaugment import SpecAugment
+from multimix_recipes import data_file, models
+from multimix_recipes.data import TensorData, group_split, split_off
+from multimix_recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("speech_commands",)
 FSDD_NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
@@ -85,16 +89,25 @@ def _resampled(clip: torch.Tensor, rate: int, target: int) -> torch.Tensor:
 
 
 def load_embedded(config: dict[str, Any]) -> tuple[list, list, list[str]]:
-    """FSDD: takes 0-4 of every digit and speaker are the test set (the dataset's usual split)."""
-    train, test = [], []
+    """FSDD. ``split: takes``: takes 0-4 of every digit and speaker are the test set (the dataset's usual split);
+    ``split: speakers``: every clip of ``held_out_speakers`` speakers drawn by the seed is (unseen speakers)."""
+    items, speakers, takes = [], [], []
     with tarfile.open(data_file("fsdd-recordings.tar.xz")) as archive:
         for member in sorted(archive.getmembers(), key=lambda m: m.name):
             match = FSDD_NAME.search(member.name)
             if not member.isfile() or match is None:
                 continue
             clip, rate = read_wav(archive.extractfile(member).read(), member.name)
-            item = (_resampled(clip, rate, config["sample_rate"]), int(match.group(1)))
-            (test if int(match.group(3)) < 5 else train).append(item)
+            items.append((_resampled(clip, rate, config["sample_rate"]), int(match.group(1))))
+            speakers.append(match.group(2))
+            takes.append(int(match.group(3)))
+    if config["split"] == "speakers":
+        held = set(group_split(speakers, config["held_out_speakers"], config["seed"]))
+        is_test = [speaker in held for speaker in speakers]
+    else:
+        is_test = [take < 5 for take in takes]
+    train = [item for item, test in zip(items, is_test, strict=True) if not test]
+    test = [item for item, test in zip(items, is_test, strict=True) if test]
     return train, test, [str(d) for d in range(10)]
 
 
@@ -137,8 +150,14 @@ def load_folder(root: Path, config: dict[str, Any]) -> tuple[list, list, list[st
     return [items[i] for i in order[:cut]], [items[i] for i in order[cut:]], classes
 
 
-def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]]:
+def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, TensorData, list[str]]:
+    """Train, validation (a seeded ``val_size`` carved out of the training clips), test, class names."""
+    if config["split"] not in ("takes", "speakers"):
+        raise ValueError(f"split must be 'takes' or 'speakers', got {config['split']!r}")
     data = config["data"]
+    if config["split"] == "speakers" and data != "embedded":
+        raise ValueError(f"split: speakers needs the embedded FSDD (speakers named in its files), got --data {data!r}; "
+                         "use split: takes")  # fmt: skip
     if data == "embedded":
         train, test, classes = load_embedded(config)
     elif data in NAMED:
@@ -151,8 +170,11 @@ def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]
         if limit is not None and limit < len(split):
             order = torch.randperm(len(split), generator=torch.Generator().manual_seed(config["seed"]))
             split[:] = [split[i] for i in sorted(order[:limit].tolist())]
+    keep, held = split_off(len(train), config["val_size"], config["seed"])
     rate, seconds = config["sample_rate"], config["clip_seconds"]
-    return clips(train, rate, seconds), clips(test, rate, seconds), classes
+    val = [train[i] for i in held.tolist()]
+    train = [train[i] for i in keep.tolist()]
+    return clips(train, rate, seconds), clips(val, rate, seconds), clips(test, rate, seconds), classes
 
 
 def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | None:
@@ -161,43 +183,50 @@ def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | No
         "mixup": lambda: SpecMixup(alpha, domain=config["domain"], db=True),
         "specmix": lambda: SpecMix(alpha),
         "wavemix": lambda: WaveMix(alpha),
+        "regmixup": lambda: SpecMixup(config["regmixup_alpha"], domain=config["domain"], db=True),
     })  # fmt: skip
 
 
 def build(config: dict[str, Any]) -> Task:
     """Data, front end, model and mixer for one run."""
-    train_set, test_set, classes = load_data(config)
+    train_set, val_set, test_set, classes = load_data(config)
     device = pick_device(config["device"])
     hop = config["sample_rate"] // 100  # 10 ms frames
-    front_end = nn.Sequential(
-        torchaudio.transforms.MelSpectrogram(
-            config["sample_rate"], n_fft=4 * hop, hop_length=hop, n_mels=config["n_mels"]
-        ),
-        torchaudio.transforms.AmplitudeToDB(top_db=80),
-    ).to(device)
+    mel = torchaudio.transforms.MelSpectrogram(config["sample_rate"], n_fft=4 * hop, hop_length=hop,
+                                               n_mels=config["n_mels"]).to(device)  # fmt: skip
+    to_db = torchaudio.transforms.AmplitudeToDB(top_db=80).to(device)
+    if len(config["spec_augment_masks"]) != 4:
+        raise ValueError("spec_augment_masks must be [time masks, widest in frames, frequency masks, widest in bins], "
+                         f"e.g. [2, 10, 2, 6]; got {config['spec_augment_masks']!r}")  # fmt: skip
+    masks = SpecAugment(*config["spec_augment_masks"], seed=config["seed"]) if config["spec_augment"] else None
     model = nn.Sequential(nn.BatchNorm2d(1), models.build(config["model"], 1, len(classes), device))
     mixer = build_mixer(config, len(classes))
     frames = lambda lengths: lengths.div(hop, rounding_mode="floor") + 1  # noqa: E731
 
-    def features(waves: torch.Tensor) -> torch.Tensor:
+    def features(waves: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """Log-mel in dB ``(B, n_mels, T)``; in training, SpecAugment's bands become silence before the dB scale."""
         with torch.autocast(device.type, enabled=False):  # the STFT stays in float32
-            return front_end(waves.float())
+            power = mel(waves.float())
+            return to_db(masks(power) if train and masks is not None else power)
 
     def train_loss(module: nn.Module, batch: Any) -> torch.Tensor:
         (waves, lengths), labels = batch
         if mixer is None:
-            return F.cross_entropy(module(features(waves).unsqueeze(1)), labels)
+            return F.cross_entropy(module(features(waves, train=True).unsqueeze(1)), labels)
         if config["method"] == "wavemix":
             out = mixer(waves, labels, lengths=lengths)
-            logits = module(features(out.inputs).unsqueeze(1))
-        else:
-            spec = features(waves)
-            out = mixer(spec, labels, lengths=frames(lengths).clamp(max=spec.shape[-1]))
-            logits = module(out.inputs.unsqueeze(1))
-        return multimix.soft_cross_entropy(logits, out.targets)
+            return multimix.soft_cross_entropy(module(features(out.inputs, train=True).unsqueeze(1)), out.targets)
+        spec = features(waves, train=True)
+        clean = spec.clone() if config["method"] == "regmixup" else None  # the mixer writes in place
+        out = mixer(spec, labels, lengths=frames(lengths).clamp(max=spec.shape[-1]))
+        if clean is None:
+            return multimix.soft_cross_entropy(module(out.inputs.unsqueeze(1)), out.targets)
+        clean_logits, mixed_logits = module(torch.cat([clean, out.inputs]).unsqueeze(1)).split(len(labels))
+        return multimix.regmixup_loss(clean_logits, labels, mixed_logits, out.targets, config["regmixup_eta"])
 
     def test_logits(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         (waves, _), labels = batch
         return model(features(waves).unsqueeze(1)), labels
 
-    return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes)
+    return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes,
+                val_set=val_set)  # fmt: skip

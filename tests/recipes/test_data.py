@@ -1,9 +1,10 @@
-"""The embedded datasets: counts, classes, and train/test disjointness."""
+"""The embedded datasets: counts, classes, train/validation/test disjointness, the speaker split."""
 
 import hashlib
 
 import pytest
 import torch
+
 from multimix_recipes.config import resolve
 from multimix_recipes.image import train as image
 from multimix_recipes.speech import train as speech
@@ -16,42 +17,45 @@ def digests(rows) -> set[str]:
 
 def test_image_embedded_cifar10_is_the_whole_dataset():
     config = resolve("image", None, {"train_limit": None, "test_limit": None})
-    train, test, classes = image.load_data(config)
+    train, val, test, classes = image.load_data(config)
     assert classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    assert len(train) == 50000 and len(test) == 10000
+    assert len(train) == 49000 and len(val) == 1000 and len(test) == 10000
     x, y = train.tensors
     assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.uint8
-    assert torch.bincount(y).tolist() == [5000] * 10
+    assert (torch.bincount(y) + torch.bincount(val.tensors[1])).tolist() == [5000] * 10
     assert torch.bincount(test.tensors[1]).tolist() == [1000] * 10
     assert not digests(x[:5000]) & digests(test.tensors[0])
 
 
 def test_image_limits_are_seeded_subsets():
-    config = resolve("image", None, {"train_limit": 100, "test_limit": 50})
-    a, _, _ = image.load_data(config)
-    b, test, _ = image.load_data(config)
-    assert len(a) == 100 and len(test) == 50 and torch.equal(a.tensors[0], b.tensors[0])
+    config = resolve("image", None, {"train_limit": 100, "test_limit": 50, "val_size": 20})
+    a, a_val, _, _ = image.load_data(config)
+    b, b_val, test, _ = image.load_data(config)
+    assert len(a) == 80 and len(a_val) == 20 and len(test) == 50
+    assert torch.equal(a.tensors[0], b.tensors[0]) and torch.equal(a_val.tensors[0], b_val.tensors[0])
+    assert not digests(a.tensors[0]) & digests(a_val.tensors[0])
 
 
 def test_speech_embedded_fsdd_holds_out_takes_0_to_4():
     config = resolve("speech", None, {})
-    train, test, classes = speech.load_data(config)
+    train, val, test, classes = speech.load_data(config)
     assert classes == [str(d) for d in range(10)]
-    assert len(train) == 2700 and len(test) == 300  # 45 and 5 takes x 6 speakers x 10 digits
+    assert len(train) == 2400 and len(val) == 300 and len(test) == 300  # 45 and 5 takes x 6 speakers x 10 digits
     ((waves, lengths), labels), ((test_waves, _), test_labels) = train.tensors, test.tensors
-    assert torch.bincount(labels).tolist() == [270] * 10 and torch.bincount(test_labels).tolist() == [30] * 10
-    assert waves.shape == (2700, 8000) and (lengths > 0).all() and (lengths <= 8000).all()
-    assert not digests(waves) & digests(test_waves)
+    assert (torch.bincount(labels) + torch.bincount(val.tensors[1])).tolist() == [270] * 10
+    assert torch.bincount(test_labels).tolist() == [30] * 10
+    assert waves.shape == (2400, 8000) and (lengths > 0).all() and (lengths <= 8000).all()
+    assert not digests(waves) & digests(test_waves) and not digests(waves) & digests(val.tensors[0][0])
     assert float(waves.abs().max()) <= 1.0 and float(waves.std()) > 0.01  # real audio, not silence
 
 
 def test_text_embedded_mr():
-    config = resolve("text", None, {"train_limit": None, "test_limit": None})
-    train, test, classes = text.load_data(config)
+    config = resolve("text", None, {"train_limit": None, "test_limit": None, "device": "cpu"})
+    train, val, test, classes = text.load_data(config)
     assert classes == ["negative", "positive"]
-    assert len(train) == 11477 and len(test) == 1275
-    assert not {t for t, _ in train} & {t for t, _ in test}
-    labels = [label for _, label in train + test]
+    assert len(train) == 10977 and len(val) == 500 and len(test) == 1275
+    assert not {t for t, _ in train} & {t for t, _ in test} and not {t for t, _ in train} & {t for t, _ in val}
+    labels = [label for _, label in train + val + test]
     assert labels.count(1) > labels.count(0) > 5000  # fresh 7,403 / rotten 5,405 before de-duplication
 
 
@@ -75,16 +79,16 @@ def test_local_folders_and_csv(tmp_path):
         (tmp_path / "img" / label).mkdir(parents=True)
         for k in range(5):
             Image.new("RGB", (40, 40), (k * 40, 0, 0)).save(tmp_path / "img" / label / f"{k}.png")
-    train, test, classes = image.load_data(resolve("image", None, {"data": str(tmp_path / "img")}))
-    assert classes == ["cats", "dogs"] and len(train) == 8 and len(test) == 2
+    train, val, test, classes = image.load_data(resolve("image", None, {"data": str(tmp_path / "img"), "val_size": 2}))
+    assert classes == ["cats", "dogs"] and len(train) == 6 and len(val) == 2 and len(test) == 2
     assert train.tensors[0].shape[1:] == (3, 32, 32)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"--data .*empty has no images in <class>/ subfolders"):
         image.load_data(resolve("image", None, {"data": str(tmp_path / "empty")}))
     csv = tmp_path / "reviews.csv"
     csv.write_text("text,label\n" + "".join(f"review {i},{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
-    train, test, classes = text.load_data(resolve("text", None, {"data": str(csv)}))
-    assert classes == ["neg", "pos"] and len(train) == 18 and len(test) == 2
+    train, val, test, classes = text.load_data(resolve("text", None, {"data": str(csv), "val_size": 3}))
+    assert classes == ["neg", "pos"] and len(train) == 15 and len(val) == 3 and len(test) == 2
     (tmp_path / "bad.csv").write_text("sentence,y\na,1\n")
     with pytest.raises(ValueError, match=r"must be a CSV with columns text,label"):
         text.load_data(resolve("text", None, {"data": str(tmp_path / "bad.csv")}))
@@ -104,8 +108,8 @@ def test_wav_folder_by_label(tmp_path):
                 handle.setsampwidth(2)
                 handle.setframerate(16000)
                 handle.writeframes((np.sin(np.arange(4000) * (k + 1) / 10) * 8000).astype("<i2").tobytes())
-    train, test, classes = speech.load_data(resolve("speech", None, {"data": str(tmp_path)}))
-    assert classes == ["no", "yes"] and len(train) == 8 and len(test) == 2
+    train, val, test, classes = speech.load_data(resolve("speech", None, {"data": str(tmp_path), "val_size": 1}))
+    assert classes == ["no", "yes"] and len(train) == 7 and len(val) == 1 and len(test) == 2
     assert int(train.tensors[0][1].max()) == 2000  # 0.25 s resampled from 16 kHz to 8 kHz
 
 

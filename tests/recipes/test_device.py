@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+
 from multimix_recipes.engine import pick_device, rng_state_on_cpu
 
 

@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+
 from multimix_recipes import checkpoint
 from multimix_recipes.config import resolve
 from multimix_recipes.data import TensorData, epoch_batches, fits_on

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from multimix_recipes.config import resolve
 from multimix_recipes.optim import build_optimizer, build_scheduler, lr_factor
 

@@ -9,12 +9,12 @@ import urllib.request
 import pytest
 import torch
 import yaml
+
+from multimix.cli import main
 from multimix_recipes import checkpoint
 from multimix_recipes.runner import run
 
-from multimix.cli import main
-
-TINY = {"train_limit": 128, "test_limit": 64, "batch_size": 32, "progress": False, "device": "cpu"}
+TINY = {"train_limit": 160, "val_size": 32, "test_limit": 64, "batch_size": 32, "progress": False, "device": "cpu"}
 
 
 def check_outputs(out, epochs=1):
@@ -23,18 +23,23 @@ def check_outputs(out, epochs=1):
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["epochs"]) == epochs
     for entry in metrics["epochs"]:
-        for key in ("train_loss", "test_accuracy", "test_loss", "test_ece", "train_samples_per_second"):
+        for key in ("train_loss", "test_accuracy", "test_loss", "test_ece", "train_samples_per_second",
+                    "temperature", "test_loss_calibrated", "test_ece_calibrated", "test_brier"):  # fmt: skip
             assert math.isfinite(entry[key]), key
-        assert 0 <= entry["test_accuracy"] <= 1 and 0 <= entry["test_ece"] <= 1
+        assert 0 <= entry["test_accuracy"] <= 1 and 0 <= entry["test_ece"] <= 1 and entry["temperature"] > 0
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == epochs - 1 and state["model"]
     return metrics
 
 
-@pytest.mark.parametrize(("recipe", "method"), [("image", "mixup+cutmix"), ("speech", "wavemix"), ("speech", "specmix"),
-                                                ("text", "hidden")])  # fmt: skip
-def test_each_recipe_trains_a_few_steps(tmp_path, recipe, method, capsys):
-    small = ["--set", "train_limit=128", "--set", "test_limit=64", "--batch-size", "32"]  # --quick fills the rest
+@pytest.mark.parametrize(("recipe", "method", "extra"), [
+    ("image", "mixup+cutmix", []), ("image", "regmixup", []), ("speech", "wavemix", ["spec_augment=true"]),
+    ("speech", "specmix", []), ("speech", "regmixup", ["split=speakers"]), ("speech", "erm", ["spec_augment=true"]),
+    ("text", "hidden", []), ("text", "regmixup", []),
+])  # fmt: skip
+def test_each_recipe_trains_a_few_steps(tmp_path, recipe, method, extra, capsys):
+    small = ["--set", "train_limit=160", "--set", "val_size=32", "--set", "test_limit=64", "--batch-size", "32"]
+    small += [arg for key in extra for arg in ("--set", key)]
     assert main(["run", recipe, "--quick", "--method", method, "--out", str(tmp_path), "--device", "cpu", *small]) == 0
     assert f"results in {tmp_path.resolve()}" in capsys.readouterr().out
     metrics = check_outputs(tmp_path)
@@ -94,7 +99,8 @@ def test_compare_writes_a_side_by_side_table(tmp_path):
     table = (tmp_path / "comparison.md").read_text()
     assert "| erm |" in table and "| mixup |" in table
     assert set(json.loads((tmp_path / "comparison.json").read_text())) == {"erm", "mixup"}
-    for name in ("comparison_curves.png", "comparison_reliability.png"):
+    assert "| method (one seed) | test accuracy | NLL | NLL after T | ECE | ECE after T | T |" in table
+    for name in ("comparison_curves.png", "comparison_reliability.png", "comparison_spread.png"):
         assert (tmp_path / name).stat().st_size > 1000
     check_outputs(tmp_path / "erm")
     check_outputs(tmp_path / "mixup")
@@ -230,7 +236,7 @@ def test_resume_extends_a_finished_run_and_refuses_another_config(tmp_path, caps
     built = []
     monkeypatch.setattr(image, "build", lambda config: built.append(config))
     with pytest.raises(ValueError, match=r"--resume: .*checkpoint.pt was trained with another configuration "
-                                         r"\(alpha: 1.0 -> 0.5; method: 'erm' -> 'mixup'\)"):  # fmt: skip
+                                         r"\(alpha: 0.2 -> 0.5; method: 'erm' -> 'mixup'\)"):  # fmt: skip
         run("image", overrides={**base, "method": "mixup", "alpha": 0.5}, resume=True)
     assert built == []  # refused before any model was built
 
@@ -242,8 +248,10 @@ def test_cli_refuses_bad_runs_before_training(tmp_path, capsys):
     cases = [
         (["--out", str(tmp_path / "file")], r"--out .*file is a file, not a folder"),
         (["--resume", "--out", str(tmp_path / "ckpt")], r"--resume: .*ckpt/checkpoint.pt is unreadable or corrupt"),
-        (["--set", "train_limit=16", "--batch-size", "32", "--out", str(tmp_path / "small")],
-         r"the train set has 16 samples, fewer than one optimizer step needs \(32"),
+        (["--set", "train_limit=16", "--set", "val_size=4", "--batch-size", "32", "--out", str(tmp_path / "small")],
+         r"the train set has 12 samples, fewer than one optimizer step needs \(32"),
+        (["--set", "train_limit=16", "--set", "val_size=16"],
+         r"val_size must be >= 1 and below the 16 training samples, got 16; lower val_size or raise train_limit"),
         (["--set", "train_limit=0"], r"train_limit must be >= 1 or null"),
         (["--seed", "-3"], r"seed must be in 0..2\*\*63-1"),
         (["--set", "methods=[erm, bogus]", "--method", "bogus"], r"methods \['bogus'\] have no implementation"),
@@ -268,9 +276,10 @@ def test_corrupt_image_in_data_is_named(tmp_path):
     from multimix_recipes.config import resolve
     from multimix_recipes.image import train as image
 
-    train, test, classes = image.load_data(resolve("image", None, {"data": str(tmp_path), "image_size": 16}))
-    assert classes == ["cats", "dogs"] and len(train) == 6 and len(test) == 2
-    assert train.tensors[0].shape == (6, 3, 16, 16)
+    config = resolve("image", None, {"data": str(tmp_path), "image_size": 16, "val_size": 1})
+    train, val, test, classes = image.load_data(config)
+    assert classes == ["cats", "dogs"] and len(train) == 5 and len(val) == 1 and len(test) == 2
+    assert train.tensors[0].shape == (5, 3, 16, 16)
     (tmp_path / "train" / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(ValueError, match=r"--data: cannot decode the image .*dogs/broken.jpg"):
         image.load_data(resolve("image", None, {"data": str(tmp_path)}))
