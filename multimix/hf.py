@@ -21,200 +21,33 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
-import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
 try:
-    from transformers import TrainerCallback
+    import transformers  # noqa: F401 - the wrapper builds on its PreTrainedModel classes
 except ImportError as error:  # pragma: no cover - exercised only without transformers
     raise ImportError('multimix.hf needs transformers: pip install "transformers>=4.40" (or multimix[hf])') from error
 
 from multimix.adapter import Adapter
+from multimix.hf_hooks import LAST_TOKEN_HEAD, PlanHooks, find_encoder_layers, last_tokens, mask_arguments, union_mask
 from multimix.losses import binary_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
-from multimix.plan import MixPlan
-from multimix.seeding import rank_seed
 from multimix.targets import check_targets, mixed_targets
 from multimix.text import POOLED, HiddenMix
 
-__all__ = ["MixupCallback", "MixupModel", "find_encoder_layers", "union_mask", "unwrap", "wrap"]
+__all__ = [  # noqa: F822 - MixupCallback loads lazily from multimix.hf_callback
+    "MixupCallback", "MixupModel", "find_encoder_layers", "last_tokens", "union_mask", "unwrap", "wrap"
+]
 
-SUPPORTED = (
-    "BERT, RoBERTa, XLM-RoBERTa, DistilBERT, DeBERTa-v2/v3, ELECTRA, ModernBERT, GPT-2, Llama, Qwen2 (any model "
-    "whose layers sit in one nn.ModuleList of config.num_hidden_layers)"
-)
 # Inputs that carry the batch; the first one given sets the batch size.
 _BATCH_INPUTS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "input_features")
-# Heads that read a per-token (B, T, H) input and pool at the last non-padding token.
-_LAST_TOKEN_HEAD = "score"
-MIXER_STATE_NAME = "multimix_mixer.pt"
-
-
-def find_encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The ``nn.ModuleList`` holding the model's ``config.num_hidden_layers`` layers."""
-    config = getattr(model, "config", None)
-    depth = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
-    found = [m for m in model.modules() if isinstance(m, nn.ModuleList) and depth and len(m) == depth]
-    if len(found) != 1:
-        raise ValueError(
-            f"cannot find the encoder layers of {type(model).__name__} (looked for one nn.ModuleList of "
-            f"num_hidden_layers={depth} layers, found {len(found)}); HiddenMix supports {SUPPORTED}"
-        )
-    return found[0]
-
-
-def union_mask(mask: torch.Tensor, plan: MixPlan) -> torch.Tensor:
-    """Where a sample is mixed, attend wherever it or its partner may attend; elsewhere keep its own mask.
-
-    Works for every mask form HF models pass their layers: bool (True = attend),
-    additive float (0 = attend, very negative = masked) and 0/1 integers, since in
-    each the "attend" value is the larger one; 4-D causal masks unite row by row.
-    ``plan`` is placed on the mask's device.
-    """
-    plan, _ = plan.to(mask.device)
-    if not plan.any_mixed:
-        return mask
-    partner = mask.index_select(0, plan.index)
-    combined = mask | partner if mask.dtype == torch.bool else torch.maximum(mask, partner)
-    if plan.all_mixed:
-        return combined
-    return torch.where(plan.mixed.view(-1, *([1] * (mask.dim() - 1))), combined, mask)
-
-
-def last_tokens(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
-    """``(B,)`` position of each row's last non-padding token, as HF's ``*ForSequenceClassification`` decoders pool.
-
-    The rightmost token that is not ``pad_token_id`` (right or left padding alike),
-    computed on the device without reading anything back.
-    """
-    positions = torch.arange(input_ids.shape[-1], device=input_ids.device, dtype=torch.int32)
-    return (positions * (input_ids != pad_token_id).to(torch.int32)).argmax(-1)
-
-
-def _mask_arguments(module: nn.Module) -> tuple[tuple[str, int], ...]:
-    """The mask parameters of ``module.forward`` and their positions (after ``self``), found once at wrap time."""
-    parameters = list(inspect.signature(module.forward).parameters.values())
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return tuple(
-        (p.name, i if p.kind in positional else -1) for i, p in enumerate(parameters) if "mask" in p.name
-    )
-
-
-class _PlanHooks:
-    """The hooks of one forward pass: mix at one point, then unite the masks of every later layer.
-
-    The plan is placed on each device once, and each distinct mask tensor is united
-    once (the model passes the same mask object to every layer).
-    """
-
-    def __init__(
-        self, wrapper: MixupModel, plan: MixPlan, point: int | str, attention_mask: torch.Tensor | None,
-        input_ids: torch.Tensor | None = None,
-    ) -> None:  # fmt: skip
-        self.wrapper, self.plan, self.point, self.attention_mask = wrapper, plan, point, attention_mask
-        self.input_ids = input_ids
-        self._placed: dict[torch.device, MixPlan] = {}
-        self._united: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def placed(self, device: torch.device) -> MixPlan:
-        if device not in self._placed:
-            self._placed[device] = self.plan.to(device)[0]
-        return self._placed[device]
-
-    def _unite(self, value: Any) -> Any:
-        if not isinstance(value, torch.Tensor) or value.dim() < 1 or value.shape[0] != self.plan.batch_size:
-            return value
-        cached = self._united.get(id(value))
-        if cached is None or cached[0] is not value:
-            cached = (value, union_mask(value, self.placed(value.device)))
-            self._united[id(value)] = cached  # the key tensor is kept alive, so its id is not reused
-        return cached[1]
-
-    def _unite_masks(self, position: int, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        args, kwargs = list(args), dict(kwargs)
-        for name, at in self.wrapper._mask_arguments[position]:
-            if name in kwargs:
-                kwargs[name] = self._unite(kwargs[name])
-            elif 0 <= at < len(args):
-                args[at] = self._unite(args[at])
-        return tuple(args), kwargs
-
-    def _mix(self, h: torch.Tensor) -> torch.Tensor:
-        plan = self.placed(h.device)
-        return self.wrapper.adapter.apply(h, plan, None)[0]
-
-    def _mix_input(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        if args:
-            args = (self._mix(args[0]), *args[1:])
-        else:
-            kwargs = {**kwargs, "hidden_states": self._mix(kwargs["hidden_states"])}
-        return args, kwargs
-
-    def _mix_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
-        if isinstance(output, tuple):
-            return (self._mix(output[0]), *output[1:])
-        return self._mix(output)
-
-    def _last_token_input(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        """The head pools each row at its own last non-padding token (from ``input_ids``, as HF does).
-
-        A mixed row is the union of two sequences, whose last token is the later of the
-        two: that token's hidden state goes where the head will look. At the pooled
-        mixing point the pooled vectors themselves are mixed and put there instead.
-        """
-        h = args[0] if args else kwargs["hidden_states"]
-        plan = self.placed(h.device)
-        rows = torch.arange(h.shape[0], device=h.device)
-        own = last_tokens(self.input_ids.to(h.device), self.wrapper.config.pad_token_id)
-        if self.point == POOLED:
-            pooled = self._mix(h[rows, own])
-        else:
-            union = torch.where(plan.mixed, torch.maximum(own, own.index_select(0, plan.index)), own)
-            pooled = h[rows, union]
-        h = h.index_put((rows, own), pooled)
-        return ((h, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": h})
-
-    def _unite_pooling_mask(self, module: nn.Module, args: tuple, output: Any) -> None:
-        # Heads that mean-pool with the 2-D mask (ModernBERT) read it after the encoder:
-        # the copy the wrapper passed in becomes the union once the last layer has run.
-        with torch.no_grad():
-            self.attention_mask.copy_(union_mask(self.attention_mask, self.placed(self.attention_mask.device)))
-
-    @contextmanager
-    def registered(self) -> Iterator[None]:
-        model, handles = self.wrapper, []
-        last_token = self.wrapper.pools_last_token and self.input_ids is not None
-        try:
-            if last_token:
-                head = getattr(model, _LAST_TOKEN_HEAD)
-                handles.append(head.register_forward_pre_hook(self._last_token_input, with_kwargs=True))
-            if self.point == POOLED:
-                if not last_token:
-                    handles.append(model.classifier.register_forward_pre_hook(self._mix_input, with_kwargs=True))
-            else:
-                layers = self.wrapper.encoder_layers
-                if self.point == 0:
-                    handles.append(layers[0].register_forward_pre_hook(self._mix_input, with_kwargs=True))
-                else:
-                    handles.append(layers[self.point - 1].register_forward_hook(self._mix_output))
-                for position in range(self.point, len(layers)):
-                    hook = partial(self._unite_masks, position)
-                    handles.append(layers[position].register_forward_pre_hook(hook, with_kwargs=True))
-                if self.attention_mask is not None and self.wrapper.pools_with_mask:
-                    handles.append(layers[-1].register_forward_hook(self._unite_pooling_mask))
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
 
 
 def _adapters(adapter: Adapter | Sequence[Adapter]) -> list[Adapter]:
@@ -314,7 +147,7 @@ class MixupModel(nn.Module):
         config = getattr(self, "config", None)
         num_labels = getattr(config, "num_labels", None)
         name = type(self._multimix_base).__name__
-        has_head = any(hasattr(self, head) for head in ("classifier", _LAST_TOKEN_HEAD))
+        has_head = any(hasattr(self, head) for head in ("classifier", LAST_TOKEN_HEAD))
         if config is None or not has_head or not isinstance(num_labels, int):
             raise ValueError(
                 f"{name} has no classification head (.classifier or .score); wrap a *ForSequenceClassification, "
@@ -336,7 +169,7 @@ class MixupModel(nn.Module):
         self.accepts_loss_kwargs = False  # Trainer must divide the loss for gradient accumulation itself
         self._mixing = True
         # Decoder classifiers score every token and pool at the last non-padding one.
-        self.pools_last_token = isinstance(getattr(self, _LAST_TOKEN_HEAD, None), nn.Module) and (
+        self.pools_last_token = isinstance(getattr(self, LAST_TOKEN_HEAD, None), nn.Module) and (
             getattr(config, "pad_token_id", None) is not None
         )
         if isinstance(self.adapter, HiddenMix):
@@ -344,7 +177,7 @@ class MixupModel(nn.Module):
             layers = find_encoder_layers(self._multimix_base)
             # A tuple, not a registered child: the layers stay in the state dict once, under the base model.
             self._encoder_layers = tuple(layers)
-            self._mask_arguments = tuple(_mask_arguments(layer) for layer in layers)
+            self._mask_arguments = tuple(mask_arguments(layer) for layer in layers)
             self.mix_points = self.adapter.resolve_layers(len(layers), name)
             has_classifier = isinstance(getattr(self, "classifier", None), nn.Module)
             if POOLED in self.mix_points and not (has_classifier or self.pools_last_token):
@@ -444,7 +277,7 @@ class MixupModel(nn.Module):
         mask = inputs.get("attention_mask")
         if mask is not None and self.pools_with_mask:
             mask = inputs["attention_mask"] = mask.clone()  # the hooks unite this copy, never the caller's
-        hooks = _PlanHooks(self, plan, point, mask, inputs.get("input_ids"))
+        hooks = PlanHooks(self, plan, point, mask, inputs.get("input_ids"))
         with hooks.registered():
             outputs = base_forward(**inputs)
         placed = hooks.placed(labels.device)
@@ -526,96 +359,10 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model._multimix_base
 
 
-def _wrapped_in(model: nn.Module | None) -> MixupModel:
-    """The :func:`wrap` model inside the Trainer's model (itself, or under a PEFT model)."""
-    found = next((m for m in model.modules() if isinstance(m, MixupModel)), None) if model is not None else None
-    if found is None:
-        raise ValueError(
-            f"MixupCallback found no model made by multimix.wrap in the Trainer (its model is "
-            f"{type(model).__name__}); pass Trainer(model=multimix.wrap(model, adapter), ...)"
-        )
-    return found
+def __getattr__(name: str) -> Any:
+    """``MixupCallback`` lives in :mod:`multimix.hf_callback` (it needs the wrapper defined first)."""
+    if name in ("MixupCallback", "MIXER_STATE_NAME"):
+        from multimix import hf_callback
 
-
-class MixupCallback(TrainerCallback):
-    """Drive the mixer of a :func:`wrap` model under the ``transformers.Trainer``.
-
-    - ``on_epoch_begin``: ``mixer.set_epoch(epoch)``, so ``off_epoch`` and
-      ``alpha_schedule`` apply (the Trainer knows nothing of them).
-    - ``on_save``: writes the mixer's state (plan generator, schedule) into the checkpoint
-      folder as ``multimix_mixer.pt`` (``multimix_mixer-rank{r}.pt`` for process r > 0).
-    - ``on_train_begin``: on ``trainer.train(resume_from_checkpoint=...)`` reads it back,
-      so the resumed run draws the plans the uninterrupted run would; on a fresh start,
-      processes r > 0 reseed their generator from the mixer's seed and r, so ranks draw
-      different plans (reproducibly).
-    - ``on_init_end``: refuses ``TrainingArguments(label_smoothing_factor=...)`` (the
-      Trainer would take the labels away from the model); pass
-      ``wrap(..., label_smoothing=...)``.
-
-    The checkpoint folder is ``args.output_dir/checkpoint-{step}``; when resuming from a
-    folder elsewhere, set ``TrainingArguments(resume_from_checkpoint=folder)`` too.
-
-    Example:
-        >>> import torch, transformers, multimix
-        >>> from multimix.image import Mixup
-        >>> from multimix.hf import MixupCallback
-        >>> config = transformers.ViTConfig(image_size=8, patch_size=4, hidden_size=16, num_hidden_layers=1,
-        ...                                 num_attention_heads=2, intermediate_size=32, num_labels=3)
-        >>> model = multimix.wrap(transformers.ViTForImageClassification(config), Mixup(0.8), seed=0, off_epoch=1)
-        >>> data = [{"pixel_values": torch.rand(3, 8, 8), "labels": torch.tensor(i % 3)} for i in range(8)]
-        >>> args = transformers.TrainingArguments("/tmp/multimix-doctest", num_train_epochs=2, save_strategy="no",
-        ...                                       per_device_train_batch_size=4, report_to=[], use_cpu=True,
-        ...                                       disable_tqdm=True)
-        >>> trainer = transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[MixupCallback()])
-        >>> trainer.remove_callback(transformers.PrinterCallback)  # quiet for the doctest
-        >>> _ = trainer.train()
-        >>> model.mixer.enabled  # off_epoch=1: the second epoch trained without mixing
-        False
-    """
-
-    file_name = "multimix_mixer.pt"
-
-    def __init__(self, model: nn.Module | None = None) -> None:
-        if model is not None:
-            _wrapped_in(model)
-        self.model = model
-
-    def _mixer(self, model: nn.Module | None) -> Mixer:
-        return _wrapped_in(self.model if self.model is not None else model).mixer
-
-    def _file(self, folder: str, rank: int) -> str:
-        stem, suffix = os.path.splitext(self.file_name)
-        return os.path.join(folder, self.file_name if rank == 0 else f"{stem}-rank{rank}{suffix}")
-
-    def on_init_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        self._mixer(model)
-        if args.label_smoothing_factor:
-            raise ValueError(
-                f"TrainingArguments(label_smoothing_factor={args.label_smoothing_factor}) makes the Trainer take the "
-                "labels away from a model made by multimix.wrap, which computes the mixed loss itself; set "
-                "label_smoothing_factor=0 and pass wrap(..., label_smoothing=...) instead"
-            )
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        mixer, rank = self._mixer(model), args.process_index
-        if state.global_step > 0:  # the Trainer restored its state from a checkpoint
-            folder = args.resume_from_checkpoint
-            if not isinstance(folder, str) or not os.path.isdir(folder):
-                folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-            path = self._file(folder, rank)
-            if not os.path.isfile(path):
-                raise ValueError(
-                    f"resuming at step {state.global_step}, but {path} holds no mixer state; resume from a checkpoint "
-                    "saved with MixupCallback, or name its folder in TrainingArguments(resume_from_checkpoint=...)"
-                )
-            mixer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        elif rank > 0:
-            mixer.generator.manual_seed(rank_seed(mixer.seed, rank))
-
-    def on_epoch_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        self._mixer(model).set_epoch(math.floor((state.epoch or 0.0) + 1e-6))
-
-    def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        os.makedirs(folder, exist_ok=True)
-        torch.save(self._mixer(model).state_dict(), self._file(folder, args.process_index))
+        return getattr(hf_callback, name)
+    raise AttributeError(f"module 'multimix.hf' has no attribute {name!r}")
