@@ -7,8 +7,8 @@ validation, randomness, target contract and schedule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,76 +16,14 @@ from torch.utils.data import default_collate, get_worker_info
 
 from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability
 from multimix.adapter import Adapter
+from multimix.batch import Inputs, MixedBatch
 from multimix.lengths import Validity, check_lengths
 from multimix.plan import SWITCHES, MixPlan, draw_plan, identity_plan, split_by_choice
 from multimix.targets import check_targets, mixed_targets
 
 __all__ = ["MixedBatch", "Mixer"]
 
-Inputs = torch.Tensor | dict[str, Any]
 
-
-
-def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-    """Apply ``fn`` to every tensor in ``value`` (a tensor, or a dict of them), leaving other values alone."""
-    if isinstance(value, torch.Tensor):
-        return fn(value)
-    if isinstance(value, dict):
-        return {key: _map_tensors(item, fn) for key, item in value.items()}
-    return value
-
-
-@dataclass
-class MixedBatch:
-    """What a :class:`Mixer` returns for one batch.
-
-    Unpacks as ``inputs, targets = batch``, so ``for x, y in loader`` works with
-    ``collate_fn=mixer.collate``.
-
-    Attributes:
-        inputs: the mixed inputs (the input tensor itself when mixed in place), or
-            for dict batches a dict of every field but the targets, ready for
-            ``model(**out.inputs)``.
-        targets: ``(B, C)`` float soft targets, on the inputs' device.
-        lam: ``(B,)`` float32, the label weight of each sample's own target (for
-            CutMix the area actually kept; 1 for samples left unmixed), on the inputs' device.
-        index: ``(B,)`` long, each sample's partner, on the inputs' device.
-        plan: the drawn :class:`~multimix.plan.MixPlan` (on the CPU).
-        region: what the adapter drew beyond the plan (CutMix boxes, on the CPU), per
-            field for dict batches. With ``switch="sample"``, a list with what each adapter
-            drew for its sub-batch (None if it mixed no sample), whose first rows are the
-            adapter's samples in ascending order.
-        lengths: for calls given ``lengths``, the mixed lengths ``(B,)`` or padding
-            mask ``(B, T)``: a mixed item is valid wherever either source was.
-    """
-
-    inputs: Inputs
-    targets: torch.Tensor
-    lam: torch.Tensor
-    index: torch.Tensor
-    plan: MixPlan
-    region: Any = None
-    lengths: torch.Tensor | None = None
-
-    def __iter__(self) -> Iterator[Any]:
-        """``inputs, targets = batch``."""
-        return iter((self.inputs, self.targets))
-
-    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> MixedBatch:
-        """A copy with ``fn`` applied to every tensor field except the CPU plan and region."""
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name, value in moved.items():
-            if name not in ("plan", "region"):
-                moved[name] = _map_tensors(value, fn)
-        return MixedBatch(**moved)
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> MixedBatch:
-        """Move every tensor field to ``device`` (the plan and region stay on the CPU)."""
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
-
-    def pin_memory(self) -> MixedBatch:
-        """Let ``DataLoader(pin_memory=True)`` pin a batch mixed in a worker."""
-        return self._map(lambda t: t.pin_memory())
 
 
 def _adapter_weights(switch_prob: float | Sequence[float] | None, count: int) -> list[float] | None:
