@@ -341,6 +341,7 @@ def test_real_minilm_offline(monkeypatch):
     assert hooks_on(base) == 0
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager_over_two_steps():
     base = tiny("bert", num_hidden_layers=2)
     ids, mask, labels = text_batch()

@@ -266,6 +266,7 @@ def ddp_job(out: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_ddp_ranks_draw_different_plans_and_checkpoint_every_rank(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env.pop("LOCAL_RANK", None)
