@@ -52,7 +52,7 @@ __all__ = [  # noqa: RUF022 - wrap/unwrap/MixupModel load lazily
     "soft_targets",
 ]
 
-_SUBMODULES = ("audio", "collate", "hf", "image", "lightning", "manifold", "specaugment", "text", "timm")
+_SUBMODULES = ("audio", "collate", "hf", "image", "lightning", "manifold", "ranks", "specaugment", "text", "timm")
 _FROM_HF = ("MixupModel", "unwrap", "wrap")
 
 
