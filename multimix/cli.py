@@ -87,6 +87,7 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--quick", action="store_const", const=True,
                      help="a smoke run: 1 epoch on a few hundred samples (keys you give win)")  # fmt: skip
     run.add_argument("--compare", help="comma-separated methods trained on the same data and seed, e.g. erm,mixup")
+    run.add_argument("--seeds", help="comma-separated seeds, each method run once per seed (mean ± std), e.g. 0,1,2")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
 
 
@@ -132,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
 
     recipes.load(args.name)  # an unknown recipe fails first, listing the valid ones
     overrides = dict(parse_assignment(text) for text in args.assignments)
+    if args.seeds is not None:
+        overrides["seeds"] = parse_assignment(f"seeds={args.seeds}")[1]
     overrides.update({key: getattr(args, key) for key in SHORTCUTS if getattr(args, key) is not None})
     if args.print_config:
         config = resolve(args.name, args.config, overrides)

@@ -89,3 +89,13 @@ def test_info_lists_every_exported_adapter(capsys):
     assert "image.Boxes" not in names  # only Adapter subclasses
     main(["info"])
     assert "image.FMix" in capsys.readouterr().out
+
+
+def test_seeds_flag_is_the_seeds_key(capsys):
+    import yaml
+
+    assert main(["run", "image", "--seeds", "0,1,2", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["seeds"] == [0, 1, 2]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "image", "--seeds", "0,0", "--print-config"])
+    assert exit_info.value.code == 2 and "seeds must be distinct integers" in capsys.readouterr().err
