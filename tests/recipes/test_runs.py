@@ -35,7 +35,7 @@ def check_outputs(out, epochs=1):
 @pytest.mark.parametrize(("recipe", "method", "extra"), [
     ("image", "mixup+cutmix", []), ("image", "regmixup", []), ("speech", "wavemix", ["spec_augment=true"]),
     ("speech", "specmix", []), ("speech", "regmixup", ["split=speakers"]), ("speech", "erm", ["spec_augment=true"]),
-    ("text", "hidden", []), ("text", "regmixup", []),
+    ("text", "hidden", []), pytest.param("text", "regmixup", [], marks=pytest.mark.slow),  # two passes: the longest
 ])  # fmt: skip
 def test_each_recipe_trains_a_few_steps(tmp_path, recipe, method, extra, capsys):
     small = ["--set", "train_limit=160", "--set", "val_size=32", "--set", "test_limit=64", "--batch-size", "32"]
@@ -170,13 +170,14 @@ def test_text_download_path_up_to_the_network_edge(tmp_path, monkeypatch):
         text.load_data(config)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path):
     """torch DDP as torchrun starts it (gloo on CPU): two ranks, one schedule each, rank 0 writes the results."""
     import os
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "multimix", "run", "image", "--quick", "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
