@@ -28,7 +28,7 @@ def _log_gamma_variates(shape: float, count: int, generator: torch.Generator) ->
     out = np.empty(count)
     filled = 0
     while filled < count:
-        need = count - filled + 2  # acceptance is above 95%: one round almost always suffices
+        need = (count - filled) * 9 // 8 + 4  # acceptance is above 95%: one round almost always suffices
         x = torch.randn(need, generator=generator, dtype=torch.float64).numpy()
         u = torch.rand(need, generator=generator, dtype=torch.float64).numpy()
         accepted = _accept(x, u, c, d)[: count - filled]
