@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 # name -> (default data, model, the methods train.py implements)
 RECIPES = {
     "image": ("CIFAR-10 (embedded)", "PreAct ResNet-18 on GPU, small CNN on CPU",
-              ("erm", "mixup", "cutmix", "mixup+cutmix", "regmixup")),
+              ("erm", "mixup", "cutmix", "mixup+cutmix", "regmixup", "resizemix", "fmix", "saliencymix", "manifold")),
     "speech": ("Free Spoken Digit Dataset (embedded)", "log-mel front end + CNN",
                ("erm", "mixup", "specmix", "wavemix", "regmixup")),
     "text": ("movie-review sentences MR (embedded)", "all-MiniLM-L6-v2 wrapped with multimix.wrap",

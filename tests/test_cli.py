@@ -41,7 +41,7 @@ def test_recipes_lists_the_three_recipes(capsys):
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["image", "speech", "text"]
-    assert "methods erm, mixup, cutmix, mixup+cutmix, regmixup (default mixup)" in lines[0]
+    assert "methods erm, mixup, cutmix, mixup+cutmix, regmixup, resizemix, fmix, saliencymix, manifold" in lines[0]
 
 
 def test_an_uninstalled_checkout_finds_the_recipes_folder(tmp_path):

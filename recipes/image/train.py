@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 import multimix
-from multimix.image import CutMix, Mixup
+from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
+from multimix.text import HiddenMix
 from multimix_recipes import data_file, models
 from multimix_recipes.data import TensorData, split_off
 from multimix_recipes.engine import Task, mixer_for, pick_device
@@ -195,7 +196,14 @@ def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | No
         "regmixup": lambda: Mixup(config["regmixup_alpha"]),
         "cutmix": lambda: CutMix(alpha),
         "mixup+cutmix": lambda: [Mixup(alpha), CutMix(alpha)],
+        "resizemix": lambda: ResizeMix(alpha),
+        "fmix": lambda: FMix(alpha),
+        "saliencymix": lambda: SaliencyMix(alpha),
     })  # fmt: skip
+
+
+# Manifold mixup (Verma et al., ICML 2019) mixes at the input or after the first stages, one drawn per step.
+MANIFOLD_LAYERS = {"preact_resnet18": [0, "layers.1", "layers.3"], "small_cnn": [0, "features.2", "features.6"]}
 
 
 def build(config: dict[str, Any]) -> Task:
@@ -208,6 +216,13 @@ def build(config: dict[str, Any]) -> Task:
     model = model.to(memory_format=memory_format)
     mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in MEAN_STD[channels])
     mixer = build_mixer(config, len(classes))
+    if config["method"] == "manifold":  # the hidden states are mixed inside the model by multimix.wrap
+        name = type(model).__name__
+        layers = MANIFOLD_LAYERS["preact_resnet18" if name == "PreActResNet18" else "small_cnn"]
+        model = multimix.wrap(model, HiddenMix(config["alpha"], layers=layers), num_classes=len(classes),
+                              per_sample=config["per_sample"], label_smoothing=config["label_smoothing"],
+                              seed=config["seed"])  # fmt: skip
+        mixer = model.mixer
 
     def prepare(x: torch.Tensor) -> torch.Tensor:
         x = x.float().div_(255).sub_(mean).div_(std)
@@ -217,6 +232,8 @@ def build(config: dict[str, Any]) -> Task:
         x, y = prepare(augment(batch[0])), batch[1]
         if mixer is None:
             return F.cross_entropy(module(x), y)
+        if config["method"] == "manifold":
+            return module(x, labels=y).loss
         if config["method"] == "regmixup":  # the mixer writes in place: keep the clean batch, one forward for both
             clean = x.clone()
             out = mixer(x, y)

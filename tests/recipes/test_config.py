@@ -48,7 +48,7 @@ def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
         ({}, {"warmup_epochs": 6.0}, r"warmup_epochs must be < epochs \(6\), got 6.0"),
         ({"recipe": "text"}, {}, r"is a configuration of recipe 'text', not 'image'"),
         ({"per_sample": 1}, {}, r"per_sample must be true or false, got 1"),
-        ({}, {"method": "manifold"}, r"unknown method 'manifold' for recipe 'image'; choose one of \['erm', 'mixup'"),
+        ({}, {"method": "hidden"}, r"unknown method 'hidden' for recipe 'image'; choose one of \['erm', 'mixup'"),
         ({}, {"alpha": 0.0}, r"alpha must be finite and > 0 .*got 0.0"),
         ({}, {"alpha": -1.0}, r"alpha must be finite and > 0"),
         ({}, {"epochs": 0}, r"epochs must be >= 1, got 0"),

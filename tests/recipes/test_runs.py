@@ -33,7 +33,8 @@ def check_outputs(out, epochs=1):
 
 
 @pytest.mark.parametrize(("recipe", "method", "extra"), [
-    ("image", "mixup+cutmix", []), ("image", "regmixup", []), ("speech", "wavemix", ["spec_augment=true"]),
+    ("image", "mixup+cutmix", []), ("image", "regmixup", []), ("image", "fmix", []), ("image", "manifold", []),
+    ("image", "resizemix", []), ("image", "saliencymix", []), ("speech", "wavemix", ["spec_augment=true"]),
     ("speech", "specmix", []), ("speech", "regmixup", ["split=speakers"]), ("speech", "erm", ["spec_augment=true"]),
     ("text", "hidden", []), pytest.param("text", "regmixup", [], marks=pytest.mark.slow),  # two passes: the longest
 ])  # fmt: skip
