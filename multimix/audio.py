@@ -158,8 +158,11 @@ class SpecMixup(_SpectrogramAdapter):
             if self.domain == "power":
                 mixed = logaddexp_mix(x, partner, row_view(plan.lam, x), db=self.db)
             else:  # a weighted sum, not lerp: log 0 (-inf) mixes to -inf instead of NaN
-                lam = row_view(plan.lam.to(x.dtype), x)
-                mixed = torch.addcmul(partner * (1.0 - lam), x, lam)
+                partner.mul_(row_view(plan.other.to(x.dtype), x))  # the gathered copy is ours to scale
+                own = row_view(plan.lam.to(x.dtype), x)
+                if plan.all_mixed and inplace:
+                    return x.mul_(own).add_(partner), plan.lam
+                mixed = x.mul(own).add_(partner)
             return keep_unmixed(mixed, x, plan, inplace=inplace), plan.lam
         lams = plan.lam.tolist()
 
