@@ -18,6 +18,7 @@ except ImportError as error:  # pragma: no cover - exercised only without lightn
     raise ImportError('multimix.lightning needs Lightning: pip install "lightning>=2.2" (or multimix[dev])') from error
 
 from multimix.mixer import MixedBatch, Mixer
+from multimix.ranks import describe, rank_and_world
 from multimix.seeding import rank_seed
 
 __all__ = ["MixupCallback", "rank_seed"]
@@ -197,7 +198,7 @@ class MixupCallback(pl.Callback):
         Under a process group this gathers over all ranks, so it must run on every rank,
         as ``Trainer.save_checkpoint`` (and so ``ModelCheckpoint``) does.
         """
-        rank, world = _process_group()
+        rank, world = rank_and_world()
         mine = (rank, self.mixer.state_dict())
         if world == 1:
             gathered = [mine]
@@ -211,10 +212,10 @@ class MixupCallback(pl.Callback):
         if not isinstance(state_dict, Mapping) or not isinstance(state_dict.get("ranks"), Mapping):
             raise ValueError(
                 f"MixupCallback state must be a dict with a 'ranks' dict (what MixupCallback.state_dict() "
-                f"returns), got {_describe(state_dict)}; a Mixer.state_dict() goes to mixer.load_state_dict"
+                f"returns), got {describe(state_dict)}; a Mixer.state_dict() goes to mixer.load_state_dict"
             )
         ranks = state_dict["ranks"]
-        rank, world = _process_group()
+        rank, world = rank_and_world()
         saved = state_dict.get("world_size", len(ranks))
         if saved != world and rank == 0:
             notes = [f"ranks {sorted(r for r in ranks if r < world)} restore their plan generators"]
@@ -230,16 +231,3 @@ class MixupCallback(pl.Callback):
         if rank in ranks:
             self.mixer.load_state_dict(ranks[rank])
         self._epoch = None
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, Mapping):
-        return f"a {type(value).__name__} with keys {sorted(value, key=str)}"
-    return type(value).__name__
-
-
-def _process_group() -> tuple[int, int]:
-    """This process's rank and the world size (0, 1 without a process group)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1

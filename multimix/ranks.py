@@ -19,7 +19,7 @@ import torch
 from multimix.mixer import Mixer
 from multimix.seeding import rank_seed
 
-__all__ = ["RankStates"]
+__all__ = ["RankStates", "describe", "rank_and_world"]
 
 
 class RankStates:
@@ -63,12 +63,12 @@ class RankStates:
                 f"e.g. RankStates(model.mixer) for a model made by multimix.wrap"
             )
         self.mixer = mixer
-        self.rank, self.world_size = _process_group()
+        self.rank, self.world_size = rank_and_world()
         if self.rank > 0:
             mixer.generator.manual_seed(rank_seed(mixer.seed, self.rank))
 
     def _check_group(self) -> tuple[int, int]:
-        rank, world = _process_group()
+        rank, world = rank_and_world()
         if (rank, world) != (self.rank, self.world_size):
             raise ValueError(
                 f"RankStates was built as rank {self.rank} of {self.world_size} but runs as rank {rank} of {world}: "
@@ -116,7 +116,7 @@ def _check_state(state_dict: object) -> tuple[Mapping[int, Any], int]:
         else:
             hint = "pass what RankStates.state_dict() returned"
         raise ValueError(
-            f"state_dict must be a dict with a 'ranks' dict and 'world_size', got {_describe(state_dict)}; {hint}"
+            f"state_dict must be a dict with a 'ranks' dict and 'world_size', got {describe(state_dict)}; {hint}"
         )
     ranks, saved = state_dict["ranks"], state_dict.get("world_size")
     if isinstance(saved, bool) or not isinstance(saved, int) or saved < 1:
@@ -129,13 +129,14 @@ def _check_state(state_dict: object) -> tuple[Mapping[int, Any], int]:
     return ranks, saved
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """A short description of a state that is not what was expected, for error messages."""
     if isinstance(value, Mapping):
         return f"a {type(value).__name__} with keys {sorted(value, key=str)}"
     return type(value).__name__
 
 
-def _process_group() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
     """This process's rank and the world size (0, 1 without a process group)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
