@@ -36,7 +36,7 @@ def assert_same(got, want):
 
 
 def as_rank(monkeypatch, rank: int, world: int) -> None:
-    monkeypatch.setattr(ranks_module, "_process_group", lambda: (rank, world))
+    monkeypatch.setattr(ranks_module, "rank_and_world", lambda: (rank, world))
 
 
 # ---------------------------------------------------------------------------- one process
