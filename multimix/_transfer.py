@@ -33,9 +33,13 @@ def to_device(tree: Any, device: torch.device) -> Any:
     if device.type == "cpu":
         return tree
     leaves, spec = pytree.tree_flatten(tree)
-    slots = [i for i, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor) and leaf.device.type == "cpu"]
+    cpu = [i for i, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor) and leaf.device.type == "cpu"]
+    for i in cpu:  # tensors with autograd history move on their own, keeping it
+        if leaves[i].requires_grad:
+            leaves[i] = leaves[i].to(device, non_blocking=True)
+    slots = [i for i in cpu if not leaves[i].requires_grad]
     if not slots:
-        return tree
+        return pytree.tree_unflatten(leaves, spec)
     chunks, layout, offset = [], [], 0
     for i in slots:
         raw = leaves[i].contiguous().view(-1).view(torch.uint8)

@@ -158,8 +158,11 @@ class SpecMixup(_SpectrogramAdapter):
             if self.domain == "power":
                 mixed = logaddexp_mix(x, partner, row_view(plan.lam, x), db=self.db)
             else:  # a weighted sum, not lerp: log 0 (-inf) mixes to -inf instead of NaN
-                partner.mul_(row_view(plan.other.to(x.dtype), x))  # the gathered copy is ours to scale
-                own = row_view(plan.lam.to(x.dtype), x)
+                # Weights no smaller than the dtype's tiniest normal: a lam that rounds to 0 would
+                # turn -inf * 0 into NaN, where the limit of the mix is -inf.
+                tiny = torch.finfo(x.dtype).tiny
+                partner.mul_(row_view(plan.other.to(x.dtype, copy=True).clamp_(min=tiny), x))  # ours to scale
+                own = row_view(plan.lam.to(x.dtype, copy=True).clamp_(min=tiny), x)
                 if plan.all_mixed and inplace:
                     return x.mul_(own).add_(partner), plan.lam
                 mixed = x.mul(own).add_(partner)
@@ -170,7 +173,8 @@ class SpecMixup(_SpectrogramAdapter):
             if self.domain == "power":
                 dst.copy_(logaddexp_mix(dst, partner, plan.lam[i], db=self.db))
             else:
-                dst.mul_(lams[i]).add_(partner, alpha=1.0 - lams[i])
+                tiny = torch.finfo(dst.dtype).tiny  # as in the vectorised path: never -inf * 0
+                dst.mul_(max(lams[i], tiny)).add_(partner, alpha=max(1.0 - lams[i], tiny))
 
         mixed = apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
         return mixed, plan.lam
@@ -256,7 +260,7 @@ class SpecMix(_SpectrogramAdapter):
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Bands:
         freq_bins, frames = self._as_ft(x).shape[-2:]
-        lam = plan.lam if plan.per_sample else plan.lam[:1]
+        lam = plan.region_lam()
         cut = 1.0 - lam.sqrt()
         time = _draw_bands(cut, self.time_bands, frames, self.max_time_width or frames, generator)
         freq = _draw_bands(cut, self.freq_bands, freq_bins, self.max_freq_width or freq_bins, generator)

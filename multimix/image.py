@@ -209,7 +209,7 @@ class CutMix(Adapter):
         self.correct_lam = correct_lam
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Boxes:
-        lam = plan.lam if plan.per_sample else plan.lam[:1]
+        lam = plan.region_lam()
         height, width = x.shape[-2], x.shape[-1]
         boxes, kept = sample_boxes(lam, height, width, generator, minmax=self.minmax)
         n = plan.batch_size

@@ -311,6 +311,13 @@ class Mixer:
                 raise ValueError(f"field {name!r} has batch size {x.shape[0]}, other fields {batch_size}")
             batch_size = x.shape[0]
         _check_disjoint(fields_, self._routes)
+        device = next(iter(fields_.values())).device
+        for name, value in (("targets", targets), ("lengths", lengths)):
+            if isinstance(value, torch.Tensor) and value.device != device and value.device.type != "cpu":
+                raise ValueError(
+                    f"{name} is on {value.device} but the inputs are on {device}; put them on the inputs' device "
+                    f"(or leave them on the CPU: they are moved with the plan)"
+                )
         check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate)
         if lengths is not None:
             if self.switch == "sample":
@@ -450,17 +457,23 @@ class Mixer:
         )
 
 
+def _byte_span(x: torch.Tensor) -> tuple[int, int]:
+    """The first and one-past-last byte a tensor view can touch (from its strides, no data read)."""
+    start = x.data_ptr()
+    reach = sum((size - 1) * stride for size, stride in zip(x.shape, x.stride(), strict=True) if size > 0)
+    return start, start + (reach + 1) * x.element_size()
+
+
 def _check_disjoint(fields_: dict[str, torch.Tensor], routes: list[tuple[str, list[Adapter]]]) -> None:
     """Refuse dict batches whose fields share memory when one is written in place: it would be mixed twice."""
     spans = []
     for (name, candidates), x in zip(routes, fields_.values(), strict=True):
-        if x.device.type == "meta" or not any(a.writes_inplace(x) for a in candidates):
+        if x.device.type == "meta" or x.numel() == 0 or not any(a.writes_inplace(x) for a in candidates):
             continue
-        storage = x.untyped_storage()
-        spans.append((name, storage.data_ptr(), storage.nbytes()))
-    for k, (name, start, size) in enumerate(spans):
-        for other, other_start, other_size in spans[:k]:
-            if start < other_start + other_size and other_start < start + size:
+        spans.append((name, *_byte_span(x)))
+    for k, (name, start, end) in enumerate(spans):
+        for other, other_start, other_end in spans[:k]:
+            if start < other_end and other_start < end:
                 raise ValueError(
                     f"fields {other!r} and {name!r} share memory, so mixing in place would mix it twice; "
                     f"pass separate tensors (e.g. batch[{name!r}].clone()) or build the adapters with inplace=False"

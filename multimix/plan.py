@@ -105,6 +105,18 @@ class MixPlan:
             return None
         return float(host.lam[0])
 
+    def region_lam(self) -> torch.Tensor:
+        """The lam a region is drawn from, on the host: every sample's, or one for the batch.
+
+        With one lam per batch and ``p < 1``, samples the coin left out hold lam = 1; the
+        batch's region (one CutMix box, one set of bands) is drawn from a mixed sample's lam.
+        """
+        host = self.on_host
+        if host.per_sample:
+            return host.lam
+        mixed = host.lam[host.mixed]
+        return mixed[:1] if mixed.numel() else host.lam[:1]
+
     @cached_property
     def any_mixed(self) -> bool:
         """Whether any sample is mixed (decided on the host)."""

@@ -60,7 +60,7 @@ class ResizeMix(Adapter):
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Resized:
         height, width = x.shape[-2], x.shape[-1]
-        lam = (plan.lam if plan.per_sample else plan.lam[:1]).numpy()
+        lam = plan.region_lam().numpy()
         tau = self.scale[0] + lam * (self.scale[1] - self.scale[0])
         cy = torch.randint(0, height, lam.shape, generator=generator).numpy()
         cx = torch.randint(0, width, lam.shape, generator=generator).numpy()

@@ -212,3 +212,59 @@ def test_pad_collate_works_in_spawned_workers():
     )
     batches = list(loader)
     assert [b.inputs.shape[-1] for b in batches] == [35, 55] and all(b.lengths.shape == (4,) for b in batches)
+
+
+@pytest.mark.parametrize("path", [looped, vectorised])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_log_domain_silence_stays_minus_inf_when_lam_underflows(path, dtype):
+    """A lam that rounds to 0 in the input's dtype must not turn -inf * 0 into NaN."""
+    from multimix.plan import MixPlan
+
+    plan = MixPlan(torch.tensor([1, 0]), torch.tensor([1e-50, 0.5], dtype=torch.float64), per_sample=True)
+    x = torch.tensor([[-math.inf, 0.5], [2.0, 3.0]], dtype=dtype).view(2, 1, 2)
+    out, _ = path(SpecMixup(1.0)).apply(x.clone(), plan, None)
+    assert not out.isnan().any()
+    assert out[0, 0, 0] == -math.inf  # silence in the mix, as the log-domain mean of -inf and 2 is
+    torch.testing.assert_close(out[0, 0, 1], torch.tensor(3.0, dtype=dtype), atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("adapter", [lambda: CutMix(1.0), lambda: SpecMix(1.0)])
+def test_one_region_per_batch_is_drawn_from_a_mixed_sample(adapter):
+    """With p < 1 the first sample may be left out (lam = 1): the batch's region still comes from a mixed lam."""
+    mixer = multimix.Mixer(adapter(), num_classes=8, p=0.5, seed=0)
+    shape = (8, 3, 32, 32) if isinstance(mixer.adapters[0], CutMix) else (8, 32, 40)
+    first_left_out, pasted = 0, 0
+    for _ in range(60):
+        out = mixer(torch.rand(shape), torch.arange(8))
+        if out.plan.mixed.any() and not out.plan.mixed[0]:
+            first_left_out += 1
+            pasted += bool((out.lam[out.plan.mixed] < 1).all())  # a lam near 1 may still round to no cut
+    assert first_left_out > 5 and pasted >= 0.8 * first_left_out
+
+
+def test_disjoint_views_of_one_buffer_mix_in_place_as_separate_fields():
+    big = torch.rand(8, 3, 8, 8)
+    a, b = big.chunk(2)  # two halves of one storage, no element shared
+    out = multimix.Mixer({"a": Mixup(1.0), "b": Mixup(1.0)}, num_classes=3, seed=0)(
+        {"a": a, "b": b, "labels": torch.tensor([0, 1, 2, 0])}
+    )
+    assert out.inputs["a"] is a and out.inputs["b"] is b
+
+
+def test_targets_or_lengths_on_another_device_are_refused_before_drawing():
+    mixer = multimix.Mixer(WaveMix(1.0), num_classes=3, seed=0)
+    x = torch.randn(4, 50)
+    state = generator_state(mixer)
+    with pytest.raises(ValueError, match=r"targets is on meta but the inputs are on cpu"):
+        mixer(x, torch.zeros(4, dtype=torch.long, device="meta"))
+    with pytest.raises(ValueError, match=r"lengths is on meta but the inputs are on cpu"):
+        mixer(x, torch.tensor([0, 1, 2, 0]), lengths=torch.zeros(4, dtype=torch.long, device="meta"))
+    assert torch.equal(generator_state(mixer), state)
+
+
+def test_cpu_targets_with_autograd_keep_it_when_moved_with_the_plan():
+    from multimix._transfer import to_device
+
+    soft = torch.rand(4, 3, requires_grad=True)
+    moved_index, moved_soft = to_device((torch.arange(4), soft * 2), torch.device("meta"))
+    assert moved_soft.grad_fn is not None and moved_index.device.type == "meta"

@@ -171,14 +171,24 @@ def test_text_download_path_up_to_the_network_edge(tmp_path, monkeypatch):
         text.load_data(config)
 
 
+LAUNCHERS = {
+    "torchrun": ["torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+    # accelerate's multi-process launcher (torchrun underneath); the recipe's --device cpu makes it gloo
+    "accelerate": ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no"],
+}  # fmt: skip
+
+
 @pytest.mark.slow
-def test_torchrun_two_processes_on_cpu(tmp_path):
-    """torch DDP as torchrun starts it (gloo on CPU): two ranks, one schedule each, rank 0 writes the results."""
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_processes_on_cpu(tmp_path, launcher):
+    """torch DDP as torchrun or accelerate launch starts it (gloo on CPU): two ranks, one schedule each, rank 0
+    writes the results."""
     import os
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    command = [sys.executable, "-m", *LAUNCHERS[launcher],
                "-m", "multimix", "run", "image", "--quick", "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
