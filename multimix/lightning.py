@@ -10,15 +10,13 @@ import warnings
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
-import torch
-
 try:
     import lightning.pytorch as pl
 except ImportError as error:  # pragma: no cover - exercised only without lightning
     raise ImportError('multimix.lightning needs Lightning: pip install "lightning>=2.2" (or multimix[dev])') from error
 
 from multimix.mixer import MixedBatch, Mixer
-from multimix.ranks import describe, rank_and_world
+from multimix.ranks import describe, gather_states, rank_and_world
 from multimix.seeding import rank_seed
 
 __all__ = ["MixupCallback", "rank_seed"]
@@ -198,14 +196,7 @@ class MixupCallback(pl.Callback):
         Under a process group this gathers over all ranks, so it must run on every rank,
         as ``Trainer.save_checkpoint`` (and so ``ModelCheckpoint``) does.
         """
-        rank, world = rank_and_world()
-        mine = (rank, self.mixer.state_dict())
-        if world == 1:
-            gathered = [mine]
-        else:
-            gathered = [None] * world
-            torch.distributed.all_gather_object(gathered, mine)
-        return {"world_size": world, "ranks": dict(gathered)}
+        return gather_states(self.mixer)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore this rank's mixer state from what :meth:`state_dict` saved."""

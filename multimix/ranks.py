@@ -19,7 +19,7 @@ import torch
 from multimix.mixer import Mixer
 from multimix.seeding import rank_seed
 
-__all__ = ["RankStates", "describe", "rank_and_world"]
+__all__ = ["RankStates", "describe", "gather_states", "rank_and_world"]
 
 
 class RankStates:
@@ -79,14 +79,8 @@ class RankStates:
 
     def state_dict(self) -> dict[str, Any]:
         """Every rank's mixer state, ``{"world_size": W, "ranks": {rank: Mixer.state_dict()}}``."""
-        rank, world = self._check_group()
-        mine = (rank, self.mixer.state_dict())
-        if world == 1:
-            gathered = [mine]
-        else:
-            gathered = [None] * world
-            torch.distributed.all_gather_object(gathered, mine)
-        return {"world_size": world, "ranks": dict(gathered)}
+        self._check_group()
+        return gather_states(self.mixer)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore this rank's mixer state from what :meth:`state_dict` saved."""
@@ -127,6 +121,20 @@ def _check_state(state_dict: object) -> tuple[Mapping[int, Any], int]:
             f"pass what RankStates.state_dict() returned"
         )
     return ranks, saved
+
+
+def gather_states(mixer: Mixer) -> dict[str, Any]:
+    """Every rank's ``mixer.state_dict()`` as ``{"world_size": W, "ranks": {rank: state}}``.
+
+    Under a process group this gathers over all ranks, so every rank must call it.
+    """
+    rank, world = rank_and_world()
+    mine = (rank, mixer.state_dict())
+    if world == 1:
+        return {"world_size": 1, "ranks": dict([mine])}
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, mine)
+    return {"world_size": world, "ranks": dict(gathered)}
 
 
 def describe(value: object) -> str:
