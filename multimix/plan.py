@@ -67,6 +67,7 @@ class MixPlan:
     host: MixPlan | None = field(default=None, repr=False, compare=False)
     placed_mixed: torch.Tensor | None = field(default=None, repr=False, compare=False)
     placed_other: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    placed_label_weights: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def batch_size(self) -> int:
@@ -95,7 +96,24 @@ class MixPlan:
         """``(B,)`` float64 ``1 - lam``, the partner's weight, computed on the host and placed with the plan."""
         if self.placed_other is not None:
             return self.placed_other
+        if self.device.type == "cpu":
+            return torch.from_numpy(1.0 - self.lam.numpy())
         return 1.0 - self.lam
+
+    @cached_property
+    def label_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(lam, 1 - lam)`` as float32 ``(B, 1)`` columns, the weights of soft target rows.
+
+        Computed on the host and placed with the plan, so building targets on the device
+        takes no cast or subtraction kernels.
+        """
+        if self.placed_label_weights is not None:
+            return self.placed_label_weights
+        if self.device.type == "cpu":
+            lam = self.lam.numpy()[:, None]
+            return torch.from_numpy(lam.astype(np.float32)), torch.from_numpy((1.0 - lam).astype(np.float32))
+        own = self.lam.to(torch.float32).unsqueeze(1)
+        return own, 1.0 - own
 
     @cached_property
     def scalar_lam(self) -> float | None:
@@ -103,7 +121,7 @@ class MixPlan:
         host = self.on_host
         if host.per_sample or not host.all_mixed:
             return None
-        return float(host.lam[0])
+        return float(host.lam.numpy()[0])
 
     def region_lam(self) -> torch.Tensor:
         """The lam a region is drawn from, on the host: every sample's, or one for the batch.
@@ -114,18 +132,20 @@ class MixPlan:
         host = self.on_host
         if host.per_sample:
             return host.lam
-        mixed = host.lam[host.mixed]
-        return mixed[:1] if mixed.numel() else host.lam[:1]
+        lam = host.lam.numpy()
+        mixed = np.flatnonzero(host.mixed.numpy())
+        first = int(mixed[0]) if mixed.size else 0
+        return torch.from_numpy(lam[first : first + 1])
 
     @cached_property
     def any_mixed(self) -> bool:
         """Whether any sample is mixed (decided on the host)."""
-        return bool(self.on_host.mixed.any())
+        return bool(self.on_host.mixed.numpy().any())
 
     @cached_property
     def all_mixed(self) -> bool:
         """Whether every sample is mixed (decided on the host)."""
-        return bool(self.on_host.mixed.all())
+        return bool(self.on_host.mixed.numpy().all())
 
     def to(self, device: torch.device, extra: Any = None) -> tuple[MixPlan, Any]:
         """Place the plan (and ``extra``: a region, labels, lengths) on ``device`` in one copy.
@@ -145,13 +165,15 @@ class MixPlan:
         tree given to :func:`~multimix._transfer.to_device`, then :meth:`placed` on the result.
         """
         host = self.on_host
-        return host.index, host.lam, host.other, host.mixed, host.choices
+        other = host.other if host.per_sample or not host.all_mixed else None  # per-batch: a host scalar
+        return host.index, host.lam, other, host.mixed, host.choices, host.label_weights
 
     def placed(self, moved: tuple[torch.Tensor | None, ...]) -> MixPlan:
         """The plan rebuilt from its :meth:`tensors` once moved, keeping the CPU plan as ``host``."""
-        index, lam, other, mixed, choices = moved
+        index, lam, other, mixed, choices, label_weights = moved
         host = self.on_host
-        return replace(host, index=index, lam=lam, choices=choices, host=host, placed_mixed=mixed, placed_other=other)
+        return replace(host, index=index, lam=lam, choices=choices, host=host, placed_mixed=mixed, placed_other=other,
+                       placed_label_weights=label_weights)  # fmt: skip
 
 
 def identity_plan(batch_size: int) -> MixPlan:
@@ -234,7 +256,8 @@ def draw_plan(
     else:
         choice = _choose(weights, len(alphas), generator) if len(alphas) > 1 else 0
         index = random_cycle(batch_size, generator)
-        lam = sample_beta(alphas[choice], batch_size if per_sample else 1, generator).expand(batch_size).clone()
+        lam = sample_beta(alphas[choice], batch_size, generator) if per_sample else \
+            torch.full((batch_size,), float(sample_beta(alphas[choice], 1, generator).numpy()[0]), dtype=torch.float64)
     if p < 1.0:
         keep = torch.rand(batch_size, generator=generator, dtype=torch.float64) >= p
         lam[keep] = 1.0

@@ -153,14 +153,17 @@ def mixed_targets(
     if not plan.any_mixed:
         return smoothed_rows(targets, num_classes, label_smoothing)
     dtype = targets.dtype if targets.is_floating_point() and targets.dim() == 2 else torch.float32
-    own = lam.to(dtype=dtype, copy=True).unsqueeze_(1)
-    other = lam.to(dtype=dtype, copy=True).unsqueeze_(1).mul_(-1.0).add_(1.0)
+    if lam is plan.lam and dtype == torch.float32:  # the drawn lam: its weights came with the plan
+        own, other = plan.label_weights
+    else:
+        own = lam.to(dtype).unsqueeze(1)
+        other = 1.0 - own
     if targets.dim() == 2:
         rows = smoothed_rows(targets, num_classes, label_smoothing, dtype)
-        return rows.index_select(0, plan.index).mul_(other).add_(rows.mul_(own))
+        return rows.index_select(0, plan.index).mul_(other).addcmul_(rows, own)
     if label_smoothing > 0:
-        own.mul_(1.0 - label_smoothing)
-        other.mul_(1.0 - label_smoothing)
+        own, other = own * (1.0 - label_smoothing), other * (1.0 - label_smoothing)
+    labels = targets.long().unsqueeze(1)
     out = torch.full((targets.shape[0], num_classes), label_smoothing / num_classes, dtype=dtype, device=targets.device)
-    out.scatter_add_(1, targets.long().unsqueeze(1), own)
-    return out.scatter_add_(1, targets.index_select(0, plan.index).long().unsqueeze(1), other)
+    out.scatter_add_(1, labels, own)
+    return out.scatter_add_(1, labels.index_select(0, plan.index), other)

@@ -117,6 +117,6 @@ def test_fit_temperature_errors(kwargs, error, match):
 def test_fit_temperature_on_cuda_matches_cpu():
     logits, labels = synthetic(0.4, n=5000)
     assert multimix.fit_temperature(logits.cuda(), labels.cuda()) == pytest.approx(
-        multimix.fit_temperature(logits, labels), rel=1e-9
+        multimix.fit_temperature(logits, labels), rel=1e-7  # float64 sums run in another order on the GPU
     )
     assert multimix.brier_score(logits.cuda(), labels.cuda()) == pytest.approx(multimix.brier_score(logits, labels))
