@@ -166,6 +166,9 @@ def _validate(recipe: str, config: dict[str, Any]) -> None:
         set(seeds)
     ) != len(seeds):
         raise ValueError(f"seeds must be distinct integers in 0..2**63-1, e.g. --set seeds=0,1,2; got {seeds!r}")
+    if config["precise_bn"] < 0:
+        raise ValueError(f"precise_bn must be >= 0 (clean training batches that BatchNorm statistics are recomputed "
+                         f"on before each evaluation; 0 = off), got {config['precise_bn']!r}")  # fmt: skip
     if config["val_size"] < 1:
         raise ValueError(f"val_size must be >= 1 (validation samples carved out of the training data, on which "
                          f"the temperature is fitted), got {config['val_size']!r}")  # fmt: skip

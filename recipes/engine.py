@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 import multimix
 from multimix_recipes import checkpoint, distributed, optim, plots
+from multimix_recipes.batchnorm import recompute_batchnorm
 from multimix_recipes.checkpoint import rng_state_on_cpu
 from multimix_recipes.data import TensorData, epoch_batches, fits_on
 
@@ -282,6 +283,8 @@ def train(
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
         train_loss = float(total_loss) / max(len(batches), 1)  # this rank's batches; one read per epoch
+        if config["precise_bn"] > 0:
+            recompute_batchnorm(task, device, bf16, config["batch_size"] * 2, config["precise_bn"])
         result = evaluate(task, device, bf16, world, config["batch_size"] * 2)
         mixer_states = distributed.gather(task.mixer.state_dict() if task.mixer else None, world)
         if not world.is_main:
