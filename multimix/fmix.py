@@ -109,7 +109,14 @@ class FMix(Adapter):
         if not plan.any_mixed:
             return unchanged(x, inplace), torch.ones_like(plan.lam)
         mask = self.mask(x, region)
-        own = mask.flatten(1).sum(1, dtype=torch.float64) / mask[0].numel()  # the mask's mean, exactly
+        flat = mask.flatten(1)  # the mask's mean, exactly: a binary mask is counted, without a widened copy
+        if mask.dtype != torch.bool:
+            count = flat.sum(1, dtype=torch.float64)
+        elif mask.device.type == "cpu":  # NumPy counts booleans in place (torch converts them first)
+            count = torch.from_numpy(flat.numpy().sum(1))
+        else:
+            count = flat.view(torch.uint8).sum(1, dtype=torch.int32)
+        own = count.to(torch.float64) / mask[0].numel()
         lam = torch.where(plan.mixed, own.expand(x.shape[0]), 1.0)
         weight = mask.view(mask.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:])
         if self.vectorized(x):

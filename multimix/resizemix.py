@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from multimix._kernels import apply_rowwise, row_view, unchanged
 from multimix.adapter import Adapter
@@ -16,10 +17,17 @@ from multimix.plan import MixPlan
 __all__ = ["ResizeMix", "Resized"]
 
 
-def _nearest_sources(size: int, out: int) -> torch.Tensor:
-    """Source index of each of ``out`` steps resized from ``size`` (F.interpolate's "nearest", in float32 as torch)."""
-    scale = torch.tensor(size, dtype=torch.float32) / out
-    return (torch.arange(out, dtype=torch.float32) * scale).floor().long().clamp(max=size - 1)
+def _nearest_sources(size: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``(N, size)`` source index of each position inside ``[start, end)`` resized from ``size``; 0 outside.
+
+    F.interpolate's "nearest" in float32 as torch computes it: ``floor(k * (size / out))``
+    for the k-th of ``out`` steps, clamped to ``size - 1``; vectorised over the N boxes.
+    """
+    steps = np.arange(size)[None, :] - starts[:, None]
+    out = np.maximum(ends - starts, 1).astype(np.float32)
+    scale = np.float32(size) / out
+    sources = np.minimum(np.floor(steps.astype(np.float32) * scale[:, None]), size - 1).astype(np.int64)
+    return np.where((steps >= 0) & (steps < (ends - starts)[:, None]), sources, 0)
 
 
 class Resized(NamedTuple):
@@ -69,16 +77,16 @@ class ResizeMix(Adapter):
         y2, x2 = np.clip(cy + cut_h // 2, 0, height), np.clip(cx + cut_w // 2, 0, width)
         boxes = torch.from_numpy(np.stack([y1, y2, x1, x2], axis=1)).expand(plan.batch_size, 4)
         kept = 1.0 - torch.from_numpy((y2 - y1) * (x2 - x1) / (height * width)).expand(plan.batch_size)
-        row_source = torch.zeros(plan.batch_size, height, dtype=torch.long)
-        col_source = torch.zeros(plan.batch_size, width, dtype=torch.long)
-        for i, (a, b, c, d) in enumerate(boxes.tolist() if plan.per_sample else boxes[:1].tolist()):
-            rows = slice(None) if not plan.per_sample else i
-            if b > a and d > c:
-                row_source[rows, a:b] = _nearest_sources(height, b - a)
-                col_source[rows, c:d] = _nearest_sources(width, d - c)
+        empty = (y2 <= y1) | (x2 <= x1)  # a box clipped to nothing pastes nothing
+        row_source = _nearest_sources(height, y1, np.where(empty, y1, y2))
+        col_source = _nearest_sources(width, x1, np.where(empty, x1, x2))
+        if not plan.per_sample:
+            row_source, col_source = row_source.repeat(plan.batch_size, 0), col_source.repeat(plan.batch_size, 0)
         box = None if plan.per_sample else tuple(boxes[0].tolist())
-        return Resized(boxes, torch.where(plan.mixed, kept, 1.0), **box_masks(boxes, plan.mixed, height, width),
-                       row_source=row_source, col_source=col_source, box=box)  # fmt: skip
+        kept = torch.from_numpy(np.where(plan.on_host.mixed.numpy(), kept.numpy(), 1.0))
+        return Resized(boxes, kept, **box_masks(boxes, plan.mixed, height, width),
+                       row_source=torch.from_numpy(row_source), col_source=torch.from_numpy(col_source),
+                       box=box)  # fmt: skip
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Resized, valid: Validity | None = None
@@ -86,12 +94,13 @@ class ResizeMix(Adapter):
         inplace = self.writes_inplace(x)
         if not plan.any_mixed:
             return unchanged(x, inplace), region.kept
-        if region.box is not None:  # one box: resize the batch once, read and write only the box
+        if region.box is not None and self.vectorized(x):  # one box: resize the batch once, write only the box
             y1, y2, x1, x2 = region.box
             out = x if inplace else x.clone()
-            if y2 > y1 and x2 > x1:
-                rows, cols = region.row_source[0, y1:y2], region.col_source[0, x1:x2]
-                resized = x.index_select(-2, rows).index_select(-1, cols).index_select(0, plan.index)
+            if y2 > y1 and x2 > x1:  # torch's nearest resize reads only the pixels it keeps
+                planes = x.reshape(x.shape[0], -1, x.shape[-2], x.shape[-1])
+                resized = F.interpolate(planes, size=(y2 - y1, x2 - x1), mode="nearest").index_select(0, plan.index)
+                resized = resized.view(*x.shape[:-2], y2 - y1, x2 - x1)
                 window = out[..., y1:y2, x1:x2]
                 if not plan.all_mixed:
                     resized = torch.where(row_view(plan.mixed, resized), resized, window)
@@ -99,9 +108,10 @@ class ResizeMix(Adapter):
             return out, region.kept
         if self.vectorized(x):
             n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-            flat = x.reshape(n, -1, height, width)
-            resized = flat[plan.index.view(n, 1, 1), :, region.row_source.view(n, height, 1),
-                           region.col_source.view(n, 1, width)].permute(0, 3, 1, 2).reshape(x.shape)  # fmt: skip
+            partner = x.reshape(n, -1, height, width).index_select(0, plan.index)
+            shape = partner.shape  # two separable gathers, each reading along contiguous rows
+            resized = partner.gather(2, region.row_source.view(n, 1, height, 1).expand(shape))
+            resized = resized.gather(3, region.col_source.view(n, 1, 1, width).expand(shape)).view(x.shape)
             mask = (region.rows.unsqueeze(2) & region.cols.unsqueeze(1)).view(n, *([1] * (x.dim() - 3)), height, width)
             return (torch.where(mask, resized, x, out=x) if inplace else torch.where(mask, resized, x)), region.kept
         boxes, row_source, col_source = region.boxes.tolist(), region.row_source, region.col_source
