@@ -69,5 +69,5 @@ def _bytes(tensor: torch.Tensor) -> np.ndarray:
     """The tensor's values as flat bytes (NumPy's view where it has the dtype, else torch's)."""
     try:
         return np.ascontiguousarray(tensor.numpy()).reshape(-1).view(np.uint8)
-    except TypeError:  # a dtype NumPy lacks (bfloat16, ...)
-        return tensor.contiguous().view(-1).view(torch.uint8).numpy()
+    except (TypeError, RuntimeError):  # a dtype NumPy lacks (bfloat16, ...), or a lazy conjugate/negative view
+        return tensor.resolve_conj().resolve_neg().contiguous().view(-1).view(torch.uint8).numpy()

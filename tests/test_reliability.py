@@ -268,3 +268,23 @@ def test_cpu_targets_with_autograd_keep_it_when_moved_with_the_plan():
     soft = torch.rand(4, 3, requires_grad=True)
     moved_index, moved_soft = to_device((torch.arange(4), soft * 2), torch.device("meta"))
     assert moved_soft.grad_fn is not None and moved_index.device.type == "meta"
+
+
+@pytest.mark.parametrize(
+    "leaf",
+    [
+        torch.tensor([0.25, -1.5], dtype=torch.float64),
+        torch.tensor([1.5, -2.0, 3.0], dtype=torch.bfloat16),  # no NumPy dtype
+        torch.tensor([1.0, 2.0, 3.0, 4.0])[::2],  # not contiguous
+        torch.tensor([1.0, 2.0]).neg().conj()._neg_view(),  # a lazy negative view
+        torch.tensor([True, False, True]),
+    ],
+)
+def test_transfer_packs_each_leaf_as_its_own_bytes(leaf):
+    from multimix._transfer import _bytes, to_device
+
+    expected = leaf.resolve_neg().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+    assert _bytes(leaf).tobytes() == expected
+    moved = to_device({"leaf": leaf, "index": torch.arange(3)}, torch.device("meta"))
+    assert moved["leaf"].dtype == leaf.dtype and moved["leaf"].shape == leaf.shape
+    assert moved["index"].dtype == torch.int64 and moved["index"].shape == (3,)
