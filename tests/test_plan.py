@@ -85,3 +85,24 @@ def test_draw_plan_errors(kwargs, error, match):
     args = {"batch_size": 4, "alphas": [1.0], "generator": torch.Generator(), **kwargs}
     with pytest.raises(error, match=match):
         draw_plan(args.pop("batch_size"), args.pop("alphas"), args.pop("generator"), **args)
+
+
+@pytest.mark.parametrize("shape", [0.05, 0.7, 1.0, 4.0])
+def test_beta_rejection_step_agrees_in_plain_floats_and_numpy(shape):
+    """The per-batch draw (5 candidates, plain floats) accepts what the array path accepts, to rounding."""
+    import math
+
+    import numpy as np
+
+    from multimix.beta import _accept
+
+    k = shape + 1.0 if shape < 1.0 else shape
+    d = k - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x, u = rng.standard_normal(5) * 3, rng.random(5)
+        small = _accept(x, u, c, d)  # 5 candidates: plain floats
+        large = _accept(np.tile(x, 2), np.tile(u, 2), c, d)  # 10: NumPy arrays, each candidate twice
+        assert large.size == 2 * small.size
+        np.testing.assert_allclose(small, large[: small.size], rtol=1e-13, atol=1e-13)
