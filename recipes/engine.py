@@ -97,6 +97,9 @@ class Task:
             Face directory) into ``out / "model"``.
         val_set: the validation split carved out of the training data (like ``test_set``):
             the temperature is fitted on it at each evaluation, never on the test set.
+        stateful: other random state to checkpoint with the run, by name: objects with
+            ``state_dict``/``load_state_dict`` (the speech recipe's SpecAugment generator),
+            saved per rank like the mixer's, so a resumed run draws what it would have.
     """
 
     model: nn.Module
@@ -111,6 +114,7 @@ class Task:
     class_names: list[str] = field(default_factory=list)
     save: Callable[[Path], None] | None = None
     val_set: Dataset | None = None
+    stateful: dict[str, Any] = field(default_factory=dict)
 
 
 def use_bf16(config: dict[str, Any], device: torch.device) -> bool:
@@ -240,6 +244,10 @@ def train(
         mixers = state.get("mixers") or []
         if task.mixer is not None and len(mixers) > world.rank and mixers[world.rank] is not None:
             task.mixer.load_state_dict(mixers[world.rank])
+        stateful = state.get("stateful") or []
+        for name, holder in task.stateful.items():
+            if len(stateful) > world.rank and name in stateful[world.rank]:
+                holder.load_state_dict(stateful[world.rank][name])
         checkpoint.set_rng_state(state["rng"])
         history, start_epoch = list(state["history"]), state["epoch"] + 1
     workers = min(4, (os.cpu_count() or 1) - 1) if device.type == "cuda" else 0
@@ -287,6 +295,7 @@ def train(
             recompute_batchnorm(task, device, bf16, config["batch_size"] * 2, config["precise_bn"])
         result = evaluate(task, device, bf16, world, config["batch_size"] * 2)
         mixer_states = distributed.gather(task.mixer.state_dict() if task.mixer else None, world)
+        other_states = distributed.gather({name: h.state_dict() for name, h in task.stateful.items()}, world)
         if not world.is_main:
             continue
         history.append({
@@ -303,7 +312,7 @@ def train(
               flush=True)  # fmt: skip
         checkpoint.write({
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "mixers": mixer_states,
+            "scheduler": scheduler.state_dict(), "mixers": mixer_states, "stateful": other_states,
             "rng": checkpoint.rng_state(), "history": history, "config": config,
         }, out / "checkpoint.pt")  # fmt: skip
     if not result:  # resumed a finished run: evaluate the final model once for the plots

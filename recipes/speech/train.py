@@ -229,4 +229,4 @@ def build(config: dict[str, Any]) -> Task:
         return model(features(waves).unsqueeze(1)), labels
 
     return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes,
-                val_set=val_set)  # fmt: skip
+                val_set=val_set, stateful={"spec_augment": masks} if masks is not None else {})  # fmt: skip

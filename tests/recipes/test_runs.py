@@ -55,9 +55,11 @@ def test_each_recipe_trains_a_few_steps(tmp_path, recipe, method, extra, capsys)
         assert AutoTokenizer.from_pretrained(tmp_path / "model")("a fine film")["input_ids"][0] == 101
 
 
-def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
-    overrides = {**TINY, "epochs": 2, "method": "mixup"}
-    run("image", overrides={**overrides, "out": str(tmp_path / "straight")})
+@pytest.mark.parametrize(("recipe", "keys"), [("image", {}), ("speech", {"spec_augment": True})])
+def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch, recipe, keys):
+    """Model, mixer and augmentation state (SpecAugment's mask generator) all continue where they stopped."""
+    overrides = {**TINY, "epochs": 2, "method": "mixup", **keys}
+    run(recipe, overrides={**overrides, "out": str(tmp_path / "straight")})
     real_write = checkpoint.write
 
     def stop_after_first_epoch(payload, path):
@@ -66,9 +68,9 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(checkpoint, "write", stop_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        run("image", overrides={**overrides, "out": str(tmp_path / "resumed")})
+        run(recipe, overrides={**overrides, "out": str(tmp_path / "resumed")})
     monkeypatch.undo()
-    run("image", overrides={**overrides, "out": str(tmp_path / "resumed")}, resume=True)
+    run(recipe, overrides={**overrides, "out": str(tmp_path / "resumed")}, resume=True)
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
     resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
     assert straight["history"][-1]["test_loss"] == resumed["history"][-1]["test_loss"]
