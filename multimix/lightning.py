@@ -6,7 +6,6 @@ The only module importing ``lightning`` (install it with ``pip install "lightnin
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ except ImportError as error:  # pragma: no cover - exercised only without lightn
     raise ImportError('multimix.lightning needs Lightning: pip install "lightning>=2.2" (or multimix[dev])') from error
 
 from multimix.mixer import MixedBatch, Mixer
-from multimix.ranks import describe, gather_states, rank_and_world
+from multimix.ranks import describe, gather_states, rank_and_world, warn_world_change
 from multimix.seeding import rank_seed
 
 __all__ = ["MixupCallback", "rank_seed"]
@@ -206,19 +205,8 @@ class MixupCallback(pl.Callback):
                 f"returns), got {describe(state_dict)}; a Mixer.state_dict() goes to mixer.load_state_dict"
             )
         ranks = state_dict["ranks"]
-        rank, world = rank_and_world()
-        saved = state_dict.get("world_size", len(ranks))
-        if saved != world and rank == 0:
-            notes = [f"ranks {sorted(r for r in ranks if r < world)} restore their plan generators"]
-            if world > saved:
-                notes.append(f"ranks {saved}..{world - 1} keep fresh streams from rank_seed(mixer.seed, rank)")
-            else:
-                notes.append(f"the states of ranks {world}..{saved - 1} are dropped")
-            warnings.warn(
-                f"MixupCallback state saved with world size {saved} is restored on {world} processes: "
-                + "; ".join(notes),
-                stacklevel=2,
-            )
+        warn_world_change("MixupCallback state", ranks, state_dict.get("world_size", len(ranks)), "keep fresh streams")
+        rank, _ = rank_and_world()
         if rank in ranks:
             self.mixer.load_state_dict(ranks[rank])
         self._epoch = None

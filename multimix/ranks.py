@@ -19,7 +19,7 @@ import torch
 from multimix.mixer import Mixer
 from multimix.seeding import rank_seed
 
-__all__ = ["RankStates", "describe", "gather_states", "rank_and_world"]
+__all__ = ["RankStates", "describe", "gather_states", "rank_and_world", "warn_world_change"]
 
 
 class RankStates:
@@ -85,17 +85,8 @@ class RankStates:
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore this rank's mixer state from what :meth:`state_dict` saved."""
         ranks, saved = _check_state(state_dict)
-        rank, world = self._check_group()
-        if saved != world and rank == 0:
-            notes = [f"ranks {sorted(r for r in ranks if r < world)} restore their plan generators"]
-            if world > saved:
-                notes.append(f"ranks {saved}..{world - 1} start fresh streams from rank_seed(mixer.seed, rank)")
-            else:
-                notes.append(f"the states of ranks {world}..{saved - 1} are dropped")
-            warnings.warn(
-                f"RankStates saved with world size {saved} is restored on {world} processes: " + "; ".join(notes),
-                stacklevel=2,
-            )
+        rank, _ = self._check_group()
+        warn_world_change("RankStates", ranks, saved, "start fresh streams")
         if rank in ranks:
             self.mixer.load_state_dict(ranks[rank])
         else:  # a new rank: the run's schedule, its own stream
@@ -121,6 +112,24 @@ def _check_state(state_dict: object) -> tuple[Mapping[int, Any], int]:
             f"pass what RankStates.state_dict() returned"
         )
     return ranks, saved
+
+
+def warn_world_change(owner: str, ranks: Mapping[int, Any], saved: int, new_ranks: str) -> None:
+    """On rank 0, warn that ``owner``'s states of ``saved`` ranks are restored on a different number of processes.
+
+    ``new_ranks`` says what the ranks without a saved state do (e.g. "start fresh streams").
+    """
+    rank, world = rank_and_world()
+    if saved == world or rank != 0:
+        return
+    notes = [f"ranks {sorted(r for r in ranks if r < world)} restore their plan generators"]
+    if world > saved:
+        notes.append(f"ranks {saved}..{world - 1} {new_ranks} from rank_seed(mixer.seed, rank)")
+    else:
+        notes.append(f"the states of ranks {world}..{saved - 1} are dropped")
+    warnings.warn(
+        f"{owner} saved with world size {saved} is restored on {world} processes: " + "; ".join(notes), stacklevel=3
+    )
 
 
 def gather_states(mixer: Mixer) -> dict[str, Any]:
