@@ -44,18 +44,15 @@ def to_device(tree: Any, device: torch.device) -> Any:
     slots = [i for i in cpu if not leaves[i].requires_grad]
     if not slots:
         return pytree.tree_unflatten(leaves, spec)
-    layout, offset = [], 0
-    for i in slots:
-        size = leaves[i].numel() * leaves[i].element_size()
-        layout.append((i, offset, size))
-        offset += -(-size // _ALIGN) * _ALIGN
-    buffer = np.zeros(offset, dtype=np.uint8)
-    for i, start, size in layout:
+    sizes = [leaves[i].numel() * leaves[i].element_size() for i in slots]
+    padded = [-(-size // _ALIGN) * _ALIGN for size in sizes]
+    buffer = np.zeros(sum(padded), dtype=np.uint8)
+    start = 0
+    for i, size, chunk in zip(slots, sizes, padded, strict=True):
         buffer[start : start + size] = _bytes(leaves[i])
-    moved = torch.from_numpy(buffer).to(device, non_blocking=True)
-    ends = [start + -(-size // _ALIGN) * _ALIGN for _, start, size in layout]
-    pieces = moved.split_with_sizes([end - start for end, (_, start, _) in zip(ends, layout, strict=True)])
-    for piece, (i, _, size) in zip(pieces, layout, strict=True):  # one split, then a view per leaf
+        start += chunk
+    pieces = torch.from_numpy(buffer).to(device, non_blocking=True).split_with_sizes(padded)
+    for i, size, piece in zip(slots, sizes, pieces, strict=True):  # one split, then a view per leaf
         leaf = leaves[i]
         if size != piece.numel():
             piece = piece[:size]

@@ -143,6 +143,11 @@ def _minmax_boxes(
     return torch.from_numpy(boxes), torch.from_numpy(1.0 - (cut_h * cut_w) / (height * width))
 
 
+def kept_where_mixed(plan: MixPlan, kept: torch.Tensor) -> torch.Tensor:
+    """The label weight of a region: ``kept`` for mixed samples, 1 for the unmixed (NumPy: host work on B numbers)."""
+    return torch.from_numpy(np.where(plan.on_host.mixed.numpy(), kept.numpy(), 1.0))
+
+
 def box_masks(boxes: torch.Tensor, mixed: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
     """``rows`` ``(B, H)`` and ``cols`` ``(B, W)`` bool masks of boxes ``(B, 4)``; unmixed samples get no rows."""
     rows = torch.arange(height, device=boxes.device).view(1, height)
@@ -215,8 +220,7 @@ class CutMix(Adapter):
         n = plan.batch_size
         if not self.correct_lam:
             kept = plan.lam  # timm's correct_lam=False: the label weight is the lam drawn, clipped box or not
-        # the label weight: unmixed samples keep all their pixels (NumPy: host work on B numbers)
-        kept = torch.from_numpy(np.where(plan.on_host.mixed.numpy(), kept.numpy(), 1.0))
+        kept = kept_where_mixed(plan, kept)
         if not plan.per_sample:
             return Boxes(boxes.expand(n, 4), kept, box=tuple(boxes[0].tolist()))
         if not self.vectorized(x):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from multimix._kernels import apply_rowwise, row_view, unchanged
 from multimix.adapter import Adapter
-from multimix.image import _IMAGE_INPUTS, box_masks
+from multimix.image import _IMAGE_INPUTS, box_masks, kept_where_mixed
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
@@ -83,7 +83,7 @@ class ResizeMix(Adapter):
         if not plan.per_sample:
             row_source, col_source = row_source.repeat(plan.batch_size, 0), col_source.repeat(plan.batch_size, 0)
         box = None if plan.per_sample else tuple(boxes[0].tolist())
-        kept = torch.from_numpy(np.where(plan.on_host.mixed.numpy(), kept.numpy(), 1.0))
+        kept = kept_where_mixed(plan, kept)
         return Resized(boxes, kept, **box_masks(boxes, plan.mixed, height, width),
                        row_source=torch.from_numpy(row_source), col_source=torch.from_numpy(col_source),
                        box=box)  # fmt: skip
