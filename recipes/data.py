@@ -9,13 +9,14 @@ no per-sample Python. Otherwise batches are gathered on the CPU, pinned and copi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["TensorData", "epoch_batches", "fits_on", "group_split", "split_off", "to_device"]
+__all__ = ["TensorData", "epoch_batches", "fits_on", "group_split", "load_source", "split_off", "to_device"]
 
 
 def _map(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
@@ -139,3 +140,23 @@ def group_split(groups: list[str], held_out: int, seed: int) -> list[str]:
                          f"{names}), got {held_out}")  # fmt: skip
     order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(names[i] for i in order[:held_out])
+
+
+def load_source(
+    config: dict[str, Any],
+    embedded: Callable[[dict[str, Any]], Any],
+    named: Callable[[str, dict[str, Any]], Any],
+    names: Collection[str],
+    local: Callable[[Path, dict[str, Any]], Any],
+    local_kind: str = "folder",
+) -> Any:
+    """What ``--data`` names, loaded: the embedded set, a named (downloaded) one, or a local folder or CSV file."""
+    data = config["data"]
+    if data == "embedded":
+        return embedded(config)
+    if data in names:
+        return named(data, config)
+    path = Path(data)
+    if path.is_dir() if local_kind == "folder" else path.is_file():
+        return local(path, config)
+    raise ValueError(f"--data {data!r} is neither a dataset name ({['embedded', *names]}) nor an existing {local_kind}")

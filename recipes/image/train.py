@@ -29,7 +29,7 @@ import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
 from multimix.text import HiddenMix
 from multimix_recipes import data_file, models
-from multimix_recipes.data import TensorData, split_off
+from multimix_recipes.data import TensorData, load_source, split_off
 from multimix_recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("cifar10", "cifar100", "fashion_mnist")
@@ -142,15 +142,7 @@ def load_folder(root: Path, config: dict[str, Any]) -> tuple[TensorData, TensorD
 
 def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, TensorData, list[str]]:
     """Train, validation (a seeded ``val_size`` carved out of the training data), test, class names."""
-    data = config["data"]
-    if data == "embedded":
-        train, test, classes = load_embedded(config)
-    elif data in NAMED:
-        train, test, classes = load_named(data, config)
-    elif Path(data).is_dir():
-        train, test, classes = load_folder(Path(data), config)
-    else:
-        raise ValueError(f"--data {data!r} is neither a dataset name ({['embedded', *NAMED]}) nor an existing folder")
+    train, test, classes = load_source(config, load_embedded, load_named, NAMED, load_folder)
     keep, held = split_off(len(train), config["val_size"], config["seed"])
     return TensorData(train.take(keep)), TensorData(train.take(held)), test, classes
 

@@ -30,7 +30,7 @@ import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
 from multimix.specaugment import SpecAugment
 from multimix_recipes import data_file, models
-from multimix_recipes.data import TensorData, group_split, split_off
+from multimix_recipes.data import TensorData, group_split, load_source, split_off
 from multimix_recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("speech_commands",)
@@ -158,14 +158,7 @@ def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, TensorDat
     if config["split"] == "speakers" and data != "embedded":
         raise ValueError(f"split: speakers needs the embedded FSDD (speakers named in its files), got --data {data!r}; "
                          "use split: takes")  # fmt: skip
-    if data == "embedded":
-        train, test, classes = load_embedded(config)
-    elif data in NAMED:
-        train, test, classes = load_named(data, config)
-    elif Path(data).is_dir():
-        train, test, classes = load_folder(Path(data), config)
-    else:
-        raise ValueError(f"--data {data!r} is neither a dataset name ({['embedded', *NAMED]}) nor an existing folder")
+    train, test, classes = load_source(config, load_embedded, load_named, NAMED, load_folder)
     for split, limit in ((train, config["train_limit"]), (test, config["test_limit"])):
         if limit is not None and limit < len(split):
             order = torch.randperm(len(split), generator=torch.Generator().manual_seed(config["seed"]))

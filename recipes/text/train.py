@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 import multimix
 from multimix.text import HiddenMix
 from multimix_recipes import data_file
-from multimix_recipes.data import split_off
+from multimix_recipes.data import load_source, split_off
 from multimix_recipes.engine import Task
 
 # name -> (hub path, subset, text column, label column)
@@ -95,15 +95,7 @@ def load_csv(path: Path, config: dict[str, Any]) -> tuple[list, list, list[str]]
 
 def load_data(config: dict[str, Any]) -> tuple[list, list, list, list[str]]:
     """Train, validation (a seeded ``val_size`` carved out of the training rows), test, class names."""
-    data = config["data"]
-    if data == "embedded":
-        train, test, classes = load_embedded(config)
-    elif data in NAMED:
-        train, test, classes = load_named(data, config)
-    elif Path(data).is_file():
-        train, test, classes = load_csv(Path(data), config)
-    else:
-        raise ValueError(f"--data {data!r} is neither a dataset name ({['embedded', *NAMED]}) nor an existing CSV")
+    train, test, classes = load_source(config, load_embedded, load_named, NAMED, load_csv, local_kind="CSV")
     limits = (config["train_limit"], config["test_limit"])
     train, test = (rows if limit is None else rows[:limit] for rows, limit in zip((train, test), limits, strict=True))
     keep, held = split_off(len(train), config["val_size"], config["seed"])
