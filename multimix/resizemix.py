@@ -30,15 +30,37 @@ def _nearest_sources(size: int, starts: np.ndarray, ends: np.ndarray) -> np.ndar
     return np.where((steps >= 0) & (steps < (ends - starts)[:, None]), sources, 0)
 
 
+def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``images`` ``(N, ..., H, W)`` resized to ``(N, ..., *size)`` by torch's nearest kernel.
+
+    The kernel reads only the pixels it keeps, and on a CPU it beats a row gather plus
+    a column gather by about 1.3x: the columns of a nearest resize are a per-pixel gather.
+    """
+    planes = images.reshape(images.shape[0], -1, *images.shape[-2:])
+    return F.interpolate(planes, size=size, mode="nearest").view(*images.shape[:-2], *size)
+
+
+def _box_sources(boxes: torch.Tensor, mixed: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """``rows``, ``cols``, ``row_source`` and ``col_source`` of :class:`Resized` for per-sample host ``boxes``."""
+    y1, y2, x1, x2 = boxes.numpy().T
+    empty = (y2 <= y1) | (x2 <= x1)  # a box clipped to nothing pastes nothing
+    row_source = torch.from_numpy(_nearest_sources(height, y1, np.where(empty, y1, y2)))
+    col_source = torch.from_numpy(_nearest_sources(width, x1, np.where(empty, x1, x2)))
+    masks = box_masks(boxes, mixed, height, width)
+    return masks["rows"], masks["cols"], row_source, col_source
+
+
 class Resized(NamedTuple):
     """ResizeMix boxes, their label weight, and for each box the partner's source rows and columns."""
 
     boxes: torch.Tensor  # (B, 4) long [y1, y2, x1, x2)
     kept: torch.Tensor  # (B,) float64, the fraction of each image kept (the label weight)
-    rows: torch.Tensor  # (B, H) bool, rows inside each mixed sample's box
-    cols: torch.Tensor  # (B, W) bool
-    row_source: torch.Tensor  # (B, H) long, the partner row shown at each row of the box (0 outside)
-    col_source: torch.Tensor  # (B, W) long
+    # the vectorised per-sample path's: rows and columns inside each mixed sample's box, and for each
+    # position of the box the partner's row and column shown there (0 outside)
+    rows: torch.Tensor | None = None  # (B, H) bool
+    cols: torch.Tensor | None = None  # (B, W) bool
+    row_source: torch.Tensor | None = None  # (B, H) long
+    col_source: torch.Tensor | None = None  # (B, W) long
     box: tuple[int, int, int, int] | None = None  # the one box of a per-batch draw, as host ints
 
 
@@ -77,16 +99,10 @@ class ResizeMix(Adapter):
         y2, x2 = np.clip(cy + cut_h // 2, 0, height), np.clip(cx + cut_w // 2, 0, width)
         boxes = torch.from_numpy(np.stack([y1, y2, x1, x2], axis=1)).expand(plan.batch_size, 4)
         kept = 1.0 - torch.from_numpy((y2 - y1) * (x2 - x1) / (height * width)).expand(plan.batch_size)
-        empty = (y2 <= y1) | (x2 <= x1)  # a box clipped to nothing pastes nothing
-        row_source = _nearest_sources(height, y1, np.where(empty, y1, y2))
-        col_source = _nearest_sources(width, x1, np.where(empty, x1, x2))
-        if not plan.per_sample:
-            row_source, col_source = row_source.repeat(plan.batch_size, 0), col_source.repeat(plan.batch_size, 0)
-        box = None if plan.per_sample else tuple(boxes[0].tolist())
         kept = kept_where_mixed(plan, kept)
-        return Resized(boxes, kept, **box_masks(boxes, plan.mixed, height, width),
-                       row_source=torch.from_numpy(row_source), col_source=torch.from_numpy(col_source),
-                       box=box)  # fmt: skip
+        if not (plan.per_sample and self.vectorized(x)):  # one box, or the CPU loop: resized by F.interpolate
+            return Resized(boxes, kept, box=None if plan.per_sample else tuple(boxes[0].tolist()))
+        return Resized(boxes, kept, *_box_sources(boxes, plan.mixed, height, width))
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Resized, valid: Validity | None = None
@@ -98,9 +114,7 @@ class ResizeMix(Adapter):
             y1, y2, x1, x2 = region.box
             out = x if inplace else x.clone()
             if y2 > y1 and x2 > x1:  # torch's nearest resize reads only the pixels it keeps
-                planes = x.reshape(x.shape[0], -1, x.shape[-2], x.shape[-1])
-                resized = F.interpolate(planes, size=(y2 - y1, x2 - x1), mode="nearest").index_select(0, plan.index)
-                resized = resized.view(*x.shape[:-2], y2 - y1, x2 - x1)
+                resized = _nearest_resize(x, (y2 - y1, x2 - x1)).index_select(0, plan.index)
                 window = out[..., y1:y2, x1:x2]
                 if not plan.all_mixed:
                     resized = torch.where(row_view(plan.mixed, resized), resized, window)
@@ -108,17 +122,20 @@ class ResizeMix(Adapter):
             return out, region.kept
         if self.vectorized(x):
             n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+            if region.row_source is None:  # drawn for the CPU loop, applied here by hand
+                sources = _box_sources(region.boxes.cpu(), plan.mixed.cpu(), height, width)
+                region = Resized(region.boxes, region.kept, *(t.to(x.device) for t in sources))
             partner = x.reshape(n, -1, height, width).index_select(0, plan.index)
             shape = partner.shape  # two separable gathers, each reading along contiguous rows
             resized = partner.gather(2, region.row_source.view(n, 1, height, 1).expand(shape))
             resized = resized.gather(3, region.col_source.view(n, 1, 1, width).expand(shape)).view(x.shape)
             mask = (region.rows.unsqueeze(2) & region.cols.unsqueeze(1)).view(n, *([1] * (x.dim() - 3)), height, width)
             return (torch.where(mask, resized, x, out=x) if inplace else torch.where(mask, resized, x)), region.kept
-        boxes, row_source, col_source = region.boxes.tolist(), region.row_source, region.col_source
+        boxes = region.boxes.tolist()
 
         def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-            y1, y2, x1, x2 = boxes[i]  # whole rows first (memcpy), then the columns: faster than interpolate here
-            rows, cols = row_source[i, y1:y2], col_source[i, x1:x2]
-            dst[..., y1:y2, x1:x2].copy_(partner.index_select(-2, rows).index_select(-1, cols))
+            y1, y2, x1, x2 = boxes[i]
+            if y2 > y1 and x2 > x1:
+                dst[..., y1:y2, x1:x2].copy_(_nearest_resize(partner.unsqueeze(0), (y2 - y1, x2 - x1))[0])
 
         return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace), region.kept

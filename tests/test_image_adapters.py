@@ -43,6 +43,17 @@ def test_resizemix_equals_interpolate_nearest_pasted_into_the_box(path, per_samp
     assert torch.equal(out, expected)
 
 
+
+def test_resizemix_region_drawn_for_the_loop_applies_vectorised():
+    """A per-sample region drawn for the CPU loop (boxes only) still applies on the vectorised path, identically."""
+    x, plan = images(), fixed_plan(PLAN.index, PLAN.lam, per_sample=True)
+    adapter = looped(ResizeMix(1.0))
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
+    assert region.row_source is None and region.rows is None
+    looped_out, _ = adapter.apply(x.clone(), plan, region)
+    vectorised_out, _ = vectorised(adapter).apply(x.clone(), plan, region)
+    assert torch.equal(vectorised_out, looped_out) and not torch.equal(looped_out, x)
+
 def official_binarise(noise, lam):
     """FMix's binarise_mask with max_soft=0 (Harris et al.'s code): the top round(lam * N) values keep the sample."""
     flat = noise.reshape(-1).numpy()
