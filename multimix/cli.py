@@ -88,6 +88,10 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="a smoke run: 1 epoch on a few hundred samples (keys you give win)")  # fmt: skip
     run.add_argument("--compare", help="comma-separated methods trained on the same data and seed, e.g. erm,mixup")
     run.add_argument("--seeds", help="comma-separated seeds, each method run once per seed (mean ± std), e.g. 0,1,2")
+    run.add_argument("--sweep", metavar="KEY=V1,V2,...",
+                     help="run once per value of any key (typed as --set types it; with --compare and --seeds, "
+                          "every method x value x seed) and choose the value on the validation split "
+                          "(selection.md), e.g. --sweep alpha=0.1,0.2,0.4")  # fmt: skip
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
 
 
@@ -130,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     recipes = recipes_package()
     from multimix_recipes.config import parse_assignment, resolve
     from multimix_recipes.runner import run
+    from multimix_recipes.sweep import parse as parse_sweep
 
     recipes.load(args.name)  # an unknown recipe fails first, listing the valid ones
     overrides = dict(parse_assignment(text) for text in args.assignments)
@@ -143,7 +148,8 @@ def _run(args: argparse.Namespace) -> int:
     compare = [m.strip() for m in args.compare.split(",") if m.strip()] if args.compare else None
     if compare is not None and len(compare) < 2:
         raise ValueError(f"--compare needs at least two methods separated by commas, got {args.compare!r}")
-    run(args.name, config_file=args.config, overrides=overrides, compare=compare, resume=args.resume)
+    sweep = parse_sweep(args.sweep) if args.sweep is not None else None
+    run(args.name, config_file=args.config, overrides=overrides, compare=compare, sweep=sweep, resume=args.resume)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Installed as the package ``multimix_recipes`` (the ``recipes`` extra); ``import multimix``
 never imports it. ``multimix recipes`` lists the recipes, ``multimix run NAME`` runs one
-(:mod:`multimix_recipes.runner`). Each recipe is a folder ``<name>/`` holding ``train.py``
+(:mod:`multimix_recipes.runner`; ``--sweep`` and the choice on the validation split in
+:mod:`multimix_recipes.sweep`). Each recipe is a folder ``<name>/`` holding ``train.py``
 (a ``build(config) -> Task`` over the public multimix API) and ``defaults.yaml`` (every
 key with its default); the engine, configuration, models and plots are shared.
 """

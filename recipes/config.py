@@ -171,7 +171,8 @@ def _validate(recipe: str, config: dict[str, Any]) -> None:
                          f"on before each evaluation; 0 = off), got {config['precise_bn']!r}")  # fmt: skip
     if config["val_size"] < 1:
         raise ValueError(f"val_size must be >= 1 (validation samples carved out of the training data, on which "
-                         f"the temperature is fitted), got {config['val_size']!r}")  # fmt: skip
+                         f"the temperature is fitted and --sweep chooses), got {config['val_size']!r}; "
+                         "set val_size, e.g. --set val_size=500")  # fmt: skip
     if not math.isfinite(config["regmixup_alpha"]) or config["regmixup_alpha"] <= 0:
         raise ValueError(f"regmixup_alpha must be finite and > 0 (RegMixup uses 10-20), "
                          f"got {config['regmixup_alpha']!r}")  # fmt: skip

@@ -1,5 +1,6 @@
 """``multimix run``: resolve the configuration, check the output folders and any checkpoint, train each method on
-each seed, report (mean and sample standard deviation over seeds)."""
+each swept value and each seed, report (mean and sample standard deviation over seeds; the value chosen on the
+validation split, :mod:`multimix_recipes.sweep`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import math
 import random
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import torch
 
 from multimix_recipes import checkpoint, distributed, engine, load, plots
 from multimix_recipes import config as configuration
+from multimix_recipes import sweep as sweeping
 
 __all__ = ["aggregate", "comparison_table", "prepare_out", "run"]
 
@@ -47,51 +50,78 @@ def _resume_state(config: dict[str, Any], out: Path) -> dict[str, Any]:
     return state
 
 
+def _sweep_values(
+    name: str, sweep_arg: str | tuple[str, Sequence[Any]] | None, overrides: dict[str, Any]
+) -> tuple[str | None, list[Any]]:
+    """The swept key and its typed values (``None, [None]`` without a sweep), refused before anything trains."""
+    if sweep_arg is None:
+        return None, [None]
+    key, values = sweeping.parse(sweep_arg) if isinstance(sweep_arg, str) else sweep_arg
+    return key, sweeping.check(name, key, values, overrides)
+
+
+def _run_folder(out: Path, config: dict[str, Any], compare: bool, key: str | None, several_seeds: bool) -> Path:
+    """``out/<method>/<KEY>=<value>/seed<k>/``, each level only when it has more than one entry."""
+    method = config["method"] if compare else ""
+    value = sweeping.folder_name(key, config[key]) if key else ""
+    return prepare_out(out / method / value / (f"seed{config['seed']}" if several_seeds else ""))
+
+
 def run(
     name: str,
     *,
     config_file: str | None = None,
     overrides: dict[str, Any] | None = None,
     compare: list[str] | None = None,
+    sweep: str | tuple[str, Sequence[Any]] | None = None,
     resume: bool = False,
 ) -> Path:
     """Run recipe ``name``; with ``compare``, each method on the same data and seed; with the ``seeds`` key
-    (``--set seeds=0,1,2``), every method once per seed. Returns the output folder.
+    (``--set seeds=0,1,2``), every method once per seed; with ``sweep`` (``"alpha=0.1,0.2"`` or
+    ``("alpha", [0.1, 0.2])``), every method once per value of the key and per seed. Returns the output folder.
 
-    Folders: ``out/<method>/`` with ``compare``, then ``seed<k>/`` with several seeds; a
-    comparison (``comparison.md``/``.json``, mean and sample std over the seeds) when either is given.
+    Folders: ``out/<method>/`` with ``compare``, then ``<KEY>=<value>/`` with a sweep, then ``seed<k>/``
+    with several seeds; a comparison (``comparison.md``/``.json``, mean and sample std over the seeds)
+    when any is given, and with a sweep ``selection.md``/``.json``: per method, the value chosen on the
+    validation split (:data:`multimix_recipes.sweep.RULE`) and its test metrics.
     """
     recipe = load(name)
     overrides = dict(overrides or {})
-    seeds = configuration.resolve(name, config_file, overrides)["seeds"] or [None]
-    runs = [(m, seed) for m in (compare or [None]) for seed in seeds]
+    key, values = _sweep_values(name, sweep, overrides)
+    swept = {key: values[0]} if key else {}
+    seeds = configuration.resolve(name, config_file, {**overrides, **swept})["seeds"] or [None]
+    runs = [(m, value, seed) for m in (compare or [None]) for value in values for seed in seeds]
     configs = [configuration.resolve(name, config_file, {**overrides, **({"method": m} if m else {}),
+                                                         **({key: value} if key else {}),
                                                          **({"seed": seed} if seed is not None else {})})
-               for m, seed in runs]  # fmt: skip
+               for m, value, seed in runs]  # fmt: skip
     device = engine.pick_device(configs[0]["device"])  # a bad --device fails here
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before NCCL starts, so each rank talks from its own GPU
     world = distributed.current(device.type)
     out = Path(configs[0]["out"])
-    folders = [prepare_out(out / (c["method"] if compare else "") / (f"seed{c['seed']}" if len(seeds) > 1 else ""))
-               for c in configs]  # fmt: skip
+    folders = [_run_folder(out, c, bool(compare), key, len(seeds) > 1) for c in configs]
     states = [_resume_state(c, f) if resume else None for c, f in zip(configs, folders, strict=True)]
     results: dict[str, list[dict[str, Any]]] = {}
     for config, run_out, state in zip(configs, folders, states, strict=True):
+        row = config["method"] + (f" {sweeping.label(key, config[key])}" if key else "")
         if world.is_main:
             configuration.save(config, run_out / "config.yaml")
             alpha = config["regmixup_alpha"] if config["method"] == "regmixup" else config["alpha"]
-            print(f"== {name}: {config['method']} (alpha {alpha}, seed {config['seed']}) -> {run_out}")
+            print(f"== {name}: {row} (alpha {alpha}, seed {config['seed']}) -> {run_out}")
         torch.manual_seed(config["seed"])  # model initialisation is part of the run
         random.seed(config["seed"])
         task = recipe.build(config)
-        results.setdefault(config["method"], []).append(engine.train(task, config, run_out, state=state))
+        results.setdefault(row, []).append(engine.train(task, config, run_out, state=state))
     if world.size > 1:
         torch.distributed.destroy_process_group()
     if not world.is_main:
         return out
-    if compare or len(seeds) > 1:
-        _write_comparison(results, out)
+    stats = _write_comparison(results, out) if compare or len(seeds) > 1 or key else {}
+    if key:
+        methods = dict.fromkeys(c["method"] for c in configs)
+        by_method = {m: [stats[f"{m} {sweeping.label(key, value)}"] for value in values] for m in methods}
+        print(sweeping.write(sweeping.select(key, values, by_method), out))
     print(f"results in {out.resolve()}")
     return out
 
@@ -134,8 +164,9 @@ def comparison_table(stats: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
-def _write_comparison(results: dict[str, list[dict[str, Any]]], out: Path) -> None:
-    """The table (Markdown and JSON: mean, sample std and per-seed values of every final metric) and the figures."""
+def _write_comparison(results: dict[str, list[dict[str, Any]]], out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """The table (Markdown and JSON: mean, sample std and per-seed values of every final metric) and the figures;
+    returns the statistics per row (method, with a sweep ``method KEY=value``)."""
     finals = {m: [{**r["final"], "wall_seconds": r["wall_seconds"]} for r in runs] for m, runs in results.items()}
     stats = {method: aggregate(rows) for method, rows in finals.items()}
     table = comparison_table(stats)
@@ -147,3 +178,4 @@ def _write_comparison(results: dict[str, list[dict[str, Any]]], out: Path) -> No
                        for m, runs in results.items()}, out / "comparison_reliability.png")  # fmt: skip
     plots.final_spread(finals, out / "comparison_spread.png")
     print(table)
+    return stats
