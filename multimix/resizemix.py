@@ -35,8 +35,10 @@ def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 
     The kernel reads only the pixels it keeps, and on a CPU it beats a row gather plus
     a column gather by about 1.3x: the columns of a nearest resize are a per-pixel gather.
+    Planes go in as ``(N * C, 1, H, W)``: with three channels torch's CPU kernel first
+    copies the whole input for some output sizes (square ones among them), with one it never does.
     """
-    planes = images.reshape(images.shape[0], -1, *images.shape[-2:])
+    planes = images.reshape(-1, 1, *images.shape[-2:])
     return F.interpolate(planes, size=size, mode="nearest").view(*images.shape[:-2], *size)
 
 
