@@ -1,0 +1,138 @@
+"""The kernels behind ResizeMix and FMix on a CPU, each against CutMix's box copy, side by side.
+
+    python benchmarks/adapter_kernels.py          # 128x3x224x224 fp32, 2 threads
+
+Every variant runs the same per-sample loop (sample i from partner perm[i]) over the
+same batch, with box sides drawn as the adapters draw them (ResizeMix: side tau of
+the image, tau = 0.1 + 0.7 lam; CutMix: area 1 - lam, lam ~ U(0, 1)), so the printed
+ratios say what each way of doing an adapter's work costs against the copy that
+CutMix does. It backs the choices in ``multimix.resizemix`` (torch's nearest kernel)
+and ``multimix.fmix`` (one ``torch.where`` per sample) and the reasons in
+docs/performance.md why those two stay above 2x of CutMix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import multimix
+from multimix.image import FMix
+
+
+def median_ms(fn: Callable[[], object], reps: int) -> float:
+    """Median wall time of ``fn`` in milliseconds, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[str, Callable[[], None]]:
+    """CutMix's box copy, a full-image copy, and three ways of pasting the partner resized (nearest) into a box."""
+    size = x.shape[-1]
+    cut = [int(size * (1 - v) ** 0.5) for v in lam]  # CutMix: area 1 - lam
+    side = [max(int(size * (0.1 + 0.7 * v)), 1) for v in lam]  # ResizeMix: side tau
+    sources = {s: torch.clamp(torch.floor(torch.arange(s, dtype=torch.float32) * (size / s)), max=size - 1).long()
+               for s in set(side)}  # fmt: skip
+    numpy_x = x.numpy()
+
+    def cutmix_copy() -> None:
+        for i, s in enumerate(cut):
+            x[i, :, :s, :s].copy_(x[perm[i], :, :s, :s])
+
+    def full_copy() -> None:
+        for i in range(x.shape[0]):
+            x[i].copy_(x[perm[i]])
+
+    def nearest_kernel() -> None:  # what ResizeMix does
+        for i, s in enumerate(side):
+            resized = F.interpolate(x[perm[i]].reshape(-1, 1, size, size), size=(s, s), mode="nearest")
+            x[i, :, :s, :s].copy_(resized.view(-1, s, s))
+
+    def row_then_column_gather() -> None:
+        for i, s in enumerate(side):
+            x[i, :, :s, :s].copy_(x[perm[i]].index_select(1, sources[s]).index_select(2, sources[s]))
+
+    def numpy_take() -> None:
+        for i, s in enumerate(side):
+            rows = sources[s].numpy()
+            numpy_x[i, :, :s, :s] = numpy_x[perm[i]].take(rows, axis=1).take(rows, axis=2)
+
+    return {"CutMix box copy": cutmix_copy, "full-image copy": full_copy,
+            "ResizeMix: nearest kernel (used)": nearest_kernel,
+            "ResizeMix: row, then column index_select": row_then_column_gather,
+            "ResizeMix: NumPy take": numpy_take}  # fmt: skip
+
+
+def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool) -> dict[str, Callable[[], None]]:
+    """FMix's select over every pixel, a run decomposition of its rows, and NumPy's masked copy, on real FMix masks."""
+    adapter = FMix(1.0)
+    plan = multimix.Mixer(adapter, num_classes=10, per_sample=per_sample, seed=0).draw(x.shape[0])
+    mask = adapter.mask(x, adapter.draw_region(x, plan, torch.Generator().manual_seed(0)))
+    own, partner = mask.numpy().all(-1), ~mask.numpy().any(-1)
+    kinds = np.where(own, 0, np.where(partner, 1, 2))  # per row: own (skip), partner (copy), mixed (select)
+    runs = []
+    for row_kinds in kinds:
+        edges = np.flatnonzero(np.diff(row_kinds)) + 1
+        starts, ends = np.r_[0, edges], np.r_[edges, len(row_kinds)]
+        runs.append([(int(row_kinds[a]), int(a), int(b)) for a, b in zip(starts, ends, strict=True) if row_kinds[a]])
+    shared = mask.shape[0] == 1
+    numpy_x, numpy_partner = x.numpy(), (~mask).numpy()
+
+    def select_every_pixel() -> None:  # what FMix does
+        for i in range(x.shape[0]):
+            torch.where(mask[0 if shared else i], x[i], x[perm[i]], out=x[i])
+
+    def row_runs() -> None:
+        for i in range(x.shape[0]):
+            k = 0 if shared else i
+            for kind, a, b in runs[k]:
+                if kind == 1:
+                    x[i, :, a:b].copy_(x[perm[i], :, a:b])
+                else:
+                    torch.where(mask[k, a:b], x[i, :, a:b], x[perm[i], :, a:b], out=x[i, :, a:b])
+
+    def numpy_copyto() -> None:
+        for i in range(x.shape[0]):
+            np.copyto(numpy_x[i], numpy_x[perm[i]], where=numpy_partner[0 if shared else i])
+
+    mode = "per sample" if per_sample else "per batch"
+    return {f"FMix {mode}: select every pixel (used)": select_every_pixel, f"FMix {mode}: row runs": row_runs,
+            f"FMix {mode}: np.copyto where": numpy_copyto}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=15)
+    args = parser.parse_args()
+    if args.batch < 2 or args.size < 8 or args.threads < 1 or args.reps < 1:
+        parser.error("--batch >= 2, --size >= 8, --threads >= 1 and --reps >= 1")
+    torch.set_num_threads(args.threads)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch, 3, args.size, args.size, generator=generator)
+    perm = torch.randperm(args.batch, generator=generator).tolist()
+    lam = torch.rand(args.batch, generator=generator, dtype=torch.float64).numpy()
+    variants = {**resize_variants(x, perm, lam), **fmix_variants(x, perm, False), **fmix_variants(x, perm, True)}
+    print(f"batch {tuple(x.shape)} fp32, {args.threads} threads, torch {torch.__version__}, median of {args.reps}")
+    times = {name: median_ms(fn, args.reps) for name, fn in variants.items()}
+    anchor = times["CutMix box copy"]
+    print(f"{'variant':<48}{'ms':>9}{'x CutMix copy':>15}")
+    for name, ms in times.items():
+        print(f"{name:<48}{ms:>9.2f}{ms / anchor:>15.2f}")
+
+
+if __name__ == "__main__":
+    main()
