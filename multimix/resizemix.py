@@ -35,10 +35,12 @@ def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 
     The kernel reads only the pixels it keeps, and on a CPU it beats a row gather plus
     a column gather by about 1.3x: the columns of a nearest resize are a per-pixel gather.
-    Planes go in as ``(N * C, 1, H, W)``: with three channels torch's CPU kernel first
-    copies the whole input for some output sizes (square ones among them), with one it never does.
+    Contiguous planes go in as ``(N * C, 1, H, W)``: with three channels torch's CPU kernel
+    first copies the whole input for some output sizes (square ones among them), with one it
+    never does; other layouts (channels_last) go in as they are, so no reshape copies them.
     """
-    planes = images.reshape(-1, 1, *images.shape[-2:])
+    shape = (-1, 1) if images.is_contiguous() else (images.shape[0], -1)
+    planes = images.reshape(*shape, *images.shape[-2:])
     return F.interpolate(planes, size=size, mode="nearest").view(*images.shape[:-2], *size)
 
 
@@ -124,9 +126,14 @@ class ResizeMix(Adapter):
             return out, region.kept
         if self.vectorized(x):
             n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-            if region.row_source is None:  # drawn for the CPU loop, applied here by hand
-                sources = _box_sources(region.boxes.cpu(), plan.mixed.cpu(), height, width)
-                region = Resized(region.boxes, region.kept, *(t.to(x.device) for t in sources))
+            if region.row_source is None:  # drawn for the CPU loop (boxes only), applied here by hand
+                if x.device.type != "cpu" or region.boxes.device.type != "cpu":
+                    raise ValueError(
+                        f"this ResizeMix region was drawn for the CPU loop (boxes only) and is applied to a "
+                        f"{x.device.type} tensor, where its source maps would have to be read back from the device; "
+                        "draw the region with the tensor it is applied to (the Mixer does)"
+                    )
+                region = Resized(region.boxes, region.kept, *_box_sources(region.boxes, plan.mixed, height, width))
             partner = x.reshape(n, -1, height, width).index_select(0, plan.index)
             shape = partner.shape  # two separable gathers, each reading along contiguous rows
             resized = partner.gather(2, region.row_source.view(n, 1, height, 1).expand(shape))

@@ -43,7 +43,6 @@ def test_resizemix_equals_interpolate_nearest_pasted_into_the_box(path, per_samp
     assert torch.equal(out, expected)
 
 
-
 def test_resizemix_region_drawn_for_the_loop_applies_vectorised():
     """A per-sample region drawn for the CPU loop (boxes only) still applies on the vectorised path, identically."""
     x, plan = images(), fixed_plan(PLAN.index, PLAN.lam, per_sample=True)
@@ -53,6 +52,19 @@ def test_resizemix_region_drawn_for_the_loop_applies_vectorised():
     looped_out, _ = adapter.apply(x.clone(), plan, region)
     vectorised_out, _ = vectorised(adapter).apply(x.clone(), plan, region)
     assert torch.equal(vectorised_out, looped_out) and not torch.equal(looped_out, x)
+    meta_plan, meta_region = plan.to(torch.device("meta"), region)
+    with pytest.raises(ValueError, match=r"drawn for the CPU loop \(boxes only\) and is applied to a meta tensor"):
+        adapter.apply(torch.empty(x.shape, device="meta"), meta_plan, meta_region)
+
+
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_resizemix_channels_last_equals_contiguous(per_sample):
+    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
+    x = images()
+    contiguous, _, _ = run(vectorised(ResizeMix(1.0)), x, plan)
+    channels_last, _, _ = run(vectorised(ResizeMix(1.0)), x.contiguous(memory_format=torch.channels_last), plan)
+    assert torch.equal(channels_last, contiguous)
+
 
 def official_binarise(noise, lam):
     """FMix's binarise_mask with max_soft=0 (Harris et al.'s code): the top round(lam * N) values keep the sample."""
