@@ -56,7 +56,12 @@ def _sweep_values(
     """The swept key and its typed values (``None, [None]`` without a sweep), refused before anything trains."""
     if sweep_arg is None:
         return None, [None]
-    key, values = sweeping.parse(sweep_arg) if isinstance(sweep_arg, str) else sweep_arg
+    if isinstance(sweep_arg, str):
+        key, values = sweeping.parse(sweep_arg)
+    elif isinstance(sweep_arg, tuple) and len(sweep_arg) == 2 and isinstance(sweep_arg[1], (list, tuple)):
+        key, values = sweep_arg
+    else:
+        raise TypeError(f"sweep must be 'KEY=V1,V2,...' or (key, [values]), got {sweep_arg!r}")
     return key, sweeping.check(name, key, values, overrides)
 
 

@@ -10,6 +10,7 @@ metrics are the ones to report; choosing on the test set would make them optimis
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,14 @@ REFUSED = {
     "seeds": "use --seeds to run every value on several seeds (e.g. --seeds 0,1,2)",
     "out": "each value already gets its own folder under --out",
     "val_size": "each value would be chosen on a different validation split; set val_size once",
+    "train_limit": "the validation split is carved out of the training data, so each value would be chosen on "
+    "another split; set train_limit once",
+    "data": "each value would be chosen on another dataset's validation split; run one sweep per dataset",
+    "quick": "--quick changes the data sizes (and so the validation split); give --quick to the whole sweep",
+    "split": "each value would hold out other samples for validation and test; run one sweep per split",
+    "held_out_speakers": "each value would hold out other speakers; run one sweep per value",
+    "device": "the device is chosen once per run of multimix run (and a GPU changes the defaults); "
+    "run one sweep per device",
 }
 RULE = "highest mean val_accuracy over the seeds, ties broken by the lower mean val_loss (test metrics are not read)"
 # the selection table: (key, header, digits)
@@ -76,7 +85,8 @@ def check(recipe: str, key: str, values: Sequence[Any], overrides: dict[str, Any
     typed = [configuration.coerce(key, value, defaults[key], f"--sweep {key}") for value in values]
     folders = [folder_name(key, value) for value in typed]
     if len(set(folders)) < len(folders):
-        raise ValueError(f"--sweep {key}: the values must differ, got {typed!r}")
+        raise ValueError(f"--sweep {key}: the values must differ (and differ in their folder names "
+                         f"{folders!r}), got {typed!r}")  # fmt: skip
     return typed
 
 
@@ -104,7 +114,12 @@ def choose(rows: Sequence[dict[str, dict[str, Any]]]) -> int:
         if "val_accuracy" not in row or "val_loss" not in row:
             raise ValueError("--sweep chooses on the validation split, but a run has no val_accuracy/val_loss; "
                              "set val_size >= 1")  # fmt: skip
-    return min(range(len(rows)), key=lambda i: (-rows[i]["val_accuracy"]["mean"], rows[i]["val_loss"]["mean"], i))
+
+    def order(i: int) -> tuple[float, float, int]:  # a NaN mean ranks last, never by accident of order
+        accuracy, loss = rows[i]["val_accuracy"]["mean"], rows[i]["val_loss"]["mean"]
+        return (-accuracy if math.isfinite(accuracy) else math.inf, loss if not math.isnan(loss) else math.inf, i)
+
+    return min(range(len(rows)), key=order)
 
 
 def select(key: str, values: Sequence[Any], stats: dict[str, list[dict[str, dict[str, Any]]]]) -> dict[str, Any]:

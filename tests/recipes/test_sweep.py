@@ -26,7 +26,7 @@ TINY = {"train_limit": 160, "val_size": 32, "test_limit": 64, "batch_size": 32, 
         ("lr=1e-3, 3e-3", [0.001, 0.003]),  # floats, as --set lr=1e-3 reads them
         ("epochs=2,4", [2, 4]),
         ("per_sample=true,false", [True, False]),
-        ("train_limit=null,100", [None, 100]),
+        ("test_limit=null,100", [None, 100]),
         ("milestones=[100,150],[150, 225]", [[100, 150], [150, 225]]),  # commas inside brackets stay
         ("optimizer=sgd,adamw", ["sgd", "adamw"]),
     ],
@@ -56,7 +56,7 @@ def test_split_values_keeps_brackets_and_drops_empty_pieces():
         ("alpha=0.2", {}, r"--sweep needs at least two values separated by commas \(e\.g\. --sweep alpha=A,B\), "
                           r"got \['0\.2'\]"),
         ("alpha=0.2,", {}, r"--sweep needs at least two values"),
-        ("alpha=0.2,0.20", {}, r"--sweep alpha: the values must differ, got \[0\.2, 0\.2\]"),
+        ("alpha=0.2,0.20", {}, r"--sweep alpha: the values must differ .*, got \[0\.2, 0\.2\]"),
         ("method=erm,mixup", {}, r"--sweep method is not possible: use --compare to run several methods"),
         ("methods=[erm],[mixup]", {}, r"--sweep methods is not possible: .*use --compare"),
         ("seed=0,1", {}, r"--sweep seed is not possible: use --seeds to run every value on several seeds"),
@@ -65,6 +65,10 @@ def test_split_values_keeps_brackets_and_drops_empty_pieces():
         ("val_size=100,200", {}, r"--sweep val_size is not possible: each value would be chosen on a different "
                                  r"validation split"),
         ("alpha=0.2,0.4", {"alpha": 0.3}, r"--sweep alpha and --set alpha \(or a flag\) both give alpha"),
+        ("train_limit=1000,2000", {}, r"--sweep train_limit is not possible: the validation split is carved out"),
+        ("data=embedded,/tmp/x", {}, r"--sweep data is not possible: .*run one sweep per dataset"),
+        ("quick=true,false", {}, r"--sweep quick is not possible: --quick changes the data sizes"),
+        ("device=cpu,cuda", {}, r"--sweep device is not possible: the device is chosen once"),
     ],
 )  # fmt: skip
 def test_bad_sweeps_are_refused_before_anything_is_built(tmp_path, monkeypatch, text, overrides, match):
@@ -159,6 +163,31 @@ def test_the_choice_is_the_validation_argmax_whatever_the_test_metrics(rows):
     best = max(va for va, _, _, _ in rows)
     lowest = min(vl for va, vl, _, _ in rows if va == best)
     assert chosen == next(i for i, (va, vl, _, _) in enumerate(rows) if va == best and vl == lowest)
+
+
+@pytest.mark.parametrize("key", ["split", "held_out_speakers"])
+def test_speech_split_keys_are_refused(key):
+    with pytest.raises(ValueError, match=rf"--sweep {key} is not possible: each value would hold out other"):
+        check("speech", key, ["1", "2"], {})
+
+
+def test_values_that_share_a_folder_name_are_refused():
+    with pytest.raises(ValueError, match=r"the values must differ \(and differ in their folder names "):
+        check("image", "model", ["a/b", "a_b"], {})
+
+
+def test_a_nan_validation_nll_ranks_last_whatever_the_order():
+    nan = float("nan")
+    rows = [stats((0.8, nan, 0.9)), stats((0.8, 0.5, 0.7))]
+    assert choose(rows) == 1 and choose(rows[::-1]) == 0
+    assert choose([stats((nan, 0.1, 0.9)), stats((0.1, 0.9, 0.1))]) == 1
+
+
+@pytest.mark.parametrize("bad", [("alpha", "0.1,0.2"), ["alpha", [0.1]], ("alpha",), 3])
+def test_run_refuses_a_malformed_sweep_argument(tmp_path, bad):
+    with pytest.raises(TypeError, match=r"sweep must be 'KEY=V1,V2,\.\.\.' or \(key, \[values\]\)"):
+        run("image", overrides={**TINY, "out": str(tmp_path / "out")}, sweep=bad)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_row_without_validation_metrics_is_refused():
