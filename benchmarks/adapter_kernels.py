@@ -3,10 +3,12 @@
     python benchmarks/adapter_kernels.py          # 128x3x224x224 fp32, 2 threads
 
 Every variant runs the same per-sample loop (sample i from partner perm[i]) over the
-same batch, with box sides drawn as the adapters draw them (ResizeMix: side tau of
-the image, tau = 0.1 + 0.7 lam; CutMix: area 1 - lam, lam ~ U(0, 1)), so the printed
-ratios say what each way of doing an adapter's work costs against the copy that
-CutMix does. It backs the choices in ``multimix.resizemix`` (torch's nearest kernel)
+same batch, with box sides drawn as the adapters draw them before clipping at the
+border (ResizeMix: an even side of about tau of the image, tau = 0.1 + 0.7 lam;
+CutMix: area 1 - lam; lam ~ U(0, 1)), so the printed ratios say what each way of doing
+an adapter's work costs against the copy that CutMix does. NumPy runs on one thread,
+torch on ``--threads``. The last rows time FMix's threshold sort of 128 coarse noise
+maps (32 x 32), torch's against NumPy's. It backs the choices in ``multimix.resizemix`` (torch's nearest kernel)
 and ``multimix.fmix`` (one ``torch.where`` per sample) and the reasons in
 docs/performance.md why those two stay above 2x of CutMix.
 """
@@ -41,7 +43,7 @@ def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[s
     """CutMix's box copy, a full-image copy, and three ways of pasting the partner resized (nearest) into a box."""
     size = x.shape[-1]
     cut = [int(size * (1 - v) ** 0.5) for v in lam]  # CutMix: area 1 - lam
-    side = [max(int(size * (0.1 + 0.7 * v)), 1) for v in lam]  # ResizeMix: side tau
+    side = [max(2 * (int(size * (0.1 + 0.7 * v)) // 2), 1) for v in lam]  # ResizeMix: side tau, even
     sources = {s: torch.clamp(torch.floor(torch.arange(s, dtype=torch.float32) * (size / s)), max=size - 1).long()
                for s in set(side)}  # fmt: skip
     numpy_x = x.numpy()
@@ -111,6 +113,19 @@ def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool) -> dict[st
             f"FMix {mode}: np.copyto where": numpy_copyto}  # fmt: skip
 
 
+def sort_variants(count: int, generator: torch.Generator) -> dict[str, Callable[[], None]]:
+    """FMix's thresholds come from each coarse noise map sorted: torch's sort against NumPy's."""
+    noise = torch.randn(count, 32 * 32, generator=generator)
+
+    def torch_sort() -> None:
+        noise.sort(dim=1, descending=True)
+
+    def numpy_sort() -> None:  # what FMix does
+        np.sort(noise.numpy(), axis=1)[:, ::-1]
+
+    return {"FMix threshold sort: torch.sort": torch_sort, "FMix threshold sort: np.sort (used)": numpy_sort}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -125,7 +140,8 @@ def main() -> None:
     x = torch.rand(args.batch, 3, args.size, args.size, generator=generator)
     perm = torch.randperm(args.batch, generator=generator).tolist()
     lam = torch.rand(args.batch, generator=generator, dtype=torch.float64).numpy()
-    variants = {**resize_variants(x, perm, lam), **fmix_variants(x, perm, False), **fmix_variants(x, perm, True)}
+    variants = {**resize_variants(x, perm, lam), **fmix_variants(x, perm, False), **fmix_variants(x, perm, True),
+                **sort_variants(args.batch, generator)}  # fmt: skip
     print(f"batch {tuple(x.shape)} fp32, {args.threads} threads, torch {torch.__version__}, median of {args.reps}")
     times = {name: median_ms(fn, args.reps) for name, fn in variants.items()}
     anchor = times["CutMix box copy"]
