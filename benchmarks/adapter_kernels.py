@@ -16,6 +16,7 @@ docs/performance.md why those two stay above 2x of CutMix.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -76,28 +77,42 @@ def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[s
             "ResizeMix: NumPy take": numpy_take}  # fmt: skip
 
 
-def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool) -> dict[str, Callable[[], None]]:
-    """FMix's select over every pixel, a run decomposition of its rows, and NumPy's masked copy, on real FMix masks."""
-    adapter = FMix(1.0)
-    plan = multimix.Mixer(adapter, num_classes=10, per_sample=per_sample, seed=0).draw(x.shape[0])
-    mask = adapter.mask(x, adapter.draw_region(x, plan, torch.Generator().manual_seed(0)))
-    own, partner = mask.numpy().all(-1), ~mask.numpy().any(-1)
+def row_runs_of(mask: np.ndarray) -> list[list[tuple[int, int, int]]]:
+    """Per mask ``(H, W)`` of ``(K, H, W)``: runs of rows that are the partner's (kind 1) or mixed (kind 2)."""
+    own, partner = mask.all(-1), ~mask.any(-1)
     kinds = np.where(own, 0, np.where(partner, 1, 2))  # per row: own (skip), partner (copy), mixed (select)
     runs = []
     for row_kinds in kinds:
         edges = np.flatnonzero(np.diff(row_kinds)) + 1
         starts, ends = np.r_[0, edges], np.r_[edges, len(row_kinds)]
         runs.append([(int(row_kinds[a]), int(a), int(b)) for a, b in zip(starts, ends, strict=True) if row_kinds[a]])
-    shared = mask.shape[0] == 1
-    numpy_x, numpy_partner = x.numpy(), (~mask).numpy()
+    return runs
+
+
+def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool, draws: int) -> dict[str, Callable[[], None]]:
+    """FMix's select over every pixel, a run decomposition of its rows, and NumPy's masked copy, on real FMix masks.
+
+    Each call takes the next of ``draws`` masks drawn by FMix (per batch one lam per draw,
+    and how many rows are pure depends on it), the same sequence for every variant.
+    """
+    adapter = FMix(1.0)
+    mixer = multimix.Mixer(adapter, num_classes=10, per_sample=per_sample, seed=0)
+    masks = []
+    for k in range(draws):
+        mask = adapter.mask(x, adapter.draw_region(x, mixer.draw(x.shape[0]), torch.Generator().manual_seed(k)))
+        masks.append((mask, row_runs_of(mask.numpy()), (~mask).numpy()))
+    numpy_x = x.numpy()
+    sequences = [itertools.cycle(masks) for _ in range(3)]  # one per variant: each sees the same masks
 
     def select_every_pixel() -> None:  # what FMix does
+        mask = next(sequences[0])[0]
         for i in range(x.shape[0]):
-            torch.where(mask[0 if shared else i], x[i], x[perm[i]], out=x[i])
+            torch.where(mask[i % mask.shape[0]], x[i], x[perm[i]], out=x[i])
 
     def row_runs() -> None:
+        mask, runs, _ = next(sequences[1])
         for i in range(x.shape[0]):
-            k = 0 if shared else i
+            k = i % mask.shape[0]
             for kind, a, b in runs[k]:
                 if kind == 1:
                     x[i, :, a:b].copy_(x[perm[i], :, a:b])
@@ -105,8 +120,9 @@ def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool) -> dict[st
                     torch.where(mask[k, a:b], x[i, :, a:b], x[perm[i], :, a:b], out=x[i, :, a:b])
 
     def numpy_copyto() -> None:
+        partner = next(sequences[2])[2]
         for i in range(x.shape[0]):
-            np.copyto(numpy_x[i], numpy_x[perm[i]], where=numpy_partner[0 if shared else i])
+            np.copyto(numpy_x[i], numpy_x[perm[i]], where=partner[i % partner.shape[0]])
 
     mode = "per sample" if per_sample else "per batch"
     return {f"FMix {mode}: select every pixel (used)": select_every_pixel, f"FMix {mode}: row runs": row_runs,
@@ -140,8 +156,9 @@ def main() -> None:
     x = torch.rand(args.batch, 3, args.size, args.size, generator=generator)
     perm = torch.randperm(args.batch, generator=generator).tolist()
     lam = torch.rand(args.batch, generator=generator, dtype=torch.float64).numpy()
-    variants = {**resize_variants(x, perm, lam), **fmix_variants(x, perm, False), **fmix_variants(x, perm, True),
-                **sort_variants(args.batch, generator)}  # fmt: skip
+    draws = args.reps + 1  # one mask per call: median_ms makes a warm-up call and --reps timed ones
+    variants = {**resize_variants(x, perm, lam), **fmix_variants(x, perm, False, draws),
+                **fmix_variants(x, perm, True, draws), **sort_variants(args.batch, generator)}  # fmt: skip
     print(f"batch {tuple(x.shape)} fp32, {args.threads} threads, torch {torch.__version__}, median of {args.reps}")
     times = {name: median_ms(fn, args.reps) for name, fn in variants.items()}
     anchor = times["CutMix box copy"]

@@ -79,7 +79,7 @@ class FMix(Adapter):
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Fourier:
         count = plan.batch_size if plan.per_sample else 1
         noise = fourier_noise(count, x.shape[-2], x.shape[-1], self.decay_power, generator)
-        # NumPy's vectorised sort is about 8x torch's on CPU rows of 1,024 (the noise is always on the CPU here)
+        # NumPy's sort is about 7x torch's on CPU rows of 1,024 (benchmarks/adapter_kernels.py); the noise is on the CPU
         ordered = torch.from_numpy(np.sort(noise.flatten(1).numpy(), axis=1)[:, ::-1].astype(np.float64))
         size = ordered.shape[1]
         lam = plan.lam[:count]

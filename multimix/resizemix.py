@@ -33,8 +33,8 @@ def _nearest_sources(size: int, starts: np.ndarray, ends: np.ndarray) -> np.ndar
 def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``images`` ``(N, ..., H, W)`` resized to ``(N, ..., *size)`` by torch's nearest kernel.
 
-    The kernel reads only the pixels it keeps, and on a CPU it beats a row gather plus
-    a column gather by about 1.3x: the columns of a nearest resize are a per-pixel gather.
+    The kernel reads only the pixels it keeps (benchmarks/adapter_kernels.py times it on a
+    CPU against a row and a column gather).
     Contiguous planes go in as ``(N * C, 1, H, W)``: with three channels torch's CPU kernel
     first copies the whole input for some output sizes (square ones among them), with one it
     never does; other layouts (channels_last) go in as they are, so no reshape copies them.
