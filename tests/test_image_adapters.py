@@ -208,3 +208,15 @@ def test_switching_with_mixup_and_cutmix_picks_each():
 def test_errors(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.uint8])
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_resizemix_loop_equals_the_vectorised_gathers_in_every_dtype(dtype, per_sample):
+    """The CPU loop (F.interpolate per sample) and the device path (two gathers) agree bit for bit in every dtype."""
+    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
+    x = (images() * 255).to(dtype)
+    looped_out, looped_lam, region = run(looped(ResizeMix(1.0)), x, plan)
+    vectorised_out, vectorised_lam = vectorised(ResizeMix(1.0)).apply(x.clone(), plan, region._replace(box=None))
+    assert looped_out.dtype == dtype and torch.equal(looped_out, vectorised_out) and not torch.equal(looped_out, x)
+    assert torch.equal(looped_lam, vectorised_lam)
