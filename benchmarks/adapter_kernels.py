@@ -17,27 +17,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from host import median_ms
 
 import multimix
 from multimix.image import FMix
-
-
-def median_ms(fn: Callable[[], object], reps: int) -> float:
-    """Median wall time of ``fn`` in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[str, Callable[[], None]]:
@@ -160,7 +148,7 @@ def main() -> None:
     variants = {**resize_variants(x, perm, lam), **fmix_variants(x, perm, False, draws),
                 **fmix_variants(x, perm, True, draws), **sort_variants(args.batch, generator)}  # fmt: skip
     print(f"batch {tuple(x.shape)} fp32, {args.threads} threads, torch {torch.__version__}, median of {args.reps}")
-    times = {name: median_ms(fn, args.reps) for name, fn in variants.items()}
+    times = {name: median_ms(fn, args.reps, warmup=1) for name, fn in variants.items()}
     anchor = times["CutMix box copy"]
     print(f"{'variant':<48}{'ms':>9}{'x CutMix copy':>15}")
     for name, ms in times.items():

@@ -15,33 +15,15 @@ synchronisation on a GPU); on CUDA the last column counts the syncs torch report
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torchaudio
-from host import cuda_syncs, host_time_us, readbacks
+from host import cuda_syncs, host_time_us, median_ms, readbacks
 
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
 
 NUM_CLASSES = 10
-
-
-def median_ms(fn: Callable[[], object], reps: int, device: torch.device) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:

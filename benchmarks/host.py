@@ -74,3 +74,20 @@ def cuda_syncs(fn: Callable[[], Any]) -> int:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def median_ms(fn: Callable[[], Any], reps: int, device: torch.device | None = None, warmup: int = 3) -> float:
+    """Median wall time of ``fn`` in milliseconds after ``warmup`` calls, the GPU synchronised around each call."""
+    on_cuda = device is not None and device.type == "cuda"
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        if on_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if on_cuda:
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
