@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from multimix._kernels import apply_rowwise, row_view, unchanged
+from multimix._transfer import to_device
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS, box_masks, kept_where_mixed
 from multimix.lengths import Validity
@@ -17,11 +19,23 @@ from multimix.plan import MixPlan
 __all__ = ["ResizeMix", "Resized"]
 
 
+@functools.lru_cache(maxsize=4096)
+def _nearest_index(size: int, out: int) -> np.ndarray:
+    """Source index of each of ``out`` positions resized from ``size`` by nearest neighbour (read-only, cached).
+
+    torch's rule for float32 (and every dtype on CUDA): ``floor(k * (size / out))`` in
+    float32, clamped to ``size - 1``. Every ResizeMix path uses it, so CPU and device agree.
+    """
+    scale = np.float32(size) / np.float32(max(out, 1))
+    index = np.minimum(np.floor(np.arange(out, dtype=np.float32) * scale), size - 1).astype(np.int64)
+    index.flags.writeable = False  # shared by every call that asks for the same sizes
+    return index
+
+
 def _nearest_sources(size: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """``(N, size)`` source index of each position inside ``[start, end)`` resized from ``size``; 0 outside.
 
-    F.interpolate's "nearest" in float32 as torch computes it: ``floor(k * (size / out))``
-    for the k-th of ``out`` steps, clamped to ``size - 1``; vectorised over the N boxes.
+    :func:`_nearest_index` vectorised over the N boxes.
     """
     steps = np.arange(size)[None, :] - starts[:, None]
     out = np.maximum(ends - starts, 1).astype(np.float32)
@@ -30,15 +44,40 @@ def _nearest_sources(size: int, starts: np.ndarray, ends: np.ndarray) -> np.ndar
     return np.where((steps >= 0) & (steps < (ends - starts)[:, None]), sources, 0)
 
 
-def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``images`` ``(N, ..., H, W)`` resized to ``(N, ..., *size)`` by torch's nearest kernel.
+_SAME_SIZE_INTEGER = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
-    The kernel reads only the pixels it keeps (benchmarks/adapter_kernels.py times it on a
-    CPU against a row and a column gather).
-    Contiguous planes go in as ``(N * C, 1, H, W)``: with three channels torch's CPU kernel
-    first copies the whole input for some output sizes (square ones among them), with one it
-    never does; other layouts (channels_last) go in as they are, so no reshape copies them.
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A CPU tensor's memory as NumPy integers of its element size: a gather moves bytes (NumPy has no bfloat16)."""
+    return t.view(_SAME_SIZE_INTEGER[t.element_size()]).numpy()
+
+
+def _take_nearest(image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """A CPU sample ``(..., H, W)`` resized (nearest) to ``size``, by NumPy's ``take`` on rows, then columns.
+
+    One sample at a time, NumPy's take is faster than torch's nearest kernel on a CPU
+    (benchmarks/adapter_kernels.py); the result is the sample's bytes, as :func:`_as_numpy`.
     """
+    height, width = image.shape[-2:]
+    rows = _as_numpy(image).take(_nearest_index(height, size[0]), axis=-2)
+    return rows.take(_nearest_index(width, size[1]), axis=-1)
+
+
+def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``images`` ``(N, ..., H, W)`` resized to ``(N, ..., *size)`` by nearest neighbour, as :func:`_nearest_index`.
+
+    torch's nearest kernel reads only the pixels it keeps. Contiguous planes go in as
+    ``(N * C, 1, H, W)``: with three channels torch's CPU kernel first copies the whole
+    input for some output sizes (square ones among them), with one it never does; other
+    layouts (channels_last) go in as they are, so no reshape copies them. float64 is
+    gathered by rows and columns instead: torch's CPU kernel computes its indices in
+    double precision, which for some sizes picks other pixels than the float32 rule.
+    """
+    if images.dtype == torch.float64:
+        height, width = images.shape[-2:]
+        rows, cols = to_device((torch.tensor(_nearest_index(height, size[0])),
+                                torch.tensor(_nearest_index(width, size[1]))), images.device)  # fmt: skip
+        return images.index_select(-2, rows).index_select(-1, cols)
     shape = (-1, 1) if images.is_contiguous() else (images.shape[0], -1)
     planes = images.reshape(*shape, *images.shape[-2:])
     return F.interpolate(planes, size=size, mode="nearest").view(*images.shape[:-2], *size)
@@ -114,15 +153,21 @@ class ResizeMix(Adapter):
         inplace = self.writes_inplace(x)
         if not plan.any_mixed:
             return unchanged(x, inplace), region.kept
-        if region.box is not None and self.vectorized(x):  # one box: resize the batch once, write only the box
+        if region.box is not None:  # one box: resize the whole batch once, from the originals; write only the box
             y1, y2, x1, x2 = region.box
             out = x if inplace else x.clone()
             if y2 > y1 and x2 > x1:  # torch's nearest resize reads only the pixels it keeps
-                resized = _nearest_resize(x, (y2 - y1, x2 - x1)).index_select(0, plan.index)
+                resized = _nearest_resize(x, (y2 - y1, x2 - x1))
                 window = out[..., y1:y2, x1:x2]
-                if not plan.all_mixed:
-                    resized = torch.where(row_view(plan.mixed, resized), resized, window)
-                window.copy_(resized)
+                if self.vectorized(x):
+                    resized = resized.index_select(0, plan.index)
+                    if not plan.all_mixed:
+                        resized = torch.where(row_view(plan.mixed, resized), resized, window)
+                    window.copy_(resized)
+                else:  # on a CPU a copy per mixed sample, rather than a second box-sized temporary in partner order
+                    for i, (j, mixed) in enumerate(zip(plan.index.tolist(), plan.mixed.tolist(), strict=True)):
+                        if mixed and i != j:
+                            window[i].copy_(resized[j])
             return out, region.kept
         if self.vectorized(x):
             n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
@@ -145,6 +190,6 @@ class ResizeMix(Adapter):
         def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
             y1, y2, x1, x2 = boxes[i]
             if y2 > y1 and x2 > x1:
-                dst[..., y1:y2, x1:x2].copy_(_nearest_resize(partner.unsqueeze(0), (y2 - y1, x2 - x1))[0])
+                _as_numpy(dst)[..., y1:y2, x1:x2] = _take_nearest(partner, (y2 - y1, x2 - x1))
 
         return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace), region.kept

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
+from multimix.resizemix import Resized, _nearest_index
 
 ADAPTERS = [ResizeMix, FMix, SaliencyMix]
 PLAN = fixed_plan([1, 2, 0, 4, 3, 5], [0.3, 0.6, 0.9, 0.1, 0.5, 1.0])  # sample 5 is unmixed
@@ -213,10 +214,39 @@ def test_errors(make, error, match):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.uint8])
 @pytest.mark.parametrize("per_sample", [True, False])
 def test_resizemix_loop_equals_the_vectorised_gathers_in_every_dtype(dtype, per_sample):
-    """The CPU loop (F.interpolate per sample) and the device path (two gathers) agree bit for bit in every dtype."""
+    """The CPU paths (NumPy take per sample, one batched resize per batch) and the device gathers agree bit for bit."""
     plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
     x = (images() * 255).to(dtype)
     looped_out, looped_lam, region = run(looped(ResizeMix(1.0)), x, plan)
     vectorised_out, vectorised_lam = vectorised(ResizeMix(1.0)).apply(x.clone(), plan, region._replace(box=None))
     assert looped_out.dtype == dtype and torch.equal(looped_out, vectorised_out) and not torch.equal(looped_out, x)
     assert torch.equal(looped_lam, vectorised_lam)
+
+
+def test_nearest_index_is_torchs_float32_rule_at_every_box_size():
+    """The source rows and columns of every ResizeMix path are those F.interpolate(mode="nearest") picks in float32."""
+    for size in (224, 37, 5):
+        line = torch.arange(size, dtype=torch.float32).view(1, 1, 1, size)
+        for out in range(1, size + 1):
+            expected = F.interpolate(line, size=(1, out), mode="nearest").flatten().long().numpy()
+            assert np.array_equal(_nearest_index(size, out), expected), (size, out)
+
+
+@pytest.mark.parametrize("path", [looped, vectorised])
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_resizemix_float64_takes_the_float32_rule_pixels(path, per_sample):
+    """torch's CPU kernel indexes float64 in double precision and picks other pixels for a 224-wide box of 184;
+    every ResizeMix path takes the float32 rule's pixels, so CPU and device agree in float64 too."""
+    line = torch.arange(224.0).view(1, 1, 1, 224)
+    in_double = F.interpolate(line.double(), size=(1, 184), mode="nearest")
+    assert not torch.equal(in_double, F.interpolate(line, size=(1, 184), mode="nearest").double())
+    x = torch.arange(2 * 224 * 224, dtype=torch.float64).view(2, 1, 224, 224)  # exact in float32
+    box = (20, 204, 30, 214)
+    kept = torch.full((2,), 1 - 184 * 184 / 224**2, dtype=torch.float64)
+    region = Resized(torch.tensor([box, box]), kept, box=None if per_sample else box)
+    out, _ = path(ResizeMix(1.0)).apply(x.clone(), fixed_plan([1, 0], 0.5, per_sample=per_sample), region)
+    expected = x.clone()
+    for i, j in ((0, 1), (1, 0)):
+        resized = F.interpolate(x[j : j + 1].float(), size=(184, 184), mode="nearest")
+        expected[i, :, 20:204, 30:214] = resized[0].double()
+    assert torch.equal(out, expected)
