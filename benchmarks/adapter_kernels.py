@@ -2,15 +2,17 @@
 
     python benchmarks/adapter_kernels.py          # 128x3x224x224 fp32, 2 threads
 
-Every variant runs the same per-sample loop (sample i from partner perm[i]) over the
+Every per-sample variant runs the same loop (sample i from partner perm[i]) over the
 same batch, with box sides drawn as the adapters draw them before clipping at the
 border (ResizeMix: an even side of about tau of the image, tau = 0.1 + 0.7 lam;
 CutMix: area 1 - lam; lam ~ U(0, 1)), so the printed ratios say what each way of doing
-an adapter's work costs against the copy that CutMix does. NumPy runs on one thread,
+an adapter's work costs against the copy that CutMix does. Per batch, call k pastes the
+k-th draw's box into every sample, and the rows compare with CutMix's per-batch copy. NumPy runs on one thread,
 torch on ``--threads``. The last rows time FMix's threshold sort of 128 coarse noise
-maps (32 x 32), torch's against NumPy's. It backs the choices in ``multimix.resizemix`` (torch's nearest kernel)
-and ``multimix.fmix`` (one ``torch.where`` per sample) and the reasons in
-docs/performance.md why those two stay above 2x of CutMix.
+maps (32 x 32), torch's against NumPy's. It backs the choices in ``multimix.resizemix``
+(NumPy's take per sample, one batched nearest resize per batch) and ``multimix.fmix``
+(one ``torch.where`` per sample) and the reasons in docs/performance.md why those two
+stay above 2x of CutMix.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[s
         for i in range(x.shape[0]):
             x[i].copy_(x[perm[i]])
 
-    def nearest_kernel() -> None:  # what ResizeMix does
+    def nearest_kernel() -> None:
         for i, s in enumerate(side):
             resized = F.interpolate(x[perm[i]].reshape(-1, 1, size, size), size=(s, s), mode="nearest")
             x[i, :, :s, :s].copy_(resized.view(-1, s, s))
@@ -54,15 +56,37 @@ def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[s
         for i, s in enumerate(side):
             x[i, :, :s, :s].copy_(x[perm[i]].index_select(1, sources[s]).index_select(2, sources[s]))
 
-    def numpy_take() -> None:
+    def numpy_take() -> None:  # what ResizeMix does per sample
         for i, s in enumerate(side):
             rows = sources[s].numpy()
             numpy_x[i, :, :s, :s] = numpy_x[perm[i]].take(rows, axis=1).take(rows, axis=2)
 
+    boxes = [itertools.cycle(zip(cut, side, strict=True)) for _ in range(3)]  # per batch: call k, the k-th lam's box
+
+    def batch_cutmix_copy() -> None:  # what CutMix does per batch
+        s = next(boxes[0])[0]
+        window = x[..., :s, :s]
+        window.copy_(window.index_select(0, torch.tensor(perm)))
+
+    def batch_resize_per_sample() -> None:
+        s = next(boxes[1])[1]
+        for i in range(x.shape[0]):
+            resized = F.interpolate(x[perm[i]].reshape(-1, 1, size, size), size=(s, s), mode="nearest")
+            x[i, :, :s, :s].copy_(resized.view(-1, s, s))
+
+    def batch_resize_once() -> None:  # what ResizeMix does per batch
+        s = next(boxes[2])[1]
+        resized = F.interpolate(x.view(-1, 1, size, size), size=(s, s), mode="nearest").view(-1, 3, s, s)
+        for i in range(x.shape[0]):
+            x[i, :, :s, :s].copy_(resized[perm[i]])
+
     return {"CutMix box copy": cutmix_copy, "full-image copy": full_copy,
-            "ResizeMix: nearest kernel (used)": nearest_kernel,
+            "ResizeMix: nearest kernel": nearest_kernel,
             "ResizeMix: row, then column index_select": row_then_column_gather,
-            "ResizeMix: NumPy take": numpy_take}  # fmt: skip
+            "ResizeMix: NumPy take (used)": numpy_take,
+            "per batch: CutMix box copy": batch_cutmix_copy,
+            "ResizeMix per batch: nearest kernel per sample": batch_resize_per_sample,
+            "ResizeMix per batch: one nearest resize (used)": batch_resize_once}  # fmt: skip
 
 
 def row_runs_of(mask: np.ndarray) -> list[list[tuple[int, int, int]]]:
@@ -78,7 +102,7 @@ def row_runs_of(mask: np.ndarray) -> list[list[tuple[int, int, int]]]:
 
 
 def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool, draws: int) -> dict[str, Callable[[], None]]:
-    """FMix's select over every pixel, a run decomposition of its rows, and NumPy's masked copy, on real FMix masks.
+    """FMix's select over every pixel, a run decomposition of its rows, NumPy's masked copy and a 0/1 lerp.
 
     Each call takes the next of ``draws`` masks drawn by FMix (per batch one lam per draw,
     and how many rows are pure depends on it), the same sequence for every variant.
@@ -88,9 +112,9 @@ def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool, draws: int
     masks = []
     for k in range(draws):
         mask = adapter.mask(x, adapter.draw_region(x, mixer.draw(x.shape[0]), torch.Generator().manual_seed(k)))
-        masks.append((mask, row_runs_of(mask.numpy()), (~mask).numpy()))
+        masks.append((mask, row_runs_of(mask.numpy()), (~mask).numpy(), mask.float()))
     numpy_x = x.numpy()
-    sequences = [itertools.cycle(masks) for _ in range(3)]  # one per variant: each sees the same masks
+    sequences = [itertools.cycle(masks) for _ in range(4)]  # one per variant: each sees the same masks
 
     def select_every_pixel() -> None:  # what FMix does
         mask = next(sequences[0])[0]
@@ -98,7 +122,7 @@ def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool, draws: int
             torch.where(mask[i % mask.shape[0]], x[i], x[perm[i]], out=x[i])
 
     def row_runs() -> None:
-        mask, runs, _ = next(sequences[1])
+        mask, runs, _, _ = next(sequences[1])
         for i in range(x.shape[0]):
             k = i % mask.shape[0]
             for kind, a, b in runs[k]:
@@ -112,9 +136,15 @@ def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool, draws: int
         for i in range(x.shape[0]):
             np.copyto(numpy_x[i], numpy_x[perm[i]], where=partner[i % partner.shape[0]])
 
+    def lerp_every_pixel() -> None:  # vectorised, but NaN where the other image is inf (0 * inf)
+        weight = next(sequences[3])[3]
+        for i in range(x.shape[0]):
+            torch.lerp(x[perm[i]], x[i], weight[i % weight.shape[0]], out=x[i])
+
     mode = "per sample" if per_sample else "per batch"
     return {f"FMix {mode}: select every pixel (used)": select_every_pixel, f"FMix {mode}: row runs": row_runs,
-            f"FMix {mode}: np.copyto where": numpy_copyto}  # fmt: skip
+            f"FMix {mode}: np.copyto where": numpy_copyto,
+            f"FMix {mode}: lerp, 0/1 weight (not exact)": lerp_every_pixel}  # fmt: skip
 
 
 def sort_variants(count: int, generator: torch.Generator) -> dict[str, Callable[[], None]]:
@@ -149,10 +179,10 @@ def main() -> None:
                 **fmix_variants(x, perm, True, draws), **sort_variants(args.batch, generator)}  # fmt: skip
     print(f"batch {tuple(x.shape)} fp32, {args.threads} threads, torch {torch.__version__}, median of {args.reps}")
     times = {name: median_ms(fn, args.reps, warmup=1) for name, fn in variants.items()}
-    anchor = times["CutMix box copy"]
-    print(f"{'variant':<48}{'ms':>9}{'x CutMix copy':>15}")
-    for name, ms in times.items():
-        print(f"{name:<48}{ms:>9.2f}{ms / anchor:>15.2f}")
+    print(f"{'variant':<52}{'ms':>9}{'x CutMix copy':>15}")
+    for name, ms in times.items():  # per-batch rows against CutMix's per-batch copy, the others its per-sample one
+        anchor = times["per batch: CutMix box copy" if "per batch" in name else "CutMix box copy"]
+        print(f"{name:<52}{ms:>9.2f}{ms / anchor:>15.2f}")
 
 
 if __name__ == "__main__":

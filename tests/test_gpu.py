@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import multimix
-from multimix.image import CutMix, Mixup
+from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -23,3 +23,32 @@ def test_gpu_matches_cpu(adapter_cls, per_sample, dtype):
     torch.testing.assert_close(gpu.inputs.cpu(), cpu.inputs, atol=tol, rtol=tol)
     torch.testing.assert_close(gpu.targets.cpu(), cpu.targets)
     assert gpu.lam.device.type == "cuda" and gpu.index.device.type == "cuda"
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_resizemix_gpu_equals_the_cpu_loop(per_sample, dtype):
+    """112 x 112 is large enough for the CPU's per-sample loop; the device's gathers paste the same pixels."""
+    x = torch.rand(9, 3, 112, 112).to(dtype)
+    y = torch.randint(0, 5, (9,))
+    cpu = multimix.Mixer(ResizeMix(1.0), num_classes=5, per_sample=per_sample, seed=0)(x.clone(), y)
+    gpu = multimix.Mixer(ResizeMix(1.0), num_classes=5, per_sample=per_sample, seed=0)(x.cuda(), y.cuda())
+    assert torch.equal(gpu.inputs.cpu(), cpu.inputs) and not torch.equal(cpu.inputs, x)
+    torch.testing.assert_close(gpu.targets.cpu(), cpu.targets)
+
+
+@pytest.mark.parametrize("adapter_cls", [ResizeMix, FMix, SaliencyMix])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_new_adapters_on_gpu_label_the_area_each_image_keeps(adapter_cls, per_sample):
+    """Sample i holds the value i everywhere: the fraction of its pixels still i is its label weight, on the device."""
+    n = 6
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 112, 112).contiguous().cuda()
+    mixer = multimix.Mixer(adapter_cls(1.0), num_classes=n, per_sample=per_sample, seed=0)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = mixer(x, torch.arange(n, device=x.device))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    own = (out.inputs == torch.arange(n, device=x.device).view(-1, 1, 1, 1)).double().mean((1, 2, 3))
+    torch.testing.assert_close(out.lam.double(), own, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.targets.sum(1), torch.ones(n, device=x.device))
