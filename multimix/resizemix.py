@@ -143,7 +143,7 @@ class ResizeMix(Adapter):
         boxes = torch.from_numpy(np.stack([y1, y2, x1, x2], axis=1)).expand(plan.batch_size, 4)
         kept = 1.0 - torch.from_numpy((y2 - y1) * (x2 - x1) / (height * width)).expand(plan.batch_size)
         kept = kept_where_mixed(plan, kept)
-        if not (plan.per_sample and self.vectorized(x)):  # one box, or the CPU loop: resized by F.interpolate
+        if not (plan.per_sample and self.vectorized(x)):  # one box, or the CPU loop: boxes only
             return Resized(boxes, kept, box=None if plan.per_sample else tuple(boxes[0].tolist()))
         return Resized(boxes, kept, *_box_sources(boxes, plan.mixed, height, width))
 
