@@ -58,13 +58,14 @@ def test_resizemix_region_drawn_for_the_loop_applies_vectorised():
         adapter.apply(torch.empty(x.shape, device="meta"), meta_plan, meta_region)
 
 
+@pytest.mark.parametrize("path", [looped, vectorised])
 @pytest.mark.parametrize("per_sample", [True, False])
-def test_resizemix_channels_last_equals_contiguous(per_sample):
+def test_resizemix_channels_last_equals_contiguous(path, per_sample):
     plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
     x = images()
-    contiguous, _, _ = run(vectorised(ResizeMix(1.0)), x, plan)
-    channels_last, _, _ = run(vectorised(ResizeMix(1.0)), x.contiguous(memory_format=torch.channels_last), plan)
-    assert torch.equal(channels_last, contiguous)
+    contiguous, _, _ = run(path(ResizeMix(1.0)), x, plan)
+    channels_last, _, _ = run(path(ResizeMix(1.0)), x.contiguous(memory_format=torch.channels_last), plan)
+    assert torch.equal(channels_last, contiguous) and not torch.equal(contiguous, x)
 
 
 def official_binarise(noise, lam):
