@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from multimix._kernels import apply_rowwise, row_view, unchanged
-from multimix._transfer import to_device
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS, box_masks, kept_where_mixed
 from multimix.lengths import Validity
@@ -19,7 +18,7 @@ from multimix.plan import MixPlan
 __all__ = ["ResizeMix", "Resized"]
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _nearest_index(size: int, out: int) -> np.ndarray:
     """Source index of each of ``out`` positions resized from ``size`` by nearest neighbour (read-only, cached).
 
@@ -69,14 +68,13 @@ def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     torch's nearest kernel reads only the pixels it keeps. Contiguous planes go in as
     ``(N * C, 1, H, W)``: with three channels torch's CPU kernel first copies the whole
     input for some output sizes (square ones among them), with one it never does; other
-    layouts (channels_last) go in as they are, so no reshape copies them. float64 is
-    gathered by rows and columns instead: torch's CPU kernel computes its indices in
-    double precision, which for some sizes picks other pixels than the float32 rule.
+    layouts (channels_last) go in as they are, so no reshape copies them. float64 on a
+    CPU is gathered by rows and columns instead: torch's CPU kernel computes its indices
+    in double precision, which for some sizes picks other pixels than the float32 rule.
     """
-    if images.dtype == torch.float64:
+    if images.dtype == torch.float64 and images.device.type == "cpu":
         height, width = images.shape[-2:]
-        rows, cols = to_device((torch.tensor(_nearest_index(height, size[0])),
-                                torch.tensor(_nearest_index(width, size[1]))), images.device)  # fmt: skip
+        rows, cols = torch.tensor(_nearest_index(height, size[0])), torch.tensor(_nearest_index(width, size[1]))
         return images.index_select(-2, rows).index_select(-1, cols)
     shape = (-1, 1) if images.is_contiguous() else (images.shape[0], -1)
     planes = images.reshape(*shape, *images.shape[-2:])
@@ -192,4 +190,7 @@ class ResizeMix(Adapter):
             if y2 > y1 and x2 > x1:
                 _as_numpy(dst)[..., y1:y2, x1:x2] = _take_nearest(partner, (y2 - y1, x2 - x1))
 
-        return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace), region.kept
+        out = apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
+        if inplace:  # the writes went through NumPy: let autograd see that the batch changed, as a torch write would
+            torch.autograd.graph.increment_version(x)
+        return out, region.kept

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import looped
 
 import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
@@ -28,10 +29,10 @@ def test_gpu_matches_cpu(adapter_cls, per_sample, dtype):
 @pytest.mark.parametrize("per_sample", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_resizemix_gpu_equals_the_cpu_loop(per_sample, dtype):
-    """112 x 112 is large enough for the CPU's per-sample loop; the device's gathers paste the same pixels."""
+    """The CPU's loop and the device's gathers paste the same pixels."""
     x = torch.rand(9, 3, 112, 112).to(dtype)
     y = torch.randint(0, 5, (9,))
-    cpu = multimix.Mixer(ResizeMix(1.0), num_classes=5, per_sample=per_sample, seed=0)(x.clone(), y)
+    cpu = multimix.Mixer(looped(ResizeMix(1.0)), num_classes=5, per_sample=per_sample, seed=0)(x.clone(), y)
     gpu = multimix.Mixer(ResizeMix(1.0), num_classes=5, per_sample=per_sample, seed=0)(x.cuda(), y.cuda())
     assert torch.equal(gpu.inputs.cpu(), cpu.inputs) and not torch.equal(cpu.inputs, x)
     torch.testing.assert_close(gpu.targets.cpu(), cpu.targets)

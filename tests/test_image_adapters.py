@@ -212,7 +212,7 @@ def test_errors(make, error, match):
         make()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.uint8])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8])
 @pytest.mark.parametrize("per_sample", [True, False])
 def test_resizemix_loop_equals_the_vectorised_gathers_in_every_dtype(dtype, per_sample):
     """The CPU paths (NumPy take per sample, one batched resize per batch) and the device gathers agree bit for bit."""
@@ -251,3 +251,29 @@ def test_resizemix_float64_takes_the_float32_rule_pixels(path, per_sample):
         resized = F.interpolate(x[j : j + 1].float(), size=(184, 184), mode="nearest")
         expected[i, :, 20:204, 30:214] = resized[0].double()
     assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_resizemix_video_loop_equals_the_vectorised_gathers(per_sample):
+    """(B, C, T, H, W): every frame of a clip gets the same box, resized from the partner's same frame."""
+    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
+    x = torch.rand(6, 3, 4, 16, 20, generator=torch.Generator().manual_seed(2))
+    looped_out, _, region = run(looped(ResizeMix(1.0)), x, plan)
+    vectorised_out, _ = vectorised(ResizeMix(1.0)).apply(x.clone(), plan, region._replace(box=None))
+    assert torch.equal(looped_out, vectorised_out) and not torch.equal(looped_out, x)
+    for t in range(4):  # frame by frame, the 4-D result
+        frame, _, _ = run(looped(ResizeMix(1.0)), x[:, :, t].contiguous(), plan)
+        assert torch.equal(looped_out[:, :, t], frame)
+
+
+def test_resizemix_loop_writes_are_seen_by_autograd():
+    """The CPU loop writes through NumPy; the batch's version still moves, so a graph that saved it refuses to run."""
+    x = images()
+    weight = torch.ones_like(x, requires_grad=True)
+    saved = (weight * x).sum()  # autograd keeps x for the gradient of weight
+    adapter = looped(ResizeMix(1.0))
+    plan = fixed_plan(PLAN.index, PLAN.lam, per_sample=True)
+    out, _ = adapter.apply(x, plan, adapter.draw_region(x, plan, torch.Generator().manual_seed(0)))
+    assert out is x
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        saved.backward()
