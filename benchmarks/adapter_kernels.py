@@ -6,13 +6,14 @@ Every per-sample variant runs the same loop (sample i from partner perm[i]) over
 same batch, with box sides drawn as the adapters draw them before clipping at the
 border (ResizeMix: an even side of about tau of the image, tau = 0.1 + 0.7 lam;
 CutMix: area 1 - lam; lam ~ U(0, 1)), so the printed ratios say what each way of doing
-an adapter's work costs against the copy that CutMix does. Per batch, call k pastes the
-k-th draw's box into every sample, and the rows compare with CutMix's per-batch copy. NumPy runs on one thread,
-torch on ``--threads``. The last rows time FMix's threshold sort of 128 coarse noise
-maps (32 x 32), torch's against NumPy's. It backs the choices in ``multimix.resizemix``
-(NumPy's take per sample, one batched nearest resize per batch) and ``multimix.fmix``
-(one ``torch.where`` per sample) and the reasons in docs/performance.md why those two
-stay above 2x of CutMix.
+an adapter's work costs against the copy that CutMix does. ResizeMix per batch: call k
+pastes the k-th draw's box into every sample, against CutMix pasting its k-th box into
+every sample. FMix's rows (per batch too) compare with CutMix's per-sample copy. NumPy
+runs on one thread, torch on ``--threads``. The last rows time FMix's threshold sort of
+128 coarse noise maps (32 x 32), torch's against NumPy's. It backs the choices in
+``multimix.resizemix`` (NumPy's take per sample, one batched nearest resize per batch)
+and ``multimix.fmix`` (one ``torch.where`` per sample) and the reasons in
+docs/performance.md why those two stay above 2x of CutMix.
 """
 
 from __future__ import annotations
@@ -63,10 +64,10 @@ def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[s
 
     boxes = [itertools.cycle(zip(cut, side, strict=True)) for _ in range(3)]  # per batch: call k, the k-th lam's box
 
-    def batch_cutmix_copy() -> None:  # what CutMix does per batch
+    def batch_cutmix_copy() -> None:  # what CutMix does per batch on a CPU: the one box, copied sample by sample
         s = next(boxes[0])[0]
-        window = x[..., :s, :s]
-        window.copy_(window.index_select(0, torch.tensor(perm)))
+        for i in range(x.shape[0]):
+            x[i, :, :s, :s].copy_(x[perm[i], :, :s, :s])
 
     def batch_resize_per_sample() -> None:
         s = next(boxes[1])[1]
@@ -180,8 +181,8 @@ def main() -> None:
     print(f"batch {tuple(x.shape)} fp32, {args.threads} threads, torch {torch.__version__}, median of {args.reps}")
     times = {name: median_ms(fn, args.reps, warmup=1) for name, fn in variants.items()}
     print(f"{'variant':<52}{'ms':>9}{'x CutMix copy':>15}")
-    for name, ms in times.items():  # per-batch rows against CutMix's per-batch copy, the others its per-sample one
-        anchor = times["per batch: CutMix box copy" if "per batch" in name else "CutMix box copy"]
+    for name, ms in times.items():  # ResizeMix's per-batch rows against CutMix's per-batch copy, the rest per sample
+        anchor = times["per batch: CutMix box copy" if name.startswith("ResizeMix per batch") else "CutMix box copy"]
         print(f"{name:<52}{ms:>9.2f}{ms / anchor:>15.2f}")
 
 
