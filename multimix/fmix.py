@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from multimix._checks import check_probability
-from multimix._kernels import apply_rowwise, keep_unmixed, unchanged
+from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS
 from multimix.lengths import Validity
@@ -122,8 +122,11 @@ class FMix(Adapter):
         weight = mask.view(mask.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:])
         if self.vectorized(x):
             partner = x.index_select(0, plan.index)
-            mixed = torch.lerp(partner, x, weight) if self.max_soft else torch.where(weight, x, partner)
-            return keep_unmixed(mixed, x, plan, inplace=inplace), lam
+            if self.max_soft:
+                return keep_unmixed(torch.lerp(partner, x, weight), x, plan, inplace=inplace), lam
+            if not plan.all_mixed:  # unmixed samples keep every pixel: one selection still does it all
+                weight = weight | ~row_view(plan.mixed, weight)
+            return (torch.where(weight, x, partner, out=x) if inplace else torch.where(weight, x, partner)), lam
         shared = weight.shape[0] == 1
 
         def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
