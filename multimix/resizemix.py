@@ -81,6 +81,34 @@ def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return F.interpolate(planes, size=size, mode="nearest").view(*images.shape[:-2], *size)
 
 
+def _resized_partners(
+    x: torch.Tensor, index: torch.Tensor, row_source: torch.Tensor, col_source: torch.Tensor
+) -> torch.Tensor:
+    """``x[index[n], ..., row_source[n, h], col_source[n, w]]`` for every sample n: each partner, resized by the maps.
+
+    The partner and its rows come in one ``index_select`` of whole rows (a tenth of the
+    time of a gather along the rows, on a CPU), of the ``(N * C * H, W)`` view of a
+    contiguous batch or the ``(N * H, W * C)`` view of a channels_last one; then one
+    gather picks the columns. Other layouts gather the partners, then the rows.
+    """
+    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        pixels = x.permute(0, 2, 3, 1)  # (N, H, W, C), contiguous
+        rows = torch.add(row_source, index.view(n, 1), alpha=height).flatten()  # partner's row of (N * H, W * C)
+        rows = pixels.reshape(n * height, -1).index_select(0, rows).view(pixels.shape)
+        return rows.gather(2, col_source.view(n, 1, width, 1).expand(pixels.shape)).permute(0, 3, 1, 2)
+    planes = x.reshape(n, -1, height, width)
+    if x.is_contiguous():
+        per = planes.shape[1]  # the partner's row of (N * C * H, W): row + H * (C * partner + channel)
+        rows = torch.add(row_source, index.view(n, 1), alpha=per * height).view(n, 1, height)
+        rows = rows + torch.arange(0, per * height, height, device=x.device).view(1, per, 1)
+        resized = planes.reshape(-1, width).index_select(0, rows.flatten()).view(planes.shape)
+    else:
+        partner = planes.index_select(0, index)
+        resized = partner.gather(2, row_source.view(n, 1, height, 1).expand(planes.shape))
+    return resized.gather(3, col_source.view(n, 1, 1, width).expand(planes.shape)).view(x.shape)
+
+
 def _box_sources(boxes: torch.Tensor, mixed: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
     """``rows``, ``cols``, ``row_source`` and ``col_source`` of :class:`Resized` for per-sample host ``boxes``."""
     y1, y2, x1, x2 = boxes.numpy().T
@@ -177,10 +205,7 @@ class ResizeMix(Adapter):
                         "draw the region with the tensor it is applied to (the Mixer does)"
                     )
                 region = Resized(region.boxes, region.kept, *_box_sources(region.boxes, plan.mixed, height, width))
-            partner = x.reshape(n, -1, height, width).index_select(0, plan.index)
-            shape = partner.shape  # two separable gathers, each reading along contiguous rows
-            resized = partner.gather(2, region.row_source.view(n, 1, height, 1).expand(shape))
-            resized = resized.gather(3, region.col_source.view(n, 1, 1, width).expand(shape)).view(x.shape)
+            resized = _resized_partners(x, plan.index, region.row_source, region.col_source)
             mask = (region.rows.unsqueeze(2) & region.cols.unsqueeze(1)).view(n, *([1] * (x.dim() - 3)), height, width)
             return (torch.where(mask, resized, x, out=x) if inplace else torch.where(mask, resized, x)), region.kept
         boxes = region.boxes.tolist()
