@@ -139,6 +139,30 @@ def saliency_by_hand(image, grid=32):
     return min(peak[0] * sy + sy // 2, h - 1), min(peak[1] * sx + sx // 2, w - 1)
 
 
+def saliency_in_float32(x, grid=32):
+    """The same rule batched the plain way (one-channel maps, halved differences, argmax over rows), in float32."""
+    n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    sy, sx = max(1, h // grid), max(1, w // grid)
+    gh, gw = h // sy, w // sx
+    grey = x[..., sy // 2 :: sy, sx // 2 :: sx][..., :gh, :gw].reshape(n, -1, gh, gw).float().mean(1, keepdim=True)
+    padded = F.pad(F.avg_pool2d(grey, 3, 1, 1, count_include_pad=False), (1, 1, 1, 1), mode="replicate")[:, 0]
+    dy, dx = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / 2, (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) / 2
+    peak = (dy.square() + dx.square()).flatten(1).argmax(1)
+    return (peak // gw * sy + sy // 2).clamp(max=h - 1), (peak % gw * sx + sx // 2).clamp(max=w - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 9), c=st.integers(1, 3), h=st.integers(1, 80),
+       w=st.integers(1, 80), levels=st.sampled_from([0, 2, 255]))  # fmt: skip
+def test_saliency_peaks_equal_the_plain_float32_rule(seed, n, c, h, w, levels):
+    """Pooling the maps as channels of one channels_last image gives the same peaks, ties (few grey levels) included."""
+    x = torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+    x = (x * levels).round() if levels else x
+    rows, cols = saliency_peaks(x)
+    expected_rows, expected_cols = saliency_in_float32(x)
+    assert torch.equal(rows, expected_rows) and torch.equal(cols, expected_cols)
+
+
 @pytest.mark.parametrize("path", [looped, vectorised])
 @pytest.mark.parametrize("size", [(16, 20), (70, 66)])
 def test_saliencymix_box_is_centred_on_the_partners_peak(path, size):
