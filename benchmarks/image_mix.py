@@ -3,6 +3,7 @@
     python benchmarks/image_mix.py                 # 128x3x224x224 fp32, CPU, 2 threads
     python benchmarks/image_mix.py --device cuda   # the same on a GPU
     python benchmarks/image_mix.py --host-only     # host time and read-backs per call only (meta tensors)
+    python benchmarks/image_mix.py --adapters-only # ResizeMix, FMix and SaliencyMix against CutMix only
 
 A plain ``copy_`` of the batch into preallocated memory is the physical floor (one
 read, one write). Times are medians over ``--reps`` calls on the same batch; the
@@ -85,9 +86,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_method(fn: Callable, x: torch.Tensor, y: torch.Tensor, reps: int, device: torch.device) -> float:
-    """Median wall time of one call in milliseconds, after two warm-up calls."""
-    for _ in range(2):
+def time_method(fn: Callable, x: torch.Tensor, y: torch.Tensor, reps: int, device: torch.device,
+                warmup: int = 2) -> float:  # fmt: skip
+    """Median wall time of one call in milliseconds, after ``warmup`` calls."""
+    for _ in range(warmup):
         fn(x, y)
     times = []
     for _ in range(reps):
@@ -97,6 +99,20 @@ def time_method(fn: Callable, x: torch.Tensor, y: torch.Tensor, reps: int, devic
         sync(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def interleaved_ms(fns: dict[str, Callable], x: torch.Tensor, y: torch.Tensor, reps: int, device: torch.device,
+                   rounds: int = 5) -> dict[str, list[float]]:  # fmt: skip
+    """Per method, the median ms of a call in each of ``rounds`` rounds; each round times every method in turn,
+    ``reps`` calls each, so that a machine's drift hits them alike (ratios are taken round by round)."""
+    for fn in fns.values():
+        for _ in range(2):
+            fn(x, y)
+    per_round: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            per_round[name].append(time_method(fn, x, y, reps, device, warmup=0))
+    return per_round
 
 
 def peak_extra_mb(name: str, args: argparse.Namespace) -> float:
@@ -173,6 +189,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
     parser.add_argument("--host-only", action="store_true", help="only the host-time and read-back table")
+    parser.add_argument("--adapters-only", action="store_true", help="only the ResizeMix, FMix, SaliencyMix table")
     parser.add_argument("--host-reps", type=int, default=300, help="calls timed per method for host time")
     parser.add_argument("--measure-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,6 +199,8 @@ def main() -> None:
         return measure_memory(args, device)
     if args.host_only:
         return host_table(args)
+    if args.adapters_only:
+        return new_adapters_table(args, device)
     x, y = make_batch(args, device)
     methods = make_methods(device)
     name_cpu = platform.processor() or platform.machine()
@@ -249,21 +268,21 @@ def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
 
     x, y = make_batch(args, device)
     references = reference_methods(device)
-    print(f"\nnew adapters on {tuple(x.shape)}: ms per call, ratio to multimix CutMix in the same mode")
+    print(f"\nnew adapters on {tuple(x.shape)}: ms per call, x multimix CutMix in the same mode (interleaved rounds)")
     print(f"{'method':<40}{'ms':>9}{'x CutMix':>10}{'host us (meta)':>16}{'read-backs':>12}")
     meta_x = torch.empty(args.batch, 3, args.size, args.size, device="meta")
     meta_y = torch.zeros(args.batch, dtype=torch.long, device="meta")
     np.random.seed(0)
     for mode, per_sample in (("batch", False), ("per-sample", True)):
-        cutmix = time_method(ours(CutMix(1.0), per_sample), x, y, args.reps, device)
-        print(f"{'multimix CutMix ' + mode:<40}{cutmix:>9.2f}{1.0:>10.2f}")
-        for adapter in (ResizeMix(1.0), FMix(1.0), SaliencyMix(1.0)):
-            mixer = ours(adapter, per_sample)
-            ms = time_method(mixer, x, y, args.reps, device)
+        adapters = (CutMix(1.0), ResizeMix(1.0), FMix(1.0), SaliencyMix(1.0))
+        mixers = {type(adapter).__name__: ours(adapter, per_sample) for adapter in adapters}
+        rounds = interleaved_ms(mixers, x, y, args.reps, device)
+        for adapter, mixer in mixers.items():  # ms: median over the rounds; ratio: median of the rounds' ratios
+            ms = statistics.median(rounds[adapter])
+            ratio = statistics.median(t / c for t, c in zip(rounds[adapter], rounds["CutMix"], strict=True))
             host = host_time_us(lambda mixer=mixer: mixer(meta_x, meta_y), 50)
             backs = readbacks(lambda mixer=mixer: mixer(meta_x, meta_y))
-            name = f"multimix {type(adapter).__name__} {mode}"
-            print(f"{name:<40}{ms:>9.2f}{ms / cutmix:>10.2f}{host:>16.0f}{backs:>12}")
+            print(f"{'multimix ' + adapter + ' ' + mode:<40}{ms:>9.2f}{ratio:>10.2f}{host:>16.0f}{backs:>12}")
     for name, fn in references.items():
         ms = time_method(fn, x, y, args.reps, device)
         print(f"{'reference ' + name:<40}{ms:>9.2f}{'-':>10}")
