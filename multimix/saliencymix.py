@@ -26,7 +26,8 @@ def saliency_peaks(x: torch.Tensor, grid: int = 32) -> tuple[torch.Tensor, torch
 
     The grey maps are pooled as the channels of one channels_last image, which torch's
     CPU pooling vectorises over channels (about 10x a batch of one-channel maps; same
-    values); the central differences are not halved, which leaves the argmax as it is.
+    values); the central differences are not halved, which leaves the argmax as it is
+    (barring squares that underflow, on images of values near 1e-20).
     """
     n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
     sy, sx = max(1, height // grid), max(1, width // grid)

@@ -4,68 +4,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from adapter_cases import PLAN, images, run
 from conftest import fixed_plan, looped, vectorised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
-from multimix.resizemix import Resized, _nearest_index
 
 ADAPTERS = [ResizeMix, FMix, SaliencyMix]
-PLAN = fixed_plan([1, 2, 0, 4, 3, 5], [0.3, 0.6, 0.9, 0.1, 0.5, 1.0])  # sample 5 is unmixed
-
-
-def images(n=6, h=16, w=20, seed=0):
-    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def run(adapter, x, plan=PLAN, seed=0):
-    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(seed))
-    out, lam = adapter.apply(x.clone(), plan, region)
-    return out, lam, region
-
-
-@pytest.mark.parametrize("path", [looped, vectorised])
-@pytest.mark.parametrize("per_sample", [True, False])
-def test_resizemix_equals_interpolate_nearest_pasted_into_the_box(path, per_sample):
-    x = images()
-    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
-    out, lam, region = run(path(ResizeMix(1.0)), x, plan)
-    expected = x.clone()
-    for i, (y1, y2, x1, x2) in enumerate(region.boxes.tolist()):
-        if bool(plan.mixed[i]) and y2 > y1 and x2 > x1:
-            partner = x[plan.index[i]].unsqueeze(0)
-            expected[i, :, y1:y2, x1:x2] = F.interpolate(partner, size=(y2 - y1, x2 - x1), mode="nearest")[0]
-        area = (y2 - y1) * (x2 - x1) / (16 * 20)
-        assert float(lam[i]) == (1.0 - area if bool(plan.mixed[i]) else 1.0)
-        tau = 0.1 + float(plan.lam[i]) * 0.7  # OpenMixup's scope rule: the box side is tau of the image side
-        assert y2 - y1 <= int(16 * tau) and x2 - x1 <= int(20 * tau)
-    assert torch.equal(out, expected)
-
-
-def test_resizemix_region_drawn_for_the_loop_applies_vectorised():
-    """A per-sample region drawn for the CPU loop (boxes only) still applies on the vectorised path, identically."""
-    x, plan = images(), fixed_plan(PLAN.index, PLAN.lam, per_sample=True)
-    adapter = looped(ResizeMix(1.0))
-    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
-    assert region.row_source is None and region.rows is None
-    looped_out, _ = adapter.apply(x.clone(), plan, region)
-    vectorised_out, _ = vectorised(adapter).apply(x.clone(), plan, region)
-    assert torch.equal(vectorised_out, looped_out) and not torch.equal(looped_out, x)
-    meta_plan, meta_region = plan.to(torch.device("meta"), region)
-    with pytest.raises(ValueError, match=r"drawn for the CPU loop \(boxes only\) and is applied to a meta tensor"):
-        adapter.apply(torch.empty(x.shape, device="meta"), meta_plan, meta_region)
-
-
-@pytest.mark.parametrize("path", [looped, vectorised])
-@pytest.mark.parametrize("per_sample", [True, False])
-def test_resizemix_channels_last_equals_contiguous(path, per_sample):
-    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
-    x = images()
-    contiguous, _, _ = run(path(ResizeMix(1.0)), x, plan)
-    channels_last, _, _ = run(path(ResizeMix(1.0)), x.contiguous(memory_format=torch.channels_last), plan)
-    assert torch.equal(channels_last, contiguous) and not torch.equal(contiguous, x)
 
 
 def official_binarise(noise, lam):
@@ -152,12 +99,14 @@ def saliency_in_float32(x, grid=32):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31), n=st.integers(1, 9), c=st.integers(1, 3), h=st.integers(1, 80),
-       w=st.integers(1, 80), levels=st.sampled_from([0, 2, 255]))  # fmt: skip
-def test_saliency_peaks_equal_the_plain_float32_rule(seed, n, c, h, w, levels):
-    """Pooling the maps as channels of one channels_last image gives the same peaks, ties (few grey levels) included."""
-    x = torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed))
-    x = (x * levels).round() if levels else x
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 9), c=st.integers(1, 3), frames=st.sampled_from([(), (2,)]),
+       h=st.integers(1, 80), w=st.integers(1, 80), levels=st.sampled_from([0, 2, 255]),
+       dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))  # fmt: skip
+def test_saliency_peaks_equal_the_plain_float32_rule(seed, n, c, frames, h, w, levels, dtype):
+    """Pooling the maps as channels of one channels_last image gives the same peaks, ties (few grey levels),
+    clips (B, C, T, H, W) and half precision included."""
+    x = torch.rand(n, c, *frames, h, w, generator=torch.Generator().manual_seed(seed))
+    x = ((x * levels).round() if levels else x).to(dtype)
     rows, cols = saliency_peaks(x)
     expected_rows, expected_cols = saliency_in_float32(x)
     assert torch.equal(rows, expected_rows) and torch.equal(cols, expected_cols)
@@ -236,68 +185,31 @@ def test_errors(make, error, match):
         make()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8])
-@pytest.mark.parametrize("per_sample", [True, False])
-def test_resizemix_loop_equals_the_vectorised_gathers_in_every_dtype(dtype, per_sample):
-    """The CPU paths (NumPy take per sample, one batched resize per batch) and the device gathers agree bit for bit."""
-    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
-    x = (images() * 255).to(dtype)
-    looped_out, looped_lam, region = run(looped(ResizeMix(1.0)), x, plan)
-    vectorised_out, vectorised_lam = vectorised(ResizeMix(1.0)).apply(x.clone(), plan, region._replace(box=None))
-    assert looped_out.dtype == dtype and torch.equal(looped_out, vectorised_out) and not torch.equal(looped_out, x)
-    assert torch.equal(looped_lam, vectorised_lam)
-
-
-def test_nearest_index_is_torchs_float32_rule_at_every_box_size():
-    """The source rows and columns of every ResizeMix path are those F.interpolate(mode="nearest") picks in float32."""
-    for size in (224, 37, 5):
-        line = torch.arange(size, dtype=torch.float32).view(1, 1, 1, size)
-        for out in range(1, size + 1):
-            expected = F.interpolate(line, size=(1, out), mode="nearest").flatten().long().numpy()
-            assert np.array_equal(_nearest_index(size, out), expected), (size, out)
-
-
-@pytest.mark.parametrize("path", [looped, vectorised])
-@pytest.mark.parametrize("per_sample", [True, False])
-def test_resizemix_float64_takes_the_float32_rule_pixels(path, per_sample):
-    """torch's CPU kernel indexes float64 in double precision and picks other pixels for a 224-wide box of 184;
-    every ResizeMix path takes the float32 rule's pixels, so CPU and device agree in float64 too."""
-    line = torch.arange(224.0).view(1, 1, 1, 224)
-    in_double = F.interpolate(line.double(), size=(1, 184), mode="nearest")
-    assert not torch.equal(in_double, F.interpolate(line, size=(1, 184), mode="nearest").double())
-    x = torch.arange(2 * 224 * 224, dtype=torch.float64).view(2, 1, 224, 224)  # exact in float32
-    box = (20, 204, 30, 214)
-    kept = torch.full((2,), 1 - 184 * 184 / 224**2, dtype=torch.float64)
-    region = Resized(torch.tensor([box, box]), kept, box=None if per_sample else box)
-    out, _ = path(ResizeMix(1.0)).apply(x.clone(), fixed_plan([1, 0], 0.5, per_sample=per_sample), region)
-    expected = x.clone()
-    for i, j in ((0, 1), (1, 0)):
-        resized = F.interpolate(x[j : j + 1].float(), size=(184, 184), mode="nearest")
-        expected[i, :, 20:204, 30:214] = resized[0].double()
-    assert torch.equal(out, expected)
-
-
-@pytest.mark.parametrize("per_sample", [True, False])
-def test_resizemix_video_loop_equals_the_vectorised_gathers(per_sample):
-    """(B, C, T, H, W): every frame of a clip gets the same box, resized from the partner's same frame."""
-    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
-    x = torch.rand(6, 3, 4, 16, 20, generator=torch.Generator().manual_seed(2))
-    looped_out, _, region = run(looped(ResizeMix(1.0)), x, plan)
-    vectorised_out, _ = vectorised(ResizeMix(1.0)).apply(x.clone(), plan, region._replace(box=None))
-    assert torch.equal(looped_out, vectorised_out) and not torch.equal(looped_out, x)
-    for t in range(4):  # frame by frame, the 4-D result
-        frame, _, _ = run(looped(ResizeMix(1.0)), x[:, :, t].contiguous(), plan)
-        assert torch.equal(looped_out[:, :, t], frame)
-
-
-def test_resizemix_loop_writes_are_seen_by_autograd():
-    """The CPU loop writes through NumPy; the batch's version still moves, so a graph that saved it refuses to run."""
+def test_fmix_vectorised_keeps_an_unmixed_sample_whatever_its_partner():
+    """One mask for the batch, and a sample left unmixed (lam 1) that still has a partner: it keeps every value."""
     x = images()
-    weight = torch.ones_like(x, requires_grad=True)
-    saved = (weight * x).sum()  # autograd keeps x for the gradient of weight
-    adapter = looped(ResizeMix(1.0))
-    plan = fixed_plan(PLAN.index, PLAN.lam, per_sample=True)
-    out, _ = adapter.apply(x, plan, adapter.draw_region(x, plan, torch.Generator().manual_seed(0)))
-    assert out is x
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        saved.backward()
+    x[2, 0, 0, 0], x[2, 1, 3, 4] = float("inf"), -0.0
+    plan = fixed_plan([1, 2, 0, 4, 3, 5], [0.4, 0.4, 1.0, 0.4, 0.4, 0.4], per_sample=False)
+    assert not bool(plan.mixed[2]) and int(plan.index[2]) == 0
+    adapter = vectorised(FMix(1.0))
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
+    out, lam = adapter.apply(x.clone(), plan, region)
+    assert torch.equal(out[2].view(torch.int32), x[2].view(torch.int32)) and float(lam[2]) == 1.0
+    mask = adapter.mask(x, region)[0]
+    for i in (0, 1, 3, 4, 5):
+        assert torch.equal(out[i], torch.where(mask, x[i], x[int(plan.index[i])]))
+
+
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_fmix_gradient_flows_to_the_pixels_each_sample_shows(per_sample):
+    """Under autograd (out of place, vectorised) each output pixel's gradient goes back to the pixel it shows."""
+    x = images().requires_grad_()
+    weight = torch.rand(x.shape, generator=torch.Generator().manual_seed(4))
+    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
+    adapter = FMix(1.0)
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
+    out, _ = adapter.apply(x, plan, region)
+    (out * weight).sum().backward()
+    mask = adapter.mask(x, region).expand(6, -1, -1).unsqueeze(1) | ~plan.mixed.view(-1, 1, 1, 1)
+    expected = torch.where(mask, weight, 0.0).index_add(0, plan.index, torch.where(mask, 0.0, weight))
+    torch.testing.assert_close(x.grad, expected)
