@@ -136,8 +136,13 @@ def test_saliencymix_box_is_centred_on_the_partners_peak(path, size):
 
 @pytest.mark.parametrize("adapter_cls", ADAPTERS)
 @pytest.mark.parametrize("per_sample", [True, False])
-def test_no_host_device_sync_on_meta(adapter_cls, per_sample):
-    x = torch.empty(8, 3, 32, 32, device="meta")
+@pytest.mark.parametrize("shape", [(8, 3, 32, 32), (8, 3, 2, 32, 32)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_no_host_device_sync_on_meta(adapter_cls, per_sample, shape, memory_format):
+    """Every device path (the layouts a GPU batch comes in, clips too) runs on meta tensors: no value is read back."""
+    if len(shape) == 5 and memory_format == torch.channels_last:
+        memory_format = torch.channels_last_3d
+    x = torch.empty(shape, device="meta").contiguous(memory_format=memory_format)
     mixer = multimix.Mixer([Mixup(0.8), CutMix(1.0), adapter_cls(1.0)], num_classes=5, per_sample=per_sample,
                            switch_prob=[0.0, 0.0, 1.0], seed=0)  # fmt: skip
     out = mixer(x, torch.zeros(8, dtype=torch.long, device="meta"))
