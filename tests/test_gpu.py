@@ -28,12 +28,15 @@ def test_gpu_matches_cpu(adapter_cls, per_sample, dtype):
 
 @pytest.mark.parametrize("per_sample", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_resizemix_gpu_equals_the_cpu_loop(per_sample, dtype):
-    """The CPU's loop and the device's gathers paste the same pixels."""
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_resizemix_gpu_equals_the_cpu_loop(per_sample, dtype, memory_format):
+    """The CPU's loop and the device's gathers paste the same pixels, in either layout."""
     x = torch.rand(9, 3, 112, 112).to(dtype)
     y = torch.randint(0, 5, (9,))
     cpu = multimix.Mixer(looped(ResizeMix(1.0)), num_classes=5, per_sample=per_sample, seed=0)(x.clone(), y)
-    gpu = multimix.Mixer(ResizeMix(1.0), num_classes=5, per_sample=per_sample, seed=0)(x.cuda(), y.cuda())
+    gpu_x = x.cuda().contiguous(memory_format=memory_format)
+    gpu = multimix.Mixer(ResizeMix(1.0), num_classes=5, per_sample=per_sample, seed=0)(gpu_x, y.cuda())
+    assert gpu.inputs is gpu_x and gpu.inputs.is_contiguous(memory_format=memory_format)
     assert torch.equal(gpu.inputs.cpu(), cpu.inputs) and not torch.equal(cpu.inputs, x)
     torch.testing.assert_close(gpu.targets.cpu(), cpu.targets)
 
