@@ -18,15 +18,20 @@ from multimix.plan import MixPlan
 __all__ = ["ResizeMix", "Resized"]
 
 
-@functools.lru_cache(maxsize=1024)
-def _nearest_index(size: int, out: int) -> np.ndarray:
-    """Source index of each of ``out`` positions resized from ``size`` by nearest neighbour (read-only, cached).
+def _nearest_rule(steps: np.ndarray, size: int, out: np.ndarray | int) -> np.ndarray:
+    """Source index of position ``steps`` of ``out`` resized from ``size`` by nearest neighbour.
 
     torch's rule for float32 (and every dtype on CUDA): ``floor(k * (size / out))`` in
     float32, clamped to ``size - 1``. Every ResizeMix path uses it, so CPU and device agree.
     """
-    scale = np.float32(size) / np.float32(max(out, 1))
-    index = np.minimum(np.floor(np.arange(out, dtype=np.float32) * scale), size - 1).astype(np.int64)
+    scale = np.float32(size) / np.maximum(np.asarray(out), 1).astype(np.float32)
+    return np.minimum(np.floor(steps.astype(np.float32) * scale), size - 1).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1024)
+def _nearest_index(size: int, out: int) -> np.ndarray:
+    """:func:`_nearest_rule` for every position of one box side (read-only, cached)."""
+    index = _nearest_rule(np.arange(out), size, out)
     index.flags.writeable = False  # shared by every call that asks for the same sizes
     return index
 
@@ -34,12 +39,10 @@ def _nearest_index(size: int, out: int) -> np.ndarray:
 def _nearest_sources(size: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """``(N, size)`` source index of each position inside ``[start, end)`` resized from ``size``; 0 outside.
 
-    :func:`_nearest_index` vectorised over the N boxes.
+    :func:`_nearest_rule` vectorised over the N boxes.
     """
     steps = np.arange(size)[None, :] - starts[:, None]
-    out = np.maximum(ends - starts, 1).astype(np.float32)
-    scale = np.float32(size) / out
-    sources = np.minimum(np.floor(steps.astype(np.float32) * scale[:, None]), size - 1).astype(np.int64)
+    sources = _nearest_rule(steps, size, (ends - starts)[:, None])
     return np.where((steps >= 0) & (steps < (ends - starts)[:, None]), sources, 0)
 
 
@@ -63,7 +66,7 @@ def _take_nearest(image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``images`` ``(N, ..., H, W)`` resized to ``(N, ..., *size)`` by nearest neighbour, as :func:`_nearest_index`.
+    """``images`` ``(N, ..., H, W)`` resized to ``(N, ..., *size)`` by nearest neighbour, as :func:`_nearest_rule`.
 
     torch's nearest kernel reads only the pixels it keeps. Contiguous planes go in as
     ``(N * C, 1, H, W)``: with three channels torch's CPU kernel first copies the whole
