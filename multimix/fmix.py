@@ -38,6 +38,22 @@ def fourier_noise(count: int, height: int, width: int, decay_power: float, gener
     return torch.fft.irfft2(spectrum, s=(gh, gw))
 
 
+def _threshold(ordered: np.ndarray, kept: np.ndarray) -> torch.Tensor:
+    """``(N,)`` float32 value above which ``round(kept * size)`` of each row's values lie: midway between two of them.
+
+    ``ordered`` ``(N, size)`` holds each row's values in descending order; a row that
+    keeps all (or none) of its values gets a threshold 1 below its smallest (1 above
+    its largest). Only the two neighbours of each threshold are widened to float64.
+    """
+    size = ordered.shape[1]
+    rank = np.clip(np.round(kept * size), 0, size).astype(np.int64)[:, None]
+    above = np.take_along_axis(ordered, np.maximum(rank - 1, 0), axis=1).astype(np.float64)[:, 0]
+    below = np.take_along_axis(ordered, np.minimum(rank, size - 1), axis=1).astype(np.float64)[:, 0]
+    above = np.where(rank[:, 0] == 0, ordered[:, 0].astype(np.float64) + 1, above)
+    below = np.where(rank[:, 0] == size, ordered[:, -1].astype(np.float64) - 1, below)
+    return torch.from_numpy(((above + below) / 2).astype(np.float32))
+
+
 class Fourier(NamedTuple):
     """FMix noise and thresholds: a pixel is the sample's own where the upsampled noise exceeds ``high``."""
 
@@ -80,17 +96,10 @@ class FMix(Adapter):
         count = plan.batch_size if plan.per_sample else 1
         noise = fourier_noise(count, x.shape[-2], x.shape[-1], self.decay_power, generator)
         # NumPy's sort is about 7x torch's on CPU rows of 1,024 (benchmarks/adapter_kernels.py); the noise is on the CPU
-        ordered = torch.from_numpy(np.sort(noise.flatten(1).numpy(), axis=1)[:, ::-1].astype(np.float64))
-        size = ordered.shape[1]
-        lam = plan.lam[:count]
-        soft = np.minimum(self.max_soft, np.minimum(lam.numpy(), 1.0 - lam.numpy()))
-        padded = torch.cat([ordered[:, :1] + 1, ordered, ordered[:, -1:] - 1], dim=1)  # ranks 0 and size+1 sit outside
-
-        def threshold(kept: np.ndarray) -> torch.Tensor:  # midway between the kept-th and the next value
-            rank = torch.from_numpy(np.clip(np.round(kept * size), 0, size).astype(np.int64)).view(-1, 1)
-            return ((padded.gather(1, rank) + padded.gather(1, rank + 1)) / 2).squeeze(1).float()
-
-        high, low = threshold(lam.numpy() - soft), threshold(lam.numpy() + soft)
+        ordered = np.sort(noise.flatten(1).numpy(), axis=1)[:, ::-1]  # descending
+        lam = plan.lam[:count].numpy()
+        soft = np.minimum(self.max_soft, np.minimum(lam, 1.0 - lam))
+        high, low = _threshold(ordered, lam - soft), _threshold(ordered, lam + soft)
         return Fourier(noise, high, low)  # one map for a per-batch draw, broadcast on the device
 
     def mask(self, x: torch.Tensor, region: Fourier) -> torch.Tensor:
@@ -113,8 +122,8 @@ class FMix(Adapter):
         flat = mask.flatten(1)  # the mask's mean, exactly: a binary mask is counted, without a widened copy
         if mask.dtype != torch.bool:
             count = flat.sum(1, dtype=torch.float64)
-        elif mask.device.type == "cpu":  # NumPy counts booleans in place (torch converts them first)
-            count = torch.from_numpy(flat.numpy().sum(1))
+        elif mask.device.type == "cpu":  # NumPy counts a whole row of booleans in place, 5x its sum along rows
+            count = torch.tensor([np.count_nonzero(row) for row in flat.numpy()], dtype=torch.int64)
         else:
             count = flat.view(torch.uint8).sum(1, dtype=torch.int32)
         own = count.to(torch.float64) / mask[0].numel()
