@@ -148,12 +148,18 @@ def kept_where_mixed(plan: MixPlan, kept: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.where(plan.on_host.mixed.numpy(), kept.numpy(), 1.0))
 
 
-def box_masks(boxes: torch.Tensor, mixed: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
-    """``rows`` ``(B, H)`` and ``cols`` ``(B, W)`` bool masks of boxes ``(B, 4)``; unmixed samples get no rows."""
-    rows = torch.arange(height, device=boxes.device).view(1, height)
-    cols = torch.arange(width, device=boxes.device).view(1, width)
-    row_mask = (rows >= boxes[:, :1]) & (rows < boxes[:, 1:2]) & mixed.view(-1, 1)
-    return {"rows": row_mask, "cols": (cols >= boxes[:, 2:3]) & (cols < boxes[:, 3:])}
+def box_masks(
+    boxes: torch.Tensor, mixed: torch.Tensor | None, height: int, width: int
+) -> dict[str, torch.Tensor]:
+    """``rows`` ``(B, H)`` and ``cols`` ``(B, W)`` bool masks of boxes ``(B, 4)``; unmixed samples get no rows.
+
+    ``mixed`` ``(B,)`` bool, or None where unmixed samples already have empty boxes.
+    Rows and columns are compared in one pass each (four kernels on a device).
+    """
+    positions = torch.arange(max(height, width), device=boxes.device)
+    inside = (positions >= boxes[:, 0::2, None]) & (positions < boxes[:, 1::2, None])  # (B, 2, max(H, W))
+    rows, cols = inside[:, 0, :height], inside[:, 1, :width]
+    return {"rows": rows if mixed is None else rows & mixed.view(-1, 1), "cols": cols}
 
 
 class Boxes(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -17,37 +18,67 @@ from multimix.plan import MixPlan
 __all__ = ["Halves", "SaliencyMix", "saliency_peaks"]
 
 
+def _cells(height: int, width: int, grid: int) -> tuple[int, int, int, int]:
+    """Cell strides ``sy, sx`` and counts ``gh, gw`` of at most ``grid`` saliency cells per side."""
+    sy, sx = max(1, height // grid), max(1, width // grid)
+    return sy, sx, height // sy, width // sx
+
+
+def _peak_cells(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """``(B,)`` long: each image's saliency cell (row-major) of largest squared gradient of its blurred grey cells.
+
+    The grey maps are pooled as the channels of one channels_last image, which torch's
+    CPU pooling vectorises over channels (about 10x a batch of one-channel maps; same
+    values); the central differences are not halved, which leaves the argmax as it is
+    (barring squares that underflow, on images of values near 1e-20). Ties go to the
+    first cell.
+    """
+    n = x.shape[0]
+    sy, sx, gh, gw = _cells(x.shape[-2], x.shape[-1], grid)
+    sampled = x.detach()[..., sy // 2 :: sy, sx // 2 :: sx][..., :gh, :gw].reshape(n, -1, gh, gw).float()
+    grey = sampled.mean(1).view(n, gh * gw).t().contiguous()  # (cells, n): a 2-D transpose is torch's fast one
+    image = grey.as_strided((1, n, gh, gw), (n * gh * gw, 1, gw * n, n))  # channels_last strides
+    blurred = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
+    padded = F.pad(blurred, (1, 1, 1, 1), mode="replicate")[0]
+    dy, dx = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1], padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
+    scores = dy.square().add_(dx.square()).permute(1, 2, 0).reshape(gh * gw, n)  # stored (cells, n): a view
+    return scores.max(0).indices  # first maximum, as argmax
+
+
 def saliency_peaks(x: torch.Tensor, grid: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Row and column ``(B,)`` long of each image's most salient point, computed on ``x``'s device.
 
     Saliency is the gradient magnitude of the grey image sampled at the centres of at
     most ``grid`` cells per side (reading a fraction of the batch) and blurred 3x3:
-    cheap, vectorised, no read-back. The peak cell's centre pixel is returned.
-
-    The grey maps are pooled as the channels of one channels_last image, which torch's
-    CPU pooling vectorises over channels (about 10x a batch of one-channel maps; same
-    values); the central differences are not halved, which leaves the argmax as it is
-    (barring squares that underflow, on images of values near 1e-20).
+    cheap, vectorised, no read-back. The peak cell's centre pixel is returned (the
+    first peak in row-major order).
     """
-    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-    sy, sx = max(1, height // grid), max(1, width // grid)
-    gh, gw = height // sy, width // sx
-    grey = x.detach()[..., sy // 2 :: sy, sx // 2 :: sx][..., :gh, :gw].reshape(n, -1, gh, gw).float().mean(1)
-    grey = grey.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # (n, gh, gw), stored (gh, gw, n)
-    image = grey.unsqueeze(0).as_strided((1, n, gh, gw), (n * gh * gw, 1, gw * n, n))  # channels_last strides
-    blurred = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
-    padded = F.pad(blurred, (1, 1, 1, 1), mode="replicate")[0]
-    dy, dx = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1], padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
-    peak = (dy.square() + dx.square()).permute(1, 2, 0).reshape(gh * gw, n).argmax(0)  # first peak, row-major
+    height, width = x.shape[-2], x.shape[-1]
+    sy, sx, _, gw = _cells(height, width, grid)
+    peak = _peak_cells(x, grid)
     rows = (torch.div(peak, gw, rounding_mode="floor") * sy + sy // 2).clamp(max=height - 1)
     return rows, ((peak % gw) * sx + sx // 2).clamp(max=width - 1)
 
 
-class Halves(NamedTuple):
-    """SaliencyMix half box sides ``(B,)`` long, drawn on the host from lam; the centres come from the device."""
+@functools.lru_cache(maxsize=64)
+def _cell_centres(height: int, width: int, grid: int) -> torch.Tensor:
+    """``(cells, 4)`` long ``[row, row, col, col]`` of each saliency cell's centre pixel, as :func:`saliency_peaks`.
 
-    half_h: torch.Tensor
-    half_w: torch.Tensor
+    Built once per image size on the host and shared (never written): the adapter
+    looks the partner's peak up in it on the device, one gather instead of eight kernels.
+    """
+    sy, sx, gh, gw = _cells(height, width, grid)
+    rows = np.minimum(np.arange(gh) * sy + sy // 2, height - 1).repeat(gw)
+    cols = np.tile(np.minimum(np.arange(gw) * sx + sx // 2, width - 1), gh)
+    return torch.from_numpy(np.stack([rows, rows, cols, cols], axis=1).astype(np.int64))
+
+
+class Halves(NamedTuple):
+    """A SaliencyMix draw: half box sides from lam, on the host; the box centres come from the device."""
+
+    offsets: torch.Tensor  # (B, 4) long [-half_h, half_h, -half_w, half_w]; 0 for unmixed samples (an empty box)
+    centres: torch.Tensor  # (cells, 4) long: each saliency cell's centre [row, row, col, col] (_cell_centres)
+    limits: torch.Tensor  # (2, 4) long: [0, 0, 0, 0] and [H, H, W, W], the clip of each box coordinate
 
 
 class SaliencyMix(Adapter):
@@ -69,19 +100,22 @@ class SaliencyMix(Adapter):
 
     min_ndim, max_ndim, layout, hf_inputs = 4, 5, "(B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
 
+    grid = 32  # saliency cells per side at most (saliency_peaks)
+
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Halves:
-        ratio = 0.5 * np.sqrt(1.0 - plan.lam.numpy())
+        ratio = np.where(plan.mixed.numpy(), 0.5 * np.sqrt(1.0 - plan.lam.numpy()), 0.0)
         height, width = x.shape[-2], x.shape[-1]
-        return Halves(torch.from_numpy(np.floor(ratio * height).astype(np.int64)),
-                      torch.from_numpy(np.floor(ratio * width).astype(np.int64)))  # fmt: skip
+        half_h, half_w = np.floor(ratio * height).astype(np.int64), np.floor(ratio * width).astype(np.int64)
+        offsets = np.stack([-half_h, half_h, -half_w, half_w], axis=1)
+        limits = np.array([[0, 0, 0, 0], [height, height, width, width]], dtype=np.int64)
+        centres = _cell_centres(height, width, self.grid)
+        return Halves(torch.from_numpy(offsets), centres, torch.from_numpy(limits))
 
     def boxes(self, x: torch.Tensor, plan: MixPlan, region: Halves) -> torch.Tensor:
-        """``(B, 4)`` long ``[y1, y2, x1, x2)`` on ``x``'s device: each box around its partner's peak."""
-        rows, cols = saliency_peaks(x)
-        cy, cx = rows.index_select(0, plan.index), cols.index_select(0, plan.index)
-        height, width = x.shape[-2], x.shape[-1]
-        y1, y2 = (cy - region.half_h).clamp(min=0), (cy + region.half_h).clamp(max=height)
-        return torch.stack([y1, y2, (cx - region.half_w).clamp(min=0), (cx + region.half_w).clamp(max=width)], dim=1)
+        """``(B, 4)`` long ``[y1, y2, x1, x2)`` on ``x``'s device: each box around its partner's peak, clipped."""
+        peak = _peak_cells(x, self.grid).index_select(0, plan.index)
+        centre = region.centres.index_select(0, peak)
+        return torch.clamp(centre.add_(region.offsets), min=region.limits[0], max=region.limits[1])
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Halves, valid: Validity | None = None
@@ -90,9 +124,9 @@ class SaliencyMix(Adapter):
         if not plan.any_mixed:
             return unchanged(x, inplace), torch.ones_like(plan.lam)
         boxes = self.boxes(x, plan, region)
-        area = ((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])).double() / (x.shape[-2] * x.shape[-1])
-        lam = torch.where(plan.mixed, 1.0 - area, 1.0)
+        sides = boxes[:, 1::2] - boxes[:, ::2]  # unmixed samples have empty boxes: lam 1, nothing pasted
+        lam = 1.0 - sides.prod(1).double().div_(x.shape[-2] * x.shape[-1])
         vectorized = self.vectorized(x)
-        masks = box_masks(boxes, plan.mixed, x.shape[-2], x.shape[-1]) if vectorized else {}
+        masks = box_masks(boxes, None, x.shape[-2], x.shape[-1]) if vectorized else {}
         mixed = paste_boxes(x, plan, boxes, inplace=inplace, vectorized=vectorized, **masks)
         return mixed, lam

@@ -77,6 +77,20 @@ def test_lerp_rows_keeps_channels_last(inplace, vectorized):
     torch.testing.assert_close(out, 0.25 * original + 0.75 * original[index])
 
 
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), n=st.integers(1, 6), height=st.integers(1, 12), width=st.integers(1, 12),
+       with_mixed=st.booleans())  # fmt: skip
+def test_box_masks_mark_the_rows_and_columns_inside_each_box(data, n, height, width, with_mixed):
+    corner = st.tuples(st.integers(0, height), st.integers(0, height), st.integers(0, width), st.integers(0, width))
+    boxes = torch.tensor(data.draw(st.lists(corner, min_size=n, max_size=n)))  # empty and reversed boxes included
+    mixed = torch.tensor(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    masks = box_masks(boxes, mixed if with_mixed else None, height, width)
+    for i, (y1, y2, x1, x2) in enumerate(boxes.tolist()):
+        rows = [y1 <= r < y2 and (bool(mixed[i]) or not with_mixed) for r in range(height)]
+        assert masks["rows"][i].tolist() == rows
+        assert masks["cols"][i].tolist() == [x1 <= c < x2 for c in range(width)]
+
+
 @pytest.mark.parametrize(("inplace", "vectorized"), MODES)
 def test_paste_boxes_matches_slicing(inplace, vectorized):
     g = torch.Generator().manual_seed(0)
