@@ -143,8 +143,13 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(name):
     results = []
     for checkpointing in (False, True):
         base = tiny(name)
-        if checkpointing:
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if checkpointing:  # newer transformers call it activation checkpointing; older releases know the old name only
+            if hasattr(base, "activation_checkpointing_enable"):
+                base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+                assert base.is_activation_checkpointing
+            else:
+                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                assert base.is_gradient_checkpointing
         model = multimix.wrap(base, HiddenMix(1.0, layers=(2,)), seed=3).train()
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
         out.loss.backward()
