@@ -6,7 +6,9 @@ so its wall time is the host overhead per call. A read-back of a device value
 (``.item()``, ``bool(t)``, ``.tolist()``, ``.cpu()``) is what makes a CUDA call wait for
 the GPU; on ``meta`` it would raise, so :func:`readbacks` intercepts and counts them
 (returning dummy values so the call can finish). On CUDA, :func:`cuda_syncs` counts the
-synchronisations torch itself reports.
+synchronisations torch itself reports. :func:`device_kernels` counts the operations
+a call runs on the device (a kernel launch each on a GPU, copies included), the part
+of a GPU call's host time that grows with the method.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 _SCALAR_OPS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default}
@@ -41,6 +44,31 @@ class _CountReadbacks(TorchDispatchMode):
             self.count += 1
             return torch.zeros(source.shape, dtype=kwargs.get("dtype") or source.dtype)
         return func(*args, **kwargs)
+
+
+_ALLOCATIONS = {torch.ops.aten.empty.memory_format, torch.ops.aten.empty_strided.default}
+
+
+class _CountKernels(TorchDispatchMode):
+    """Count the operations that read or write device tensors; views and bare allocations launch nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view and func not in _ALLOCATIONS:
+            tensors = [t for t in pytree.tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
+            self.count += any(t.device.type != "cpu" for t in tensors)
+        return out
+
+
+def device_kernels(fn: Callable[[], Any]) -> int:
+    """How many operations ``fn`` runs on the device: kernel launches on a GPU (run it on ``meta`` tensors)."""
+    with _CountKernels() as mode:
+        fn()
+    return mode.count
 
 
 def readbacks(fn: Callable[[], Any]) -> int:

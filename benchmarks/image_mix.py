@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 import timm.data.mixup as timm_mixup
 import torch
-from host import cuda_syncs, host_time_us, readbacks
+from host import cuda_syncs, device_kernels, host_time_us, readbacks
 from torchvision.transforms import v2
 
 import multimix
@@ -269,7 +269,7 @@ def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
     x, y = make_batch(args, device)
     references = reference_methods(device)
     print(f"\nnew adapters on {tuple(x.shape)}: ms per call, x multimix CutMix in the same mode (interleaved rounds)")
-    print(f"{'method':<40}{'ms':>9}{'x CutMix':>10}{'host us (meta)':>16}{'read-backs':>12}")
+    print(f"{'method':<40}{'ms':>9}{'x CutMix':>10}{'host us (meta)':>16}{'read-backs':>12}{'kernels':>9}")
     meta_x = torch.empty(args.batch, 3, args.size, args.size, device="meta")
     meta_y = torch.zeros(args.batch, dtype=torch.long, device="meta")
     np.random.seed(0)
@@ -282,12 +282,15 @@ def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
             ratio = statistics.median(t / c for t, c in zip(rounds[adapter], rounds["CutMix"], strict=True))
             host = host_time_us(lambda mixer=mixer: mixer(meta_x, meta_y), 50)
             backs = readbacks(lambda mixer=mixer: mixer(meta_x, meta_y))
-            print(f"{'multimix ' + adapter + ' ' + mode:<40}{ms:>9.2f}{ratio:>10.2f}{host:>16.0f}{backs:>12}")
+            kernels = device_kernels(lambda mixer=mixer: mixer(meta_x, meta_y))
+            line = f"{'multimix ' + adapter + ' ' + mode:<40}{ms:>9.2f}{ratio:>10.2f}{host:>16.0f}{backs:>12}"
+            print(f"{line}{kernels:>9}")
     for name, fn in references.items():
         ms = time_method(fn, x, y, args.reps, device)
         print(f"{'reference ' + name:<40}{ms:>9.2f}{'-':>10}")
     print("host us (meta) is an upper bound for FMix and SaliencyMix: on meta tensors torch runs some of their ops "
-          "(bilinear upsampling, pooling) as Python decompositions, which CUDA runs as native kernels")
+          "(bilinear upsampling, pooling) as Python decompositions, which CUDA runs as native kernels; kernels: "
+          "operations on the device per call (launches on a GPU, the plan's one copy included), counted on meta")
 
 
 if __name__ == "__main__":
