@@ -7,12 +7,15 @@ synchronisation on CUDA; the ``gpu`` tests check the same calls under
 ``torch.cuda.set_sync_debug_mode("error")``.
 """
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
-from multimix.image import CutMix, Mixup
+from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
 from multimix.text import HiddenMix
 
 META = torch.device("meta")
@@ -145,3 +148,29 @@ def test_no_sync_on_cuda(make, options):
         multimix.soft_cross_entropy(out.targets.log(), out.targets)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from host import device_kernels  # noqa: E402  (the benchmarks' counter, tested here too)
+
+
+def test_device_kernels_counts_device_work_only():
+    x, host = torch.empty(4, 3, device=META), torch.zeros(4, 3)
+    assert device_kernels(lambda: x.view(12)[2:].t()) == 0  # views launch nothing
+    assert device_kernels(lambda: host.add(1).sum()) == 0  # nor does work on the host
+    assert device_kernels(lambda: (x + 1).sum(0)) == 2
+    assert device_kernels(lambda: host.to(META)) == 1  # a copy to the device is one
+
+
+# Operations per call on the device (kernel launches on a GPU, where a call on a small batch is host-bound);
+# measured with torch 2.14, bounds with a little room for other releases' decompositions.
+KERNEL_BUDGET = {CutMix: 12, ResizeMix: 17, FMix: 19, SaliencyMix: 37}
+
+
+@pytest.mark.parametrize("adapter", list(KERNEL_BUDGET), ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_image_adapters_launch_few_kernels_per_call(adapter, per_sample):
+    mixer = multimix.Mixer(adapter(1.0), num_classes=C, per_sample=per_sample, seed=0)
+    x, y = torch.empty(B, 3, 32, 32, device=META), labels()
+    mixer(x, y)  # the first call fills the per-size caches
+    assert device_kernels(lambda: mixer(x, y)) <= KERNEL_BUDGET[adapter]
