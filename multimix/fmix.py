@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from multimix._checks import check_probability
 from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged
+from multimix._transfer import to_device
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS
 from multimix.lengths import Validity
@@ -18,40 +20,66 @@ from multimix.plan import MixPlan
 __all__ = ["FMix", "Fourier", "fourier_noise"]
 
 
-def fourier_noise(count: int, height: int, width: int, decay_power: float, generator: torch.Generator,
-                  grid: int = 32) -> torch.Tensor:  # fmt: skip
+def fourier_noise(count: int, height: int, width: int, decay_power: float, generator: torch.Generator | None,
+                  grid: int = 32, *, device: torch.device | str | None = None) -> torch.Tensor:  # fmt: skip
     """``(count, h, w)`` low-frequency noise of an image ``(height, width)``, on a grid of at most ``grid`` per side.
 
     FMix's spectrum (Harris et al. 2020, ``make_low_freq_image``): Gaussian Fourier
     coefficients scaled by ``1 / max(f, 1 / max(height, width)) ** decay_power``, f in
     cycles per pixel of the full image. The field has almost no energy above a few
     cycles per image, so it is synthesised on a coarse grid (the same frequencies up to
-    ``grid / 2`` cycles per image) and upsampled by the adapter: far less host work.
+    ``grid / 2`` cycles per image) and upsampled by the adapter: far less work. It is
+    drawn on ``device`` (default: the generator's; ``meta`` takes no generator).
     """
+    if device is None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator (or None with device='meta'), got {generator!r}")
     gh, gw = min(height, grid), min(width, grid)
+    device = torch.device(device) if device is not None else generator.device
+    scale = _spectrum_scale(gh, gw, height, width, float(decay_power), device)
+    coefficients = torch.randn(count, gh, gw // 2 + 1, 2, generator=generator, device=device)
+    return torch.fft.irfft2(torch.view_as_complex(coefficients.mul_(scale)), s=(gh, gw))
+
+
+@functools.lru_cache(maxsize=64)
+def _spectrum_scale(
+    gh: int, gw: int, height: int, width: int, decay_power: float, device: torch.device
+) -> torch.Tensor:
+    """``(gh, gw // 2 + 1, 1)`` float32 amplitude of each coefficient of :func:`fourier_noise`, on ``device``.
+
+    Computed on the host and copied once per device and size (shared, never written).
+    """
     fy = torch.fft.fftfreq(gh, dtype=torch.float64) * gh / height
     fx = torch.fft.rfftfreq(gw, dtype=torch.float64) * gw / width
     freqs = (fy.view(-1, 1) ** 2 + fx.view(1, -1) ** 2).sqrt()
-    scale = 1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power
-    coefficients = torch.randn(count, gh, gw // 2 + 1, 2, generator=generator)
-    spectrum = torch.view_as_complex(coefficients * scale.float().unsqueeze(-1))
-    return torch.fft.irfft2(spectrum, s=(gh, gw))
+    return (1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power).float().unsqueeze(-1).to(device)
 
 
-def _threshold(ordered: np.ndarray, kept: np.ndarray) -> torch.Tensor:
-    """``(N,)`` float32 value above which ``round(kept * size)`` of each row's values lie: midway between two of them.
+def _device_generator(device: torch.device, seed: int) -> torch.Generator | None:
+    """A generator on ``device`` seeded with ``seed`` (a draw of the Mixer's), so device draws replay; None on meta."""
+    if device.type == "meta":  # meta tensors hold no values: nothing to draw, and torch has no meta generator
+        return None
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
 
-    ``ordered`` ``(N, size)`` holds each row's values in descending order; a row that
-    keeps all (or none) of its values gets a threshold 1 below its smallest (1 above
-    its largest). Only the two neighbours of each threshold are widened to float64.
+
+def _thresholds(ascending: torch.Tensor, kept: np.ndarray) -> torch.Tensor:
+    """``(K, N)`` float32: above it ``round(kept[k, n] * size)`` of row n's values lie, midway between two of them.
+
+    ``ascending`` ``(N, size)`` holds each row's values in ascending order, on any
+    device; the positions are worked out on the host and the values gathered where the
+    rows are. A row that keeps all (or none) of its values gets a threshold 1 below its
+    smallest (1 above its largest). The two neighbours are averaged in float64.
     """
-    size = ordered.shape[1]
-    rank = np.clip(np.round(kept * size), 0, size).astype(np.int64)[:, None]
-    above = np.take_along_axis(ordered, np.maximum(rank - 1, 0), axis=1).astype(np.float64)[:, 0]
-    below = np.take_along_axis(ordered, np.minimum(rank, size - 1), axis=1).astype(np.float64)[:, 0]
-    above = np.where(rank[:, 0] == 0, ordered[:, 0].astype(np.float64) + 1, above)
-    below = np.where(rank[:, 0] == size, ordered[:, -1].astype(np.float64) - 1, below)
-    return torch.from_numpy(((above + below) / 2).astype(np.float32))
+    count, size = ascending.shape
+    rank = np.clip(np.round(kept.T * size), 0, size).astype(np.int64)  # (N, K): how many values lie above
+    above, below = size - rank, size - 1 - rank  # ascending positions of the rank-th largest value and the next
+    index = np.stack([np.minimum(above, size - 1), np.maximum(below, 0)], axis=-1).reshape(count, -1)
+    offset = np.stack([(above == size).astype(np.float64), -(below < 0).astype(np.float64)], axis=-1)
+    offset = offset.reshape(count, -1)
+    index, offset = to_device((torch.from_numpy(index), torch.from_numpy(offset)), ascending.device)
+    pairs = ascending.gather(1, index).double().add_(offset)  # (N, 2K): 1 beyond the values at either end
+    return pairs.view(count, -1, 2).mean(-1).float().t()
 
 
 class Fourier(NamedTuple):
@@ -66,8 +94,11 @@ class FMix(Adapter):
     """Mix with a binary mask thresholded from low-frequency Fourier noise; lam is the mask's mean exactly.
 
     Harris et al., "FMix: Enhancing Mixed Sample Data Augmentation", 2020: the top lam
-    of the noise values keep the sample, the rest come from the partner. The noise is
-    drawn on the CPU (:func:`fourier_noise`); the device upsamples it to (H, W)
+    of the noise values keep the sample, the rest come from the partner. The noise
+    (:func:`fourier_noise`) is drawn by the Mixer's generator on the host, except a map
+    per sample for a batch off the CPU (a GPU): there a device generator seeded from
+    one draw of the Mixer's draws, transforms and sorts the maps (a run still replays,
+    and no host work grows with the batch). The device upsamples the noise to (H, W)
     (bilinear), thresholds it and mixes, so the label weight is the mean of the mask
     actually applied. ``max_soft`` > 0 softens the edge over that fraction of pixels.
 
@@ -94,13 +125,19 @@ class FMix(Adapter):
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Fourier:
         count = plan.batch_size if plan.per_sample else 1
-        noise = fourier_noise(count, x.shape[-2], x.shape[-1], self.decay_power, generator)
-        # NumPy's sort is about 7x torch's on CPU rows of 1,024 (benchmarks/adapter_kernels.py); the noise is on the CPU
-        ordered = np.sort(noise.flatten(1).numpy(), axis=1)[:, ::-1]  # descending
         lam = plan.lam[:count].numpy()
         soft = np.minimum(self.max_soft, np.minimum(lam, 1.0 - lam))
-        high, low = _threshold(ordered, lam - soft), _threshold(ordered, lam + soft)
-        return Fourier(noise, high, low)  # one map for a per-batch draw, broadcast on the device
+        if x.device.type == "cpu" or count == 1:  # one map costs the host less than the launches it would take
+            noise = fourier_noise(count, x.shape[-2], x.shape[-1], self.decay_power, generator)
+            # NumPy's sort is about 7x torch's on CPU rows of 1,024 (benchmarks/adapter_kernels.py)
+            ascending = torch.from_numpy(np.sort(noise.flatten(1).numpy(), axis=1))
+        else:  # a map per sample: drawn, transformed and sorted on the device from one host draw
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+            noise = fourier_noise(count, x.shape[-2], x.shape[-1], self.decay_power,
+                                  _device_generator(x.device, seed), device=x.device)  # fmt: skip
+            ascending = noise.flatten(1).sort(dim=1).values
+        thresholds = _thresholds(ascending, np.stack([lam - soft, lam + soft]) if self.max_soft else lam[None])
+        return Fourier(noise, thresholds[0], thresholds[-1])  # one map for a per-batch draw, broadcast on the device
 
     def mask(self, x: torch.Tensor, region: Fourier) -> torch.Tensor:
         """``(B or 1, H, W)`` weight of each sample's own pixels (bool when binary), on ``x``'s device."""

@@ -56,3 +56,14 @@ def test_new_adapters_on_gpu_label_the_area_each_image_keeps(adapter_cls, per_sa
     own = (out.inputs == torch.arange(n, device=x.device).view(-1, 1, 1, 1)).double().mean((1, 2, 3))
     torch.testing.assert_close(out.lam.double(), own, atol=1e-6, rtol=0)
     torch.testing.assert_close(out.targets.sum(1), torch.ones(n, device=x.device))
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_fmix_on_gpu_replays_from_the_mixers_seed(per_sample):
+    """Per sample the noise maps are drawn on the device, seeded from the Mixer's generator: same seed, same mix."""
+    x = torch.rand(8, 3, 64, 64, device="cuda")
+    y = torch.arange(8, device="cuda")
+    mixers = [multimix.Mixer(FMix(1.0), num_classes=8, per_sample=per_sample, seed=seed) for seed in (0, 0, 1)]
+    runs = [mixer(x.clone(), y) for mixer in mixers]
+    assert torch.equal(runs[0].inputs, runs[1].inputs) and torch.equal(runs[0].lam, runs[1].lam)
+    assert not torch.equal(runs[0].inputs, runs[2].inputs)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import multimix
+from multimix.fmix import _device_generator, _thresholds
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
 from multimix.saliencymix import _cell_centres, _peak_cells
 
@@ -47,6 +48,45 @@ def test_fourier_noise_is_the_official_spectrum():
     spectrum = scale[None, :, :, None] * param
     expected = np.real(np.fft.irfftn(spectrum[..., 0] + 1j * spectrum[..., 1], (h, w), axes=(-2, -1)))
     np.testing.assert_allclose(noise.numpy(), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())  # float32
+
+
+def thresholds_by_hand(noise, kept):
+    """Each row's value with round(kept * size) of its values above: midway between two (1 beyond at the ends)."""
+    out = []
+    for row, k in zip(noise.flatten(1).tolist(), kept.tolist(), strict=True):
+        values, rank = sorted(row, reverse=True), min(max(round(k * len(row)), 0), len(row))
+        above = values[rank - 1] if rank > 0 else values[0] + 1
+        below = values[rank] if rank < len(row) else values[-1] - 1
+        out.append((above + below) / 2)
+    return torch.tensor(out, dtype=torch.float32)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 5), size=st.sampled_from([(1, 1), (5, 7), (32, 32)]),
+       kept=st.lists(st.sampled_from([0.0, 1e-5, 0.3, 0.5, 0.999999, 1.0]), min_size=2, max_size=2))  # fmt: skip
+def test_thresholds_keep_the_drawn_share_of_each_map(seed, n, size, kept):
+    """The threshold rule behind both noise paths (NumPy's sort on the host, torch's on a device) against loops."""
+    noise = fourier_noise(n, *size, 3.0, torch.Generator().manual_seed(seed))
+    fractions = np.array([[kept[0]] * n, np.linspace(0, 1, n)])  # (K, N), every share from none to all
+    ascending = noise.flatten(1).sort(dim=1).values
+    thresholds = _thresholds(ascending, fractions)
+    for k in range(2):
+        expected = thresholds_by_hand(noise, torch.from_numpy(fractions[k]))
+        assert torch.equal(thresholds[k], expected)
+        counts = (noise.flatten(1) > thresholds[k].view(-1, 1)).sum(1)  # no ties in Gaussian noise
+        assert counts.tolist() == np.clip(np.round(fractions[k] * noise[0].numel()), 0, noise[0].numel()).tolist()
+
+
+def test_device_noise_replays_from_its_seed():
+    """A map per sample off the CPU comes from a device generator seeded by one draw of the Mixer's: same seed,
+    same maps (shown with a CPU device generator); meta, which holds no values, takes none."""
+    first, again, other = (fourier_noise(3, 40, 40, 3.0, _device_generator(torch.device("cpu"), seed), device="cpu")
+                           for seed in (7, 7, 8))  # fmt: skip
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert _device_generator(torch.device("meta"), 7) is None
+    assert fourier_noise(3, 40, 40, 3.0, None, device="meta").shape == (3, 32, 32)
+    with pytest.raises(ValueError, match=r"generator must be a torch.Generator .*got None"):
+        fourier_noise(3, 40, 40, 3.0, None)
 
 
 @settings(max_examples=40, deadline=None)

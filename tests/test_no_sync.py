@@ -164,7 +164,8 @@ def test_device_kernels_counts_device_work_only():
 
 # Operations per call on the device (kernel launches on a GPU, where a call on a small batch is host-bound);
 # measured with torch 2.14, bounds with a little room for other releases' decompositions.
-KERNEL_BUDGET = {CutMix: 12, ResizeMix: 17, FMix: 19, SaliencyMix: 37}
+# (per batch, per sample); FMix per sample draws, transforms and sorts its noise maps on the device.
+KERNEL_BUDGET = {CutMix: (12, 13), ResizeMix: (13, 17), FMix: (19, 29), SaliencyMix: (37, 37)}
 
 
 @pytest.mark.parametrize("adapter", list(KERNEL_BUDGET), ids=lambda cls: cls.__name__)
@@ -173,4 +174,4 @@ def test_image_adapters_launch_few_kernels_per_call(adapter, per_sample):
     mixer = multimix.Mixer(adapter(1.0), num_classes=C, per_sample=per_sample, seed=0)
     x, y = torch.empty(B, 3, 32, 32, device=META), labels()
     mixer(x, y)  # the first call fills the per-size caches
-    assert device_kernels(lambda: mixer(x, y)) <= KERNEL_BUDGET[adapter]
+    assert device_kernels(lambda: mixer(x, y)) <= KERNEL_BUDGET[adapter][per_sample]
