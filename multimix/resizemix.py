@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from multimix._kernels import apply_rowwise, row_view, unchanged
+from multimix._transfer import to_device
 from multimix.adapter import Adapter
-from multimix.image import _IMAGE_INPUTS, box_masks, kept_where_mixed
+from multimix.image import _IMAGE_INPUTS, kept_where_mixed
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
@@ -36,14 +37,25 @@ def _nearest_index(size: int, out: int) -> np.ndarray:
     return index
 
 
-def _nearest_sources(size: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """``(N, size)`` source index of each position inside ``[start, end)`` resized from ``size``; 0 outside.
+def _box_scale(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(B, 2)`` float32 ``size / side`` of each box's rows and columns, as :func:`_nearest_rule` (host, B numbers)."""
+    y1, y2, x1, x2 = boxes.numpy().T
+    sides = np.maximum(np.stack([y2 - y1, x2 - x1], axis=1), 1).astype(np.float32)
+    return torch.from_numpy(np.array([height, width], dtype=np.float32) / sides)
 
-    :func:`_nearest_rule` vectorised over the N boxes.
+
+def _source_maps(boxes: torch.Tensor, scale: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """Each box's ``rows`` ``(B, H)`` and ``cols`` ``(B, W)`` bool, and the partner's ``row_source`` / ``col_source``.
+
+    Computed where the boxes are (a dozen kernels for the batch, rows and columns
+    together) with :func:`_nearest_rule` in float32: the source of position k of a box
+    of side n is ``floor((k - start) * scale)``, 0 outside the box.
     """
-    steps = np.arange(size)[None, :] - starts[:, None]
-    sources = _nearest_rule(steps, size, (ends - starts)[:, None])
-    return np.where((steps >= 0) & (steps < (ends - starts)[:, None]), sources, 0)
+    positions = torch.arange(max(height, width), dtype=torch.float32, device=boxes.device)
+    steps = positions - boxes[:, 0::2, None]  # (B, 2, L) float32, exact: position inside each box's rows, columns
+    inside = (steps >= 0) & (positions < boxes[:, 1::2, None])
+    sources = torch.where(inside, steps.mul_(scale.unsqueeze(-1)).floor_(), 0).long()
+    return inside[:, 0, :height], inside[:, 1, :width], sources[:, 0, :height], sources[:, 1, :width]
 
 
 _SAME_SIZE_INTEGER = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -112,27 +124,12 @@ def _resized_partners(
     return resized.gather(3, col_source.view(n, 1, 1, width).expand(planes.shape)).view(x.shape)
 
 
-def _box_sources(boxes: torch.Tensor, mixed: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
-    """``rows``, ``cols``, ``row_source`` and ``col_source`` of :class:`Resized` for per-sample host ``boxes``."""
-    y1, y2, x1, x2 = boxes.numpy().T
-    empty = (y2 <= y1) | (x2 <= x1)  # a box clipped to nothing pastes nothing
-    row_source = torch.from_numpy(_nearest_sources(height, y1, np.where(empty, y1, y2)))
-    col_source = torch.from_numpy(_nearest_sources(width, x1, np.where(empty, x1, x2)))
-    masks = box_masks(boxes, mixed, height, width)
-    return masks["rows"], masks["cols"], row_source, col_source
-
-
 class Resized(NamedTuple):
-    """ResizeMix boxes, their label weight, and for each box the partner's source rows and columns."""
+    """ResizeMix boxes, their label weight, and each box's resize scale (rows, columns)."""
 
     boxes: torch.Tensor  # (B, 4) long [y1, y2, x1, x2)
     kept: torch.Tensor  # (B,) float64, the fraction of each image kept (the label weight)
-    # the vectorised per-sample path's: rows and columns inside each mixed sample's box, and for each
-    # position of the box the partner's row and column shown there (0 outside)
-    rows: torch.Tensor | None = None  # (B, H) bool
-    cols: torch.Tensor | None = None  # (B, W) bool
-    row_source: torch.Tensor | None = None  # (B, H) long
-    col_source: torch.Tensor | None = None  # (B, W) long
+    scale: torch.Tensor | None = None  # (B, 2) float32 image side / box side, for the device's source maps
     box: tuple[int, int, int, int] | None = None  # the one box of a per-batch draw, as host ints
 
 
@@ -172,9 +169,9 @@ class ResizeMix(Adapter):
         boxes = torch.from_numpy(np.stack([y1, y2, x1, x2], axis=1)).expand(plan.batch_size, 4)
         kept = 1.0 - torch.from_numpy((y2 - y1) * (x2 - x1) / (height * width)).expand(plan.batch_size)
         kept = kept_where_mixed(plan, kept)
-        if not (plan.per_sample and self.vectorized(x)):  # one box, or the CPU loop: boxes only
-            return Resized(boxes, kept, box=None if plan.per_sample else tuple(boxes[0].tolist()))
-        return Resized(boxes, kept, *_box_sources(boxes, plan.mixed, height, width))
+        if not plan.per_sample:
+            return Resized(boxes, kept, box=tuple(boxes[0].tolist()))
+        return Resized(boxes, kept, _box_scale(boxes, height, width))
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Resized, valid: Validity | None = None
@@ -200,16 +197,20 @@ class ResizeMix(Adapter):
             return out, region.kept
         if self.vectorized(x):
             n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-            if region.row_source is None:  # drawn for the CPU loop (boxes only), applied here by hand
-                if x.device.type != "cpu" or region.boxes.device.type != "cpu":
+            scale = region.scale
+            if scale is None:  # a region made by hand: the scale is host arithmetic on its boxes
+                if region.boxes.device.type != "cpu":
                     raise ValueError(
-                        f"this ResizeMix region was drawn for the CPU loop (boxes only) and is applied to a "
-                        f"{x.device.type} tensor, where its source maps would have to be read back from the device; "
-                        "draw the region with the tensor it is applied to (the Mixer does)"
+                        f"this ResizeMix region has no scale and its boxes are on {region.boxes.device}, where "
+                        "computing it would read them back; give Resized(boxes, kept, scale=...) or CPU boxes "
+                        "(the Mixer's draw_region does)"
                     )
-                region = Resized(region.boxes, region.kept, *_box_sources(region.boxes, plan.mixed, height, width))
-            resized = _resized_partners(x, plan.index, region.row_source, region.col_source)
-            mask = (region.rows.unsqueeze(2) & region.cols.unsqueeze(1)).view(n, *([1] * (x.dim() - 3)), height, width)
+                scale = to_device(_box_scale(region.boxes, height, width), x.device)
+            rows, cols, row_source, col_source = _source_maps(region.boxes, scale, height, width)
+            resized = _resized_partners(x, plan.index, row_source, col_source)
+            mask = ((rows & plan.mixed.view(-1, 1)).unsqueeze(2) & cols.unsqueeze(1)).view(
+                n, *([1] * (x.dim() - 3)), height, width
+            )
             return (torch.where(mask, resized, x, out=x) if inplace else torch.where(mask, resized, x)), region.kept
         boxes = region.boxes.tolist()
 

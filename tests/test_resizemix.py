@@ -8,7 +8,7 @@ from adapter_cases import PLAN, images, run
 from conftest import fixed_plan, looped, vectorised
 
 from multimix.image import ResizeMix
-from multimix.resizemix import Resized, _nearest_index
+from multimix.resizemix import Resized, _box_scale, _nearest_index, _source_maps
 
 
 @pytest.mark.parametrize("path", [looped, vectorised])
@@ -30,17 +30,33 @@ def test_resizemix_equals_interpolate_nearest_pasted_into_the_box(path, per_samp
 
 
 def test_resizemix_region_drawn_for_the_loop_applies_vectorised():
-    """A per-sample region drawn for the CPU loop (boxes only) still applies on the vectorised path, identically."""
+    """A per-sample region drawn for the CPU loop still applies on the vectorised path, identically; its source
+    maps are computed where the boxes are, so it runs on meta without a read-back."""
     x, plan = images(), fixed_plan(PLAN.index, PLAN.lam, per_sample=True)
     adapter = looped(ResizeMix(1.0))
     region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
-    assert region.row_source is None and region.rows is None
     looped_out, _ = adapter.apply(x.clone(), plan, region)
     vectorised_out, _ = vectorised(adapter).apply(x.clone(), plan, region)
     assert torch.equal(vectorised_out, looped_out) and not torch.equal(looped_out, x)
     meta_plan, meta_region = plan.to(torch.device("meta"), region)
-    with pytest.raises(ValueError, match=r"drawn for the CPU loop \(boxes only\) and is applied to a meta tensor"):
-        adapter.apply(torch.empty(x.shape, device="meta"), meta_plan, meta_region)
+    assert adapter.apply(torch.empty(x.shape, device="meta"), meta_plan, meta_region)[0].device.type == "meta"
+    with pytest.raises(ValueError, match=r"no scale and its boxes are on meta.*Resized\(boxes, kept, scale=...\)"):
+        adapter.apply(torch.empty(x.shape, device="meta"), meta_plan, meta_region._replace(scale=None))
+
+
+def test_source_maps_are_the_float32_nearest_rule_for_every_box():
+    """The device's source maps: inside each box, the partner pixel _nearest_index picks; outside, no rows."""
+    for size in (224, 37, 5):
+        sides = torch.arange(0, size + 1)
+        starts = torch.tensor([(7 * n) % (size - int(n) + 1) for n in sides])  # boxes of every side, anywhere
+        boxes = torch.stack([starts, starts + sides, starts, starts + sides], dim=1)
+        rows, cols, row_source, col_source = _source_maps(boxes, _box_scale(boxes, size, size), size, size)
+        assert torch.equal(rows, cols) and torch.equal(row_source, col_source)
+        for start, side, inside, source in zip(starts.tolist(), sides.tolist(), rows, row_source, strict=True):
+            assert inside.tolist() == [start <= k < start + side for k in range(size)]
+            expected = np.zeros(size, dtype=np.int64)
+            expected[start : start + side] = _nearest_index(size, side) if side else []
+            assert np.array_equal(source.numpy(), expected), (size, side)
 
 
 @pytest.mark.parametrize("path", [looped, vectorised])
