@@ -7,13 +7,14 @@ Clips are padded or cut to ``clip_seconds`` with their valid lengths kept. ``wav
 mixes the waveforms (lengths-aware) before the front end; ``mixup`` (SpecMixup) and
 ``specmix`` mix the log-mel spectrograms after it, on the device; ``regmixup`` trains on
 the clean and the SpecMixup batch together. ``spec_augment`` masks time and frequency
-bands of each clip's mel spectrogram (before the dB scale, so a masked band is silence),
-with any method.
+bands of each training clip's log-mel spectrogram after any mixing, as augmentation
+pipelines order them; a masked band becomes silence (the dB scale's floor), with any method.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import re
 import tarfile
 import wave
@@ -191,30 +192,40 @@ def build(config: dict[str, Any]) -> Task:
     if len(config["spec_augment_masks"]) != 4:
         raise ValueError("spec_augment_masks must be [time masks, widest in frames, frequency masks, widest in bins], "
                          f"e.g. [2, 10, 2, 6]; got {config['spec_augment_masks']!r}")  # fmt: skip
-    masks = SpecAugment(*config["spec_augment_masks"], seed=config["seed"]) if config["spec_augment"] else None
+    # masked cells become -inf dB, then silence: AmplitudeToDB's floor, top_db below the batch's peak
+    masks = None
+    if config["spec_augment"]:
+        masks = SpecAugment(*config["spec_augment_masks"], value=-math.inf, seed=config["seed"])
     model = nn.Sequential(nn.BatchNorm2d(1), models.build(config["model"], 1, len(classes), device))
     mixer = build_mixer(config, len(classes))
     frames = lambda lengths: lengths.div(hop, rounding_mode="floor") + 1  # noqa: E731
 
-    def features(waves: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """Log-mel in dB ``(B, n_mels, T)``; in training, SpecAugment's bands become silence before the dB scale."""
+    def features(waves: torch.Tensor) -> torch.Tensor:
+        """Log-mel in dB ``(B, n_mels, T)``."""
         with torch.autocast(device.type, enabled=False):  # the STFT stays in float32
-            power = mel(waves.float())
-            return to_db(masks(power) if train and masks is not None else power)
+            return to_db(mel(waves.float()))
+
+    def augment(spec: torch.Tensor) -> torch.Tensor:
+        """SpecAugment on a (mixed) training batch; its bands become silence, as masked power would in dB."""
+        if masks is None:
+            return spec
+        spec = masks(spec)
+        return torch.maximum(spec, spec.amax() - to_db.top_db)  # AmplitudeToDB's floor of a (B, F, T) batch
 
     def train_loss(module: nn.Module, batch: Any) -> torch.Tensor:
         (waves, lengths), labels = batch
         if mixer is None:
-            return F.cross_entropy(module(features(waves, train=True).unsqueeze(1)), labels)
+            return F.cross_entropy(module(augment(features(waves)).unsqueeze(1)), labels)
         if config["method"] == "wavemix":
             out = mixer(waves, labels, lengths=lengths)
-            return multimix.soft_cross_entropy(module(features(out.inputs, train=True).unsqueeze(1)), out.targets)
-        spec = features(waves, train=True)
+            return multimix.soft_cross_entropy(module(augment(features(out.inputs)).unsqueeze(1)), out.targets)
+        spec = features(waves)
         clean = spec.clone() if config["method"] == "regmixup" else None  # the mixer writes in place
         out = mixer(spec, labels, lengths=frames(lengths).clamp(max=spec.shape[-1]))
         if clean is None:
-            return multimix.soft_cross_entropy(module(out.inputs.unsqueeze(1)), out.targets)
-        clean_logits, mixed_logits = module(torch.cat([clean, out.inputs]).unsqueeze(1)).split(len(labels))
+            return multimix.soft_cross_entropy(module(augment(out.inputs).unsqueeze(1)), out.targets)
+        both = augment(torch.cat([clean, out.inputs]))  # the clean and the mixed batch, each clip its own masks
+        clean_logits, mixed_logits = module(both.unsqueeze(1)).split(len(labels))
         return multimix.regmixup_loss(clean_logits, labels, mixed_logits, out.targets, config["regmixup_eta"])
 
     def test_logits(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:

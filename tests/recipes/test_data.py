@@ -172,3 +172,22 @@ def test_text_is_tokenized_once_and_batched_by_length():
     assert data.lengths.tolist() == [n + 2 for n in (1, 9, 2, 8, 3, 7, 4, 6)]  # [CLS] words [SEP]
     batches = text.length_buckets(data.lengths)(torch.arange(8), 2, torch.Generator().manual_seed(0))
     assert sorted(tuple(sorted(data.lengths[b].tolist())) for b in batches) == [(3, 4), (5, 6), (8, 9), (10, 11)]
+
+
+@pytest.mark.parametrize("method", ["mixup", "specmix", "wavemix", "erm"])
+def test_speech_masks_after_mixing_and_a_masked_band_is_silence(method):
+    """SpecAugment comes after the mixer, so a masked band holds the dB floor exactly (masking first and then
+    mixing would blend it with the partner), for every method."""
+    config = resolve("speech", None, {"method": method, "spec_augment": True, "spec_augment_masks": [2, 12, 2, 8],
+                                      "train_limit": 40, "val_size": 8, "device": "cpu", "seed": 1})  # fmt: skip
+    task = speech.build(config)
+    (waves, lengths), labels = task.train_set[torch.arange(16)]
+    seen = []
+    task.train_loss(lambda spec: seen.append(spec.clone()) or torch.zeros(16, 10, requires_grad=True),
+                    ((waves, lengths), labels))  # fmt: skip
+    spec = seen[0][:, 0]  # (B, F, T)
+    floor = spec.amax() - 80
+    assert float(spec.min()) == float(floor)
+    silent_frames = (spec == floor).all(dim=1)  # whole columns at the floor: time bands
+    silent_bins = (spec == floor).all(dim=2)  # whole rows: frequency bands
+    assert bool((silent_frames.any(1) | silent_bins.any(1)).all())  # every clip got a band
