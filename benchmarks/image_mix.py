@@ -290,7 +290,7 @@ def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
         print(f"{'reference ' + name:<40}{ms:>9.2f}{'-':>10}")
     print("host us (meta) is an upper bound for FMix and SaliencyMix: on meta tensors torch runs some of their ops "
           "(bilinear upsampling, pooling) as Python decompositions, which CUDA runs as native kernels; kernels: "
-          "operations on the device per call (launches on a GPU, the plan's one copy included), counted on meta")
+          "operations on the device per call (launches on a GPU, host-to-device copies included), counted on meta")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ class MixedBatch:
             CutMix the area actually kept; 1 for samples left unmixed), on the inputs' device.
         index: ``(B,)`` long, each sample's partner, on the inputs' device.
         plan: the drawn :class:`~multimix.plan.MixPlan` (on the CPU).
-        region: what the adapter drew beyond the plan (CutMix boxes, on the CPU), per
+        region: what the adapter drew beyond the plan (CutMix boxes, on the CPU; what an
+            adapter draws on the device, FMix's per-sample noise off the CPU, stays there), per
             field for dict batches. With ``switch="sample"``, a list with what each adapter
             drew for its sub-batch (None if it mixed no sample), whose first rows are the
             adapter's samples in ascending order.
@@ -61,7 +62,7 @@ class MixedBatch:
         return iter((self.inputs, self.targets))
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> MixedBatch:
-        """A copy with ``fn`` applied to every tensor field except the CPU plan and region."""
+        """A copy with ``fn`` applied to every tensor field except the plan and region, as drawn."""
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in moved.items():
             if name not in ("plan", "region"):
@@ -69,7 +70,7 @@ class MixedBatch:
         return MixedBatch(**moved)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MixedBatch:
-        """Move every tensor field to ``device`` (the plan and region stay on the CPU)."""
+        """Move every tensor field to ``device`` (the plan and region stay where they were drawn)."""
         return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> MixedBatch:

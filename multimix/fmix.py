@@ -31,10 +31,10 @@ def fourier_noise(count: int, height: int, width: int, decay_power: float, gener
     ``grid / 2`` cycles per image) and upsampled by the adapter: far less work. It is
     drawn on ``device`` (default: the generator's; ``meta`` takes no generator).
     """
-    if device is None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator (or None with device='meta'), got {generator!r}")
+    device = torch.device(device) if device is not None else getattr(generator, "device", None)
+    if not isinstance(generator, torch.Generator) and not (generator is None and device == torch.device("meta")):
+        raise ValueError(f"generator must be a torch.Generator (None only with device='meta'), got {generator!r}")
     gh, gw = min(height, grid), min(width, grid)
-    device = torch.device(device) if device is not None else generator.device
     scale = _spectrum_scale(gh, gw, height, width, float(decay_power), device)
     coefficients = torch.randn(count, gh, gw // 2 + 1, 2, generator=generator, device=device)
     return torch.fft.irfft2(torch.view_as_complex(coefficients.mul_(scale)), s=(gh, gw))
@@ -46,12 +46,14 @@ def _spectrum_scale(
 ) -> torch.Tensor:
     """``(gh, gw // 2 + 1, 1)`` float32 amplitude of each coefficient of :func:`fourier_noise`, on ``device``.
 
-    Computed on the host and copied once per device and size (shared, never written).
+    Computed on the host and copied once per device and size without waiting for the
+    device (shared with every call, never written).
     """
     fy = torch.fft.fftfreq(gh, dtype=torch.float64) * gh / height
     fx = torch.fft.rfftfreq(gw, dtype=torch.float64) * gw / width
     freqs = (fy.view(-1, 1) ** 2 + fx.view(1, -1) ** 2).sqrt()
-    return (1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power).float().unsqueeze(-1).to(device)
+    scale = (1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power).float().unsqueeze(-1)
+    return scale.to(device, non_blocking=True)
 
 
 def _device_generator(device: torch.device, seed: int) -> torch.Generator | None:
@@ -97,10 +99,11 @@ class FMix(Adapter):
     of the noise values keep the sample, the rest come from the partner. The noise
     (:func:`fourier_noise`) is drawn by the Mixer's generator on the host, except a map
     per sample for a batch off the CPU (a GPU): there a device generator seeded from
-    one draw of the Mixer's draws, transforms and sorts the maps (a run still replays,
-    and no host work grows with the batch). The device upsamples the noise to (H, W)
-    (bilinear), thresholds it and mixes, so the label weight is the mean of the mask
-    actually applied. ``max_soft`` > 0 softens the edge over that fraction of pixels.
+    one draw of the Mixer's draws, transforms and sorts the maps (a run replays on the
+    same kind of device and torch release, and no host work grows with the batch). The
+    device upsamples the noise to (H, W) (bilinear), thresholds it and mixes, so the
+    label weight is the mean of the mask actually applied. ``max_soft`` > 0 softens
+    the edge over that fraction of pixels.
 
     Example:
         >>> import multimix
@@ -159,8 +162,10 @@ class FMix(Adapter):
         flat = mask.flatten(1)  # the mask's mean, exactly: a binary mask is counted, without a widened copy
         if mask.dtype != torch.bool:
             count = flat.sum(1, dtype=torch.float64)
-        elif mask.device.type == "cpu":  # NumPy counts a whole row of booleans in place, 5x its sum along rows
+        elif mask.device.type == "cpu" and flat.shape[1] >= 4096:  # NumPy counts a large row in place, 5x a sum
             count = torch.tensor([np.count_nonzero(row) for row in flat.numpy()], dtype=torch.int64)
+        elif mask.device.type == "cpu":  # small rows: one sum (NumPy's, which takes booleans as they are)
+            count = torch.from_numpy(flat.numpy().sum(1))
         else:
             count = flat.view(torch.uint8).sum(1, dtype=torch.int32)
         own = count.to(torch.float64) / mask[0].numel()

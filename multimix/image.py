@@ -148,9 +148,7 @@ def kept_where_mixed(plan: MixPlan, kept: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.where(plan.on_host.mixed.numpy(), kept.numpy(), 1.0))
 
 
-def box_masks(
-    boxes: torch.Tensor, mixed: torch.Tensor | None, height: int, width: int
-) -> dict[str, torch.Tensor]:
+def box_masks(boxes: torch.Tensor, mixed: torch.Tensor | None, height: int, width: int) -> dict[str, torch.Tensor]:
     """``rows`` ``(B, H)`` and ``cols`` ``(B, W)`` bool masks of boxes ``(B, 4)``; unmixed samples get no rows.
 
     ``mixed`` ``(B,)`` bool, or None where unmixed samples already have empty boxes.

@@ -61,23 +61,24 @@ def saliency_peaks(x: torch.Tensor, grid: int = 32) -> tuple[torch.Tensor, torch
 
 
 @functools.lru_cache(maxsize=64)
-def _cell_centres(height: int, width: int, grid: int) -> torch.Tensor:
+def _cell_centres(height: int, width: int, grid: int, device: torch.device) -> torch.Tensor:
     """``(cells, 4)`` long ``[row, row, col, col]`` of each saliency cell's centre pixel, as :func:`saliency_peaks`.
 
-    Built once per image size on the host and shared (never written): the adapter
-    looks the partner's peak up in it on the device, one gather instead of eight kernels.
+    Built on the host and copied once per device and image size without waiting for
+    the device (shared with every call, never written): the adapter looks the
+    partner's peak up in it, one gather instead of eight kernels.
     """
     sy, sx, gh, gw = _cells(height, width, grid)
     rows = np.minimum(np.arange(gh) * sy + sy // 2, height - 1).repeat(gw)
     cols = np.tile(np.minimum(np.arange(gw) * sx + sx // 2, width - 1), gh)
-    return torch.from_numpy(np.stack([rows, rows, cols, cols], axis=1).astype(np.int64))
+    table = torch.from_numpy(np.stack([rows, rows, cols, cols], axis=1).astype(np.int64))
+    return table.to(device, non_blocking=True)
 
 
 class Halves(NamedTuple):
     """A SaliencyMix draw: half box sides from lam, on the host; the box centres come from the device."""
 
     offsets: torch.Tensor  # (B, 4) long [-half_h, half_h, -half_w, half_w]; 0 for unmixed samples (an empty box)
-    centres: torch.Tensor  # (cells, 4) long: each saliency cell's centre [row, row, col, col] (_cell_centres)
     limits: torch.Tensor  # (2, 4) long: [0, 0, 0, 0] and [H, H, W, W], the clip of each box coordinate
 
 
@@ -108,13 +109,12 @@ class SaliencyMix(Adapter):
         half_h, half_w = np.floor(ratio * height).astype(np.int64), np.floor(ratio * width).astype(np.int64)
         offsets = np.stack([-half_h, half_h, -half_w, half_w], axis=1)
         limits = np.array([[0, 0, 0, 0], [height, height, width, width]], dtype=np.int64)
-        centres = _cell_centres(height, width, self.grid)
-        return Halves(torch.from_numpy(offsets), centres, torch.from_numpy(limits))
+        return Halves(torch.from_numpy(offsets), torch.from_numpy(limits))
 
     def boxes(self, x: torch.Tensor, plan: MixPlan, region: Halves) -> torch.Tensor:
         """``(B, 4)`` long ``[y1, y2, x1, x2)`` on ``x``'s device: each box around its partner's peak, clipped."""
         peak = _peak_cells(x, self.grid).index_select(0, plan.index)
-        centre = region.centres.index_select(0, peak)
+        centre = _cell_centres(x.shape[-2], x.shape[-1], self.grid, x.device).index_select(0, peak)
         return torch.clamp(centre.add_(region.offsets), min=region.limits[0], max=region.limits[1])
 
     def apply(

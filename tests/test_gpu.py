@@ -67,3 +67,19 @@ def test_fmix_on_gpu_replays_from_the_mixers_seed(per_sample):
     runs = [mixer(x.clone(), y) for mixer in mixers]
     assert torch.equal(runs[0].inputs, runs[1].inputs) and torch.equal(runs[0].lam, runs[1].lam)
     assert not torch.equal(runs[0].inputs, runs[2].inputs)
+
+
+@pytest.mark.parametrize("adapter_cls", [ResizeMix, FMix, SaliencyMix])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_new_adapters_first_call_at_a_new_size_makes_no_sync(adapter_cls, per_sample):
+    """What is cached per image size and device (FMix's spectrum scale, SaliencyMix's cell table) reaches the
+    device without a wait, on the very first call."""
+    height = {ResizeMix: 37, FMix: 39, SaliencyMix: 41}[adapter_cls] + 2 * per_sample  # sizes no other test uses
+    x = torch.rand(6, 3, height, 47, device="cuda")
+    mixer = multimix.Mixer(adapter_cls(1.0), num_classes=6, per_sample=per_sample, seed=0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        mixer(x, torch.arange(6, device="cuda"))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

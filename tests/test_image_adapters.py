@@ -85,8 +85,9 @@ def test_device_noise_replays_from_its_seed():
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert _device_generator(torch.device("meta"), 7) is None
     assert fourier_noise(3, 40, 40, 3.0, None, device="meta").shape == (3, 32, 32)
-    with pytest.raises(ValueError, match=r"generator must be a torch.Generator .*got None"):
-        fourier_noise(3, 40, 40, 3.0, None)
+    for generator, device in ((None, None), (None, "cpu"), (7, "cpu"), (7, None)):
+        with pytest.raises(ValueError, match=r"generator must be a torch.Generator \(None only with device='meta'\)"):
+            fourier_noise(3, 40, 40, 3.0, generator, device=device)
 
 
 @settings(max_examples=40, deadline=None)
@@ -158,7 +159,7 @@ def test_the_adapters_cell_table_gives_the_same_centres_as_saliency_peaks(size):
     """SaliencyMix looks each peak cell's centre up in a host table; it must be the pixel saliency_peaks returns."""
     x = torch.rand(7, 3, *size, generator=torch.Generator().manual_seed(3))
     rows, cols = saliency_peaks(x)
-    centres = _cell_centres(*size, SaliencyMix.grid)[_peak_cells(x, SaliencyMix.grid)]
+    centres = _cell_centres(*size, SaliencyMix.grid, x.device)[_peak_cells(x, SaliencyMix.grid)]
     assert torch.equal(centres, torch.stack([rows, rows, cols, cols], dim=1))
 
 
