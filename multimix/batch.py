@@ -47,6 +47,9 @@ class MixedBatch:
             adapter's samples in ascending order.
         lengths: for calls given ``lengths``, the mixed lengths ``(B,)`` or padding
             mask ``(B, T)``: a mixed item is valid wherever either source was.
+        labels: the targets the Mixer was given (class indices ``(B,)`` or rows
+            ``(B, C)``), unmixed, on the inputs' device: what :func:`~multimix.mixed_loss`
+            scores a criterion against.
     """
 
     inputs: Inputs
@@ -56,6 +59,7 @@ class MixedBatch:
     plan: MixPlan
     region: Any = None
     lengths: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
     def __iter__(self) -> Iterator[Any]:
         """``inputs, targets = batch``."""

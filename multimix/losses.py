@@ -12,6 +12,7 @@ debugging), ``validate=False`` skips them even on the CPU.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from inspect import signature
@@ -23,6 +24,7 @@ from torch import nn
 
 from multimix._checks import check_probability, check_tensor
 from multimix.mixer import MixedBatch
+from multimix.plan import MixPlan
 
 __all__ = [
     "BinaryCrossEntropy",
@@ -246,7 +248,6 @@ class BinaryCrossEntropy(nn.Module):
         )
 
 
-
 @lru_cache(maxsize=64)
 def _takes_reduction(criterion: Callable) -> bool:
     try:
@@ -258,25 +259,28 @@ def _takes_reduction(criterion: Callable) -> bool:
 def mixed_loss(
     criterion: Callable[..., torch.Tensor],
     logits: torch.Tensor,
-    labels: torch.Tensor,
-    batch: MixedBatch,
+    batch: MixedBatch | MixPlan,
+    labels: torch.Tensor | None = None,
     *,
     reduction: str | None = None,
 ) -> torch.Tensor:
     """``lam * criterion(logits, y) + (1 - lam) * criterion(logits, y[index])`` per sample, for any criterion.
 
     For losses that take class indices (focal loss, ``nn.CrossEntropyLoss(label_smoothing=...)``);
-    mixup's loss as Zhang et al. (2018) write it. ``lam`` is the label weight the adapter
-    applied (CutMix's kept area), so with cross-entropy this is :func:`soft_cross_entropy`
-    of ``batch.targets``.
+    mixup's loss as Zhang et al. (2018) write it. From a :class:`~multimix.MixedBatch`,
+    ``y`` is the labels it was mixed from and ``lam`` the label weight the adapter applied
+    (CutMix's kept area), so with cross-entropy this is :func:`soft_cross_entropy` of
+    ``batch.targets``; from a :class:`~multimix.plan.MixPlan` and ``labels``, the plan's lam.
 
     Args:
         criterion: ``criterion(logits, labels)``; a module with a ``reduction`` attribute
             runs with ``"none"`` (then restored), a function with a ``reduction``
             parameter gets ``"none"``, any other must return a ``(B,)`` loss.
         logits: ``(B, C)`` logits of the mixed batch.
-        labels: ``(B,)`` class indices (or ``(B, C)`` rows) given to the Mixer, before mixing.
-        batch: the :class:`~multimix.MixedBatch`, its ``lam``/``index`` on the logits' device.
+        batch: the :class:`~multimix.MixedBatch` a Mixer returned, or a plan, on the
+            logits' device (``batch.to(device)``, ``plan.to(device)``).
+        labels: ``(B,)`` class indices (or ``(B, C)`` rows) before mixing; default
+            ``batch.labels``, the ones the Mixer was given. Required with a plan.
         reduction: ``"mean"`` (over samples), ``"sum"`` or ``"none"``; None takes the
             criterion's own ``reduction`` if it has one, else ``"mean"``.
 
@@ -285,33 +289,57 @@ def mixed_loss(
         >>> y = torch.tensor([0, 1, 2, 3])
         >>> batch = multimix.Mixer(multimix.image.Mixup(1.0), num_classes=4, seed=0)(torch.rand(4, 3, 8, 8), y)
         >>> logits = torch.randn(4, 4)
-        >>> loss = mixed_loss(nn.CrossEntropyLoss(), logits, y, batch)
+        >>> loss = mixed_loss(nn.CrossEntropyLoss(), logits, batch)
         >>> bool(torch.allclose(loss, multimix.soft_cross_entropy(logits, batch.targets)))
         True
     """
+    if isinstance(batch, torch.Tensor) and isinstance(labels, (MixedBatch, MixPlan)):
+        warnings.warn(
+            "mixed_loss(criterion, logits, labels, batch) is the old argument order; call "
+            "mixed_loss(criterion, logits, batch) (the batch holds its labels) or mixed_loss(criterion, logits, "
+            "batch, labels)",
+            FutureWarning,
+            stacklevel=2,
+        )
+        batch, labels = labels, batch
     if not callable(criterion):
         raise TypeError(f"criterion must be callable as criterion(logits, labels), got {type(criterion).__name__}")
-    if not isinstance(batch, MixedBatch):
-        raise TypeError(f"batch must be the MixedBatch a multimix.Mixer returned, got {type(batch).__name__}")
+    if isinstance(batch, MixedBatch):
+        lam, index, any_mixed = batch.lam, batch.index, batch.plan.any_mixed
+        if labels is None:
+            labels = batch.labels
+        if labels is None:
+            raise ValueError("this MixedBatch holds no labels (it was not made by a Mixer call): pass labels=")
+    elif isinstance(batch, MixPlan):
+        lam, index, any_mixed = batch.lam, batch.index, batch.any_mixed
+        if labels is None:
+            raise ValueError("mixed_loss with a plan needs labels: mixed_loss(criterion, logits, plan, labels)")
+    else:
+        raise TypeError(
+            f"batch must be the MixedBatch a multimix.Mixer returned (or a MixPlan with labels), got "
+            f"{type(batch).__name__}"
+        )
     logits, labels = check_tensor(logits, "logits"), check_tensor(labels, "labels")
     own = getattr(criterion, "reduction", None)
     reduction = _check_reduction(reduction if reduction is not None else own if own in _REDUCTIONS else "mean")
-    size = batch.lam.shape[0]
+    size = lam.shape[0]
     if logits.dim() < 1 or logits.shape[0] != size or labels.dim() < 1 or labels.shape[0] != size:
         raise ValueError(
             f"logits and labels must hold the batch's {size} samples, got shapes {tuple(logits.shape)} and "
             f"{tuple(labels.shape)}; pass the labels given to the Mixer, not batch.targets"
         )
-    for name, value in (("labels", labels), ("batch.lam", batch.lam), ("batch.index", batch.index)):
+    for name, value in (("labels", labels), ("batch.lam", lam), ("batch.index", index)):
         if value.device != logits.device:
-            raise ValueError(f"{name} is on {value.device}, logits on {logits.device}; move them (batch.to(device))")
+            raise ValueError(
+                f"{name} is on {value.device}, logits on {logits.device}; move them (batch.to(device), plan.to(device))"
+            )
     kwargs = {"reduction": "none"} if own is None and _takes_reduction(criterion) else {}
     if own is not None:
         criterion.reduction = "none"
     try:
         own_loss = criterion(logits, labels, **kwargs)
         # an unmixed batch (p, mixing off) is known on the host: no second call
-        partner = criterion(logits, labels.index_select(0, batch.index), **kwargs) if batch.plan.any_mixed else own_loss
+        partner = criterion(logits, labels.index_select(0, index), **kwargs) if any_mixed else own_loss
     finally:
         if own is not None:
             criterion.reduction = own
@@ -320,5 +348,5 @@ def mixed_loss(
             f"criterion must return a per-sample loss of shape ({size},), got {tuple(own_loss.shape)}; give it "
             "reduction='none' (e.g. functools.partial(F.cross_entropy, reduction='none'))"
         )
-    lam = batch.lam.to(own_loss.dtype)
+    lam = lam.to(own_loss.dtype)
     return _reduce(lam * own_loss + (1 - lam) * partner, reduction)

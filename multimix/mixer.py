@@ -364,10 +364,11 @@ class Mixer:
         lam_out = placed.label_weights[0].view(-1) if label_lam is placed.lam else label_lam.to(torch.float32)
         if self.fields is None:
             out_lengths = None if validity is None else validity.union(placed).export()
-            return MixedBatch(mixed["inputs"], soft, lam_out, placed.index, plan, regions["inputs"], out_lengths)
+            return MixedBatch(mixed["inputs"], soft, lam_out, placed.index, plan, regions["inputs"], out_lengths,
+                              labels=targets)  # fmt: skip
         out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
         out_inputs.update(mixed)
-        return MixedBatch(out_inputs, soft, lam_out, placed.index, plan, regions)
+        return MixedBatch(out_inputs, soft, lam_out, placed.index, plan, regions, labels=targets)
 
     def _switched(self, x: torch.Tensor, targets: torch.Tensor, plan: MixPlan) -> MixedBatch:
         """Mix a batch whose samples chose their adapters (``switch="sample"``).
@@ -394,7 +395,7 @@ class Mixer:
             out.index_copy_(0, rows, mixed[:count])
             label_lam.index_copy_(0, rows, lam[:count].to(torch.float64))
         soft = mixed_targets(targets, placed, label_lam, self.num_classes, self.label_smoothing)
-        return MixedBatch(out, soft, label_lam.to(torch.float32), placed.index, plan, regions)
+        return MixedBatch(out, soft, label_lam.to(torch.float32), placed.index, plan, regions, labels=targets)
 
     def draw(self, batch_size: int) -> MixPlan:
         """Draw the next plan from the generator; the identity plan while mixing is off or ``p == 0``."""

@@ -31,15 +31,15 @@ def focal(logits, labels, gamma=2.0, reduction="mean"):
 @pytest.mark.parametrize("adapter", [Mixup(1.0), CutMix(1.0)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_agrees_with_soft_cross_entropy(adapter, reduction):
-    logits, y, batch = mixed(adapter)
-    got = multimix.mixed_loss(nn.CrossEntropyLoss(), logits, y, batch, reduction=reduction)
+    logits, _y, batch = mixed(adapter)
+    got = multimix.mixed_loss(nn.CrossEntropyLoss(), logits, batch, reduction=reduction)
     torch.testing.assert_close(got, multimix.soft_cross_entropy(logits, batch.targets, reduction))
 
 
 @pytest.mark.parametrize("smoothing", [0.1, 0.3])
 def test_label_smoothing_ce_agrees_with_a_smoothing_mixer(smoothing):
-    logits, y, batch = mixed(CutMix(1.0), label_smoothing=smoothing)
-    got = multimix.mixed_loss(nn.CrossEntropyLoss(label_smoothing=smoothing), logits, y, batch)
+    logits, _y, batch = mixed(CutMix(1.0), label_smoothing=smoothing)
+    got = multimix.mixed_loss(nn.CrossEntropyLoss(label_smoothing=smoothing), logits, batch)
     torch.testing.assert_close(got, multimix.soft_cross_entropy(logits, batch.targets))
 
 
@@ -51,27 +51,33 @@ def test_exact_value_on_a_fixed_plan():
     ce = F.cross_entropy(logits, y, reduction="none")
     ce_partner = F.cross_entropy(logits, y[[1, 0, 2]], reduction="none")
     expected = torch.tensor([0.25, 0.5, 1.0]) * ce + torch.tensor([0.75, 0.5, 0.0]) * ce_partner
-    got = multimix.mixed_loss(F.cross_entropy, logits, y, batch, reduction="none")
+    got = multimix.mixed_loss(F.cross_entropy, logits, batch, y, reduction="none")  # a batch made by hand: labels
     torch.testing.assert_close(got, expected)
     assert got[2] == ce[2]  # an unmixed sample gets exactly its own loss
+    from_plan = multimix.mixed_loss(F.cross_entropy, logits, plan, y, reduction="none")  # or a plan and its labels
+    torch.testing.assert_close(from_plan, expected)
+    with pytest.raises(ValueError, match=r"holds no labels .*pass labels="):
+        multimix.mixed_loss(F.cross_entropy, logits, batch)
+    with pytest.raises(ValueError, match=r"with a plan needs labels: mixed_loss\(criterion, logits, plan, labels\)"):
+        multimix.mixed_loss(F.cross_entropy, logits, plan)
 
 
 def test_focal_loss_function_gets_reduction_none():
     logits, y, batch = mixed()
     lam = batch.lam
     expected = lam * focal(logits, y, reduction="none") + (1 - lam) * focal(logits, y[batch.index], reduction="none")
-    torch.testing.assert_close(multimix.mixed_loss(focal, logits, y, batch), expected.mean())
+    torch.testing.assert_close(multimix.mixed_loss(focal, logits, batch), expected.mean())
     per_sample = functools.partial(focal, reduction="none")  # a partial that fixes reduction itself
-    torch.testing.assert_close(multimix.mixed_loss(per_sample, logits, y, batch, reduction="sum"), expected.sum())
+    torch.testing.assert_close(multimix.mixed_loss(per_sample, logits, batch, reduction="sum"), expected.sum())
 
 
 def test_module_reduction_is_used_and_restored():
-    logits, y, batch = mixed()
+    logits, _y, batch = mixed()
     criterion = nn.CrossEntropyLoss(reduction="sum")
-    got = multimix.mixed_loss(criterion, logits, y, batch)
+    got = multimix.mixed_loss(criterion, logits, batch)
     torch.testing.assert_close(got, multimix.soft_cross_entropy(logits, batch.targets, "sum"))
     assert criterion.reduction == "sum"
-    multimix.mixed_loss(criterion, logits, y, batch, reduction="none")
+    multimix.mixed_loss(criterion, logits, batch, reduction="none")
     assert criterion.reduction == "sum"
 
 
@@ -83,16 +89,16 @@ def test_unmixed_batch_calls_the_criterion_once():
         calls.append(t)
         return F.cross_entropy(z, t, reduction=reduction)
 
-    got = multimix.mixed_loss(criterion, logits, y, batch, reduction="none")
+    got = multimix.mixed_loss(criterion, logits, batch, reduction="none")
     assert len(calls) == 1 and torch.equal(got, F.cross_entropy(logits, y, reduction="none"))
 
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**31), n=st.integers(1, 9), c=st.integers(2, 6))
 def test_gradient_agrees_with_soft_cross_entropy(seed, n, c):
-    logits, y, batch = mixed(n=n, c=c, seed=seed)
+    logits, _y, batch = mixed(n=n, c=c, seed=seed)
     a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
-    multimix.mixed_loss(nn.CrossEntropyLoss(), a, y, batch).backward()
+    multimix.mixed_loss(nn.CrossEntropyLoss(), a, batch).backward()
     multimix.soft_cross_entropy(b, batch.targets).backward()
     torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5)
 
@@ -104,21 +110,33 @@ def test_no_host_device_sync_on_meta():
     logits = torch.empty(8, 5, device="meta")
     for criterion in (nn.CrossEntropyLoss(label_smoothing=0.1), focal):
         for reduction, shape in (("mean", ()), ("none", (8,))):
-            loss = multimix.mixed_loss(criterion, logits, y, batch, reduction=reduction)
+            loss = multimix.mixed_loss(criterion, logits, batch, reduction=reduction)
             assert loss.shape == shape and loss.device.type == "meta"
+
+
+def test_the_batch_holds_the_labels_it_was_mixed_from():
+    logits, y, batch = mixed(CutMix(1.0))
+    assert torch.equal(batch.labels, y)
+    own_labels = multimix.mixed_loss(nn.CrossEntropyLoss(), logits, batch, y)
+    torch.testing.assert_close(multimix.mixed_loss(nn.CrossEntropyLoss(), logits, batch), own_labels)
+    with pytest.warns(FutureWarning, match=r"old argument order; call mixed_loss\(criterion, logits, batch\)"):
+        old_order = multimix.mixed_loss(nn.CrossEntropyLoss(), logits, y, batch)
+    torch.testing.assert_close(old_order, own_labels)
 
 
 def test_errors():
     logits, y, batch = mixed()
     with pytest.raises(TypeError, match=r"criterion must be callable .* got str"):
-        multimix.mixed_loss("ce", logits, y, batch)
-    with pytest.raises(TypeError, match=r"batch must be the MixedBatch a multimix.Mixer returned, got tuple"):
-        multimix.mixed_loss(F.cross_entropy, logits, y, (batch.lam, batch.index))
+        multimix.mixed_loss("ce", logits, batch)
+    with pytest.raises(TypeError, match=r"batch must be the MixedBatch a multimix.Mixer returned .*got tuple"):
+        multimix.mixed_loss(F.cross_entropy, logits, (batch.lam, batch.index), y)
     with pytest.raises(ValueError, match=r"reduction must be one of .* got 'avg'"):
-        multimix.mixed_loss(F.cross_entropy, logits, y, batch, reduction="avg")
+        multimix.mixed_loss(F.cross_entropy, logits, batch, reduction="avg")
     with pytest.raises(ValueError, match=r"must hold the batch's 8 samples, got shapes \(8, 5\) and \(4,\)"):
-        multimix.mixed_loss(F.cross_entropy, logits, y[:4], batch)
+        multimix.mixed_loss(F.cross_entropy, logits, batch, y[:4])
     with pytest.raises(ValueError, match=r"batch.lam is on cpu, logits on meta; move them"):
-        multimix.mixed_loss(F.cross_entropy, logits.to("meta"), y.to("meta"), batch)
+        multimix.mixed_loss(F.cross_entropy, logits.to("meta"), batch, y.to("meta"))
+    with pytest.raises(ValueError, match=r"labels is on cpu, logits on meta; move them"):
+        multimix.mixed_loss(F.cross_entropy, logits.to("meta"), batch)
     with pytest.raises(ValueError, match=r"criterion must return a per-sample loss of shape \(8,\), got \(\)"):
-        multimix.mixed_loss(lambda z, t: F.cross_entropy(z, t), logits, y, batch)
+        multimix.mixed_loss(lambda z, t: F.cross_entropy(z, t), logits, batch)
