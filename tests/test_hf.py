@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa:
 
 import multimix  # noqa: E402
 from multimix.audio import SpecMixup, WaveMix  # noqa: E402
-from multimix.image import Mixup  # noqa: E402
+from multimix.image import FMix, Mixup, ResizeMix, SaliencyMix  # noqa: E402
 from multimix.text import HiddenMix  # noqa: E402
 
 COMMON = dict(
@@ -248,6 +248,36 @@ def test_vision_model_mixes_pixel_values():
         out.loss,
         multimix.soft_cross_entropy(out.logits, 0.7 * torch.eye(3)[labels] + 0.3 * torch.eye(3)[labels[plan.index]]),
     )
+
+
+@pytest.mark.parametrize("adapter_cls", [ResizeMix, FMix, SaliencyMix])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_vision_model_with_mask_adapters_is_trained_on_the_pixels_its_targets_describe(adapter_cls, per_sample):
+    """Image i holds the value i: the share of each mixed image the ViT receives that is still i is the weight
+    of label i in the wrapper's loss; eval is the base model exactly."""
+    n = 4
+    config = transformers.ViTConfig(
+        image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+        intermediate_size=64, num_labels=n, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    base = transformers.ViTForImageClassification(config)
+    seen = []
+    embeddings = base.vit.embeddings.patch_embeddings  # sees the pixels after every hook of the wrapper
+    embeddings.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    pixels, labels = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 16, 16).clone(), torch.arange(n)
+    plan = fixed_plan([1, 2, 3, 0], [0.3, 0.5, 0.7, 0.9] if per_sample else 0.6, per_sample=per_sample)
+    model = with_plan(multimix.wrap(base, adapter_cls(1.0, inplace=False), seed=0).train(), plan)
+    out = model(pixel_values=pixels, labels=labels)
+    mixed = seen[-1]
+    assert not torch.equal(mixed, pixels) and torch.equal(pixels[:, 0, 0, 0], torch.arange(n, dtype=torch.float32))
+    own = (mixed == labels.view(-1, 1, 1, 1)).double().mean((1, 2, 3))
+    partner = (mixed == labels[plan.index].view(-1, 1, 1, 1)).double().mean((1, 2, 3))
+    torch.testing.assert_close(own + partner, torch.ones(n, dtype=torch.float64))  # only the two images
+    targets = own.float().view(-1, 1) * torch.eye(n)[labels] + partner.float().view(-1, 1) * torch.eye(n)[plan.index]
+    torch.testing.assert_close(out.loss, multimix.soft_cross_entropy(out.logits, targets), atol=1e-5, rtol=1e-5)
+    model.eval()
+    torch.testing.assert_close(model(pixel_values=pixels).logits, base(pixel_values=pixels).logits, atol=0, rtol=0)
 
 
 def test_audio_model_mixes_input_values():

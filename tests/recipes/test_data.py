@@ -191,3 +191,22 @@ def test_speech_masks_after_mixing_and_a_masked_band_is_silence(method):
     silent_frames = (spec == floor).all(dim=1)  # whole columns at the floor: time bands
     silent_bins = (spec == floor).all(dim=2)  # whole rows: frequency bands
     assert bool((silent_frames.any(1) | silent_bins.any(1)).all())  # every clip got a band
+
+
+@pytest.mark.parametrize("model", ["preact_resnet18", "small_cnn"])
+def test_image_manifold_mixes_at_the_input_and_after_the_first_stages(model):
+    """method: manifold wraps either model at its MANIFOLD_LAYERS (PreAct-18: the input, after stages 1 and 2,
+    as Verma et al.); one training step mixes at each point in turn and gives a finite loss."""
+    config = resolve("image", None, {"method": "manifold", "model": model, "train_limit": 40, "val_size": 8,
+                                     "device": "cpu", "batch_size": 4})  # fmt: skip
+    task = image.build(config)
+    wrapped = task.model
+    assert list(wrapped.mix_points) == image.MANIFOLD_LAYERS[model]
+    images, labels = task.train_set[torch.arange(4)]
+    for point in wrapped.mix_points:
+        hit = []
+        if point != 0:
+            wrapped.base_model.get_submodule(point).register_forward_hook(lambda *_: hit.append(True))
+        wrapped.adapter.choose = lambda points, generator, point=point: point
+        loss = task.train_loss(wrapped.train(), (images, labels))
+        assert loss.dim() == 0 and bool(torch.isfinite(loss)) and (hit or point == 0)
