@@ -113,7 +113,8 @@ class FMix(Adapter):
         True
     """
 
-    min_ndim, max_ndim, layout, hf_inputs = 4, 5, "(B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
+    # 3-D: one-channel maps such as spectrograms (B, F, T), whose masks or boxes span frequency and time
+    min_ndim, max_ndim, layout, hf_inputs = 3, 5, "(B, H, W), (B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
 
     def __init__(
         self, alpha: float = 1.0, *, decay_power: float = 3.0, max_soft: float = 0.0, inplace: bool = True

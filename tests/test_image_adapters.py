@@ -242,8 +242,10 @@ def test_switching_with_mixup_and_cutmix_picks_each():
         (lambda: FMix(1.0, decay_power=0), ValueError, r"decay_power must be a number > 0 .*got 0"),
         (lambda: FMix(1.0, max_soft=0.7), ValueError, r"max_soft must be in \[0, 0.5\] .*got 0.7"),
         (lambda: SaliencyMix(-1.0), ValueError, r"alpha must be finite and > 0"),
-        (lambda: multimix.Mixer(FMix(1.0), 3)(torch.rand(3, 8, 8), torch.arange(3)), ValueError,
+        (lambda: multimix.Mixer(ResizeMix(1.0), 3)(torch.rand(3, 8, 8), torch.arange(3)), ValueError,
          r"inputs must have at least 4 dimensions \(B, C, H, W\)"),
+        (lambda: multimix.Mixer(FMix(1.0), 3)(torch.rand(3, 8), torch.arange(3)), ValueError,
+         r"inputs must have at least 3 dimensions \(B, H, W\), \(B, C, H, W\)"),
     ],
 )  # fmt: skip
 def test_errors(make, error, match):
@@ -279,3 +281,23 @@ def test_fmix_gradient_flows_to_the_pixels_each_sample_shows(per_sample):
     mask = adapter.mask(x, region).expand(6, -1, -1).unsqueeze(1) | ~plan.mixed.view(-1, 1, 1, 1)
     expected = torch.where(mask, weight, 0.0).index_add(0, plan.index, torch.where(mask, 0.0, weight))
     torch.testing.assert_close(x.grad, expected)
+
+
+@pytest.mark.parametrize("adapter_cls", [FMix, SaliencyMix])
+@pytest.mark.parametrize("path", [looped, vectorised])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_spectrograms_b_f_t_mix_as_one_channel_images(adapter_cls, path, per_sample):
+    """(B, F, T) maps are mixed exactly as (B, 1, F, T) images on the same plan and region."""
+    x = torch.rand(6, 24, 40, generator=torch.Generator().manual_seed(5))
+    plan = fixed_plan(PLAN.index, PLAN.lam if per_sample else 0.4, per_sample=per_sample)
+    adapter = path(adapter_cls(1.0))
+    region = adapter.draw_region(x.unsqueeze(1), plan, torch.Generator().manual_seed(0))
+    as_image, image_lam = adapter.apply(x.unsqueeze(1).clone(), plan, region)
+    as_spectrogram, spectrogram_lam = adapter.apply(x.clone(), plan, region)
+    assert torch.equal(as_spectrogram, as_image.squeeze(1)) and not torch.equal(as_spectrogram, x)
+    assert torch.equal(spectrogram_lam, image_lam)
+    meta = torch.empty(6, 24, 40, device="meta")  # and on a device without a read-back
+    out = multimix.Mixer(adapter_cls(1.0), num_classes=6, per_sample=per_sample)(meta, torch.arange(6, device="meta"))
+    assert out.inputs.shape == (6, 24, 40) and out.lam.device.type == "meta"
+    with pytest.raises(ValueError, match=r"at least 3 dimensions"):
+        multimix.Mixer(adapter_cls(1.0), num_classes=3)(torch.rand(3, 40), torch.arange(3))
