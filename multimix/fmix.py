@@ -117,7 +117,7 @@ class FMix(Adapter):
     min_ndim, max_ndim, layout, hf_inputs = 3, 5, "(B, H, W), (B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
 
     def __init__(
-        self, alpha: float = 1.0, *, decay_power: float = 3.0, max_soft: float = 0.0, inplace: bool = True
+        self, alpha: float = 1.0, decay_power: float = 3.0, max_soft: float = 0.0, *, inplace: bool = True
     ) -> None:
         super().__init__(alpha, inplace=inplace)
         if isinstance(decay_power, bool) or not isinstance(decay_power, (int, float)) or not decay_power > 0:

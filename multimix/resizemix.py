@@ -151,7 +151,7 @@ class ResizeMix(Adapter):
 
     min_ndim, max_ndim, layout, hf_inputs = 4, 5, "(B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
 
-    def __init__(self, alpha: float = 1.0, *, scale: tuple[float, float] = (0.1, 0.8), inplace: bool = True) -> None:
+    def __init__(self, alpha: float = 1.0, scale: tuple[float, float] = (0.1, 0.8), *, inplace: bool = True) -> None:
         super().__init__(alpha, inplace=inplace)
         if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
             raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1 (box side / image), got {scale!r}")

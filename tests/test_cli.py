@@ -91,6 +91,27 @@ def test_info_lists_every_exported_adapter(capsys):
     assert "image.FMix" in capsys.readouterr().out
 
 
+def test_info_reads_adapters_from_the_modules_exports(monkeypatch, capsys):
+    """A new adapter appears in `multimix info` once its module exports it: no list to keep by hand."""
+    import multimix.audio
+    from multimix.cli import adapter_names
+
+    class TinyAdapter(multimix.Adapter):
+        def draw_region(self, x, plan, generator):
+            return None
+
+        def apply(self, x, plan, region, valid=None):
+            return x, plan.lam
+
+    monkeypatch.setattr(multimix.audio, "TinyAdapter", TinyAdapter, raising=False)
+    monkeypatch.setattr(multimix.audio, "__all__", [*multimix.audio.__all__, "TinyAdapter"])
+    assert "audio.TinyAdapter" in adapter_names()
+    main(["info"])
+    assert "audio.TinyAdapter" in capsys.readouterr().out
+    monkeypatch.undo()
+    assert "audio.TinyAdapter" not in adapter_names()
+
+
 def test_seeds_flag_is_the_seeds_key(capsys):
     import yaml
 

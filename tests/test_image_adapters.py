@@ -301,3 +301,10 @@ def test_spectrograms_b_f_t_mix_as_one_channel_images(adapter_cls, path, per_sam
     assert out.inputs.shape == (6, 24, 40) and out.lam.device.type == "meta"
     with pytest.raises(ValueError, match=r"at least 3 dimensions"):
         multimix.Mixer(adapter_cls(1.0), num_classes=3)(torch.rand(3, 40), torch.arange(3))
+
+
+def test_constructors_take_the_papers_arguments_in_order():
+    assert FMix(0.5, 2.0, 0.1).__dict__ == FMix(0.5, decay_power=2.0, max_soft=0.1).__dict__
+    assert ResizeMix(0.5, (0.2, 0.6)).scale == ResizeMix(0.5, scale=(0.2, 0.6)).scale == (0.2, 0.6)
+    with pytest.raises(TypeError):
+        FMix(1.0, 3.0, 0.0, False)  # inplace stays keyword-only

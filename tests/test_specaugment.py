@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import multimix
-from multimix.audio import SpecMix
-from multimix.specaugment import Masks, SpecAugment, draw_bands
+from multimix.audio import SpecAugment, SpecMix
+from multimix.specaugment import Masks, draw_bands
 
 
 def bands_by_hand(batch, size, count, width, g):
