@@ -278,7 +278,9 @@ def mixed_loss(
             parameter gets ``"none"``, any other must return a ``(B,)`` loss.
         logits: ``(B, C)`` logits of the mixed batch.
         batch: the :class:`~multimix.MixedBatch` a Mixer returned, or a plan, on the
-            logits' device (``batch.to(device)``, ``plan.to(device)``).
+            logits' device (``batch.to(device)``, ``plan.to(device)[0]``). The old order
+            ``(criterion, logits, labels, batch)``, given positionally, still runs (with a
+            FutureWarning).
         labels: ``(B,)`` class indices (or ``(B, C)`` rows) before mixing; default
             ``batch.labels``, the ones the Mixer was given. Required with a plan.
         reduction: ``"mean"`` (over samples), ``"sum"`` or ``"none"``; None takes the
@@ -331,7 +333,8 @@ def mixed_loss(
     for name, value in (("labels", labels), ("batch.lam", lam), ("batch.index", index)):
         if value.device != logits.device:
             raise ValueError(
-                f"{name} is on {value.device}, logits on {logits.device}; move them (batch.to(device), plan.to(device))"
+                f"{name} is on {value.device}, logits on {logits.device}; "
+                "move them (batch.to(device), plan.to(device)[0])"
             )
     kwargs = {"reduction": "none"} if own is None and _takes_reduction(criterion) else {}
     if own is not None:

@@ -197,16 +197,17 @@ class ResizeMix(Adapter):
             return out, region.kept
         if self.vectorized(x):
             n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-            scale = region.scale
+            boxes, scale = region.boxes, region.scale
             if scale is None:  # a region made by hand: the scale is host arithmetic on its boxes
-                if region.boxes.device.type != "cpu":
+                if boxes.device.type != "cpu":
                     raise ValueError(
-                        f"this ResizeMix region has no scale and its boxes are on {region.boxes.device}, where "
+                        f"this ResizeMix region has no scale and its boxes are on {boxes.device}, where "
                         "computing it would read them back; give Resized(boxes, kept, scale=...) or CPU boxes "
                         "(the Mixer's draw_region does)"
                     )
-                scale = to_device(_box_scale(region.boxes, height, width), x.device)
-            rows, cols, row_source, col_source = _source_maps(region.boxes, scale, height, width)
+                scale = _box_scale(boxes, height, width)
+            boxes, scale = to_device((boxes, scale), x.device)  # a region made by hand may be on the CPU
+            rows, cols, row_source, col_source = _source_maps(boxes, scale, height, width)
             resized = _resized_partners(x, plan.index, row_source, col_source)
             mask = ((rows & plan.mixed.view(-1, 1)).unsqueeze(2) & cols.unsqueeze(1)).view(
                 n, *([1] * (x.dim() - 3)), height, width

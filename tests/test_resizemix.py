@@ -40,6 +40,8 @@ def test_resizemix_region_drawn_for_the_loop_applies_vectorised():
     assert torch.equal(vectorised_out, looped_out) and not torch.equal(looped_out, x)
     meta_plan, meta_region = plan.to(torch.device("meta"), region)
     assert adapter.apply(torch.empty(x.shape, device="meta"), meta_plan, meta_region)[0].device.type == "meta"
+    for by_hand in (region, region._replace(scale=None)):  # CPU boxes, with or without a scale, go along
+        assert adapter.apply(torch.empty(x.shape, device="meta"), meta_plan, by_hand)[0].device.type == "meta"
     with pytest.raises(ValueError, match=r"no scale and its boxes are on meta.*Resized\(boxes, kept, scale=...\)"):
         adapter.apply(torch.empty(x.shape, device="meta"), meta_plan, meta_region._replace(scale=None))
 

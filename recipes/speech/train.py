@@ -209,8 +209,8 @@ def build(config: dict[str, Any]) -> Task:
         """SpecAugment on a (mixed) training batch; its bands become silence, as masked power would in dB."""
         if masks is None:
             return spec
-        spec = masks(spec)
-        return torch.maximum(spec, spec.amax() - to_db.top_db)  # AmplitudeToDB's floor of a (B, F, T) batch
+        floor = spec.amax() - to_db.top_db  # AmplitudeToDB's floor of a (B, F, T) batch, before any cell is masked
+        return torch.maximum(masks(spec), floor)
 
     def train_loss(module: nn.Module, batch: Any) -> torch.Tensor:
         (waves, lengths), labels = batch
