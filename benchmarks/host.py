@@ -26,12 +26,16 @@ from torch.utils._python_dispatch import TorchDispatchMode
 _SCALAR_OPS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default}
 
 
-class _CountReadbacks(TorchDispatchMode):
-    """Count reads of device values; answer them with zeros so the call goes on."""
+class _Counter(TorchDispatchMode):
+    """A dispatch mode that counts something about the operations of a call in ``count``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+
+
+class _CountReadbacks(_Counter):
+    """Count reads of device values; answer them with zeros so the call goes on."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -49,12 +53,8 @@ class _CountReadbacks(TorchDispatchMode):
 _ALLOCATIONS = {torch.ops.aten.empty.memory_format, torch.ops.aten.empty_strided.default}
 
 
-class _CountKernels(TorchDispatchMode):
+class _CountKernels(_Counter):
     """Count the operations that read or write device tensors; views and bare allocations launch nothing."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
