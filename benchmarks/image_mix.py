@@ -288,8 +288,9 @@ def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
     for name, fn in references.items():
         ms = time_method(fn, x, y, args.reps, device)
         print(f"{'reference ' + name:<40}{ms:>9.2f}{'-':>10}")
-    print("host us (meta) is an upper bound for FMix and SaliencyMix: on meta tensors torch runs some of their ops "
-          "(bilinear upsampling, pooling) as Python decompositions, which CUDA runs as native kernels; kernels: "
+    print("host us (meta) is an upper bound for FMix, SaliencyMix and ResizeMix per sample: on meta tensors torch runs "
+          "some of their ops (bilinear upsampling, pooling, FFT, sort) as Python decompositions, which CUDA runs as "
+          "native kernels; kernels: "
           "operations on the device per call (launches on a GPU, host-to-device copies included), counted on meta")
 
 
