@@ -26,7 +26,15 @@ def labels(device=META):
     return torch.zeros(B, dtype=torch.long, device=device)
 
 
-IMAGE_ADAPTERS = [lambda: Mixup(1.0), lambda: CutMix(1.0), lambda: Mixup(1.0, inplace=False)]
+IMAGE_ADAPTERS = [
+    lambda: Mixup(1.0),
+    lambda: CutMix(1.0),
+    lambda: Mixup(1.0, inplace=False),
+    lambda: ResizeMix(1.0),
+    lambda: FMix(1.0),
+    lambda: FMix(1.0, max_soft=0.2),
+    lambda: SaliencyMix(1.0),
+]
 SPEC_ADAPTERS = [
     lambda: SpecMixup(1.0),
     lambda: SpecMixup(1.0, domain="power", db=True),
@@ -135,7 +143,8 @@ def test_validate_reads_device_values_so_it_cannot_run_on_meta():
 @pytest.mark.parametrize("options", MIXER_OPTIONS)
 def test_no_sync_on_cuda(make, options):
     adapter = make()
-    shape = {Mixup: (B, 3, 16, 12), CutMix: (B, 3, 16, 12), WaveMix: (B, 800)}.get(type(adapter), (B, 40, 30))
+    image = (Mixup, CutMix, ResizeMix, FMix, SaliencyMix)
+    shape = (B, 3, 16, 12) if isinstance(adapter, image) else (B, 800) if isinstance(adapter, WaveMix) else (B, 40, 30)
     x = torch.randn(shape, device="cuda")
     y = torch.randint(0, C, (B,), device="cuda")
     lengths = torch.randint(1, shape[-1], (B,), device="cuda") if adapter.takes_lengths else None
