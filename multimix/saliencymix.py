@@ -53,20 +53,17 @@ def saliency_peaks(x: torch.Tensor, grid: int = 32) -> tuple[torch.Tensor, torch
     cheap, vectorised, no read-back. The peak cell's centre pixel is returned (the
     first peak in row-major order).
     """
-    height, width = x.shape[-2], x.shape[-1]
-    sy, sx, _, gw = _cells(height, width, grid)
-    peak = _peak_cells(x, grid)
-    rows = (torch.div(peak, gw, rounding_mode="floor") * sy + sy // 2).clamp(max=height - 1)
-    return rows, ((peak % gw) * sx + sx // 2).clamp(max=width - 1)
+    centres = _cell_centres(x.shape[-2], x.shape[-1], grid, x.device).index_select(0, _peak_cells(x, grid))
+    return centres[:, 0], centres[:, 2]
 
 
 @functools.lru_cache(maxsize=64)
 def _cell_centres(height: int, width: int, grid: int, device: torch.device) -> torch.Tensor:
-    """``(cells, 4)`` long ``[row, row, col, col]`` of each saliency cell's centre pixel, as :func:`saliency_peaks`.
+    """``(cells, 4)`` long ``[row, row, col, col]`` of each saliency cell's centre pixel, clipped to the image.
 
     Built on the host and copied once per device and image size without waiting for
-    the device (shared with every call, never written): the adapter looks the
-    partner's peak up in it, one gather instead of eight kernels.
+    the device (shared with every call, never written): a peak cell's centre is one
+    gather in it, instead of eight index operations on the device.
     """
     sy, sx, gh, gw = _cells(height, width, grid)
     rows = np.minimum(np.arange(gh) * sy + sy // 2, height - 1).repeat(gw)
