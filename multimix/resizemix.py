@@ -25,8 +25,12 @@ def _nearest_rule(steps: np.ndarray, size: int, out: np.ndarray | int) -> np.nda
     torch's rule for float32 (and every dtype on CUDA): ``floor(k * (size / out))`` in
     float32, clamped to ``size - 1``. Every ResizeMix path uses it, so CPU and device agree.
     """
-    scale = np.float32(size) / np.maximum(np.asarray(out), 1).astype(np.float32)
-    return np.minimum(np.floor(steps.astype(np.float32) * scale), size - 1).astype(np.int64)
+    return np.minimum(np.floor(steps.astype(np.float32) * _nearest_scale(size, out)), size - 1).astype(np.int64)
+
+
+def _nearest_scale(size: int | np.ndarray, out: np.ndarray | int) -> np.ndarray:
+    """torch's float32 step ``size / out`` of a nearest resize from ``size`` to ``out`` (``out`` at least 1)."""
+    return np.asarray(size, dtype=np.float32) / np.maximum(np.asarray(out), 1).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -40,8 +44,7 @@ def _nearest_index(size: int, out: int) -> np.ndarray:
 def _box_scale(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """``(B, 2)`` float32 ``size / side`` of each box's rows and columns, as :func:`_nearest_rule` (host, B numbers)."""
     y1, y2, x1, x2 = boxes.numpy().T
-    sides = np.maximum(np.stack([y2 - y1, x2 - x1], axis=1), 1).astype(np.float32)
-    return torch.from_numpy(np.array([height, width], dtype=np.float32) / sides)
+    return torch.from_numpy(_nearest_scale(np.array([height, width]), np.stack([y2 - y1, x2 - x1], axis=1)))
 
 
 def _source_maps(boxes: torch.Tensor, scale: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
