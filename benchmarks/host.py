@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -101,7 +101,25 @@ def cuda_syncs(fn: Callable[[], Any]) -> int:
             fn()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return sync_warnings(str(w.message) for w in caught)
+
+
+def sync_warnings(messages: Iterable[str]) -> int:
+    """How many of ``messages`` report a synchronisation: torch's sync debug mode warns once per sync, and once per
+    process that the mode is a prototype ("does not yet detect all synchronizing operations"), which is no sync."""
+    return sum("called a synchronizing CUDA operation" in message for message in messages)
+
+
+def kernel_time_us(fn: Callable[[], Any], calls: int = 20) -> float:
+    """Mean time the GPU spends in ``fn``'s kernels and copies per call, from the profiler: the device side of a
+    call, apart from the host time that issues it (a call can be host-bound while its kernels take microseconds)."""
+    fn()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    return sum(event.self_device_time_total for event in profile.key_averages()) / calls
 
 
 def median_ms(fn: Callable[[], Any], reps: int, device: torch.device | None = None, warmup: int = 3) -> float:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 import timm.data.mixup as timm_mixup
 import torch
-from host import cuda_syncs, device_kernels, host_time_us, readbacks
+from host import cuda_syncs, device_kernels, host_time_us, kernel_time_us, readbacks
 from torchvision.transforms import v2
 
 import multimix
@@ -190,6 +190,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
     parser.add_argument("--host-only", action="store_true", help="only the host-time and read-back table")
     parser.add_argument("--adapters-only", action="store_true", help="only the ResizeMix, FMix, SaliencyMix table")
+    parser.add_argument("--no-adapters", action="store_true", help="skip the ResizeMix, FMix, SaliencyMix table")
     parser.add_argument("--host-reps", type=int, default=300, help="calls timed per method for host time")
     parser.add_argument("--measure-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -217,7 +218,8 @@ def main() -> None:
         memory = "-" if args.no_memory else f"{peak_extra_mb(name, args):.0f}"
         print(f"{name:<42}{ms:>9.2f}{ms / copy_ms:>9.2f}{speedup:>19}{memory:>15}")
     host_table(args)
-    new_adapters_table(args, device)
+    if not args.no_adapters:
+        new_adapters_table(args, device)
 
 
 # ----------------------------------------------------------------------------- ResizeMix, FMix, SaliencyMix
@@ -259,6 +261,15 @@ def reference_methods(device: torch.device) -> dict[str, Callable[[torch.Tensor,
     return {"ResizeMix": resizemix, "FMix": fmix, "SaliencyMix": saliencymix}
 
 
+def gpu_time(fn: Callable[[], object]) -> str:
+    """``kernel_time_us`` as a table cell; "-" where the profiler cannot see the GPU (it needs CUPTI)."""
+    try:
+        return f"{kernel_time_us(fn):.0f}"
+    except RuntimeError as error:
+        print(f"profiler unavailable: {error}", file=sys.stderr)
+        return "-"
+
+
 def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
     """ResizeMix, FMix and SaliencyMix beside multimix CutMix on the same batch (goal: within 2x of CutMix)."""
     from multimix.image import FMix, ResizeMix, SaliencyMix
@@ -269,7 +280,10 @@ def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
     x, y = make_batch(args, device)
     references = reference_methods(device)
     print(f"\nnew adapters on {tuple(x.shape)}: ms per call, x multimix CutMix in the same mode (interleaved rounds)")
-    print(f"{'method':<40}{'ms':>9}{'x CutMix':>10}{'host us (meta)':>16}{'read-backs':>12}{'kernels':>9}")
+    on_cuda = device.type == "cuda"
+    cuda_columns = f"{'cuda syncs':>12}{'gpu us':>9}" if on_cuda else ""
+    columns = f"{'ms':>9}{'x CutMix':>10}{'host us (meta)':>16}{'read-backs':>12}{'kernels':>9}{cuda_columns}"
+    print(f"{'method':<40}{columns}")
     meta_x = torch.empty(args.batch, 3, args.size, args.size, device="meta")
     meta_y = torch.zeros(args.batch, dtype=torch.long, device="meta")
     np.random.seed(0)
@@ -284,14 +298,21 @@ def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
             backs = readbacks(lambda mixer=mixer: mixer(meta_x, meta_y))
             kernels = device_kernels(lambda mixer=mixer: mixer(meta_x, meta_y))
             line = f"{'multimix ' + adapter + ' ' + mode:<40}{ms:>9.2f}{ratio:>10.2f}{host:>16.0f}{backs:>12}"
-            print(f"{line}{kernels:>9}")
+            if on_cuda:
+                line += f"{kernels:>9}{cuda_syncs(lambda mixer=mixer: mixer(x, y)):>12}"
+                print(f"{line}{gpu_time(lambda mixer=mixer: mixer(x, y)):>9}")
+            else:
+                print(f"{line}{kernels:>9}")
     for name, fn in references.items():
         ms = time_method(fn, x, y, args.reps, device)
         print(f"{'reference ' + name:<40}{ms:>9.2f}{'-':>10}")
-    print("host us (meta) is an upper bound for FMix, SaliencyMix and ResizeMix per sample: on meta tensors torch runs "
-          "some of their ops (bilinear upsampling, pooling, FFT, sort) as Python decompositions, which CUDA runs as "
-          "native kernels; kernels: "
-          "operations on the device per call (launches on a GPU, host-to-device copies included), counted on meta")
+    print(
+        "host us (meta) is an upper bound for FMix, SaliencyMix and ResizeMix per sample: on meta tensors torch runs "
+        "some of their ops (bilinear upsampling, pooling, FFT, sort) as Python decompositions, which CUDA runs as "
+        "native kernels; kernels: "
+        "operations on the device per call (launches on a GPU, host-to-device copies included), counted on meta"
+        + ("; gpu us: time the GPU spends in this call's kernels (profiler, mean of 20 calls)" if on_cuda else "")
+    )
 
 
 if __name__ == "__main__":

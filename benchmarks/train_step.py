@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import transformers
 
 import multimix
-from multimix.image import CutMix, Mixup
+from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
 from multimix.text import HiddenMix
 from multimix_recipes.models import PreActResNet18
 
@@ -52,8 +52,9 @@ def interleaved(steps: dict[str, Callable[[], None]], rounds: int, per_round: in
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def image_steps(batch: int, device: torch.device) -> dict[str, Callable[[], None]]:
-    """One SGD step of PreAct ResNet-18 on 32x32 images per method."""
+def image_steps(batch: int, device: torch.device, adapters: bool = False) -> dict[str, Callable[[], None]]:
+    """One SGD step of PreAct ResNet-18 on 32x32 images per method (``adapters``: ResizeMix, FMix and
+    SaliencyMix too, each per batch and per sample)."""
     torch.manual_seed(0)
     model = PreActResNet18(3, NUM_CLASSES).to(device)
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
@@ -83,6 +84,12 @@ def image_steps(batch: int, device: torch.device) -> dict[str, Callable[[], None
         return timm_mixup.Mixup(mixup_alpha=0.0 if cutmix else 1.0, cutmix_alpha=1.0 if cutmix else 0.0,
                                 mode=mode, num_classes=NUM_CLASSES)  # fmt: skip
 
+    if adapters:
+        return {"no mixing": lambda: train(x.clone(), y)} | {
+            f"multimix {type(adapter).__name__} {'per-sample' if per_sample else 'batch'}": ours(adapter, per_sample)
+            for per_sample in (False, True)
+            for adapter in (CutMix(1.0), ResizeMix(1.0), FMix(1.0), SaliencyMix(1.0))
+        }
     return {
         "no mixing": lambda: train(x.clone(), y),
         "timm Mixup batch": timm_step(timm_mixer(False)),
@@ -139,6 +146,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps per method per round (CPU: 2; CUDA: 20)")
     parser.add_argument("--bert", choices=["base", "small", "none"], default=None, help="CPU: small; CUDA: base")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--adapters", action="store_true", help="CutMix, ResizeMix, FMix, SaliencyMix instead")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -150,7 +158,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} threads"
     print(f"training steps on {where}; torch {torch.__version__}; {rounds} rounds x {steps} steps per method")
     for batch in batches:
-        results = interleaved(image_steps(batch, device), rounds, steps, device)
+        results = interleaved(image_steps(batch, device, args.adapters), rounds, steps, device)
         report(f"PreAct ResNet-18, 32x32, batch {batch}", results)
     bert = args.bert or ("base" if cuda else "small")
     if bert != "none":

@@ -160,7 +160,7 @@ def test_no_sync_on_cuda(make, options):
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from host import device_kernels  # noqa: E402  (the benchmarks' counter, tested here too)
+from host import device_kernels, sync_warnings  # noqa: E402  (the benchmarks' counters, tested here too)
 
 
 def test_device_kernels_counts_device_work_only():
@@ -169,6 +169,16 @@ def test_device_kernels_counts_device_work_only():
     assert device_kernels(lambda: host.add(1).sum()) == 0  # nor does work on the host
     assert device_kernels(lambda: (x + 1).sum(0)) == 2
     assert device_kernels(lambda: host.to(META)) == 1  # a copy to the device is one
+
+
+def test_sync_count_skips_the_debug_modes_own_notice():
+    notice = (
+        "Synchronization debug mode is a prototype feature and does not yet detect all synchronizing operations "
+        "(Triggered internally at /pytorch/torch/csrc/cuda/Module.cpp:1003.)"
+    )
+    sync = "called a synchronizing CUDA operation (Triggered internally at /pytorch/c10/cuda/CUDAFunctions.cpp:151.)"
+    assert sync_warnings([notice]) == 0  # torch gives it once per process: it made the first row count one sync
+    assert sync_warnings([notice, sync, "an unrelated warning", sync]) == 2
 
 
 # Operations per call on the device (kernel launches on a GPU, where a call on a small batch is host-bound);
