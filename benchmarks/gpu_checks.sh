@@ -7,8 +7,9 @@
 #   DEVICE=cpu bash benchmarks/gpu_checks.sh # the same steps on the CPU (the gpu tests skip)
 #
 # Steps: the gpu-marked tests (sync-debug "error" mode among them), the adapter table at
-# 224 and 32 px (ms, ratio to CutMix, read-backs, kernels), the mixing table against timm
-# and torchvision, and the image recipe's throughput.
+# 224 and 32 px (ms, ratio to CutMix, read-backs, kernels, CUDA syncs, GPU time), what each
+# adapter adds to a training step, the mixing table against timm and torchvision, and the
+# image recipe's throughput: at most 560 s in all, inside one 10-minute device call.
 set -u
 out=${1:-gpu-checks}
 device=${DEVICE:-cuda}
@@ -26,9 +27,11 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep the log, s
     tail -n 14 "$out/$name.log"
 }
 
-step gpu-tests 300 python -m pytest -m gpu -p no:cacheprovider -o addopts="" -q
-step adapters-224 120 python benchmarks/image_mix.py --adapters-only --device "$device"
-step adapters-32 60 python benchmarks/image_mix.py --adapters-only --size 32 --device "$device"
-step image-mix 180 python benchmarks/image_mix.py --device "$device" --no-memory
-step recipe-throughput 240 python benchmarks/recipe_throughput.py --device "$device"
+workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")  # pytest-xdist where installed: 105 tests in ~50 s
+step gpu-tests 180 python3 -m pytest -m gpu -p no:cacheprovider -o addopts="" -q $workers
+step adapters-224 50 python3 benchmarks/image_mix.py --adapters-only --device "$device"
+step adapters-32 40 python3 benchmarks/image_mix.py --adapters-only --size 32 --device "$device"
+step train-step-adapters 110 python3 benchmarks/train_step.py --adapters --bert none --rounds 8 --device "$device"
+step image-mix 80 python3 benchmarks/image_mix.py --device "$device" --no-memory --no-adapters
+step recipe-throughput 100 python3 benchmarks/recipe_throughput.py --device "$device"
 rm -rf "$recipes"
