@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                       # CPU: PreAct ResNet-18, batch 32, a small BERT
     python benchmarks/train_step.py --device cuda         # PreAct-18 at 128 and 512, BERT-base 64x128, bf16
+    python benchmarks/train_step.py --device cuda --adapters --bert none   # CutMix, ResizeMix, FMix, SaliencyMix
 
 Each step is forward, backward and an SGD update on data already on the device (as
 the recipes keep CIFAR-10), so the only difference between methods is the mixing
@@ -53,8 +54,8 @@ def interleaved(steps: dict[str, Callable[[], None]], rounds: int, per_round: in
 
 
 def image_steps(batch: int, device: torch.device, adapters: bool = False) -> dict[str, Callable[[], None]]:
-    """One SGD step of PreAct ResNet-18 on 32x32 images per method (``adapters``: ResizeMix, FMix and
-    SaliencyMix too, each per batch and per sample)."""
+    """One SGD step of PreAct ResNet-18 on 32x32 images per method (``adapters``: multimix CutMix, ResizeMix,
+    FMix and SaliencyMix instead of timm and Mixup, each per batch and per sample)."""
     torch.manual_seed(0)
     model = PreActResNet18(3, NUM_CLASSES).to(device)
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
