@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU-only check of this repository on one CUDA machine, most important first, each
-# bounded in time so that a short lease still returns the first results. Runs from a
+# bounded in time so that a run cut short still leaves the first results. Runs from a
 # source checkout without installing it (PYTHONPATH), as on a machine without a registry.
 #
 #   bash benchmarks/gpu_checks.sh [OUT]      # logs in OUT (default: gpu-checks/), one per step
@@ -9,7 +9,7 @@
 # Steps: the gpu-marked tests (sync-debug "error" mode among them), the adapter table at
 # 224 and 32 px (ms, ratio to CutMix, read-backs, kernels, CUDA syncs, GPU time), what each
 # adapter adds to a training step, the mixing table against timm and torchvision, and the
-# image recipe's throughput: at most 560 s in all, inside one 10-minute device call.
+# image recipe's throughput: at most 560 s in all, under 10 minutes.
 set -u
 out=${1:-gpu-checks}
 device=${DEVICE:-cuda}

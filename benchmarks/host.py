@@ -110,16 +110,19 @@ def sync_warnings(messages: Iterable[str]) -> int:
     return sum("called a synchronizing CUDA operation" in message for message in messages)
 
 
-def kernel_time_us(fn: Callable[[], Any], calls: int = 20) -> float:
+def kernel_time_us(fn: Callable[[], Any], calls: int = 20) -> float | None:
     """Mean time the GPU spends in ``fn``'s kernels and copies per call, from the profiler: the device side of a
-    call, apart from the host time that issues it (a call can be host-bound while its kernels take microseconds)."""
+    call, apart from the host time that issues it (a call can be host-bound while its kernels take microseconds).
+    Only device activity is recorded, so no operator's time is counted with its kernels'. None when the profiler
+    saw no device work (it needs CUPTI)."""
     fn()
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
         for _ in range(calls):
             fn()
         torch.cuda.synchronize()
-    return sum(event.self_device_time_total for event in profile.key_averages()) / calls
+    total = sum(event.self_device_time_total for event in profile.key_averages())
+    return total / calls if total > 0 else None
 
 
 def median_ms(fn: Callable[[], Any], reps: int, device: torch.device | None = None, warmup: int = 3) -> float:

@@ -264,10 +264,11 @@ def reference_methods(device: torch.device) -> dict[str, Callable[[torch.Tensor,
 def gpu_time(fn: Callable[[], object]) -> str:
     """``kernel_time_us`` as a table cell; "-" where the profiler cannot see the GPU (it needs CUPTI)."""
     try:
-        return f"{kernel_time_us(fn):.0f}"
-    except RuntimeError as error:
+        us = kernel_time_us(fn)
+    except (RuntimeError, AssertionError) as error:  # torch's profiler raises either when it cannot start
         print(f"profiler unavailable: {error}", file=sys.stderr)
         return "-"
+    return "-" if us is None else f"{us:.0f}"
 
 
 def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:

@@ -83,7 +83,7 @@ def main() -> None:
     batch = args.batch_size or (512 if gpu else 64)
     config = resolve("image", None, {
         "device": args.device, "method": args.method, "batch_size": batch, "train_limit": images,
-        "val_size": min(1000, images // 8),  # the validation split comes out of train_limit
+        "val_size": max(1, min(1000, images // 8)),  # the validation split comes out of train_limit
         "test_limit": 1000, "model": "preact_resnet18" if gpu else "small_cnn", "progress": False,
         "optimizer": "sgd", "lr": 0.01, "schedule": "constant", "compile": args.compile,
     })  # fmt: skip
