@@ -53,8 +53,13 @@ def saliency_peaks(x: torch.Tensor, grid: int = 32) -> tuple[torch.Tensor, torch
     cheap, vectorised, no read-back. The peak cell's centre pixel is returned (the
     first peak in row-major order).
     """
-    centres = _cell_centres(x.shape[-2], x.shape[-1], grid, x.device).index_select(0, _peak_cells(x, grid))
+    centres = _peak_centres(x, grid)
     return centres[:, 0], centres[:, 2]
+
+
+def _peak_centres(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """``(B, 4)`` long ``[row, row, col, col]`` of each image's peak cell centre (a row of :func:`_cell_centres`)."""
+    return _cell_centres(x.shape[-2], x.shape[-1], grid, x.device).index_select(0, _peak_cells(x, grid))
 
 
 @functools.lru_cache(maxsize=64)
@@ -111,8 +116,7 @@ class SaliencyMix(Adapter):
 
     def boxes(self, x: torch.Tensor, plan: MixPlan, region: Halves) -> torch.Tensor:
         """``(B, 4)`` long ``[y1, y2, x1, x2)`` on ``x``'s device: each box around its partner's peak, clipped."""
-        peak = _peak_cells(x, self.grid).index_select(0, plan.index)
-        centre = _cell_centres(x.shape[-2], x.shape[-1], self.grid, x.device).index_select(0, peak)
+        centre = _peak_centres(x, self.grid).index_select(0, plan.index)
         return torch.clamp(centre.add_(region.offsets), min=region.limits[0], max=region.limits[1])
 
     def apply(
