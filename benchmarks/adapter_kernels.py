@@ -11,7 +11,8 @@ pastes the k-th draw's box into every sample, against CutMix pasting its k-th bo
 every sample. FMix's rows (per batch too) compare with CutMix's per-sample copy. NumPy
 runs on one thread, torch on ``--threads``. The last rows time FMix's threshold sort of
 128 coarse noise maps (32 x 32), torch's against NumPy's. It backs the choices in
-``multimix.resizemix`` (NumPy's take per sample, one batched nearest resize per batch)
+``multimix.resizemix`` (NumPy's take per sample, one batched nearest resize per batch
+unless the resized batch passes 32 MiB)
 and ``multimix.fmix`` (one ``torch.where`` per sample) and the reasons in
 docs/performance.md why FMix stays above 2x of CutMix and ResizeMix near it.
 """
@@ -87,7 +88,41 @@ def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[s
             "ResizeMix: NumPy take (used)": numpy_take,
             "per batch: CutMix box copy": batch_cutmix_copy,
             "ResizeMix per batch: nearest kernel per sample": batch_resize_per_sample,
-            "ResizeMix per batch: one nearest resize (used)": batch_resize_once}  # fmt: skip
+            "ResizeMix per batch: one nearest resize (used below 32 MiB)": batch_resize_once}  # fmt: skip
+
+
+def large_box_variants(x: torch.Tensor, perm: list[int]) -> dict[str, Callable[[], None]]:
+    """ResizeMix per batch with the boxes whose resized batch passes 32 MiB (sides up to 0.8 of the image).
+
+    Above that size glibc maps fresh pages for the batch-sized temporary on every call;
+    ResizeMix then resizes one sample at a time. CutMix copies a box of the same side.
+    """
+    n, size = x.shape[0], x.shape[-1]
+    smallest = next((s for s in range(1, size + 1) if n * 3 * s * s * x.element_size() > 32 * 2**20), size)
+    sides = itertools.cycle(np.linspace(smallest, max(smallest, int(0.8 * size)), 5).astype(int).tolist())
+    calls = itertools.tee(sides, 3)
+
+    def cutmix_copy() -> None:
+        s = next(calls[0])
+        for i in range(n):
+            x[i, :, :s, :s].copy_(x[perm[i], :, :s, :s])
+
+    def resize_once() -> None:
+        s = next(calls[1])
+        resized = F.interpolate(x.view(-1, 1, size, size), size=(s, s), mode="nearest").view(-1, 3, s, s)
+        for i in range(n):
+            x[i, :, :s, :s].copy_(resized[perm[i]])
+
+    def resize_per_sample() -> None:
+        s = next(calls[2])
+        for i in range(n):
+            resized = F.interpolate(x[perm[i]].reshape(-1, 1, size, size), size=(s, s), mode="nearest")
+            x[i, :, :s, :s].copy_(resized.view(-1, s, s))
+
+    print(f"large boxes: sides {smallest}-{max(smallest, int(0.8 * size))} (the resized batch passes 32 MiB)")
+    return {"large boxes: CutMix box copy": cutmix_copy,
+            "large boxes, ResizeMix per batch: one nearest resize": resize_once,
+            "large boxes, ResizeMix per batch: per sample (used)": resize_per_sample}  # fmt: skip
 
 
 def row_runs_of(mask: np.ndarray) -> list[list[tuple[int, int, int]]]:
@@ -176,15 +211,19 @@ def main() -> None:
     perm = torch.randperm(args.batch, generator=generator).tolist()
     lam = torch.rand(args.batch, generator=generator, dtype=torch.float64).numpy()
     draws = args.reps + 1  # one mask per call: median_ms makes a warm-up call and --reps timed ones
-    variants = {**resize_variants(x, perm, lam), **fmix_variants(x, perm, False, draws),
+    variants = {**resize_variants(x, perm, lam), **large_box_variants(x, perm), **fmix_variants(x, perm, False, draws),
                 **fmix_variants(x, perm, True, draws), **sort_variants(args.batch, generator)}  # fmt: skip
     print(f"batch {tuple(x.shape)} fp32, {args.threads} threads, torch {torch.__version__}, median of {args.reps}")
     times = {name: median_ms(fn, args.reps, warmup=1) for name, fn in variants.items()}
-    print(f"{'variant':<52}{'ms':>9}{'x CutMix copy':>15}")
+    print(f"{'variant':<60}{'ms':>9}{'x CutMix copy':>15}")
     for name, ms in times.items():  # ResizeMix's per-batch rows against CutMix's per-batch copy, the rest per sample
-        per_batch = name.startswith(("ResizeMix per batch", "per batch:"))
-        anchor = times["per batch: CutMix box copy" if per_batch else "CutMix box copy"]
-        print(f"{name:<52}{ms:>9.2f}{ms / anchor:>15.2f}")
+        if name.startswith("large boxes"):
+            anchor = times["large boxes: CutMix box copy"]
+        elif name.startswith(("ResizeMix per batch", "per batch:")):
+            anchor = times["per batch: CutMix box copy"]
+        else:
+            anchor = times["CutMix box copy"]
+        print(f"{name:<60}{ms:>9.2f}{ms / anchor:>15.2f}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,11 @@ def _source_maps(boxes: torch.Tensor, scale: torch.Tensor, height: int, width: i
     return inside[:, 0, :height], inside[:, 1, :width], sources[:, 0, :height], sources[:, 1, :width]
 
 
+# glibc gives a block above this (the ceiling of its mmap threshold on 64-bit Linux) fresh pages from the kernel
+# on every call, each faulted in on first touch: a 35 MB batch of resized boxes then takes 2-3x as long to
+# write as the same resizes one sample at a time (benchmarks/adapter_kernels.py).
+_FRESH_PAGES_BYTES = 32 * 2**20
+
 _SAME_SIZE_INTEGER = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
@@ -182,22 +187,8 @@ class ResizeMix(Adapter):
         inplace = self.writes_inplace(x)
         if not plan.any_mixed:
             return unchanged(x, inplace), region.kept
-        if region.box is not None:  # one box: resize the whole batch once, from the originals; write only the box
-            y1, y2, x1, x2 = region.box
-            out = x if inplace else x.clone()
-            if y2 > y1 and x2 > x1:  # torch's nearest resize reads only the pixels it keeps
-                resized = _nearest_resize(x, (y2 - y1, x2 - x1))
-                window = out[..., y1:y2, x1:x2]
-                if self.vectorized(x):
-                    resized = resized.index_select(0, plan.index)
-                    if not plan.all_mixed:
-                        resized = torch.where(row_view(plan.mixed, resized), resized, window)
-                    window.copy_(resized)
-                else:  # on a CPU a copy per mixed sample, rather than a second box-sized temporary in partner order
-                    for i, (j, mixed) in enumerate(zip(plan.index.tolist(), plan.mixed.tolist(), strict=True)):
-                        if mixed and i != j:
-                            window[i].copy_(resized[j])
-            return out, region.kept
+        if region.box is not None:
+            return self._paste_one_box(x, plan, region.box, inplace=inplace), region.kept
         if self.vectorized(x):
             n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
             boxes, scale = region.boxes, region.scale
@@ -227,3 +218,32 @@ class ResizeMix(Adapter):
         if inplace:  # the writes went through NumPy: let autograd see that the batch changed, as a torch write would
             torch.autograd.graph.increment_version(x)
         return out, region.kept
+
+    def _paste_one_box(
+        self, x: torch.Tensor, plan: MixPlan, box: tuple[int, int, int, int], *, inplace: bool
+    ) -> torch.Tensor:
+        """A per-batch draw: every mixed sample's box gets its partner resized to it, from the originals."""
+        y1, y2, x1, x2 = box
+        if y2 <= y1 or x2 <= x1:
+            return x if inplace else x.clone()
+        size = (y2 - y1, x2 - x1)
+        resized_bytes = x[..., y1:y2, x1:x2].numel() * x.element_size()
+        if not self.vectorized(x) and resized_bytes > _FRESH_PAGES_BYTES:  # fresh pages cost more than per-sample calls
+
+            def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+                dst[..., y1:y2, x1:x2].copy_(_nearest_resize(partner.unsqueeze(0), size)[0])
+
+            return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
+        out = x if inplace else x.clone()
+        resized = _nearest_resize(x, size)  # torch's nearest resize reads only the pixels it keeps
+        window = out[..., y1:y2, x1:x2]
+        if self.vectorized(x):
+            resized = resized.index_select(0, plan.index)
+            if not plan.all_mixed:
+                resized = torch.where(row_view(plan.mixed, resized), resized, window)
+            window.copy_(resized)
+        else:  # on a CPU a copy per mixed sample, rather than a second box-sized temporary in partner order
+            for i, (j, mixed) in enumerate(zip(plan.index.tolist(), plan.mixed.tolist(), strict=True)):
+                if mixed and i != j:
+                    window[i].copy_(resized[j])
+        return out

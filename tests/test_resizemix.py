@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from adapter_cases import PLAN, images, run
 from conftest import fixed_plan, looped, vectorised
 
+from multimix import resizemix
 from multimix.image import ResizeMix
 from multimix.resizemix import Resized, _box_scale, _nearest_index, _source_maps
 
@@ -155,3 +156,44 @@ def test_resizemix_gradient_equals_the_interpolate_reference(per_sample, memory_
             expected[i, :, y1:y2, x1:x2] = F.interpolate(partner, size=(y2 - y1, x2 - x1), mode="nearest")[0]
     (expected * weight).sum().backward()
     torch.testing.assert_close(x.grad, reference.grad)
+
+
+def _resize_batch_sizes(monkeypatch) -> list[int]:
+    """Record the batch size of every nearest resize ResizeMix asks torch for."""
+    sizes, resize = [], resizemix._nearest_resize
+
+    def recorded(images, size):
+        sizes.append(images.shape[0])
+        return resize(images, size)
+
+    monkeypatch.setattr(resizemix, "_nearest_resize", recorded)
+    return sizes
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.uint8])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "video"])
+@pytest.mark.parametrize("inplace", [True, False])
+def test_resizemix_per_batch_rows_equal_the_batched_resize(monkeypatch, dtype, layout, inplace):
+    """On a CPU, a per-batch box whose resized batch would pass _FRESH_PAGES_BYTES is resized one sample at a time,
+    in the in-place schedule: the same pixels as one batched resize, the unmixed sample untouched."""
+    plan = fixed_plan(PLAN.index, 0.4, per_sample=False)  # sample 5 is its own partner: unmixed
+    x = torch.rand(6, 3, 4, 16, 20, generator=torch.Generator().manual_seed(3)) if layout == "video" else images()
+    x = (x * 255).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    sizes = _resize_batch_sizes(monkeypatch)
+    batched, lam, region = run(looped(ResizeMix(1.0, inplace=inplace)), x, plan)
+    assert sizes == [6] and region.box is not None
+    y1, y2, x1, x2 = region.box
+    monkeypatch.setattr(resizemix, "_FRESH_PAGES_BYTES", x[..., y1:y2, x1:x2].numel() * x.element_size())
+    at_limit, _, _ = run(looped(ResizeMix(1.0, inplace=inplace)), x, plan)
+    assert sizes == [6, 6] and torch.equal(at_limit, batched)  # at the limit: still one batched resize
+    monkeypatch.setattr(resizemix, "_FRESH_PAGES_BYTES", x[..., y1:y2, x1:x2].numel() * x.element_size() - 1)
+    original = x.clone()
+    rows, rows_lam = looped(ResizeMix(1.0, inplace=inplace)).apply(x, plan, region)
+    assert sizes == [6, 6] + [1] * 5  # one resize per mixed sample
+    assert (rows is x) == inplace and torch.equal(x, rows if inplace else original)
+    assert torch.equal(rows, batched) and torch.equal(rows_lam, lam) and not torch.equal(rows, original)
+    assert torch.equal(rows[5], original[5]) and rows.is_contiguous(memory_format=torch.channels_last) == (
+        layout == "channels_last"
+    )
