@@ -12,8 +12,8 @@ every sample. FMix's rows (per batch too) compare with CutMix's per-sample copy.
 runs on one thread, torch on ``--threads``. The last rows time FMix's threshold sort of
 128 coarse noise maps (32 x 32), torch's against NumPy's. It backs the choices in
 ``multimix.resizemix`` (NumPy's take per sample, one batched nearest resize per batch
-unless the resized batch passes 32 MiB)
-and ``multimix.fmix`` (one ``torch.where`` per sample) and the reasons in
+unless the resized batch passes 32 MiB) and ``multimix.fmix`` (per batch the bits
+selected as integers, per sample ``torch.where``) and the reasons in
 docs/performance.md why FMix stays above 2x of CutMix and ResizeMix near it.
 """
 
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from host import median_ms
 
 import multimix
+from multimix._kernels import select_bits
 from multimix.image import FMix
 
 
@@ -138,7 +139,8 @@ def row_runs_of(mask: np.ndarray) -> list[list[tuple[int, int, int]]]:
 
 
 def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool, draws: int) -> dict[str, Callable[[], None]]:
-    """FMix's select over every pixel, a run decomposition of its rows, NumPy's masked copy and a 0/1 lerp.
+    """FMix's select over every pixel (``where``, integer bits), a run decomposition of its rows, NumPy's
+    masked copy and a 0/1 lerp.
 
     Each call takes the next of ``draws`` masks drawn by FMix (per batch one lam per draw,
     and how many rows are pure depends on it), the same sequence for every variant.
@@ -148,17 +150,22 @@ def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool, draws: int
     masks = []
     for k in range(draws):
         mask = adapter.mask(x, adapter.draw_region(x, mixer.draw(x.shape[0]), torch.Generator().manual_seed(k)))
-        masks.append((mask, row_runs_of(mask.numpy()), (~mask).numpy(), mask.float()))
-    numpy_x = x.numpy()
-    sequences = [itertools.cycle(masks) for _ in range(4)]  # one per variant: each sees the same masks
+        masks.append((mask, row_runs_of(mask.numpy()), (~mask).numpy(), mask.float(), mask.int()))
+    numpy_x, bits, scratch = x.numpy(), x.view(torch.int32), torch.empty_like(x[0], dtype=torch.int32)
+    sequences = [itertools.cycle(masks) for _ in range(5)]  # one per variant: each sees the same masks
 
-    def select_every_pixel() -> None:  # what FMix does
+    def select_every_pixel() -> None:  # what FMix does per sample
         mask = next(sequences[0])[0]
         for i in range(x.shape[0]):
             torch.where(mask[i % mask.shape[0]], x[i], x[perm[i]], out=x[i])
 
+    def select_bits_every_pixel() -> None:  # what FMix does per batch: the bits as integers, two vectorised passes
+        keep = next(sequences[4])[4]  # per sample the masks' conversion (in the call) costs more than it saves
+        for i in range(x.shape[0]):
+            select_bits(bits[i], bits[perm[i]], keep[i % keep.shape[0]], scratch)
+
     def row_runs() -> None:
-        mask, runs, _, _ = next(sequences[1])
+        mask, runs = next(sequences[1])[:2]
         for i in range(x.shape[0]):
             k = i % mask.shape[0]
             for kind, a, b in runs[k]:
@@ -178,7 +185,9 @@ def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool, draws: int
             torch.lerp(x[perm[i]], x[i], weight[i % weight.shape[0]], out=x[i])
 
     mode = "per sample" if per_sample else "per batch"
-    return {f"FMix {mode}: select every pixel (used)": select_every_pixel, f"FMix {mode}: row runs": row_runs,
+    return {f"FMix {mode}: select every pixel" + (" (used)" if per_sample else ""): select_every_pixel,
+            f"FMix {mode}: integer bit select" + ("" if per_sample else " (used)"): select_bits_every_pixel,
+            f"FMix {mode}: row runs": row_runs,
             f"FMix {mode}: np.copyto where": numpy_copyto,
             f"FMix {mode}: lerp, 0/1 weight (not exact)": lerp_every_pixel}  # fmt: skip
 

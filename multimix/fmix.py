@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from multimix._checks import check_probability
-from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged
+from multimix._kernels import apply_rowwise, keep_unmixed, row_view, select_bits, select_bits_dtype, unchanged
 from multimix._transfer import to_device
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS
@@ -179,10 +179,23 @@ class FMix(Adapter):
             if not plan.all_mixed:  # unmixed samples keep every pixel: one selection still does it all
                 weight = weight | ~row_view(plan.mixed, weight)
             return (torch.where(weight, x, partner, out=x) if inplace else torch.where(weight, x, partner)), lam
-        shared = weight.shape[0] == 1
+        return self._mix_rowwise(x, plan, weight, inplace=inplace), lam
 
-        def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-            w = weight[0 if shared else i]
+    def _mix_rowwise(self, x: torch.Tensor, plan: MixPlan, weight: torch.Tensor, *, inplace: bool) -> torch.Tensor:
+        """The CPU loop: each mixed sample takes its partner's values where its ``weight`` (B or 1, ...) is 0."""
+        index, mixed, shared = plan.index.tolist(), plan.mixed.tolist(), weight.shape[0] == 1
+        bits = select_bits_dtype(x) if shared and not self.max_soft else None
+        if bits is not None:  # one binary mask for the batch: each element's bits selected as integers, vectorised
+            keep, scratch = weight[0].to(bits), torch.empty_like(x[0], dtype=bits)
+
+            def select(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+                select_bits(dst, partner, keep, scratch)
+
+            out = apply_rowwise(x.view(bits), index, mixed, select, inplace=inplace)
+            return x if inplace else out.view(x.dtype)
+
+        def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:  # per sample: converting every
+            w = weight[0 if shared else i]  # mask to integers costs more than the selection saves
             torch.lerp(partner, dst, w, out=dst) if self.max_soft else torch.where(w, dst, partner, out=dst)
 
-        return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace), lam
+        return apply_rowwise(x, index, mixed, write, inplace=inplace)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multimix._kernels import apply_rowwise, row_view, unchanged
+from multimix._kernels import SAME_SIZE_INTEGER, apply_rowwise, row_view, unchanged
 from multimix._transfer import to_device
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS, kept_where_mixed
@@ -66,12 +66,9 @@ def _source_maps(boxes: torch.Tensor, scale: torch.Tensor, height: int, width: i
 # write as the same resizes one sample at a time (benchmarks/adapter_kernels.py).
 _FRESH_PAGES_BYTES = 32 * 2**20
 
-_SAME_SIZE_INTEGER = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
 def _as_numpy(t: torch.Tensor) -> np.ndarray:
     """A CPU tensor's memory as NumPy integers of its element size: a gather moves bytes (NumPy has no bfloat16)."""
-    return t.view(_SAME_SIZE_INTEGER[t.element_size()]).numpy()
+    return t.view(SAME_SIZE_INTEGER[t.element_size()]).numpy()
 
 
 def _take_nearest(image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

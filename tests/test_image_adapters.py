@@ -268,6 +268,32 @@ def test_fmix_vectorised_keeps_an_unmixed_sample_whatever_its_partner():
         assert torch.equal(out[i], torch.where(mask, x[i], x[int(plan.index[i])]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "video"])
+@pytest.mark.parametrize("inplace", [True, False])
+def test_fmix_per_batch_loop_selects_the_bits_torch_where_selects(dtype, layout, inplace):
+    """On a CPU the per-batch loop selects each element's bits as integers (8-byte values by torch.where): the bits
+    of the vectorised where, inf, NaN and -0.0 included, the unmixed sample untouched, in place or not."""
+    plan = fixed_plan(PLAN.index, 0.4, per_sample=False)  # sample 5 is its own partner: unmixed
+    x = torch.rand(6, 3, 4, 16, 20, generator=torch.Generator().manual_seed(3)) if layout == "video" else images()
+    if dtype.is_floating_point:
+        x[..., 0, :3] = torch.tensor([float("inf"), float("nan"), -0.0])
+    x = (x if dtype.is_floating_point else x * 255).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    adapter = looped(FMix(1.0, inplace=inplace))
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
+    expected, expected_lam = vectorised(FMix(1.0, inplace=False)).apply(x, plan, region)
+    original, batch = x.clone(), x.clone()
+    out, lam = adapter.apply(batch, plan, region)
+    as_bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+    assert (out is batch) == inplace and out.dtype == dtype and torch.equal(lam, expected_lam)
+    assert torch.equal(out.view(as_bits), expected.view(as_bits)) and not torch.equal(out, original)
+    assert torch.equal(out[5].view(as_bits), original[5].view(as_bits))
+    assert inplace or torch.equal(batch.view(as_bits), original.view(as_bits))
+    assert out.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+
+
 @pytest.mark.parametrize("per_sample", [True, False])
 def test_fmix_gradient_flows_to_the_pixels_each_sample_shows(per_sample):
     """Under autograd (out of place, vectorised) each output pixel's gradient goes back to the pixel it shows."""
