@@ -11,8 +11,9 @@ pastes the k-th draw's box into every sample, against CutMix pasting its k-th bo
 every sample. FMix's rows (per batch too) compare with CutMix's per-sample copy. NumPy
 runs on one thread, torch on ``--threads``. The last rows time FMix's threshold sort of
 128 coarse noise maps (32 x 32), torch's against NumPy's. It backs the choices in
-``multimix.resizemix`` (NumPy's take per sample, one batched nearest resize per batch
-unless the resized batch passes 32 MiB) and ``multimix.fmix`` (per batch the bits
+``multimix.resizemix`` (NumPy's take per sample; per batch the partners' rows, then
+columns for boxes up to 64 x 64, else one batched nearest resize unless the resized batch
+passes 32 MiB) and ``multimix.fmix`` (per batch the bits
 selected as integers, per sample ``torch.where``) and the reasons in
 docs/performance.md why FMix stays above 2x of CutMix and ResizeMix near it.
 """
@@ -31,6 +32,7 @@ from host import median_ms
 import multimix
 from multimix._kernels import select_bits
 from multimix.image import FMix
+from multimix.resizemix import _partner_boxes
 
 
 def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[str, Callable[[], None]]:
@@ -89,7 +91,33 @@ def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[s
             "ResizeMix: NumPy take (used)": numpy_take,
             "per batch: CutMix box copy": batch_cutmix_copy,
             "ResizeMix per batch: nearest kernel per sample": batch_resize_per_sample,
-            "ResizeMix per batch: one nearest resize (used below 32 MiB)": batch_resize_once}  # fmt: skip
+            "ResizeMix per batch: one nearest resize (used from 65 x 65 px to 32 MiB)": batch_resize_once}  # fmt: skip
+
+
+def small_box_variants(x: torch.Tensor, perm: list[int]) -> dict[str, Callable[[], None]]:
+    """ResizeMix per batch with boxes of 32-64 px a side, where torch's 2-D nearest kernel is slow per pixel."""
+    n, size = x.shape[0], x.shape[-1]
+    sides = itertools.cycle([32, 40, 48, 56, 64])
+    calls, partners = itertools.tee(sides, 3), torch.tensor(perm)
+
+    def cutmix_copy() -> None:
+        s = next(calls[0])
+        for i in range(n):
+            x[i, :, :s, :s].copy_(x[perm[i], :, :s, :s])
+
+    def resize_once() -> None:
+        s = next(calls[1])
+        resized = F.interpolate(x.view(-1, 1, size, size), size=(s, s), mode="nearest").view(-1, 3, s, s)
+        for i in range(n):
+            x[i, :, :s, :s].copy_(resized[perm[i]])
+
+    def rows_then_columns() -> None:  # what ResizeMix does for a small box of a contiguous batch
+        s = next(calls[2])
+        x[:, :, :s, :s].copy_(_partner_boxes(x, partners, (s, s)))
+
+    return {"small boxes: CutMix box copy": cutmix_copy,
+            "small boxes, ResizeMix per batch: one nearest resize": resize_once,
+            "small boxes, ResizeMix per batch: partners' rows, then columns (used)": rows_then_columns}  # fmt: skip
 
 
 def large_box_variants(x: torch.Tensor, perm: list[int]) -> dict[str, Callable[[], None]]:
@@ -220,19 +248,20 @@ def main() -> None:
     perm = torch.randperm(args.batch, generator=generator).tolist()
     lam = torch.rand(args.batch, generator=generator, dtype=torch.float64).numpy()
     draws = args.reps + 1  # one mask per call: median_ms makes a warm-up call and --reps timed ones
-    variants = {**resize_variants(x, perm, lam), **large_box_variants(x, perm), **fmix_variants(x, perm, False, draws),
-                **fmix_variants(x, perm, True, draws), **sort_variants(args.batch, generator)}  # fmt: skip
+    variants = {**resize_variants(x, perm, lam), **small_box_variants(x, perm), **large_box_variants(x, perm),
+                **fmix_variants(x, perm, False, draws), **fmix_variants(x, perm, True, draws),
+                **sort_variants(args.batch, generator)}  # fmt: skip
     print(f"batch {tuple(x.shape)} fp32, {args.threads} threads, torch {torch.__version__}, median of {args.reps}")
     times = {name: median_ms(fn, args.reps, warmup=1) for name, fn in variants.items()}
-    print(f"{'variant':<60}{'ms':>9}{'x CutMix copy':>15}")
+    print(f"{'variant':<72}{'ms':>9}{'x CutMix copy':>15}")
     for name, ms in times.items():  # ResizeMix's per-batch rows against CutMix's per-batch copy, the rest per sample
-        if name.startswith("large boxes"):
-            anchor = times["large boxes: CutMix box copy"]
+        if name.startswith(("small boxes", "large boxes")):
+            anchor = times[name.split(":")[0].split(",")[0] + ": CutMix box copy"]
         elif name.startswith(("ResizeMix per batch", "per batch:")):
             anchor = times["per batch: CutMix box copy"]
         else:
             anchor = times["CutMix box copy"]
-        print(f"{name:<60}{ms:>9.2f}{ms / anchor:>15.2f}")
+        print(f"{name:<72}{ms:>9.2f}{ms / anchor:>15.2f}")
 
 
 if __name__ == "__main__":

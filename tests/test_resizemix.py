@@ -158,42 +158,53 @@ def test_resizemix_gradient_equals_the_interpolate_reference(per_sample, memory_
     torch.testing.assert_close(x.grad, reference.grad)
 
 
-def _resize_batch_sizes(monkeypatch) -> list[int]:
-    """Record the batch size of every nearest resize ResizeMix asks torch for."""
-    sizes, resize = [], resizemix._nearest_resize
+def _record_calls(monkeypatch, name: str, resized: int) -> list[int]:
+    """Record how many images each call of ``multimix.resizemix.<name>`` resizes (its argument ``resized``)."""
+    calls, function = [], getattr(resizemix, name)
 
-    def recorded(images, size):
-        sizes.append(images.shape[0])
-        return resize(images, size)
+    def recorded(*args):
+        calls.append(len(args[resized]))
+        return function(*args)
 
-    monkeypatch.setattr(resizemix, "_nearest_resize", recorded)
-    return sizes
+    monkeypatch.setattr(resizemix, name, recorded)
+    return calls
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.uint8])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16, torch.uint8])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "video"])
 @pytest.mark.parametrize("inplace", [True, False])
-def test_resizemix_per_batch_rows_equal_the_batched_resize(monkeypatch, dtype, layout, inplace):
-    """On a CPU, a per-batch box whose resized batch would pass _FRESH_PAGES_BYTES is resized one sample at a time,
-    in the in-place schedule: the same pixels as one batched resize, the unmixed sample untouched."""
+@pytest.mark.parametrize("route", ["small box", "chunks of one partner", "large box", "past the fresh-pages limit"])
+def test_resizemix_per_batch_cpu_routes_paste_the_device_paths_pixels(monkeypatch, dtype, layout, inplace, route):
+    """On a CPU one box for the batch takes one of three routes: a small box (up to _SMALL_BOX_PIXELS) of a
+    contiguous batch gets the mixed samples' partners resized by rows and columns (in chunks of _CHUNK_BYTES of
+    rows) and one write; larger boxes and other layouts resize the batch with torch's 2-D kernel and copy per
+    sample; past _FRESH_PAGES_BYTES of resized boxes each sample is resized in the in-place schedule. All paste
+    the pixels of the vectorised device path; the unmixed sample keeps its own."""
     plan = fixed_plan(PLAN.index, 0.4, per_sample=False)  # sample 5 is its own partner: unmixed
     x = torch.rand(6, 3, 4, 16, 20, generator=torch.Generator().manual_seed(3)) if layout == "video" else images()
     x = (x * 255).to(dtype)
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
-    sizes = _resize_batch_sizes(monkeypatch)
-    batched, lam, region = run(looped(ResizeMix(1.0, inplace=inplace)), x, plan)
-    assert sizes == [6] and region.box is not None
+    adapter = looped(ResizeMix(1.0, inplace=inplace))
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
+    expected, expected_lam = vectorised(ResizeMix(1.0, inplace=False)).apply(x, plan, region)
     y1, y2, x1, x2 = region.box
-    monkeypatch.setattr(resizemix, "_FRESH_PAGES_BYTES", x[..., y1:y2, x1:x2].numel() * x.element_size())
-    at_limit, _, _ = run(looped(ResizeMix(1.0, inplace=inplace)), x, plan)
-    assert sizes == [6, 6] and torch.equal(at_limit, batched)  # at the limit: still one batched resize
-    monkeypatch.setattr(resizemix, "_FRESH_PAGES_BYTES", x[..., y1:y2, x1:x2].numel() * x.element_size() - 1)
-    original = x.clone()
-    rows, rows_lam = looped(ResizeMix(1.0, inplace=inplace)).apply(x, plan, region)
-    assert sizes == [6, 6] + [1] * 5  # one resize per mixed sample
-    assert (rows is x) == inplace and torch.equal(x, rows if inplace else original)
-    assert torch.equal(rows, batched) and torch.equal(rows_lam, lam) and not torch.equal(rows, original)
-    assert torch.equal(rows[5], original[5]) and rows.is_contiguous(memory_format=torch.channels_last) == (
-        layout == "channels_last"
-    )
+    resized_bytes = x[..., y1:y2, x1:x2].numel() * x.element_size()
+    monkeypatch.setattr(resizemix, "_FRESH_PAGES_BYTES", resized_bytes - (route == "past the fresh-pages limit"))
+    if route == "chunks of one partner":
+        monkeypatch.setattr(resizemix, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(resizemix, "_SMALL_BOX_PIXELS", (y2 - y1) * (x2 - x1) - (route == "large box"))
+    partner_boxes = _record_calls(monkeypatch, "_partner_boxes", resized=1)  # (x, partners, size)
+    resizes = _record_calls(monkeypatch, "_nearest_resize", resized=0)  # (images, size)
+    original, batch = x.clone(), x.clone()
+    out, lam = adapter.apply(batch, plan, region)
+    assert (out is batch) == inplace and torch.equal(batch, out if inplace else original)
+    assert torch.equal(out, expected) and torch.equal(lam, expected_lam) and not torch.equal(out, original)
+    assert torch.equal(out[5], original[5]) and out.dtype == dtype
+    assert out.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    if route == "past the fresh-pages limit":
+        assert partner_boxes == [] and resizes == [1] * 5  # one resize per mixed sample
+    elif layout == "channels_last" or route == "large box":
+        assert partner_boxes == [] and resizes == [6]  # the batch, resized by torch's 2-D kernel
+    else:
+        assert resizes == [] and partner_boxes == [5]  # the 5 mixed samples' partners
