@@ -208,3 +208,17 @@ def test_resizemix_per_batch_cpu_routes_paste_the_device_paths_pixels(monkeypatc
         assert partner_boxes == [] and resizes == [6]  # the batch, resized by torch's 2-D kernel
     else:
         assert resizes == [] and partner_boxes == [5]  # the 5 mixed samples' partners
+
+
+@pytest.mark.parametrize("inplace", [True, False])
+def test_resizemix_small_box_route_with_every_sample_mixed(monkeypatch, inplace):
+    """Every sample mixed (a permutation with no fixed point): the partners' boxes go in with one copy."""
+    plan = fixed_plan([1, 2, 0, 4, 5, 3], 0.4, per_sample=False)
+    assert plan.all_mixed
+    x = images()
+    adapter = looped(ResizeMix(1.0, inplace=inplace))
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(1))
+    expected, _ = vectorised(ResizeMix(1.0, inplace=False)).apply(x, plan, region)
+    partner_boxes = _record_calls(monkeypatch, "_partner_boxes", resized=1)
+    out, _ = adapter.apply(x.clone(), plan, region)
+    assert partner_boxes == [6] and torch.equal(out, expected) and not torch.equal(out, x)
