@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from host import median_ms
 
 import multimix
-from multimix._kernels import select_bits
+from multimix._kernels import select_bits, select_bits_dtype
 from multimix.image import FMix
 from multimix.resizemix import _partner_boxes
 
@@ -115,7 +115,13 @@ def small_box_variants(x: torch.Tensor, perm: list[int]) -> dict[str, Callable[[
         s = next(calls[2])
         x[:, :, :s, :s].copy_(_partner_boxes(x, partners, (s, s)))
 
-    return {"small boxes: CutMix box copy": cutmix_copy,
+    def kernel_at(h: int, w: int) -> Callable[[], None]:  # torch's 2-D kernel alone, just below and above 4,096 px
+        return lambda: F.interpolate(x.view(-1, 1, size, size), size=(h, w), mode="nearest")
+
+    return {"small boxes: torch's 2-D nearest resize alone, 64 x 64": kernel_at(64, 64),
+            "small boxes: torch's 2-D nearest resize alone, 64 x 65": kernel_at(64, 65),
+            "small boxes: torch's 2-D nearest resize alone, 68 x 68": kernel_at(68, 68),
+            "small boxes: CutMix box copy": cutmix_copy,
             "small boxes, ResizeMix per batch: one nearest resize": resize_once,
             "small boxes, ResizeMix per batch: partners' rows, then columns (used)": rows_then_columns}  # fmt: skip
 
@@ -220,6 +226,45 @@ def fmix_variants(x: torch.Tensor, perm: list[int], per_sample: bool, draws: int
             f"FMix {mode}: lerp, 0/1 weight (not exact)": lerp_every_pixel}  # fmt: skip
 
 
+def select_dtype_variants(x: torch.Tensor, perm: list[int]) -> dict[str, Callable[[], None]]:
+    """FMix's per-batch selection in other dtypes: ``torch.where`` against the bits selected as integers.
+
+    One mask drawn by FMix for the batch; each dtype's batch is a converted copy of ``x``.
+    """
+    adapter = FMix(1.0)
+    mixer = multimix.Mixer(adapter, num_classes=10, seed=0)
+    mask = adapter.mask(x, adapter.draw_region(x, mixer.draw(x.shape[0]), torch.Generator().manual_seed(0)))[0]
+    variants = {}
+    for dtype in (torch.bfloat16, torch.uint8, torch.float64):
+        batch = (x * 255 if dtype == torch.uint8 else x).to(dtype)
+        bits = select_bits_dtype(batch)
+
+        def select_where(batch: torch.Tensor = batch) -> None:
+            for i in range(batch.shape[0]):
+                torch.where(mask, batch[i], batch[perm[i]], out=batch[i])
+
+        name = str(dtype).removeprefix("torch.")
+        variants[f"FMix per batch, {name}: select every pixel" + (" (used)" if bits is None else "")] = select_where
+        if bits is None:
+            continue
+        keep, scratch, as_bits = mask.to(bits), torch.empty_like(batch[0], dtype=bits), batch.view(bits)
+
+        def select_as_integers(as_bits: torch.Tensor = as_bits, keep=keep, scratch=scratch) -> None:
+            for i in range(as_bits.shape[0]):
+                select_bits(as_bits[i], as_bits[perm[i]], keep, scratch)
+
+        variants[f"FMix per batch, {name}: integer bit select (used)"] = select_as_integers
+    int64 = x.view(torch.int32).to(torch.int64)  # what an integer select of 8-byte values would cost
+    keep64, scratch64 = mask.to(torch.int64), torch.empty_like(int64[0])
+
+    def select_int64() -> None:
+        for i in range(int64.shape[0]):
+            select_bits(int64[i], int64[perm[i]], keep64, scratch64)
+
+    variants["FMix per batch, float64: integer bit select (not used)"] = select_int64
+    return variants
+
+
 def sort_variants(count: int, generator: torch.Generator) -> dict[str, Callable[[], None]]:
     """FMix's thresholds come from each coarse noise map sorted: torch's sort against NumPy's."""
     noise = torch.randn(count, 32 * 32, generator=generator)
@@ -250,7 +295,7 @@ def main() -> None:
     draws = args.reps + 1  # one mask per call: median_ms makes a warm-up call and --reps timed ones
     variants = {**resize_variants(x, perm, lam), **small_box_variants(x, perm), **large_box_variants(x, perm),
                 **fmix_variants(x, perm, False, draws), **fmix_variants(x, perm, True, draws),
-                **sort_variants(args.batch, generator)}  # fmt: skip
+                **select_dtype_variants(x, perm), **sort_variants(args.batch, generator)}  # fmt: skip
     print(f"batch {tuple(x.shape)} fp32, {args.threads} threads, torch {torch.__version__}, median of {args.reps}")
     times = {name: median_ms(fn, args.reps, warmup=1) for name, fn in variants.items()}
     print(f"{'variant':<72}{'ms':>9}{'x CutMix copy':>15}")

@@ -101,11 +101,15 @@ SAME_SIZE_INTEGER = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.in
 
 
 def select_bits_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """The integer type :func:`select_bits` works in for ``x``'s elements, or None where ``torch.where`` is faster.
+    """The integer type :func:`select_bits` works in for ``x``'s elements, or None where it must not or need not.
 
-    8-byte elements are left to ``where``: a CPU multiplies 64-bit integers one at a time.
+    8-byte elements are left to ``where``: a CPU multiplies 64-bit integers one at a
+    time. So are views whose values are negated or conjugated lazily (``z.conj().imag``):
+    their bits are not their values, and torch refuses to view them as integers.
     """
-    return SAME_SIZE_INTEGER.get(x.element_size()) if x.element_size() < 8 else None
+    if x.element_size() >= 8 or x.is_neg() or x.is_conj():
+        return None
+    return SAME_SIZE_INTEGER[x.element_size()]
 
 
 def select_bits(dst: torch.Tensor, partner: torch.Tensor, keep: torch.Tensor, scratch: torch.Tensor) -> None:
@@ -113,10 +117,11 @@ def select_bits(dst: torch.Tensor, partner: torch.Tensor, keep: torch.Tensor, sc
 
     All three (and ``scratch``, dst's shape) are of the :func:`select_bits_dtype` type;
     ``keep`` broadcasts. torch's CPU ``where`` is a scalar loop that branches per
-    element; ``partner + (dst - partner) * keep`` in wrapping integer arithmetic gives
-    each element's bits exactly (NaN, infinities and -0.0 included) in two vectorised
-    passes: 1.3x as fast as ``where`` for float32, 2x for bfloat16, 4x for uint8
-    (benchmarks/adapter_kernels.py).
+    element; ``partner + (dst - partner) * keep`` in integer arithmetic, which wraps
+    around in torch's CPU kernels (two's complement; the tests check every bit pattern),
+    gives each element's bits exactly (NaN, infinities and -0.0 included) in two
+    vectorised passes: 1.1-1.3x as fast as ``where`` for float32, about 2x for
+    bfloat16 and 4-5x for uint8 (benchmarks/adapter_kernels.py).
     """
     torch.sub(dst, partner, out=scratch)
     torch.addcmul(partner, scratch, keep, out=dst)

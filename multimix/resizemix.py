@@ -69,8 +69,9 @@ _FRESH_PAGES_BYTES = 32 * 2**20
 # Partners whose source rows take about this much are resized together: the rows stay in a cache while resized.
 _CHUNK_BYTES = 2 * 2**20
 
-# Up to this many pixels per box, torch's 2-D nearest kernel takes 2-3x as long per pixel on a CPU as for larger
-# boxes (4-10 ms for a 128x3x224x224 batch at sides 40-64, 4-6 ms at 72-96): ResizeMix picks rows and columns instead.
+# Up to this many pixels per box (64 x 64), torch's 2-D nearest kernel is slow per pixel on a CPU (a 128x3x224x224
+# batch to 64 x 64: 8.8 ms, to 64 x 65: 3.1 ms; benchmarks/adapter_kernels.py): ResizeMix picks rows and columns
+# itself there.
 _SMALL_BOX_PIXELS = 64 * 64
 
 
@@ -97,13 +98,11 @@ def _nearest_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     ``(N * C, 1, H, W)``: with three channels torch's CPU kernel first copies the whole
     input for some output sizes (square ones among them), with one it never does; other
     layouts (channels_last) go in as they are, so no reshape copies them. float64 on a
-    CPU is gathered by rows and columns instead: torch's CPU kernel computes its indices
-    in double precision, which for some sizes picks other pixels than the float32 rule.
+    CPU is gathered by rows, then columns (:func:`_columns`).
     """
     if images.dtype == torch.float64 and images.device.type == "cpu":
-        height, width = images.shape[-2:]
-        rows, cols = torch.tensor(_nearest_index(height, size[0])), torch.tensor(_nearest_index(width, size[1]))
-        return images.index_select(-2, rows).index_select(-1, cols)
+        rows = images.index_select(-2, torch.tensor(_nearest_index(images.shape[-2], size[0])))
+        return _columns(rows.reshape(-1, *rows.shape[-2:]), size[1]).view(*images.shape[:-2], *size)
     shape = (-1, 1) if images.is_contiguous() else (images.shape[0], -1)
     planes = images.reshape(*shape, *images.shape[-2:])
     return F.interpolate(planes, size=size, mode="nearest").view(*images.shape[:-2], *size)
@@ -116,9 +115,11 @@ def _plane_rows(planes: int, height: int, out: int) -> torch.Tensor:
 
 
 def _columns(rows: torch.Tensor, out: int) -> torch.Tensor:
-    """``rows`` ``(P, h, W)`` resized (nearest) to ``out`` columns by the float32 rule: torch's 1-D kernel.
+    """CPU ``rows`` ``(P, h, W)`` resized (nearest) to ``out`` columns by the float32 rule: torch's 1-D kernel.
 
-    float64 is gathered instead: torch's CPU kernel picks its columns in double precision.
+    float64 is gathered instead: torch's CPU kernels compute float64 indices in double
+    precision, which for some sizes (26 -> 22, 224 -> 184) picks other pixels than the
+    float32 rule that CUDA and every other dtype follow.
     """
     if rows.dtype == torch.float64:
         return rows.index_select(2, torch.tensor(_nearest_index(rows.shape[-1], out)))
@@ -132,8 +133,9 @@ def _partner_boxes(x: torch.Tensor, partners: torch.Tensor, size: tuple[int, int
     a time (about :data:`_CHUNK_BYTES` of source rows, which stay in a cache while the
     columns are picked): their rows by one ``index_select`` of whole rows of the batch's
     ``(N * planes * H, W)`` view, then the columns (:func:`_columns`). On a CPU, for boxes
-    up to :data:`_SMALL_BOX_PIXELS`, 1.8-3x as fast as torch's 2-D kernel on the batch and
-    a copy per sample; for larger boxes no faster (benchmarks/adapter_kernels.py).
+    up to :data:`_SMALL_BOX_PIXELS`, about 3x as fast as torch's 2-D kernel on the batch
+    and a copy per sample; for larger boxes faster in some runs, slower in others
+    (benchmarks/adapter_kernels.py).
     """
     height, width = x.shape[-2:]
     planes = x[0].numel() // (height * width)
@@ -290,7 +292,7 @@ class ResizeMix(Adapter):
             if not plan.all_mixed:
                 resized = torch.where(row_view(plan.mixed, resized), resized, window)
             window.copy_(resized)
-        else:  # other layouts on a CPU: a copy per mixed sample, not a second box-sized temporary in partner order
+        else:  # a CPU: a copy per mixed sample, not a second box-sized temporary in partner order
             for i, (j, mixed) in enumerate(zip(plan.index.tolist(), plan.mixed.tolist(), strict=True)):
                 if mixed and i != j:
                     window[i].copy_(resized[j])

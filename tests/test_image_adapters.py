@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import multimix
+from multimix import fmix
 from multimix.fmix import _device_generator, _thresholds
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
 from multimix.saliencymix import _cell_centres, _peak_cells
@@ -271,7 +272,7 @@ def test_fmix_vectorised_keeps_an_unmixed_sample_whatever_its_partner():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "video"])
 @pytest.mark.parametrize("inplace", [True, False])
-def test_fmix_per_batch_loop_selects_the_bits_torch_where_selects(dtype, layout, inplace):
+def test_fmix_per_batch_loop_selects_the_bits_torch_where_selects(monkeypatch, dtype, layout, inplace):
     """On a CPU the per-batch loop selects each element's bits as integers (8-byte values by torch.where): the bits
     of the vectorised where, inf, NaN and -0.0 included, the unmixed sample untouched, in place or not."""
     plan = fixed_plan(PLAN.index, 0.4, per_sample=False)  # sample 5 is its own partner: unmixed
@@ -285,13 +286,33 @@ def test_fmix_per_batch_loop_selects_the_bits_torch_where_selects(dtype, layout,
     region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
     expected, expected_lam = vectorised(FMix(1.0, inplace=False)).apply(x, plan, region)
     original, batch = x.clone(), x.clone()
+    selections, select_bits = [], fmix.select_bits
+    monkeypatch.setattr(fmix, "select_bits", lambda *args: selections.append(1) or select_bits(*args))
     out, lam = adapter.apply(batch, plan, region)
+    assert len(selections) == (0 if dtype == torch.float64 else 5)  # the 5 mixed samples, as integers
     as_bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
     assert (out is batch) == inplace and out.dtype == dtype and torch.equal(lam, expected_lam)
     assert torch.equal(out.view(as_bits), expected.view(as_bits)) and not torch.equal(out, original)
     assert torch.equal(out[5].view(as_bits), original[5].view(as_bits))
     assert inplace or torch.equal(batch.view(as_bits), original.view(as_bits))
     assert out.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+
+
+@pytest.mark.parametrize("inplace", [True, False])
+def test_fmix_per_batch_loop_mixes_a_lazily_negated_view_as_where_does(inplace):
+    """The imaginary part of a conjugate is negated lazily: its bits are not its values and torch will not view it
+    as integers, so the CPU loop selects it with torch.where, as the device path does."""
+    plan = fixed_plan(PLAN.index, 0.4, per_sample=False)
+    z = torch.randn(6, 3, 16, 20, dtype=torch.complex64, generator=torch.Generator().manual_seed(4))
+    x = z.conj().imag
+    assert x.is_neg()
+    adapter = looped(FMix(1.0, inplace=inplace))
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
+    expected, _ = vectorised(FMix(1.0, inplace=False)).apply(x, plan, region)
+    original = x.clone()  # the values, negation resolved
+    out, _ = adapter.apply(x, plan, region)
+    assert torch.equal(out, expected) and not torch.equal(expected, original)
+    assert torch.equal(-z.imag, out if inplace else original)  # in place: written through the view
 
 
 @pytest.mark.parametrize("per_sample", [True, False])

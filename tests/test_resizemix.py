@@ -186,9 +186,12 @@ def test_resizemix_per_batch_cpu_routes_paste_the_device_paths_pixels(monkeypatc
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
     adapter = looped(ResizeMix(1.0, inplace=inplace))
-    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
+    region = adapter.draw_region(x, plan, torch.Generator().manual_seed(2))
     expected, expected_lam = vectorised(ResizeMix(1.0, inplace=False)).apply(x, plan, region)
     y1, y2, x1, x2 = region.box
+    sources = np.ix_(_nearest_index(16, y2 - y1), _nearest_index(20, x2 - x1))
+    assert ((y1 <= sources[0]) & (sources[0] < y2) & (x1 <= sources[1]) & (sources[1] < x2)).any()  # the box is
+    # read as well as written: a write before its readers have read would show
     resized_bytes = x[..., y1:y2, x1:x2].numel() * x.element_size()
     monkeypatch.setattr(resizemix, "_FRESH_PAGES_BYTES", resized_bytes - (route == "past the fresh-pages limit"))
     if route == "chunks of one partner":
@@ -222,3 +225,19 @@ def test_resizemix_small_box_route_with_every_sample_mixed(monkeypatch, inplace)
     partner_boxes = _record_calls(monkeypatch, "_partner_boxes", resized=1)
     out, _ = adapter.apply(x.clone(), plan, region)
     assert partner_boxes == [6] and torch.equal(out, expected) and not torch.equal(out, x)
+
+
+@pytest.mark.parametrize("inplace", [True, False])
+def test_resizemix_small_box_route_takes_float64_columns_by_the_float32_rule(inplace):
+    """torch's 1-D nearest kernel picks other float64 columns than the float32 rule for 26 -> 22; the small-box
+    route (rows, then columns) gathers float64 columns by the rule, as the device does."""
+    line = torch.arange(26.0).view(1, 1, 26)
+    assert not torch.equal(F.interpolate(line.double(), 22, mode="nearest"), F.interpolate(line, 22).double())
+    x = torch.arange(2 * 24 * 26, dtype=torch.float64).view(2, 1, 24, 26)  # exact in float32
+    box = (1, 23, 2, 24)
+    region = Resized(torch.tensor([box, box]), torch.full((2,), 1 - 22 * 22 / (24 * 26), dtype=torch.float64), box=box)
+    out, _ = looped(ResizeMix(1.0, inplace=inplace)).apply(x.clone(), fixed_plan([1, 0], 0.5, per_sample=False), region)
+    expected = x.clone()
+    for i, j in ((0, 1), (1, 0)):
+        expected[i, :, 1:23, 2:24] = F.interpolate(x[j : j + 1].float(), size=(22, 22), mode="nearest")[0].double()
+    assert torch.equal(out, expected)
