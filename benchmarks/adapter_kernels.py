@@ -94,25 +94,34 @@ def resize_variants(x: torch.Tensor, perm: list[int], lam: np.ndarray) -> dict[s
             "ResizeMix per batch: one nearest resize (used from 65 x 65 px to 32 MiB)": batch_resize_once}  # fmt: skip
 
 
-def small_box_variants(x: torch.Tensor, perm: list[int]) -> dict[str, Callable[[], None]]:
-    """ResizeMix per batch with boxes of 32-64 px a side, where torch's 2-D nearest kernel is slow per pixel."""
+def box_baselines(x: torch.Tensor, perm: list[int], sides: list[int]) -> tuple[Callable[[], None], ...]:
+    """Per batch, one square box for every sample, call k the k-th of ``sides`` (cycled): CutMix's box copy and
+    ResizeMix's older route, one 2-D nearest resize of the batch then a copy per sample."""
     n, size = x.shape[0], x.shape[-1]
-    sides = itertools.cycle([32, 40, 48, 56, 64])
-    calls, partners = itertools.tee(sides, 3), torch.tensor(perm)
+    copy_sides, resize_sides = itertools.cycle(sides), itertools.cycle(sides)
 
     def cutmix_copy() -> None:
-        s = next(calls[0])
+        s = next(copy_sides)
         for i in range(n):
             x[i, :, :s, :s].copy_(x[perm[i], :, :s, :s])
 
     def resize_once() -> None:
-        s = next(calls[1])
+        s = next(resize_sides)
         resized = F.interpolate(x.view(-1, 1, size, size), size=(s, s), mode="nearest").view(-1, 3, s, s)
         for i in range(n):
             x[i, :, :s, :s].copy_(resized[perm[i]])
 
+    return cutmix_copy, resize_once
+
+
+def small_box_variants(x: torch.Tensor, perm: list[int]) -> dict[str, Callable[[], None]]:
+    """ResizeMix per batch with boxes of 32-64 px a side, where torch's 2-D nearest kernel is slow per pixel."""
+    size, sides = x.shape[-1], [32, 40, 48, 56, 64]
+    cutmix_copy, resize_once = box_baselines(x, perm, sides)
+    used_sides, partners = itertools.cycle(sides), torch.tensor(perm)
+
     def rows_then_columns() -> None:  # what ResizeMix does for a small box of a contiguous batch
-        s = next(calls[2])
+        s = next(used_sides)
         x[:, :, :s, :s].copy_(_partner_boxes(x, partners, (s, s)))
 
     def kernel_at(h: int, w: int) -> Callable[[], None]:  # torch's 2-D kernel alone, just below and above 4,096 px
@@ -134,27 +143,17 @@ def large_box_variants(x: torch.Tensor, perm: list[int]) -> dict[str, Callable[[
     """
     n, size = x.shape[0], x.shape[-1]
     smallest = next((s for s in range(1, size + 1) if n * 3 * s * s * x.element_size() > 32 * 2**20), size)
-    sides = itertools.cycle(np.linspace(smallest, max(smallest, int(0.8 * size)), 5).astype(int).tolist())
-    calls = itertools.tee(sides, 3)
-
-    def cutmix_copy() -> None:
-        s = next(calls[0])
-        for i in range(n):
-            x[i, :, :s, :s].copy_(x[perm[i], :, :s, :s])
-
-    def resize_once() -> None:
-        s = next(calls[1])
-        resized = F.interpolate(x.view(-1, 1, size, size), size=(s, s), mode="nearest").view(-1, 3, s, s)
-        for i in range(n):
-            x[i, :, :s, :s].copy_(resized[perm[i]])
+    sides = np.linspace(smallest, max(smallest, int(0.8 * size)), 5).astype(int).tolist()
+    cutmix_copy, resize_once = box_baselines(x, perm, sides)
+    used_sides = itertools.cycle(sides)
 
     def resize_per_sample() -> None:
-        s = next(calls[2])
+        s = next(used_sides)
         for i in range(n):
             resized = F.interpolate(x[perm[i]].reshape(-1, 1, size, size), size=(s, s), mode="nearest")
             x[i, :, :s, :s].copy_(resized.view(-1, s, s))
 
-    print(f"large boxes: sides {smallest}-{max(smallest, int(0.8 * size))} (the resized batch passes 32 MiB)")
+    print(f"large boxes: sides {sides[0]}-{sides[-1]} (the resized batch passes 32 MiB)")
     return {"large boxes: CutMix box copy": cutmix_copy,
             "large boxes, ResizeMix per batch: one nearest resize": resize_once,
             "large boxes, ResizeMix per batch: per sample (used)": resize_per_sample}  # fmt: skip
