@@ -267,13 +267,19 @@ class ResizeMix(Adapter):
     def _paste_one_box(
         self, x: torch.Tensor, plan: MixPlan, box: tuple[int, int, int, int], *, inplace: bool
     ) -> torch.Tensor:
-        """A per-batch draw: every mixed sample's box gets its partner resized to it, from the originals."""
+        """A per-batch draw: every mixed sample's box gets its partner resized to it, from the originals.
+
+        On a device, one resize of the batch and one selection. On a CPU the route
+        depends on the box: a resized batch above :data:`_FRESH_PAGES_BYTES` is resized a
+        sample at a time in the in-place schedule; a box of a contiguous batch up to
+        :data:`_SMALL_BOX_PIXELS` gets the partners' rows and columns
+        (:func:`_partner_boxes`); other boxes, one resize of the batch and a copy per sample.
+        """
         y1, y2, x1, x2 = box
         if y2 <= y1 or x2 <= x1:
             return x if inplace else x.clone()
-        size = (y2 - y1, x2 - x1)
-        resized_bytes = x[..., y1:y2, x1:x2].numel() * x.element_size()
-        if not self.vectorized(x) and resized_bytes > _FRESH_PAGES_BYTES:  # fresh pages cost more than per-sample calls
+        size, loop = (y2 - y1, x2 - x1), not self.vectorized(x)
+        if loop and x[..., y1:y2, x1:x2].numel() * x.element_size() > _FRESH_PAGES_BYTES:
 
             def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
                 dst[..., y1:y2, x1:x2].copy_(_nearest_resize(partner.unsqueeze(0), size)[0])
@@ -281,11 +287,22 @@ class ResizeMix(Adapter):
             return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
         out = x if inplace else x.clone()
         window = out[..., y1:y2, x1:x2]
-        if not self.vectorized(x) and x.is_contiguous() and size[0] * size[1] <= _SMALL_BOX_PIXELS:  # rows, columns
+        if loop and x.is_contiguous() and size[0] * size[1] <= _SMALL_BOX_PIXELS:
             filled = plan.mixed.nonzero().flatten()
             resized = _partner_boxes(x, plan.index[filled], size)
             window.copy_(resized) if plan.all_mixed else window.index_copy_(0, filled, resized)
             return out
+        resized = _nearest_resize(x, size)  # torch's nearest resize reads only the pixels it keeps, in any layout
+        if loop:  # a copy per mixed sample, not a second box-sized temporary in partner order
+            for i, (j, mixed) in enumerate(zip(plan.index.tolist(), plan.mixed.tolist(), strict=True)):
+                if mixed and i != j:
+                    window[i].copy_(resized[j])
+            return out
+        resized = resized.index_select(0, plan.index)
+        if not plan.all_mixed:
+            resized = torch.where(row_view(plan.mixed, resized), resized, window)
+        window.copy_(resized)
+        return out
         resized = _nearest_resize(x, size)  # torch's nearest resize reads only the pixels it keeps, in any layout
         if self.vectorized(x):
             resized = resized.index_select(0, plan.index)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import multimix
 from multimix import fmix
+from multimix._kernels import SAME_SIZE_INTEGER
 from multimix.fmix import _device_generator, _thresholds
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
 from multimix.saliencymix import _cell_centres, _peak_cells
@@ -290,7 +291,7 @@ def test_fmix_per_batch_loop_selects_the_bits_torch_where_selects(monkeypatch, d
     monkeypatch.setattr(fmix, "select_bits", lambda *args: selections.append(1) or select_bits(*args))
     out, lam = adapter.apply(batch, plan, region)
     assert len(selections) == (0 if dtype == torch.float64 else 5)  # the 5 mixed samples, as integers
-    as_bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+    as_bits = SAME_SIZE_INTEGER[x.element_size()]
     assert (out is batch) == inplace and out.dtype == dtype and torch.equal(lam, expected_lam)
     assert torch.equal(out.view(as_bits), expected.view(as_bits)) and not torch.equal(out, original)
     assert torch.equal(out[5].view(as_bits), original[5].view(as_bits))
