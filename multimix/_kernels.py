@@ -15,7 +15,6 @@ device kernels never need a read-back to skip work.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -213,80 +212,3 @@ def paste_boxes(
         dst[..., y1:y2, x1:x2].copy_(partner[..., y1:y2, x1:x2])
 
     return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
-
-
-def pastes_by_position(x: torch.Tensor) -> bool:
-    """Whether moving only the pasted pixels (:func:`paste_pixels`, :func:`paste_windows`) pays on ``x``'s device.
-
-    Off the CPU it does: the pixels it does not paste are neither read nor written. On
-    a CPU torch's gather by several index tensors is slower than a selection over the
-    batch (128x3x32x32, FMix per batch: 1.6x CutMix's time by selection, 2.6x by
-    position; benchmarks/image_mix.py --size 32).
-    """
-    return x.device.type != "cpu"
-
-
-def paste_pixels(x: torch.Tensor, plan: MixPlan, pixels: torch.Tensor, *, inplace: bool) -> torch.Tensor | None:
-    """Write each mixed sample's partner's pixels at the flat positions ``pixels`` of every sample, vectorised.
-
-    ``pixels`` ``(P,)`` long are positions in the row-major ``H * W`` plane of the last
-    two dimensions, shared by the batch (one mask for the batch), on ``x``'s device.
-    One gather reads the partners' values there and one scatter writes them: only
-    those pixels move, where a selection over the batch reads every pixel of ``x`` and
-    of a gathered copy of it. Returns None (nothing written) where ``x``'s layout has
-    no such view.
-    """
-    plane = x.shape[-2] * x.shape[-1]
-    if _merged_view(x, plane) is None:
-        return None
-    out = x if inplace else x.clone()
-    if pixels.shape[0]:
-        flat = _merged_view(out, plane)
-        index = _sources(plan).view(-1, 1, 1), _arange(flat.shape[1], x.device).view(1, -1, 1), pixels.view(1, 1, -1)
-        flat.index_copy_(2, pixels, flat[index])
-    return out
-
-
-def paste_windows(
-    x: torch.Tensor, plan: MixPlan, rows: torch.Tensor, cols: torch.Tensor, *, inplace: bool
-) -> torch.Tensor | None:
-    """Write each mixed sample's partner's pixels at the sample's window, vectorised, for windows of one size.
-
-    ``rows`` ``(B, h)`` and ``cols`` ``(B, w)`` long on ``x``'s device give each sample's
-    window on the last two dimensions. A window clipped at the border repeats its edge
-    positions: a repeated pixel is written the same value each time. Unmixed samples
-    rewrite their own pixels, whatever their window. One gather and one scatter of
-    ``h * w`` pixels a sample, where a selection reads the whole batch and a gathered
-    copy of it. Returns None (nothing written) where ``x``'s layout has no such view.
-    """
-    n = x.shape[0]
-    if _merged_view(x, *x.shape[-2:]) is None:
-        return None
-    out = x if inplace else x.clone()
-    planes = _merged_view(out, *x.shape[-2:])
-    channels = _arange(planes.shape[1], x.device).view(1, -1, 1, 1)
-    rows, cols = rows.view(n, 1, -1, 1), cols.view(n, 1, 1, -1)
-    values = planes[_sources(plan).view(-1, 1, 1, 1), channels, rows, cols]
-    planes.index_put_((_arange(n, x.device).view(-1, 1, 1, 1), channels, rows, cols), values)
-    return out
-
-
-def _merged_view(x: torch.Tensor, *tail: int) -> torch.Tensor | None:
-    """``x`` viewed as ``(B, M, *tail)``, the dimensions between batch and ``tail`` merged; None if no view does it."""
-    try:
-        return x.view(x.shape[0], -1, *tail)
-    except RuntimeError:  # a layout whose middle dimensions do not merge (channels_last_3d, some slices)
-        return None
-
-
-def _sources(plan: MixPlan) -> torch.Tensor:
-    """``(B,)`` long: each sample's partner, or the sample itself where the plan leaves it unmixed."""
-    if plan.all_mixed:
-        return plan.index
-    return torch.where(plan.mixed, plan.index, _arange(plan.batch_size, plan.index.device))
-
-
-@functools.lru_cache(maxsize=64)
-def _arange(count: int, device: torch.device) -> torch.Tensor:
-    """``arange(count)`` on ``device``, made on the host and copied once without waiting (shared, never written)."""
-    return torch.arange(count).to(device, non_blocking=True)

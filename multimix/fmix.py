@@ -10,16 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from multimix._checks import check_probability
-from multimix._kernels import (
-    apply_rowwise,
-    keep_unmixed,
-    paste_pixels,
-    pastes_by_position,
-    row_view,
-    select_bits,
-    select_bits_dtype,
-    unchanged,
-)
+from multimix._kernels import apply_rowwise, keep_unmixed, row_view, select_bits, select_bits_dtype, unchanged
 from multimix._transfer import to_device
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS
@@ -99,8 +90,6 @@ class Fourier(NamedTuple):
     noise: torch.Tensor  # (B, h, w) float32 coarse noise (one map shared by the batch without per_sample)
     high: torch.Tensor  # (B,) float32: above it the mask is 1
     low: torch.Tensor  # (B,) float32: below it 0; linear in between (max_soft > 0), else low == high
-    # (P,) long: one binary mask for the batch, mixed vectorised: the flat H * W positions of its partner pixels
-    partner_pixels: torch.Tensor | None = None
 
 
 class FMix(Adapter):
@@ -152,17 +141,10 @@ class FMix(Adapter):
                                   _device_generator(x.device, seed), device=x.device)  # fmt: skip
             ascending = noise.flatten(1).sort(dim=1).values
         thresholds = _thresholds(ascending, np.stack([lam - soft, lam + soft]) if self.max_soft else lam[None])
-        region = Fourier(noise, thresholds[0], thresholds[-1])  # one map for a per-batch draw
-        if count == 1 and not self.max_soft and pastes_by_position(x):  # the mask made here: the device moves
-            partner = ~self.mask(x, region)  # only the partner pixels
-            region = region._replace(partner_pixels=torch.from_numpy(np.flatnonzero(partner.numpy())))
-        return region
+        return Fourier(noise, thresholds[0], thresholds[-1])  # one map for a per-batch draw, broadcast on the device
 
     def mask(self, x: torch.Tensor, region: Fourier) -> torch.Tensor:
-        """``(B or 1, H, W)`` weight of each sample's own pixels (bool when binary), on the region's device.
-
-        That is ``x``'s once the Mixer has moved the region there; ``x`` gives only the size and dtype.
-        """
+        """``(B or 1, H, W)`` weight of each sample's own pixels (bool when binary), on ``x``'s device."""
         noise = region.noise.unsqueeze(1)
         if noise.shape[-2:] != x.shape[-2:]:
             noise = F.interpolate(noise, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -177,11 +159,6 @@ class FMix(Adapter):
         inplace = self.writes_inplace(x)
         if not plan.any_mixed:
             return unchanged(x, inplace), torch.ones_like(plan.lam)
-        if region.partner_pixels is not None and pastes_by_position(x):
-            mixed = paste_pixels(x, plan, region.partner_pixels, inplace=inplace)
-            if mixed is not None:
-                own = 1.0 - region.partner_pixels.shape[0] / (x.shape[-2] * x.shape[-1])
-                return mixed, torch.where(plan.mixed, torch.tensor(own, dtype=torch.float64), 1.0)
         mask = self.mask(x, region)
         flat = mask.flatten(1)  # the mask's mean, exactly: a binary mask is counted, without a widened copy
         if mask.dtype != torch.bool:

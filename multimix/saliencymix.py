@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multimix._kernels import paste_boxes, paste_windows, pastes_by_position, unchanged
+from multimix._kernels import paste_boxes, unchanged
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS, box_masks
 from multimix.lengths import Validity
@@ -82,8 +82,6 @@ class Halves(NamedTuple):
 
     offsets: torch.Tensor  # (B, 4) long [-half_h, half_h, -half_w, half_w]; 0 for unmixed samples (an empty box)
     limits: torch.Tensor  # (2, 4) long: [0, 0, 0, 0] and [H, H, W, W], the clip of each box coordinate
-    # (h,) and (w,) long arange: every mixed sample's box has these sides before clipping (a per-batch lam)
-    steps: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class SaliencyMix(Adapter):
@@ -114,13 +112,7 @@ class SaliencyMix(Adapter):
         half_h, half_w = np.floor(ratio * height).astype(np.int64), np.floor(ratio * width).astype(np.int64)
         offsets = np.stack([-half_h, half_h, -half_w, half_w], axis=1)
         limits = np.array([[0, 0, 0, 0], [height, height, width, width]], dtype=np.int64)
-        region = Halves(torch.from_numpy(offsets), torch.from_numpy(limits))
-        mixed = plan.mixed.numpy()
-        sides = 2 * half_h[mixed], 2 * half_w[mixed]
-        one_size = sides[0].size and all(side.min() == side.max() > 0 for side in sides)
-        if one_size and pastes_by_position(x):  # every box one size: pasted as windows
-            region = region._replace(steps=(torch.arange(int(sides[0][0])), torch.arange(int(sides[1][0]))))
-        return region
+        return Halves(torch.from_numpy(offsets), torch.from_numpy(limits))
 
     def boxes(self, x: torch.Tensor, plan: MixPlan, region: Halves) -> torch.Tensor:
         """``(B, 4)`` long ``[y1, y2, x1, x2)`` on ``x``'s device: each box around its partner's peak, clipped."""
@@ -137,12 +129,6 @@ class SaliencyMix(Adapter):
         sides = boxes[:, 1::2] - boxes[:, ::2]  # unmixed samples have empty boxes: lam 1, nothing pasted
         lam = 1.0 - sides.prod(1).double().div_(x.shape[-2] * x.shape[-1])
         vectorized = self.vectorized(x)
-        if region.steps is not None and pastes_by_position(x):  # only the boxes' pixels move
-            rows, cols = (torch.minimum(boxes[:, k : k + 1] + steps, boxes[:, k + 1 : k + 2] - 1)
-                          for k, steps in zip((0, 2), region.steps, strict=True))  # fmt: skip
-            mixed = paste_windows(x, plan, rows, cols, inplace=inplace)
-            if mixed is not None:
-                return mixed, lam
         masks = box_masks(boxes, None, x.shape[-2], x.shape[-1]) if vectorized else {}
         mixed = paste_boxes(x, plan, boxes, inplace=inplace, vectorized=vectorized, **masks)
         return mixed, lam

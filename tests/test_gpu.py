@@ -41,44 +41,6 @@ def test_resizemix_gpu_equals_the_cpu_loop(per_sample, dtype, memory_format):
     torch.testing.assert_close(gpu.targets.cpu(), cpu.targets)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_fmix_per_batch_gpu_equals_the_cpu_loop(dtype, memory_format):
-    """Per batch the mask is made on the host and the device moves only the partner pixels: the CPU loop's mix."""
-    x = torch.rand(9, 3, 112, 112).to(dtype)
-    y = torch.randint(0, 5, (9,))
-    cpu = multimix.Mixer(looped(FMix(1.0)), num_classes=5, per_sample=False, seed=0)(x.clone(), y)
-    gpu_x = x.cuda().contiguous(memory_format=memory_format)
-    gpu = multimix.Mixer(FMix(1.0), num_classes=5, per_sample=False, seed=0)(gpu_x, y.cuda())
-    assert gpu.region.partner_pixels is not None and gpu.inputs is gpu_x
-    assert gpu.inputs.is_contiguous(memory_format=memory_format)
-    assert torch.equal(gpu.inputs.cpu(), cpu.inputs) and not torch.equal(cpu.inputs, x)
-    assert torch.equal(gpu.lam.cpu(), cpu.lam)
-    torch.testing.assert_close(gpu.targets.cpu(), cpu.targets)
-
-
-class SelectingSaliencyMix(SaliencyMix):
-    """SaliencyMix that pastes its per-batch boxes by one selection over the batch (its per-sample path)."""
-
-    def draw_region(self, x, plan, generator):
-        return super().draw_region(x, plan, generator)._replace(steps=None)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_saliencymix_per_batch_gpu_windows_equal_the_selection(dtype, memory_format):
-    """Per batch every box has one size: the device gathers and scatters the boxes' pixels only, with the
-    selection's result (same peaks: both on the device)."""
-    x = torch.rand(9, 3, 112, 112, device="cuda").to(dtype).contiguous(memory_format=memory_format)
-    y = torch.randint(0, 5, (9,), device="cuda")
-    windows = multimix.Mixer(SaliencyMix(1.0), num_classes=5, per_sample=False, seed=0)(x.clone(), y)
-    selection = multimix.Mixer(SelectingSaliencyMix(1.0), num_classes=5, per_sample=False, seed=0)(x.clone(), y)
-    assert windows.region.steps is not None and selection.region.steps is None
-    assert windows.inputs.is_contiguous(memory_format=memory_format)
-    assert torch.equal(windows.inputs, selection.inputs) and not torch.equal(windows.inputs, x)
-    assert torch.equal(windows.lam, selection.lam)
-
-
 @pytest.mark.parametrize("adapter_cls", [ResizeMix, FMix, SaliencyMix])
 @pytest.mark.parametrize("per_sample", [False, True])
 def test_new_adapters_on_gpu_label_the_area_each_image_keeps(adapter_cls, per_sample):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import multimix
-from multimix import fmix, saliencymix
+from multimix import fmix
 from multimix._kernels import SAME_SIZE_INTEGER
 from multimix.fmix import _device_generator, _thresholds
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
@@ -268,44 +268,6 @@ def test_fmix_vectorised_keeps_an_unmixed_sample_whatever_its_partner():
     mask = adapter.mask(x, region)[0]
     for i in (0, 1, 3, 4, 5):
         assert torch.equal(out[i], torch.where(mask, x[i], x[int(plan.index[i])]))
-
-
-LAYOUTS = {
-    "contiguous": lambda x: x,
-    "channels_last": lambda x: x.contiguous(memory_format=torch.channels_last),
-    "grey": lambda x: x[:, 0].contiguous(),  # (B, H, W), a spectrogram's layout
-    "video": lambda x: x.view(6, 3, 1, 16, 20).expand(6, 3, 2, 16, 20).contiguous(),
-    "channels_last_3d": lambda x: x.view(6, 3, 1, 16, 20).expand(6, 3, 2, 16, 20).contiguous(
-        memory_format=torch.channels_last_3d),  # channels and frames do not merge in one view: the selection
-}
-
-
-@pytest.mark.parametrize(("adapter_cls", "paste"), [(FMix, "paste_pixels"), (SaliencyMix, "paste_windows")])
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("inplace", [True, False])
-def test_per_batch_vectorised_paste_moves_the_loops_pixels(monkeypatch, adapter_cls, paste, layout, inplace):
-    """Per batch, off the CPU, the vectorised path moves only the partners' pixels (FMix: the mask's partner
-    positions, found on the host; SaliencyMix: windows of the batch's one box size): the CPU loop's bits and lam,
-    inf, NaN and -0.0 included, an unmixed sample with a partner untouched, the layout kept."""
-    module = fmix if adapter_cls is FMix else saliencymix
-    monkeypatch.setattr(module, "pastes_by_position", lambda x: True)  # as off the CPU
-    plan = fixed_plan([1, 2, 0, 4, 3, 5], [0.4, 0.4, 1.0, 0.4, 0.4, 0.4], per_sample=False)  # 2 is unmixed
-    x = images()
-    x[:, :, 0, :3] = torch.tensor([float("inf"), float("nan"), -0.0])
-    x = LAYOUTS[layout](x)
-    region = vectorised(adapter_cls(1.0)).draw_region(x, plan, torch.Generator().manual_seed(0))
-    assert (region.partner_pixels if adapter_cls is FMix else region.steps) is not None
-    expected, expected_lam = looped(adapter_cls(1.0)).apply(x.clone(), plan, region)
-    pasted, original_paste = [], getattr(module, paste)
-    monkeypatch.setattr(module, paste, lambda *a, **k: pasted.append(original_paste(*a, **k)) or pasted[-1])
-    batch = x.clone()
-    out, lam = vectorised(adapter_cls(1.0, inplace=inplace)).apply(batch, plan, region)
-    assert len(pasted) == 1 and (pasted[0] is None) == (layout == "channels_last_3d")
-    assert (out is batch) == inplace and torch.equal(lam, expected_lam)
-    assert out.stride() == x.stride() or pasted[0] is None  # the paste keeps the layout
-    assert torch.equal(out.view(torch.int32), expected.view(torch.int32)) and not torch.equal(expected, x)
-    assert torch.equal(out[2].view(torch.int32), x[2].view(torch.int32))
-    assert inplace or torch.equal(batch.view(torch.int32), x.view(torch.int32))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8])

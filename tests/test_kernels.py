@@ -10,8 +10,6 @@ from multimix._kernels import (
     inplace_schedule,
     lerp_rows,
     paste_boxes,
-    paste_pixels,
-    paste_windows,
     select_bits,
     select_bits_dtype,
 )
@@ -120,80 +118,6 @@ def test_paste_boxes_matches_slicing(inplace, vectorized):
     out = paste_boxes(x, plan, boxes, inplace=inplace, vectorized=vectorized, **masks)
     assert torch.equal(out, expected)
     assert (out is x) == inplace
-
-
-def partner_draw(data, n):
-    """A partner map (any, not only permutations) and which samples the plan mixes."""
-    index = torch.tensor(data.draw(st.lists(st.integers(0, n - 1), min_size=n, max_size=n)))
-    lam = torch.tensor(data.draw(st.lists(st.sampled_from([0.3, 1.0]), min_size=n, max_size=n)), dtype=torch.float64)
-    return MixPlan(index, lam)
-
-
-def batch_draw(data, n):
-    """A float batch ``(n, C, H, W)`` in a drawn layout, special values included."""
-    c, h, w = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 7)), data.draw(st.integers(1, 7))
-    x = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 99))))
-    x.view(-1)[:3] = torch.tensor([float("inf"), float("nan"), -0.0])[: x.numel()]
-    return x.contiguous(memory_format=torch.channels_last) if data.draw(st.booleans()) else x
-
-
-@settings(max_examples=80, deadline=None)
-@given(st.data())
-def test_paste_pixels_writes_each_partners_pixels_at_the_positions(data):
-    """One position set for the batch: each mixed sample gets its partner's original values there, bit for bit."""
-    n = data.draw(st.integers(1, 6))
-    x, plan = batch_draw(data, n), partner_draw(data, n)
-    plane = x.shape[-2] * x.shape[-1]
-    positions = sorted(data.draw(st.sets(st.integers(0, plane - 1), max_size=plane)))
-    inplace = data.draw(st.booleans())
-    original = x.clone()
-    expected = original.clone().flatten(-2)
-    for i in range(n):
-        if plan.mixed[i]:
-            expected[i, :, positions] = original.flatten(-2)[plan.index[i], :, positions]
-    out = paste_pixels(x, plan, torch.tensor(positions, dtype=torch.long), inplace=inplace)
-    assert (out is x) == inplace and out.stride() == x.stride()  # the layout kept
-    assert torch.equal(out.flatten(-2).view(torch.int32), expected.view(torch.int32))
-    assert inplace or torch.equal(x.view(torch.int32), original.view(torch.int32))
-
-
-@settings(max_examples=80, deadline=None)
-@given(st.data())
-def test_paste_windows_pastes_each_partners_box_clipped_windows_repeating_their_edge(data):
-    """Windows of one size clipped at the border (edge positions repeated): each mixed sample gets its partner's box."""
-    n = data.draw(st.integers(1, 6))
-    x, plan = batch_draw(data, n), partner_draw(data, n)
-    height, width = x.shape[-2:]
-    side_h, side_w = data.draw(st.integers(1, height)), data.draw(st.integers(1, width))
-    boxes = []
-    for _ in range(n):
-        y, x_ = data.draw(st.integers(-side_h + 1, height - 1)), data.draw(st.integers(-side_w + 1, width - 1))
-        boxes.append([max(y, 0), min(y + side_h, height), max(x_, 0), min(x_ + side_w, width)])
-    boxes = torch.tensor(boxes)
-    rows = torch.minimum(boxes[:, :1] + torch.arange(side_h), boxes[:, 1:2] - 1)
-    cols = torch.minimum(boxes[:, 2:3] + torch.arange(side_w), boxes[:, 3:4] - 1)
-    inplace = data.draw(st.booleans())
-    original = x.clone()
-    expected = original.clone()
-    for i in range(n):
-        y1, y2, x1, x2 = boxes[i].tolist()
-        if plan.mixed[i]:
-            expected[i, :, y1:y2, x1:x2] = original[plan.index[i], :, y1:y2, x1:x2]
-    out = paste_windows(x, plan, rows, cols, inplace=inplace)
-    assert (out is x) == inplace and out.stride() == x.stride()  # the layout kept
-    assert torch.equal(out.view(torch.int32), expected.view(torch.int32))
-    assert inplace or torch.equal(x.view(torch.int32), original.view(torch.int32))
-
-
-def test_pasting_by_positions_declines_a_layout_without_a_merged_view():
-    """channels_last_3d clips: channels and frames do not merge into one view, so nothing is written (None)."""
-    x = torch.randn(3, 2, 4, 5, 6).contiguous(memory_format=torch.channels_last_3d)
-    original = x.clone()
-    plan = MixPlan(torch.tensor([1, 2, 0]), torch.full((3,), 0.5, dtype=torch.float64))
-    assert paste_pixels(x, plan, torch.tensor([0, 7]), inplace=True) is None
-    assert paste_windows(x, plan, torch.zeros(3, 2, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long),
-                         inplace=True) is None  # fmt: skip
-    assert torch.equal(x, original)
 
 
 SELECT_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.int8, torch.int16, torch.int32,
