@@ -204,7 +204,9 @@ def paste_boxes(
         mask = rows.unsqueeze(2) & cols.unsqueeze(1)
         where = mask.view(x.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:])
         partner = x.index_select(0, plan.index)
-        return torch.where(where, partner, x, out=x) if inplace else torch.where(where, partner, x)
+        # out of place, x comes first: torch gives the result the layout of the first operand that decides it,
+        # and a gathered partner is contiguous whatever x's layout (channels_last would be lost)
+        return torch.where(where, partner, x, out=x) if inplace else torch.where(~where, x, partner)
     box_list = boxes.tolist()
 
     def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:

@@ -251,7 +251,9 @@ class ResizeMix(Adapter):
             mask = ((rows & plan.mixed.view(-1, 1)).unsqueeze(2) & cols.unsqueeze(1)).view(
                 n, *([1] * (x.dim() - 3)), height, width
             )
-            return (torch.where(mask, resized, x, out=x) if inplace else torch.where(mask, resized, x)), region.kept
+            if inplace:
+                return torch.where(mask, resized, x, out=x), region.kept
+            return torch.where(~mask, x, resized), region.kept  # x first: its layout (paste_boxes says why)
         boxes = region.boxes.tolist()
 
         def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
