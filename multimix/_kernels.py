@@ -146,7 +146,24 @@ def keep_unmixed(mixed: torch.Tensor, x: torch.Tensor, plan: MixPlan, *, inplace
     """
     if not plan.all_mixed:
         mixed = torch.where(row_view(plan.mixed, x), mixed, x)
-    return x.copy_(mixed) if inplace else mixed
+    return x.copy_(mixed) if inplace else in_layout_of(x, mixed)
+
+
+_LAYOUTS = (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
+
+
+def in_layout_of(x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    """``result`` (``x``'s shape) in ``x``'s memory layout: itself if it has it, else a copy into it.
+
+    An operation that reads a gathered (contiguous) partner before ``x`` gives its
+    result the partner's layout; a model trained channels_last expects its batch back
+    channels_last. Only the standard layouts are matched: any other ``x`` (a slice)
+    leaves ``result`` as it is.
+    """
+    layout = next((layout for layout in _LAYOUTS if x.is_contiguous(memory_format=layout)), None)
+    if layout is None or result.is_contiguous(memory_format=layout):
+        return result
+    return result.contiguous(memory_format=layout)
 
 
 def lerp_rows(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor, *, inplace: bool, vectorized: bool) -> torch.Tensor:

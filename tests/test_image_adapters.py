@@ -230,18 +230,24 @@ def test_in_place_unmixed_rows_bit_exact_and_out_of_place(adapter_cls, path, per
     assert copy.inputs is not original and torch.equal(copy.inputs, x)
 
 
-@pytest.mark.parametrize("adapter_cls", [Mixup, CutMix, *ADAPTERS])
+def soft_fmix(alpha: float, *, inplace: bool) -> FMix:
+    """FMix with soft mask edges: its vectorised path blends instead of selecting."""
+    return FMix(alpha, max_soft=0.2, inplace=inplace)
+
+
+@pytest.mark.parametrize("make", [Mixup, CutMix, *ADAPTERS, soft_fmix])
 @pytest.mark.parametrize("path", [looped, vectorised])
 @pytest.mark.parametrize("per_sample", [False, True])
 @pytest.mark.parametrize(("shape", "memory_format"), [((6, 3, 16, 20), torch.channels_last),
                                                       ((6, 3, 2, 16, 20), torch.channels_last_3d)])  # fmt: skip
-def test_out_of_place_keeps_the_layout_and_mixes_as_in_place(adapter_cls, path, per_sample, shape, memory_format):
+def test_out_of_place_keeps_the_layout_and_mixes_as_in_place(make, path, per_sample, shape, memory_format):
     """inplace=False returns a new batch in the input's layout (channels_last stays channels_last, as a model
     trained in it expects), with the in-place result's bits."""
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=memory_format)
     original = x.clone()
+
     def mixer(inplace: bool) -> multimix.Mixer:
-        return multimix.Mixer(path(adapter_cls(1.0, inplace=inplace)), num_classes=6, per_sample=per_sample, seed=1)
+        return multimix.Mixer(path(make(1.0, inplace=inplace)), num_classes=6, per_sample=per_sample, seed=1)
 
     out = mixer(False)(x, torch.arange(6))
     expected = mixer(True)(x.clone(), torch.arange(6))
