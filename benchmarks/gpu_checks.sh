@@ -27,7 +27,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep the log, s
     tail -n 14 "$out/$name.log"
 }
 
-workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")  # pytest-xdist where installed: 105 tests in ~50 s
+workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n 4")  # pytest-xdist where installed: 115 tests in ~50 s
 step gpu-tests 180 python3 -m pytest -m gpu -p no:cacheprovider -o addopts="" -q $workers
 step adapters-224 50 python3 benchmarks/image_mix.py --adapters-only --device "$device"
 step adapters-32 40 python3 benchmarks/image_mix.py --adapters-only --size 32 --device "$device"

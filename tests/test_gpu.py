@@ -58,6 +58,23 @@ def test_new_adapters_on_gpu_label_the_area_each_image_keeps(adapter_cls, per_sa
     torch.testing.assert_close(out.targets.sum(1), torch.ones(n, device=x.device))
 
 
+@pytest.mark.parametrize("adapter_cls", [Mixup, CutMix, ResizeMix, FMix, SaliencyMix])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_out_of_place_on_gpu_keeps_channels_last_without_a_sync(adapter_cls, per_sample):
+    """inplace=False on the device returns a new channels_last batch with the in-place result, and never waits."""
+    x = torch.rand(8, 3, 64, 64, device="cuda").contiguous(memory_format=torch.channels_last)
+    y = torch.arange(8, device="cuda")
+    expected = multimix.Mixer(adapter_cls(1.0), num_classes=8, per_sample=per_sample, seed=0)(x.clone(), y)
+    mixer = multimix.Mixer(adapter_cls(1.0, inplace=False), num_classes=8, per_sample=per_sample, seed=0)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = mixer(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.inputs is not x and out.inputs.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out.inputs, expected.inputs) and not torch.equal(out.inputs, x)
+
+
 @pytest.mark.parametrize("per_sample", [False, True])
 def test_fmix_on_gpu_replays_from_the_mixers_seed(per_sample):
     """Per sample the noise maps are drawn on the device, seeded from the Mixer's generator: same seed, same mix."""
