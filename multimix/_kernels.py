@@ -138,7 +138,7 @@ def unchanged(x: torch.Tensor, inplace: bool) -> torch.Tensor:
 
 
 def keep_unmixed(mixed: torch.Tensor, x: torch.Tensor, plan: MixPlan, *, inplace: bool) -> torch.Tensor:
-    """Write ``mixed`` over ``x`` (or return it) with the rows the plan leaves unmixed taken bit-exact from ``x``.
+    """Write ``mixed`` over ``x`` (or return it, in ``x``'s layout) with the plan's unmixed rows bit-exact from ``x``.
 
     Arithmetic on a row with lam == 1 still touches it (``inf + 0 * -inf`` is NaN), so
     unmixed rows are selected, not computed; when the host knows every row is mixed
