@@ -292,7 +292,10 @@ class ResizeMix(Adapter):
         if loop and x.is_contiguous() and size[0] * size[1] <= _SMALL_BOX_PIXELS:
             filled = plan.mixed.nonzero().flatten()
             resized = _partner_boxes(x, plan.index[filled], size)
-            window.copy_(resized) if plan.all_mixed else window.index_copy_(0, filled, resized)
+            if plan.all_mixed:
+                window.copy_(resized)
+            else:
+                window.index_copy_(0, filled, resized)
             return out
         resized = _nearest_resize(x, size)  # torch's nearest resize reads only the pixels it keeps, in any layout
         if loop:  # a copy per mixed sample, not a second box-sized temporary in partner order
@@ -304,15 +307,4 @@ class ResizeMix(Adapter):
         if not plan.all_mixed:
             resized = torch.where(row_view(plan.mixed, resized), resized, window)
         window.copy_(resized)
-        return out
-        resized = _nearest_resize(x, size)  # torch's nearest resize reads only the pixels it keeps, in any layout
-        if self.vectorized(x):
-            resized = resized.index_select(0, plan.index)
-            if not plan.all_mixed:
-                resized = torch.where(row_view(plan.mixed, resized), resized, window)
-            window.copy_(resized)
-        else:  # a CPU: a copy per mixed sample, not a second box-sized temporary in partner order
-            for i, (j, mixed) in enumerate(zip(plan.index.tolist(), plan.mixed.tolist(), strict=True)):
-                if mixed and i != j:
-                    window[i].copy_(resized[j])
         return out
