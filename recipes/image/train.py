@@ -220,17 +220,20 @@ def build(config: dict[str, Any]) -> Task:
         x = x.float().div_(255).sub_(mean).div_(std)
         return x.contiguous(memory_format=memory_format)
 
+    def smoothed(y: torch.Tensor) -> torch.Tensor:  # every method's clean targets carry label_smoothing
+        return multimix.soft_targets(y, len(classes), label_smoothing=config["label_smoothing"])
+
     def train_loss(module: torch.nn.Module, batch: Any) -> torch.Tensor:
         x, y = prepare(augment(batch[0])), batch[1]
         if mixer is None:
-            return F.cross_entropy(module(x), y)
+            return multimix.soft_cross_entropy(module(x), smoothed(y))
         if config["method"] == "manifold":
             return module(x, labels=y).loss
         if config["method"] == "regmixup":  # the mixer writes in place: keep the clean batch, one forward for both
             clean = x.clone()
             out = mixer(x, y)
             clean_logits, mixed_logits = module(torch.cat([clean, out.inputs])).split(len(y))
-            return multimix.regmixup_loss(clean_logits, y, mixed_logits, out.targets, config["regmixup_eta"])
+            return multimix.regmixup_loss(clean_logits, smoothed(y), mixed_logits, out.targets, config["regmixup_eta"])
         out = mixer(x, y)
         return multimix.soft_cross_entropy(module(out.inputs), out.targets)
 
