@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
@@ -212,10 +211,13 @@ def build(config: dict[str, Any]) -> Task:
         floor = spec.amax() - to_db.top_db  # AmplitudeToDB's floor of a (B, F, T) batch, before any cell is masked
         return torch.maximum(masks(spec), floor)
 
+    def smoothed(labels: torch.Tensor) -> torch.Tensor:  # every method's clean targets carry label_smoothing
+        return multimix.soft_targets(labels, len(classes), label_smoothing=config["label_smoothing"])
+
     def train_loss(module: nn.Module, batch: Any) -> torch.Tensor:
         (waves, lengths), labels = batch
         if mixer is None:
-            return F.cross_entropy(module(augment(features(waves)).unsqueeze(1)), labels)
+            return multimix.soft_cross_entropy(module(augment(features(waves)).unsqueeze(1)), smoothed(labels))
         if config["method"] == "wavemix":
             out = mixer(waves, labels, lengths=lengths)
             return multimix.soft_cross_entropy(module(augment(features(out.inputs)).unsqueeze(1)), out.targets)
@@ -226,7 +228,8 @@ def build(config: dict[str, Any]) -> Task:
             return multimix.soft_cross_entropy(module(augment(out.inputs).unsqueeze(1)), out.targets)
         both = augment(torch.cat([clean, out.inputs]))  # the clean and the mixed batch, each clip its own masks
         clean_logits, mixed_logits = module(both.unsqueeze(1)).split(len(labels))
-        return multimix.regmixup_loss(clean_logits, labels, mixed_logits, out.targets, config["regmixup_eta"])
+        return multimix.regmixup_loss(clean_logits, smoothed(labels), mixed_logits, out.targets,
+                                      config["regmixup_eta"])
 
     def test_logits(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         (waves, _), labels = batch
