@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 import multimix
@@ -160,14 +159,19 @@ def build(config: dict[str, Any]) -> Task:
         padded = tokenizer.pad({"input_ids": list(ids)}, return_tensors="pt")
         return dict(padded), torch.tensor(labels)
 
+    def smoothed(labels: torch.Tensor) -> torch.Tensor:  # every method's clean targets carry label_smoothing
+        return multimix.soft_targets(labels, len(classes), label_smoothing=config["label_smoothing"])
+
     def train_loss(module: torch.nn.Module, batch: Any) -> torch.Tensor:
         inputs, labels = batch
+        if method == "erm":  # our loss, not the head's: it would not smooth
+            return multimix.soft_cross_entropy(module(**inputs).logits, smoothed(labels))
         if method != "regmixup":
             return module(**inputs, labels=labels).loss
         # RegMixup = CE(clean) + eta * mixup loss; the wrapper returns the mixup loss, not its mixed targets
         # (which multimix.regmixup_loss would take), so the two terms are added here
-        clean_logits = base(**inputs).logits
-        return F.cross_entropy(clean_logits, labels) + config["regmixup_eta"] * module(**inputs, labels=labels).loss
+        clean = multimix.soft_cross_entropy(base(**inputs).logits, smoothed(labels))
+        return clean + config["regmixup_eta"] * module(**inputs, labels=labels).loss
 
     def test_logits(_: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, labels = batch
