@@ -62,8 +62,8 @@ def test_compare_erm_and_mixup_smooths_both(tmp_path, monkeypatch):
         check_smoothed(config)
         checked.append(config["method"])
         final = {"test_accuracy": 0.5, "test_loss": 1.0}
-        return {"final": final, "epochs": [{"epoch": 1, **final}], "wall_seconds": 0.0,
-                "_logits": torch.zeros(2, 10), "_labels": torch.zeros(2, dtype=torch.long), "_temperature": 1.0}
+        scored = {"_logits": torch.zeros(2, 10), "_labels": torch.zeros(2, dtype=torch.long), "_temperature": 1.0}
+        return {"final": final, "epochs": [{"epoch": 1, **final}], "wall_seconds": 0.0, **scored}
 
     monkeypatch.setattr(engine, "train", fake_train)
     monkeypatch.setattr(runner, "_write_comparison", lambda results, out: {})
