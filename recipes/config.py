@@ -8,13 +8,14 @@ resolved configuration is saved next to the results and re-runs as ``--config``.
 
 from __future__ import annotations
 
-import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from multimix_recipes import HERE, RECIPES
+from multimix_recipes.validation import CHOICES, no_effect, suggest, validate  # noqa: F401 (CHOICES: kept here)
 
 __all__ = ["QUICK", "RUN_ONLY", "coerce", "differences", "load_defaults", "parse_assignment", "resolve", "save"]
 
@@ -23,11 +24,6 @@ QUICK = {"epochs": 1, "train_limit": 576, "val_size": 64, "test_limit": 256}
 NULLABLE = {"train_limit", "test_limit"}  # null = all
 # keys that may change when a run is resumed (the others must match the checkpoint's)
 RUN_ONLY = {"epochs", "progress", "device", "out", "quick", "compile"}
-CHOICES = {
-    "optimizer": ("sgd", "adamw"),
-    "schedule": ("constant", "step", "cosine", "onecycle"),
-    "precision": ("auto", "bf16", "fp32"),
-}
 
 
 def load_defaults(recipe: str) -> dict[str, Any]:
@@ -40,7 +36,13 @@ def load_defaults(recipe: str) -> dict[str, Any]:
     return yaml.safe_load((HERE / recipe / "defaults.yaml").read_text())
 
 
-def _number(text: str) -> float | None:
+def _number(text: str, integer: bool = False) -> int | float | None:
+    """``text`` as a number; an integer literal stays an exact ``int`` (never through a float) when ``integer``."""
+    if integer:
+        try:
+            return int(text.strip())
+        except ValueError:
+            pass
     try:
         return float(text)
     except ValueError:
@@ -74,7 +76,7 @@ def coerce(key: str, value: Any, default: Any, source: str) -> Any:
             raise ValueError(f"{source}: {key} must be true or false, got {value!r}")
         return value
     if isinstance(default, (int, float)):
-        number = _number(value) if isinstance(value, str) else value
+        number = _number(value, isinstance(default, int)) if isinstance(value, str) else value
         integral = isinstance(number, int) or (isinstance(number, float) and number.is_integer())
         wrong = isinstance(number, bool) or not isinstance(number, (int, float))
         if wrong or (isinstance(default, int) and not integral):
@@ -126,62 +128,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _merge(config: dict[str, Any], updates: dict[str, Any], defaults: dict[str, Any], source: str) -> None:
     unknown = sorted(set(updates) - set(defaults))
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown}; valid keys are {sorted(defaults)}")
+        hints = [(key, suggest(key, defaults)) for key in unknown]
+        meant = ", ".join(f"{near!r}" + (f" for {key!r}" if len(unknown) > 1 else "") for key, near in hints if near)
+        raise ValueError(f"{source}: unknown key(s) {unknown}; valid keys are {sorted(defaults)}"
+                         + (f"; did you mean {meant}?" if meant else ""))  # fmt: skip
     for key, value in updates.items():
         config[key] = coerce(key, value, defaults[key], source)
-
-
-def _validate(recipe: str, config: dict[str, Any]) -> None:
-    implemented = RECIPES[recipe][2]
-    bogus = [m for m in config["methods"] if m not in implemented]
-    if bogus:
-        raise ValueError(
-            f"methods {bogus} have no implementation in recipe {recipe!r}; it implements {list(implemented)}"
-        )
-    if config["method"] not in config["methods"]:
-        raise ValueError(
-            f"unknown method {config['method']!r} for recipe {recipe!r}; choose one of {config['methods']}"
-        )
-    alpha = config["alpha"]
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be finite and > 0 (lam ~ Beta(alpha, alpha)), got {alpha!r}")
-    for key in ("epochs", "batch_size", "accumulate"):
-        if config[key] < 1:
-            raise ValueError(f"{key} must be >= 1, got {config[key]!r}")
-    for key in ("train_limit", "test_limit"):
-        if config[key] is not None and config[key] <= 0:
-            raise ValueError(f"{key} must be >= 1 or null (all), got {config[key]!r}")
-    if not 0 <= config["seed"] <= 2**63 - 1:
-        raise ValueError(f"seed must be in 0..2**63-1 (a torch.Generator seed), got {config['seed']!r}")
-    for key in ("lr", "weight_decay", "warmup_epochs", "grad_clip", "momentum"):
-        if not math.isfinite(config[key]) or config[key] < 0 or (key == "lr" and config[key] == 0):
-            raise ValueError(f"{key} must be finite and {'> 0' if key == 'lr' else '>= 0'}, got {config[key]!r}")
-    if config["warmup_epochs"] >= config["epochs"] and config["warmup_epochs"] > 0:
-        raise ValueError(f"warmup_epochs must be < epochs ({config['epochs']}), got {config['warmup_epochs']!r}")
-    for key, choices in CHOICES.items():
-        if config[key] not in choices:
-            raise ValueError(f"{key} must be one of {list(choices)}, got {config[key]!r}")
-    seeds = config["seeds"]
-    if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 2**63 - 1 for x in seeds) or len(
-        set(seeds)
-    ) != len(seeds):
-        raise ValueError(f"seeds must be distinct integers in 0..2**63-1, e.g. --set seeds=0,1,2; got {seeds!r}")
-    if config["precise_bn"] < 0:
-        raise ValueError(f"precise_bn must be >= 0 (clean training batches that BatchNorm statistics are recomputed "
-                         f"on before each evaluation; 0 = off), got {config['precise_bn']!r}")  # fmt: skip
-    if config["val_size"] < 1:
-        raise ValueError(f"val_size must be >= 1 (validation samples carved out of the training data, on which "
-                         f"the temperature is fitted and --sweep chooses), got {config['val_size']!r}; "
-                         "set val_size, e.g. --set val_size=500")  # fmt: skip
-    if not math.isfinite(config["regmixup_alpha"]) or config["regmixup_alpha"] <= 0:
-        raise ValueError(f"regmixup_alpha must be finite and > 0 (RegMixup uses 10-20), "
-                         f"got {config['regmixup_alpha']!r}")  # fmt: skip
-    if not math.isfinite(config["regmixup_eta"]) or config["regmixup_eta"] < 0:
-        raise ValueError(f"regmixup_eta must be finite and >= 0 (the paper uses 1.0), got {config['regmixup_eta']!r}")
-    milestones = config["milestones"]
-    integers = all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones)
-    if not integers or sorted(milestones) != milestones:
-        raise ValueError(f"milestones must be increasing epochs >= 1, got {config['milestones']!r}")
 
 
 def _on_gpu(device: str) -> bool:
@@ -202,10 +154,15 @@ def resolve(
     keys that neither the file nor the command line gives. With ``quick: true``,
     :data:`QUICK` then fills them (``--quick --epochs 3`` runs 3 epochs).
 
+    Every key's range is checked here, before any data loads (:mod:`multimix_recipes.validation`),
+    and a key set to something the other settings ignore (``milestones`` without
+    ``schedule: step``) prints one ``multimix: warning:`` line on stderr.
+
     Raises:
-        ValueError: unknown keys, values of the wrong type, methods with no implementation,
-            invalid values (alpha <= 0, limits <= 0, seeds outside 0..2**63-1, ...), or a
-            config file that does not exist, is not valid YAML or not a mapping.
+        ValueError: unknown keys (with the nearest valid one), values of the wrong type, methods
+            with no implementation, values out of range (``gamma: -1``, ``n_mels: 0``, seeds
+            outside 0..2**63-1, ...), or a config file that does not exist, is not valid YAML
+            or not a mapping.
     """
     defaults = load_defaults(recipe)
     on_gpu = defaults.pop("on_gpu", None) or {}
@@ -229,9 +186,22 @@ def resolve(
         config.update({k: coerce(k, v, defaults[k], "on_gpu") for k, v in on_gpu.items() if k not in given})
     if config["quick"]:
         config.update({k: v for k, v in QUICK.items() if k not in given})
-    _validate(recipe, config)
+    validate(recipe, config, defaults)
+    changed = {key for key in given if config[key] != defaults[key]}  # a saved config.yaml gives every key
+    for line in no_effect(config, changed):
+        _warn(line)
     config["recipe"] = recipe
     return config
+
+
+_WARNED: set[str] = set()
+
+
+def _warn(line: str) -> None:
+    """One ``multimix: warning:`` line on stderr per distinct message (a run resolves its configuration often)."""
+    if line not in _WARNED:
+        _WARNED.add(line)
+        print(f"multimix: warning: {line}", file=sys.stderr, flush=True)
 
 
 def differences(saved: dict[str, Any], config: dict[str, Any]) -> list[str]:
