@@ -328,7 +328,7 @@ def train(
         task.save(out / "model")
     plots.learning_curves({config["method"]: [history]}, out / "learning_curves.png")
     plots.reliability({config["method"]: (result["_logits"], result["_labels"], result["temperature"])},
-                      out / "reliability.png")  # fmt: skip
+                      out / "reliability.png", seed=config["seed"])  # fmt: skip
     metrics["_logits"], metrics["_labels"], metrics["_temperature"] = (result["_logits"], result["_labels"],
                                                                        result["temperature"])  # fmt: skip
     return metrics
