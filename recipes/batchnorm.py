@@ -20,7 +20,7 @@ from torch import nn
 
 from multimix_recipes.data import epoch_batches
 
-__all__ = ["batchnorm_layers", "recompute_batchnorm"]
+__all__ = ["batchnorm_layers", "precise_batches", "recompute_batchnorm"]
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -28,21 +28,33 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
-def recompute_batchnorm(task: Any, device: torch.device, bf16: bool, batch_size: int, batches: int) -> int:
+def precise_batches(size: int, batch_size: int, batches: int, seed: int = 0) -> list[torch.Tensor]:
+    """Row indices of ``batches`` batches of ``batch_size`` from a seeded shuffle of ``range(size)``.
+
+    A training set is often sorted by class (an image folder, CIFAR-10's archive), so its first
+    rows would hold a few classes only; a shuffle gives every batch all of them. The same
+    ``seed`` draws the same batches on every rank and at every evaluation.
+    """
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    return list(order[: min(size, batches * batch_size)].split(batch_size))
+
+
+def recompute_batchnorm(
+    task: Any, device: torch.device, bf16: bool, batch_size: int, batches: int, seed: int = 0
+) -> int:
     """Replace every BatchNorm layer's running statistics by their average over clean training batches.
 
-    Uses the first ``batches`` batches of ``batch_size`` consecutive training samples
-    (the same on every rank, so all ranks end with the same statistics), forwarded as
-    at test time (``task.test_logits``: no mixing, no augmentation). Returns how many
-    batches were used (0 when the model has no BatchNorm layer).
+    Uses ``batches`` batches of ``batch_size`` training samples drawn by :func:`precise_batches`
+    (a seeded shuffle of the whole training set, the same on every rank, so all ranks end with
+    the same statistics), forwarded as at test time (``task.test_logits``: no mixing, no
+    augmentation). Returns how many batches were used (0 when the model has no BatchNorm layer).
     """
     if batches < 1:
         raise ValueError(f"batches must be >= 1, got {batches!r}")
     layers = batchnorm_layers(task.model)
     if not layers:
         return 0
-    size = len(task.train_set)
-    index = list(torch.arange(min(size, batches * batch_size)).split(batch_size))
+    index = precise_batches(len(task.train_set), batch_size, batches, seed)
     momenta = [layer.momentum for layer in layers]
     task.model.eval()
     for layer in layers:

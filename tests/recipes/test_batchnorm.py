@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multimix_recipes.batchnorm import batchnorm_layers, recompute_batchnorm
+from multimix_recipes.batchnorm import batchnorm_layers, precise_batches, recompute_batchnorm
 from multimix_recipes.config import resolve
 from multimix_recipes.data import TensorData
 from multimix_recipes.engine import Task, train
@@ -31,13 +31,35 @@ def test_running_statistics_are_the_average_over_clean_batches():
     bn.running_mean.fill_(100.0)
     bn.running_var.fill_(100.0)
     rng = torch.get_rng_state()
-    used = recompute_batchnorm(task, CPU, False, batch_size=32, batches=2)  # the first 64 training rows
-    x = task.train_set.tensors[0][:64]
+    used = recompute_batchnorm(task, CPU, False, batch_size=32, batches=2)  # 64 rows of a seeded shuffle
+    first, second = (task.train_set.tensors[0][index] for index in precise_batches(96, 32, 2))
     assert used == 2
-    torch.testing.assert_close(bn.running_mean, (x[:32].mean(0) + x[32:].mean(0)) / 2)
-    torch.testing.assert_close(bn.running_var, (x[:32].var(0) + x[32:].var(0)) / 2)  # unbiased, as BatchNorm keeps
+    torch.testing.assert_close(bn.running_mean, (first.mean(0) + second.mean(0)) / 2)
+    torch.testing.assert_close(bn.running_var, (first.var(0) + second.var(0)) / 2)  # unbiased, as BatchNorm keeps
     assert bn.momentum == 0.1 and not task.model.training
     assert torch.equal(torch.get_rng_state(), rng)  # dropout stayed off: no random numbers drawn
+
+
+def test_batches_come_from_a_seeded_shuffle_of_every_class():
+    """A class-sorted training set (an image folder, CIFAR-10's archive): two batches see all ten classes,
+    not the first rows' two or three, and the same seed draws the same rows."""
+    x, y = torch.randn(1000, 4), torch.arange(10).repeat_interleave(100)  # sorted by class
+    seen: list[torch.Tensor] = []
+
+    def test_logits(model, batch):
+        seen.append(batch[1])
+        return model(batch[0]), batch[1]
+
+    task = Task(nn.Sequential(nn.BatchNorm1d(4)), TensorData((x, y)), TensorData((x, y)),
+                train_loss=lambda m, b: m(b[0]).sum(), test_logits=test_logits)  # fmt: skip
+    assert recompute_batchnorm(task, CPU, False, batch_size=64, batches=2, seed=3) == 2
+    labels = torch.cat(seen)
+    assert len(labels) == 128 and set(labels.tolist()) == set(range(10))
+    assert all(len(set(batch.tolist())) >= 5 for batch in seen)  # each batch mixes the classes
+    again = precise_batches(1000, 64, 2, seed=3)
+    assert torch.equal(torch.cat(again), torch.cat(precise_batches(1000, 64, 2, seed=3)))
+    assert not torch.equal(torch.cat(again), torch.cat(precise_batches(1000, 64, 2, seed=4)))
+    assert sorted(torch.cat(precise_batches(1000, 64, 100)).tolist()) == list(range(1000))  # every row once
 
 
 def test_more_batches_than_data_use_every_sample_once():
@@ -69,7 +91,8 @@ def test_the_engine_evaluates_with_clean_statistics(tmp_path, precise_bn):
     task = bn_task(shift=5.0)
     train(task, config(precise_bn=precise_bn, epochs=25), tmp_path)  # 75 steps: the running average has settled
     x = task.train_set.tensors[0]
-    clean = (x[:64].mean(0) + x[64:].mean(0)) / 2  # two clean batches of 2 x batch_size, averaged
+    first, second = (x[index] for index in precise_batches(96, 64, 3))  # 64 and 32 rows: 2 x batch_size, the rest
+    clean = (first.mean(0) + second.mean(0)) / 2  # two clean batches, averaged
     shifted = x.mean(0) * 3 + 5.0
     running = task.model[0].running_mean
     if precise_bn:
