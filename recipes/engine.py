@@ -35,8 +35,8 @@ from multimix_recipes.batchnorm import recompute_batchnorm
 from multimix_recipes.checkpoint import rng_state_on_cpu
 from multimix_recipes.data import TensorData, epoch_batches, fits_on
 
-__all__ = ["Task", "calibrate", "evaluate", "mixer_for", "pick_device", "predict", "rng_state_on_cpu", "scores",
-           "steps_per_epoch", "summary", "train"]  # fmt: skip
+__all__ = ["Task", "calibrate", "device_line", "evaluate", "mixer_for", "pick_device", "predict", "rng_state_on_cpu",
+           "scores", "steps_per_epoch", "summary", "train"]  # fmt: skip
 
 
 def pick_device(name: str, *, cuda_available: bool | None = None, local_rank: str | None = None) -> torch.device:
@@ -121,6 +121,12 @@ def use_bf16(config: dict[str, Any], device: torch.device) -> bool:
     if config["precision"] == "auto":
         return device.type == "cuda" and torch.cuda.is_bf16_supported()
     return config["precision"] == "bf16"
+
+
+def device_line(device: torch.device, world: distributed.World, bf16: bool) -> str:
+    """The first line a run prints: where it trains (the GPU's name too), on how many processes, in what precision."""
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    return f"device {device}{gpu}, world size {world.size}, precision {'bf16 autocast' if bf16 else 'fp32'}"
 
 
 def steps_per_epoch(train_size: int, config: dict[str, Any], world_size: int = 1) -> int:
@@ -222,6 +228,8 @@ def train(
     optimizer = optim.build_optimizer(params, config)
     scheduler = optim.build_scheduler(optimizer, config["epochs"] * steps, steps, config)
     bf16 = use_bf16(config, device)
+    if world.is_main:
+        print(device_line(device, world, bf16), flush=True)
     if fits_on(task.train_set, device):
         task.train_set = task.train_set.to(device)
     if fits_on(task.test_set, device):

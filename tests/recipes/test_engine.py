@@ -168,3 +168,17 @@ def test_crop_flip_errors():
         crop_flip(x[0], torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"offsets must be \(2, 2\) and flips \(2,\) for 2 images, got \(3, 2\)"):
         crop_flip(x, torch.zeros(3, 2, dtype=torch.long), torch.zeros(2, dtype=torch.bool))
+
+
+def test_a_run_first_names_its_device_world_size_and_precision(tmp_path, capsys, monkeypatch):
+    from multimix_recipes import distributed
+    from multimix_recipes.engine import device_line, train
+
+    train(toy_task(), toy_config(epochs=1, batch_size=16), tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "device cpu, world size 1, precision fp32" and lines[1].startswith("epoch 1: train loss")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"NVIDIA H100 at {device}")
+    world = distributed.World(rank=0, size=8, local_rank=0)
+    assert device_line(torch.device("cuda", 0), world, True) == (
+        "device cuda:0 (NVIDIA H100 at cuda:0), world size 8, precision bf16 autocast"
+    )
