@@ -1,10 +1,12 @@
-"""A drop-in for ``timm.data.Mixup``, built on the :class:`~multimix.Mixer`.
+"""Drop-ins for ``timm.data.Mixup`` and ``timm.data.FastCollateMixup``, built on the :class:`~multimix.Mixer`.
 
 timm's training script builds ``Mixup(mixup_alpha=..., cutmix_alpha=..., ...)`` and calls
-``x, target = mixup_fn(x, target)``; :class:`Mixup` takes the same arguments and returns
-the same pair, mixed by multimix: drawn on the CPU from its own ``torch.Generator``
-(exact resume, no global NumPy state), moved to the device once, no read-back, in place,
-and any batch size (timm asserts an even one). How timm's modes map:
+``x, target = mixup_fn(x, target)``, or, with ``--prefetcher``, passes
+``FastCollateMixup(...)`` to its loader as the ``collate_fn``. :class:`Mixup` and
+:class:`FastCollateMixup` take the same arguments and return the same values, mixed by
+multimix: drawn on the CPU from its own ``torch.Generator`` (exact resume, no global
+NumPy state), moved to the device once, no read-back, and any batch size (timm asserts
+an even one). How timm's modes map:
 
 - ``mode="batch"``: one lam and one of Mixup/CutMix for the batch (the Mixer's default);
   ``prob`` is one coin per batch, as in timm.
@@ -14,9 +16,12 @@ and any batch size (timm asserts an even one). How timm's modes map:
   adapter and one coin per pair (timm pairs ``i`` with ``B - 1 - i``; here the pairs are a
   random matching). CutMix draws a box per sample, not per pair. In an odd batch one
   sample is left unmixed.
+- ``mode="half"`` (:class:`FastCollateMixup` only): the first ``B // 2`` samples are mixed,
+  as in ``"elem"``, with partners from the second half, and only they are returned.
 
 Partners in batch and elem mode are one random cycle through the batch (timm: the flipped
 batch); CutMix boxes follow torchvision's rule (timm's differs by a pixel in the side).
+uint8 images are mixed in float32 and rounded half to even (timm's collate rounding).
 """
 
 from __future__ import annotations
@@ -29,16 +34,25 @@ import torch
 
 from multimix import image
 from multimix._checks import check_probability
+from multimix._timm_samples import stack_samples
 from multimix.mixer import Mixer
 from multimix.plan import MixPlan, draw_plan, identity_plan
+from multimix.targets import check_targets
 
-__all__ = ["Mixup"]
+try:  # timm's PrefetchLoader forwards mixup_enabled only to an instance of its own class
+    from timm.data.mixup import FastCollateMixup as _TimmFastCollateMixup
+
+    _COLLATE_BASES: tuple[type, ...] = (_TimmFastCollateMixup,)
+except ImportError:  # timm is optional: without it there is no PrefetchLoader to satisfy
+    _COLLATE_BASES = ()
+
+__all__ = ["FastCollateMixup", "Mixup"]
 
 MODES = ("batch", "pair", "elem")
 
 
 class _TimmMixer(Mixer):
-    """A Mixer with timm's two draws the Mixer does not make: a coin per batch, and pairs."""
+    """A Mixer with timm's draws the Mixer does not make: a coin per batch, pairs, and halves."""
 
     def __init__(self, adapters: list[Any], num_classes: int, *, mode: str, prob: float, **options: Any) -> None:
         self.mode = mode
@@ -53,30 +67,39 @@ class _TimmMixer(Mixer):
             coin = float(torch.rand((), generator=self.generator, dtype=torch.float64))
             if coin >= self.batch_prob:
                 return identity_plan(batch_size)
-        if self.mode == "pair":
-            return self._draw_pairs(batch_size)
+        if self.mode in ("pair", "half"):
+            return self._draw_matched(batch_size)
         return super().draw(batch_size)
 
-    def _draw_pairs(self, batch_size: int) -> MixPlan:
-        """One lam, adapter and coin per pair of a random matching; the odd sample out is left unmixed."""
-        pairs = batch_size // 2
-        if pairs == 0 or self.p == 0:
+    def _draw_matched(self, batch_size: int) -> MixPlan:
+        """One lam, adapter and coin per pair of a random matching (``"pair"``: both mix, the odd one out stays);
+        or per sample of the first half, mixed with a partner from the second (``"half"``: the second half stays)."""
+        count = batch_size // 2
+        if count == 0 or self.p == 0:
             return identity_plan(batch_size)
         alphas = [adapter.alpha for adapter in self.adapters]
-        half = draw_plan(pairs, alphas, self.generator, weights=self.weights, per_sample=True, p=self.p,
-                         switch=self.switch)  # fmt: skip
-        order = torch.randperm(batch_size, generator=self.generator)
-        paired = half.lam < 1  # the pairs the coin mixes (the cycle drawn with half is not used)
-        first, second = order[0 : 2 * pairs : 2][paired], order[1 : 2 * pairs : 2][paired]
+        drawn = draw_plan(count, alphas, self.generator, weights=self.weights, per_sample=True, p=self.p,
+                          switch=self.switch)  # fmt: skip
+        mixed = drawn.lam < 1  # the samples or pairs the coin mixes (the cycle drawn with them is not used)
+        if self.mode == "pair":
+            order = torch.randperm(batch_size, generator=self.generator)
+            first, second = order[0 : 2 * count : 2][mixed], order[1 : 2 * count : 2][mixed]
+        else:
+            first = torch.arange(count)[mixed]
+            second = (batch_size - count + torch.randperm(count, generator=self.generator))[mixed]
         index = torch.arange(batch_size)
-        index[first], index[second] = second, first
+        index[first] = second
         lam = torch.ones(batch_size, dtype=torch.float64)
-        lam[first] = lam[second] = half.lam[paired]
+        lam[first] = drawn.lam[mixed]
         choices = None
-        if half.choices is not None:
+        if drawn.choices is not None:
             choices = torch.zeros(batch_size, dtype=torch.long)
-            choices[first] = choices[second] = half.choices[paired]
-        return MixPlan(index=index, lam=lam, choice=half.choice, per_sample=True, choices=choices)
+            choices[first] = drawn.choices[mixed]
+        if self.mode == "pair":
+            index[second], lam[second] = first, lam[first]
+            if choices is not None:
+                choices[second] = choices[first]
+        return MixPlan(index=index, lam=lam, choice=drawn.choice, per_sample=True, choices=choices)
 
 
 def _check_alpha(value: object, name: str) -> float:
@@ -101,13 +124,15 @@ class Mixup:
         correct_lam: CutMix's label weight is the area kept after clipping (else the drawn lam).
         label_smoothing: folded into the targets as timm (off = s / C, on = 1 - s + s / C).
         num_classes: width of the soft targets.
+        multi_label: targets are dense multi-hot rows ``(B, num_classes)``, smoothed
+            toward 0.5 as timm (``y * (1 - s) + s / 2``), for a BCE loss.
         seed: seed of the plan generator; or ``generator=``. If neither, drawn from
             torch's global RNG (so ``torch.manual_seed`` fixes it).
         generator: a CPU ``torch.Generator`` to draw plans from.
 
     Attributes:
         mixer: the :class:`~multimix.Mixer` doing the work; ``mixer(x, y)`` returns the
-            whole :class:`~multimix.MixedBatch` (lam, index, plan, boxes).
+            whole :class:`~multimix.MixedBatch` (lam, index, plan, boxes) of a float batch.
         mixup_enabled: set to False to stop mixing (targets stay smoothed rows), as timm.
 
     Example:
@@ -120,6 +145,7 @@ class Mixup:
     """
 
     _settable = ("mixup_enabled",)
+    _modes = MODES
 
     def __init__(
         self,
@@ -132,17 +158,21 @@ class Mixup:
         correct_lam: bool = True,
         label_smoothing: float = 0.1,
         num_classes: int = 1000,
+        multi_label: bool = False,
         *,
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        if mode not in MODES:
-            hint = " ('half' is FastCollateMixup's; use 'elem')" if mode == "half" else ""
-            raise ValueError(f"mode must be 'batch', 'pair' or 'elem' (timm's modes), got {mode!r}{hint}")
+        if mode not in self._modes:
+            names = ", ".join(repr(m) for m in self._modes[:-1]) + f" or {self._modes[-1]!r}"
+            hint = " ('half' is FastCollateMixup's: use multimix.timm.FastCollateMixup, or 'elem')" \
+                if mode == "half" else ""  # fmt: skip
+            raise ValueError(f"mode must be {names} (timm's modes), got {mode!r}{hint}")
         mixup_alpha = _check_alpha(mixup_alpha, "mixup_alpha")
         cutmix_alpha = _check_alpha(cutmix_alpha, "cutmix_alpha")
-        if not isinstance(correct_lam, bool):
-            raise TypeError(f"correct_lam must be a bool, got {type(correct_lam).__name__} {correct_lam!r}")
+        for name, flag in (("correct_lam", correct_lam), ("multi_label", multi_label)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
         prob = check_probability(prob, "prob")
         switch_prob = check_probability(switch_prob, "switch_prob")
         if cutmix_minmax is not None:
@@ -160,14 +190,16 @@ class Mixup:
                 "set mixup_alpha > 0, cutmix_alpha > 0 or cutmix_minmax"
             )
         both = len(adapters) == 2
+        smoothing = check_probability(label_smoothing, "label_smoothing")
         self.mixer = _TimmMixer(
             adapters, num_classes, mode=mode, prob=prob, per_sample=mode != "batch",
             switch="sample" if both and mode != "batch" else "batch", switch_prob=switch_prob if both else None,
-            label_smoothing=label_smoothing, seed=seed, generator=generator,
+            label_smoothing=0.0 if multi_label else smoothing, multi_label=multi_label, seed=seed, generator=generator,
         )  # fmt: skip
+        # multi-label rows are smoothed toward 0.5 before the Mixer sees them (timm's rule, not the Mixer's s / C)
         self.mixup_alpha, self.cutmix_alpha, self.cutmix_minmax = mixup_alpha, cutmix_alpha, cutmix_minmax
         self.mix_prob, self.switch_prob, self.mode, self.correct_lam = prob, switch_prob, mode, correct_lam
-        self.label_smoothing, self.num_classes = self.mixer.label_smoothing, self.mixer.num_classes
+        self.label_smoothing, self.num_classes, self.multi_label = smoothing, self.mixer.num_classes, multi_label
         self._built = True
 
     @property
@@ -183,15 +215,40 @@ class Mixup:
         """Only ``mixup_enabled`` changes after construction; setting another would silently do nothing."""
         if self.__dict__.get("_built") and name not in self._settable:
             raise AttributeError(
-                f"multimix.timm.Mixup.{name} is fixed at construction, so setting it would do nothing; "
-                "build a new Mixup (mixup_enabled is the one switch that can change)"
+                f"multimix.timm.{type(self).__name__}.{name} is fixed at construction, so setting it would do "
+                f"nothing; build a new {type(self).__name__} (mixup_enabled is the one switch that can change)"
             )
         super().__setattr__(name, value)
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mix ``x`` ``(B, C, H, W)`` (in place) and return it with soft targets ``(B, num_classes)``."""
+        """Mix ``x`` ``(B, C, H, W)`` in place and return it with soft targets ``(B, num_classes)``.
+
+        A uint8 ``x`` is mixed in float32 and rounded half to even into ``x``; the
+        targets carry the lam actually drawn (timm's elem and pair modes cast it to uint8).
+        """
+        if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.dtype == torch.uint8):
+            raise TypeError(f"x must be a floating-point or uint8 image batch (B, C, H, W), got dtype {x.dtype}")
+        target = self._smoothed_multi_label(target)
+        if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+            out = self.mixer(x.float(), target)
+            x.copy_(out.inputs.round_())
+            return x, out.targets
         out = self.mixer(x, target)
         return out.inputs, out.targets
+
+    def _smoothed_multi_label(self, target: torch.Tensor) -> torch.Tensor:
+        """timm's multi-label targets: dense rows as float, smoothed toward 0.5 (the Mixer then only mixes them)."""
+        if not self.multi_label:
+            return target
+        if not isinstance(target, torch.Tensor) or target.dim() != 2:
+            shape = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
+            raise ValueError(
+                f"multi_label=True mixes dense multi-hot targets (B, num_classes={self.num_classes}), got {shape}; "
+                "pass 0/1 rows, or build the mixer with multi_label=False for class indices"
+            )
+        rows = check_targets(target.float(), self.num_classes, multi_label=True)
+        s = self.label_smoothing
+        return rows * (1.0 - s) + 0.5 * s if s > 0 else rows
 
     def state_dict(self) -> dict[str, Any]:
         """The mixer's generator and schedule, so a resumed run draws the same plans."""
@@ -202,8 +259,49 @@ class Mixup:
 
     def __repr__(self) -> str:
         return (
-            f"multimix.timm.Mixup(mixup_alpha={self.mixup_alpha}, cutmix_alpha={self.cutmix_alpha}, "
+            f"multimix.timm.{type(self).__name__}(mixup_alpha={self.mixup_alpha}, cutmix_alpha={self.cutmix_alpha}, "
             f"cutmix_minmax={self.cutmix_minmax}, prob={self.mix_prob}, switch_prob={self.switch_prob}, "
             f"mode={self.mode!r}, correct_lam={self.correct_lam}, label_smoothing={self.label_smoothing}, "
-            f"num_classes={self.num_classes})"
+            f"num_classes={self.num_classes}, multi_label={self.multi_label})"
         )
+
+
+class FastCollateMixup(Mixup, *_COLLATE_BASES):
+    """timm's ``FastCollateMixup``: a ``collate_fn`` that stacks uint8 samples and mixes them in the worker.
+
+    Takes :class:`Mixup`'s arguments, and ``mode="half"`` besides: the first ``B // 2``
+    samples are mixed per sample with partners from the second half, and only they are
+    returned (timm's choice for fewer, more varied mixed samples per loaded batch).
+
+    Called with the list of ``(image, label)`` samples a ``DataLoader`` collects (uint8
+    NumPy arrays or tensors ``(C, H, W)``; labels class indices, or dense rows with
+    ``multi_label=True``), it returns a uint8 batch ``(B, C, H, W)`` (``(B // 2, ...)``
+    in half mode) mixed in float32 and rounded half to even, and float32 soft targets
+    ``(B, num_classes)``, as timm's. Each worker draws its own plans
+    (:meth:`~multimix.Mixer.seed_worker`) and follows ``mixup_enabled`` as set in the
+    main process; with timm installed this is an instance of timm's class, so timm's
+    ``PrefetchLoader.mixup_enabled`` reaches it.
+
+    Example:
+        >>> import numpy as np
+        >>> from multimix.timm import FastCollateMixup
+        >>> collate = FastCollateMixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem", num_classes=10, seed=0)
+        >>> samples = [(np.full((3, 8, 8), 10 * i, dtype=np.uint8), i) for i in range(5)]
+        >>> images, target = collate(samples)
+        >>> images.dtype, images.shape, target.shape
+        (torch.uint8, torch.Size([5, 3, 8, 8]), torch.Size([5, 10]))
+    """
+
+    _modes = (*MODES, "half")
+
+    def __call__(self, batch: Sequence[Any], _: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Collate and mix ``batch``, a list of ``(image, label)`` samples; the second argument is ignored, as timm."""
+        self.mixer.seed_worker()  # a no-op in the main process
+        images, labels = stack_samples(batch)
+        if self.mode == "half" and images.shape[0] < 2:
+            raise ValueError("mode='half' mixes the first half of a batch with the second; got a batch of 1 sample")
+        images, target = Mixup.__call__(self, images, labels)
+        if self.mode == "half":  # the second half only lent its samples
+            keep = images.shape[0] // 2
+            return images[:keep], target[:keep]
+        return images, target

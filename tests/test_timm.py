@@ -488,8 +488,8 @@ def test_drop_in_call_and_attribute_errors():
         ours.mixup_enabled = 0
     with pytest.raises(ValueError, match=r"targets holds label 3, outside \[0, num_classes=3\)"):
         ours(torch.randn(2, 3, 4, 4), torch.tensor([0, 3]))
-    with pytest.raises(TypeError, match=r"inputs must be a floating-point tensor .*got dtype torch.uint8"):
-        ours(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match=r"x must be a floating-point or uint8 image batch .*got dtype torch.int32"):
+        ours(torch.zeros(2, 3, 4, 4, dtype=torch.int32), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"targets has batch size 3 but inputs have batch size 2"):
         ours(torch.randn(2, 3, 4, 4), torch.tensor([0, 1, 2]))
 
