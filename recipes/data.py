@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["TensorData", "epoch_batches", "fits_on", "group_split", "load_source", "split_off", "to_device"]
+__all__ = ["SPLIT_NAMES", "TensorData", "epoch_batches", "fits_on", "group_split", "load_source", "require_classes",
+           "split_folders", "split_off", "to_device"]
 
 
 def _map(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
@@ -160,3 +161,55 @@ def load_source(
     if path.is_dir() if local_kind == "folder" else path.is_file():
         return local(path, config)
     raise ValueError(f"--data {data!r} is neither a dataset name ({['embedded', *names]}) nor an existing {local_kind}")
+
+
+def require_classes(classes: list[str], data: str) -> list[str]:
+    """``classes``, refused when fewer than two: one class trains to a perfect, meaningless score.
+
+    Raises:
+        ValueError: fewer than two classes, naming ``data`` (what ``--data`` gave).
+    """
+    if len(classes) < 2:
+        raise ValueError(f"--data {data} holds {len(classes)} class(es) {list(classes)}; a classifier needs at "
+                         "least two: add the other classes' samples")  # fmt: skip
+    return classes
+
+
+# folder names of a split layout (root/train/<class>/ + root/val/<class>/ ...) -> the split they hold
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def split_folders(root: Path) -> dict[str, Path] | None:
+    """The folders of a split layout by split (``train`` and ``val`` and/or ``test``), or None for ``root/<class>/``.
+
+    ``root/train/<class>/`` beside ``root/val/<class>/`` (or ``valid/``, ``validation/``, ``test/``) is the
+    layout of Kaggle and torchvision's ImageFolder splits: read as classes, its split folders would
+    become two classes.
+
+    Raises:
+        ValueError: split folders beside other folders, two validation folders, a train/ folder with
+            no held-out split, or held-out splits with no train/.
+    """
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    named = [p for p in folders if p.name.lower() in SPLIT_NAMES]
+    if not named:
+        return None
+    others = [p.name for p in folders if p.name.lower() not in SPLIT_NAMES]
+    names = [p.name for p in named]
+    if others:
+        raise ValueError(f"--data {root} holds the split folders {names} beside other folders {others}; keep either "
+                         "train/<class>/ with val/<class>/ or test/<class>/, or only <class>/ folders")  # fmt: skip
+    splits: dict[str, Path] = {}
+    for path in named:
+        split = SPLIT_NAMES[path.name.lower()]
+        if split in splits:
+            raise ValueError(f"--data {root} holds both {splits[split].name}/ and {path.name}/ as the validation "
+                             "split; keep one")  # fmt: skip
+        splits[split] = path
+    if "train" not in splits:
+        raise ValueError(f"--data {root} holds {names} but no train/ folder; add train/<class>/, or pass the "
+                         "folder of classes itself")  # fmt: skip
+    if len(splits) == 1:
+        raise ValueError(f"--data {root} holds a train/ folder with no val/, valid/ or test/ beside it; add one, "
+                         f"or pass --data {root / 'train'} to split its classes 80/20")  # fmt: skip
+    return splits

@@ -29,7 +29,7 @@ import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
 from multimix.text import HiddenMix
 from multimix_recipes import data_file, models
-from multimix_recipes.data import TensorData, load_source, split_off
+from multimix_recipes.data import TensorData, load_source, require_classes, split_folders, split_off
 from multimix_recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("cifar10", "cifar100", "fashion_mnist")
@@ -121,28 +121,50 @@ def _image_folder(path: Path) -> tuple[list[tuple[str, Source, int]], list[str]]
     return files, folder.classes
 
 
-def load_folder(root: Path, config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]]:
-    """An image folder through torchvision's ``ImageFolder``: ``root/train`` with ``root/val`` or ``root/test``,
-    or ``root/<class>/*`` alone (then a seeded 80/20 split); images resized to ``image_size``."""
-    held_out = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
-    if (root / "train").is_dir() and held_out is not None:
-        train, classes = _image_folder(root / "train")
-        test, test_classes = _image_folder(held_out)
-        if test_classes != classes:
-            raise ValueError(f"--data {root}: {held_out.name}/ has classes {test_classes}, train/ has {classes}")
-    else:
-        files, classes = _image_folder(root)
-        random.Random(config["seed"]).shuffle(files)
-        cut = int(0.8 * len(files))
-        train, test = files[:cut], files[cut:]
+def load_split_folders(root: Path, config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str], Any]:
+    """An image folder through torchvision's ``ImageFolder``: train, test, classes and its own validation split.
+
+    ``root/train/<class>/`` beside ``root/val/<class>/`` (or ``valid/``, ``validation/``) and/or
+    ``root/test/<class>/`` keeps the folder's split: ``test/`` is the test set (``val/`` when there
+    is no ``test/``), and a ``val/`` beside a ``test/`` is the validation split (else None: one is
+    carved out of train). ``root/<class>/*`` alone is split 80/20 by the seed. Images are resized
+    to ``image_size``.
+    """
+    splits = split_folders(root)
     size, seed = config["image_size"], config["seed"]
+    if splits is None:
+        files, classes = _image_folder(root)
+        random.Random(seed).shuffle(files)
+        cut = int(0.8 * len(files))
+        return (_as_dataset(files[:cut], config["train_limit"], seed, size),
+                _as_dataset(files[cut:], config["test_limit"], seed, size), classes, None)  # fmt: skip
+    train, classes = _image_folder(splits["train"])
+    held = {}
+    for split in ("val", "test"):
+        if split in splits:
+            held[split], split_classes = _image_folder(splits[split])
+            if split_classes != classes:
+                raise ValueError(f"--data {root}: {splits[split].name}/ has classes {split_classes}, train/ has "
+                                 f"{classes}; give both the same <class>/ folders")  # fmt: skip
+    test = held.pop("test") if "test" in held else held.pop("val")  # val/ alone is the held-out test set
+    val = _as_dataset(held["val"], None, seed, size) if "val" in held else None
     return (_as_dataset(train, config["train_limit"], seed, size),
-            _as_dataset(test, config["test_limit"], seed, size), classes)  # fmt: skip
+            _as_dataset(test, config["test_limit"], seed, size), classes, val)  # fmt: skip
+
+
+def load_folder(root: Path, config: dict[str, Any]) -> tuple[TensorData, TensorData, list[str]]:
+    """Train, test and classes of an image folder (:func:`load_split_folders` without its validation split)."""
+    return load_split_folders(root, config)[:3]
 
 
 def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, TensorData, list[str]]:
-    """Train, validation (a seeded ``val_size`` carved out of the training data), test, class names."""
-    train, test, classes = load_source(config, load_embedded, load_named, NAMED, load_folder)
+    """Train, validation (the folder's own, or a seeded ``val_size`` carved out of the training data), test, classes."""
+    train, test, classes, val = load_source(config, lambda c: (*load_embedded(c), None),
+                                            lambda name, c: (*load_named(name, c), None), NAMED,
+                                            load_split_folders)  # fmt: skip
+    require_classes(classes, config["data"])
+    if val is not None:
+        return train, val, test, classes
     keep, held = split_off(len(train), config["val_size"], config["seed"])
     return TensorData(train.take(keep)), TensorData(train.take(held)), test, classes
 

@@ -30,7 +30,7 @@ import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
 from multimix.specaugment import SpecAugment
 from multimix_recipes import data_file, models
-from multimix_recipes.data import TensorData, group_split, load_source, split_off
+from multimix_recipes.data import TensorData, group_split, load_source, require_classes, split_folders, split_off
 from multimix_recipes.engine import Task, mixer_for, pick_device
 
 NAMED = ("speech_commands",)
@@ -134,39 +134,73 @@ def load_named(name: str, config: dict[str, Any]) -> tuple[list, list, list[str]
     return loaded[0], loaded[1], classes
 
 
-def load_folder(root: Path, config: dict[str, Any]) -> tuple[list, list, list[str]]:
-    """WAV files in ``<label>/`` subfolders or named ``<label>_*.wav``; a seeded 80/20 split."""
-    files = sorted(root.rglob("*.wav"))
-    labels = [f.parent.name if f.parent != root else f.stem.split("_")[0] for f in files]
+def _wav_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """The WAV files under ``folder`` and their labels: the subfolder's name, or the name's prefix before ``_``."""
+    files = sorted(folder.rglob("*.wav"))
     if not files:
-        raise ValueError(f"--data {root} holds no .wav files (expected <label>/*.wav or <label>_*.wav)")
-    classes = sorted(set(labels))
-    items = []
-    for f, label in zip(files, labels, strict=True):
-        clip, rate = read_wav(f.read_bytes(), str(f))
-        items.append((_resampled(clip, rate, config["sample_rate"]), classes.index(label)))
-    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(config["seed"])).tolist()
-    cut = int(0.8 * len(items))
-    return [items[i] for i in order[:cut]], [items[i] for i in order[cut:]], classes
+        raise ValueError(f"--data {folder} holds no .wav files (expected <label>/*.wav or <label>_*.wav)")
+    return files, [f.parent.name if f.parent != folder else f.stem.split("_")[0] for f in files]
+
+
+def _read_clips(files: list[Path], labels: list[str], classes: list[str], rate: int) -> list:
+    return [(_resampled(*read_wav(f.read_bytes(), str(f)), rate), classes.index(label))
+            for f, label in zip(files, labels, strict=True)]  # fmt: skip
+
+
+def load_split_folders(root: Path, config: dict[str, Any]) -> tuple[list, list, list[str], list | None]:
+    """WAV files in ``<label>/`` subfolders or named ``<label>_*.wav``: train, test, classes, validation or None.
+
+    ``root/train/`` beside ``root/val/`` (or ``valid/``, ``validation/``) and/or ``root/test/`` keeps the
+    folder's split (``test/`` is the test set, else ``val/``; a ``val/`` beside a ``test/`` is the
+    validation split); otherwise the clips are split 80/20 by the seed.
+    """
+    rate, splits = config["sample_rate"], split_folders(root)
+    if splits is None:
+        files, labels = _wav_files(root)
+        classes = sorted(set(labels))
+        items = _read_clips(files, labels, classes, rate)
+        order = torch.randperm(len(items), generator=torch.Generator().manual_seed(config["seed"])).tolist()
+        cut = int(0.8 * len(items))
+        return [items[i] for i in order[:cut]], [items[i] for i in order[cut:]], classes, None
+    found = {split: _wav_files(path) for split, path in splits.items()}
+    classes = sorted(set(found["train"][1]))
+    for split, (_, labels) in found.items():
+        unknown = sorted(set(labels) - set(classes))
+        if unknown:
+            raise ValueError(f"--data {root}: {splits[split].name}/ has labels {unknown} that train/ has not; "
+                             "give every split the same labels")  # fmt: skip
+    items = {split: _read_clips(files, labels, classes, rate) for split, (files, labels) in found.items()}
+    test = items.pop("test") if "test" in items else items.pop("val")  # val/ alone is the held-out test set
+    return items["train"], test, classes, items.get("val")
+
+
+def load_folder(root: Path, config: dict[str, Any]) -> tuple[list, list, list[str]]:
+    """Train, test and classes of a WAV folder (:func:`load_split_folders` without its validation split)."""
+    return load_split_folders(root, config)[:3]
 
 
 def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, TensorData, list[str]]:
-    """Train, validation (a seeded ``val_size`` carved out of the training clips), test, class names."""
+    """Train, validation (the folder's own, or a seeded ``val_size`` carved out of the training clips), test,
+    class names."""
     if config["split"] not in ("takes", "speakers"):
         raise ValueError(f"split must be 'takes' or 'speakers', got {config['split']!r}")
     data = config["data"]
     if config["split"] == "speakers" and data != "embedded":
         raise ValueError(f"split: speakers needs the embedded FSDD (speakers named in its files), got --data {data!r}; "
                          "use split: takes")  # fmt: skip
-    train, test, classes = load_source(config, load_embedded, load_named, NAMED, load_folder)
+    train, test, classes, val = load_source(config, lambda c: (*load_embedded(c), None),
+                                            lambda name, c: (*load_named(name, c), None), NAMED,
+                                            load_split_folders)  # fmt: skip
+    require_classes(classes, data)
     for split, limit in ((train, config["train_limit"]), (test, config["test_limit"])):
         if limit is not None and limit < len(split):
             order = torch.randperm(len(split), generator=torch.Generator().manual_seed(config["seed"]))
             split[:] = [split[i] for i in sorted(order[:limit].tolist())]
-    keep, held = split_off(len(train), config["val_size"], config["seed"])
+    if val is None:
+        keep, held = split_off(len(train), config["val_size"], config["seed"])
+        val = [train[i] for i in held.tolist()]
+        train = [train[i] for i in keep.tolist()]
     rate, seconds = config["sample_rate"], config["clip_seconds"]
-    val = [train[i] for i in held.tolist()]
-    train = [train[i] for i in keep.tolist()]
     return clips(train, rate, seconds), clips(val, rate, seconds), clips(test, rate, seconds), classes
 
 

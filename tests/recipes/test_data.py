@@ -90,7 +90,7 @@ def test_local_folders_and_csv(tmp_path):
     train, val, test, classes = text.load_data(resolve("text", None, {"data": str(csv), "val_size": 3}))
     assert classes == ["neg", "pos"] and len(train) == 15 and len(val) == 3 and len(test) == 2
     (tmp_path / "bad.csv").write_text("sentence,y\na,1\n")
-    with pytest.raises(ValueError, match=r"must be a CSV with columns text,label"):
+    with pytest.raises(ValueError, match=r"line 1: the header must name the columns text,label"):
         text.load_data(resolve("text", None, {"data": str(tmp_path / "bad.csv")}))
     with pytest.raises(ValueError, match=r"holds no .wav files"):
         speech.load_data(resolve("speech", None, {"data": str(tmp_path / "empty")}))
