@@ -15,6 +15,9 @@ from __future__ import annotations
 import csv
 import gzip
 import importlib.util
+import io
+import json
+import math
 import os
 import random
 from pathlib import Path
@@ -26,7 +29,7 @@ from torch.utils.data import Dataset
 import multimix
 from multimix.text import HiddenMix
 from multimix_recipes import data_file
-from multimix_recipes.data import load_source, split_off
+from multimix_recipes.data import load_source, require_classes, split_off
 from multimix_recipes.engine import Task
 
 # name -> (hub path, subset, text column, label column)
@@ -78,23 +81,71 @@ def load_named(name: str, config: dict[str, Any]) -> tuple[list, list, list[str]
     return pick("train"), pick(test_split), classes
 
 
+def _decode(path: Path) -> str:
+    """The file's text: UTF-8, with or without the BOM that Excel's "CSV UTF-8" writes."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(f"--data {path} line {line}: not UTF-8 (byte {data[error.start]:#04x} at offset "
+                         f"{error.start}); save the CSV as UTF-8 (in Excel: CSV UTF-8)") from error  # fmt: skip
+
+
+def _rows(path: Path) -> list[tuple[str, str]]:
+    """``(text, label)`` of every row; each malformed row is an error naming the file and its line."""
+    reader = csv.reader(io.StringIO(_decode(path), newline=""), strict=True)  # an unclosed quote is an error
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"--data {path} is empty; a CSV needs a header line text,label and a row per sentence")
+        names = [name.strip() for name in header]
+        if "text" not in names or "label" not in names:
+            raise ValueError(f"--data {path} line 1: the header must name the columns text,label; got {header}")
+        text, label = names.index("text"), names.index("label")
+        rows, line = [], reader.line_num + 1
+        for fields in reader:
+            if any(field.strip() for field in fields):  # blank lines hold no row
+                if len(fields) > len(names):
+                    raise ValueError(f"--data {path} line {line}: {len(fields)} fields, the header has {len(names)} "
+                                     '({header}); quote a text that holds commas ("a, b")')  # fmt: skip
+                if len(fields) <= label or not fields[label].strip():
+                    raise ValueError(f"--data {path} line {line}: the row has no label; give every row one")
+                rows.append((fields[text] if len(fields) > text else "", fields[label].strip()))
+            line = reader.line_num + 1
+    except csv.Error as error:
+        raise ValueError(f"--data {path} line {reader.line_num}: not a valid CSV row ({error}); close each quoted "
+                         'text\'s quote and double the quotes inside it ("say ""hi""")') from error  # fmt: skip
+    if not rows:
+        raise ValueError(f"--data {path} has no rows under its header text,label")
+    return rows
+
+
+def label_order(labels: set[str]) -> list[str]:
+    """The class names in order: as numbers when every label is one ("2" before "10"), else as strings."""
+    try:
+        values = {label: float(label) for label in labels}
+    except ValueError:
+        return sorted(labels)
+    if not all(math.isfinite(v) for v in values.values()):
+        return sorted(labels)
+    return sorted(labels, key=lambda label: (values[label], label))
+
+
 def load_csv(path: Path, config: dict[str, Any]) -> tuple[list, list, list[str]]:
-    """A CSV with columns text,label (labels as names or integers); a seeded 10% is the test set."""
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"--data {path} must be a CSV with columns text,label; got {reader.fieldnames}")
-        raw = [(r["text"], r["label"]) for r in reader]
-    if not raw:
-        raise ValueError(f"--data {path} has no rows")
-    classes = sorted({label for _, label in raw})
-    train, test = _split([(text, classes.index(label)) for text, label in raw], config["seed"])
+    """A CSV with columns text,label (labels as names or numbers, UTF-8 with or without a BOM); a seeded 10% is
+    the test set."""
+    raw = _rows(path)
+    classes = require_classes(label_order({label for _, label in raw}), str(path))
+    index = {name: k for k, name in enumerate(classes)}
+    train, test = _split([(text, index[label]) for text, label in raw], config["seed"])
     return train, test, classes
 
 
 def load_data(config: dict[str, Any]) -> tuple[list, list, list, list[str]]:
     """Train, validation (a seeded ``val_size`` carved out of the training rows), test, class names."""
     train, test, classes = load_source(config, load_embedded, load_named, NAMED, load_csv, local_kind="CSV")
+    require_classes(classes, config["data"])
     limits = (config["train_limit"], config["test_limit"])
     train, test = (rows if limit is None else rows[:limit] for rows, limit in zip((train, test), limits, strict=True))
     keep, held = split_off(len(train), config["val_size"], config["seed"])
@@ -140,11 +191,18 @@ def build(config: dict[str, Any]) -> Task:
         name = default_model_path()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tokenizer = AutoTokenizer.from_pretrained(name)
+    longest = tokenizer.model_max_length  # the model's position embeddings (a huge sentinel when unknown)
+    if config["max_length"] > longest:
+        raise ValueError(f"max_length must be <= {longest} for {name} (its longest input), got "
+                         f"{config['max_length']}; set max_length, e.g. --set max_length=64")  # fmt: skip
     train_set = Tokenized(rows_train, tokenizer, config["max_length"])
     val_set = Tokenized(rows_val, tokenizer, config["max_length"])
     test_set = Tokenized(rows_test, tokenizer, config["max_length"])
     torch.manual_seed(config["seed"])
-    base = AutoModelForSequenceClassification.from_pretrained(name, num_labels=len(classes))
+    id2label = dict(enumerate(classes))  # the exported model/ names its classes (not LABEL_0, LABEL_1)
+    base = AutoModelForSequenceClassification.from_pretrained(
+        name, num_labels=len(classes), id2label=id2label, label2id={c: k for k, c in id2label.items()}
+    )
     method = config["method"]
     points = {"erm": None, "hidden": tuple(config["layers"]), "regmixup": tuple(config["layers"]),
               "embedding": ("embeddings",)}[method]  # fmt: skip
@@ -181,6 +239,11 @@ def build(config: dict[str, Any]) -> Task:
         """The fine-tuned model as a Hugging Face directory, loadable with ``from_pretrained``."""
         base.save_pretrained(folder)  # the model multimix.unwrap(model) gives back
         tokenizer.save_pretrained(folder)
+        metrics = folder.parent / "metrics.json"  # written just before: say which class each logit is
+        if metrics.is_file():
+            written = json.loads(metrics.read_text())
+            written["id2label"] = {str(k): c for k, c in id2label.items()}
+            metrics.write_text(json.dumps(written, indent=2))
 
     mixer = None if points is None else model.mixer
     return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, collate=collate,
