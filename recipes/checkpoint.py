@@ -1,7 +1,9 @@
-"""Checkpoints: written atomically (a failed or interrupted write keeps the previous one), read on the CPU.
+"""Checkpoints: written atomically (a failed or interrupted write keeps the previous one), read safely on the CPU.
 
 A checkpoint holds the model, optimizer, scheduler, every rank's mixer state, the RNG
-states, the history and the configuration. It is read on the CPU (``map_location``
+states, the history and the configuration: tensors and plain containers only, so it is
+read with ``torch.load(weights_only=True)``, which builds nothing else (a crafted file
+cannot run code when ``--resume`` reads it). It is read on the CPU (``map_location``
 would otherwise turn the RNG states into CUDA tensors, which torch refuses back) and
 checked before any model is built.
 """
@@ -9,7 +11,9 @@ checked before any model is built.
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +74,8 @@ def read(path: Path) -> dict[str, Any]:
     """The checkpoint at ``path``, on the CPU.
 
     Raises:
-        ValueError: no file, an empty, unreadable or corrupt file, or not a recipe checkpoint
-            (the message names the file).
+        ValueError: no file, an empty, unreadable or corrupt file, a file holding more than tensors
+            and plain data, or not a recipe checkpoint (the message names the file).
     """
     path = Path(path)
     if not path.is_file():
@@ -79,9 +83,19 @@ def read(path: Path) -> dict[str, Any]:
     if path.stat().st_size == 0:
         raise ValueError(f"--resume: {path} is empty, so unreadable; delete it and run without --resume")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a truncated or foreign file
-        raise ValueError(f"--resume: {path} is unreadable or corrupt ({type(error).__name__}: {error}); "
+        with warnings.catch_warnings():  # torch warns about a foreign pickle's protocol before refusing it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a truncated, foreign or unsafe file
+        if isinstance(error, pickle.UnpicklingError) and "global" in str(error).lower():
+            raise ValueError(f"--resume: {path} holds objects other than tensors and plain data, which could run "
+                             "code when loaded, so it was not loaded; multimix run never writes such a file: delete "
+                             "it and run without --resume") from None  # fmt: skip
+        if isinstance(error, pickle.UnpicklingError):  # torch's text would suggest weights_only=False
+            reason = "not data written by torch.save"
+        else:
+            reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+        raise ValueError(f"--resume: {path} is unreadable or corrupt ({reason}); "
                          "delete it and run without --resume") from error  # fmt: skip
     missing = [k for k in KEYS if not isinstance(state, dict) or k not in state]
     if missing:
