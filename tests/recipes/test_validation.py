@@ -1,5 +1,7 @@
 """Every numeric key's range is checked when the configuration is resolved; keys that do nothing say so."""
 
+import re
+
 import pytest
 import yaml
 
@@ -151,3 +153,32 @@ def test_no_warning_for_defaults_settings_that_apply_or_a_saved_config(warnings_
     configuration.save(resolve("image", None, {}), saved)  # every key written out, momentum beside adamw
     resolve("image", saved, {})
     assert warnings_seen() == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["run", "speech", "--set", "n_mels=0"], r"multimix: error: n_mels must be >= 1"),
+        (["run", "speech", "--set", "clip_seconds=-1"], r"multimix: error: clip_seconds must be finite and > 0"),
+        (["run", "speech", "--set", "sample_rate=50"], r"multimix: error: sample_rate must be in 1000..384000"),
+        (["run", "image", "--set", "gamma=-1"], r"multimix: error: gamma must be finite and in \(0, 1\]"),
+        (["run", "image", "--set", "epoch=3"], r"multimix: error: command line: unknown key.*did you mean 'epochs'\?"),
+    ],
+)
+def test_the_cli_refuses_before_anything_is_written(tmp_path, capsys, argv, match):
+    from multimix.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and re.search(match, err) and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_cli_prints_a_warning_line_and_goes_on(warnings_seen, capsys):
+    from multimix.cli import main
+
+    assert main(["run", "image", "--set", "milestones=[3]", "--print-config"]) == 0
+    assert warnings_seen() == ["multimix: warning: milestones has no effect: only schedule step uses it, and "
+                               "schedule is 'onecycle'"]  # fmt: skip
