@@ -183,9 +183,9 @@ def test_sync_count_skips_the_debug_modes_own_notice():
 
 # Operations per call on the device (kernel launches on a GPU, where a call on a small batch is host-bound);
 # measured with torch 2.14, bounds with a little room for other releases' decompositions.
-# (per batch, per sample); per sample FMix draws, transforms and sorts its noise maps on the device, and
-# ResizeMix computes its source maps there.
-KERNEL_BUDGET = {CutMix: (12, 13), ResizeMix: (13, 29), FMix: (19, 29), SaliencyMix: (37, 37)}
+# (per batch, per sample); per sample FMix draws, transforms and sorts its noise maps on the device; ResizeMix
+# computes its source maps there and gathers with fixed shapes in both modes (a traced step reuses one graph).
+KERNEL_BUDGET = {CutMix: (12, 13), ResizeMix: (29, 29), FMix: (19, 29), SaliencyMix: (37, 37)}
 
 
 @pytest.mark.parametrize("adapter", list(KERNEL_BUDGET), ids=lambda cls: cls.__name__)
