@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -10,8 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from multimix._checks import check_probability
-from multimix._kernels import apply_rowwise, keep_unmixed, row_view, select_bits, select_bits_dtype, unchanged
-from multimix._transfer import to_device
+from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged, where_into
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS
 from multimix.lengths import Validity
@@ -75,12 +75,10 @@ def _thresholds(ascending: torch.Tensor, kept: np.ndarray) -> torch.Tensor:
     """
     count, size = ascending.shape
     rank = np.clip(np.round(kept.T * size), 0, size).astype(np.int64)  # (N, K): how many values lie above
-    above, below = size - rank, size - 1 - rank  # ascending positions of the rank-th largest value and the next
-    index = np.stack([np.minimum(above, size - 1), np.maximum(below, 0)], axis=-1).reshape(count, -1)
-    offset = np.stack([(above == size).astype(np.float64), -(below < 0).astype(np.float64)], axis=-1)
-    offset = offset.reshape(count, -1)
-    index, offset = to_device((torch.from_numpy(index), torch.from_numpy(offset)), ascending.device)
-    pairs = ascending.gather(1, index).double().add_(offset)  # (N, 2K): 1 beyond the values at either end
+    index = np.stack([size + 1 - rank, size - rank], axis=-1).reshape(count, -1)  # the rank-th largest, the next
+    values = ascending.double()  # padded: position 0 lies 1 below the smallest, size + 1 1 above the largest
+    padded = torch.cat([values[:, :1] - 1, values, values[:, -1:] + 1], dim=1)
+    pairs = padded.gather(1, torch.from_numpy(index).to(ascending.device, non_blocking=True))
     return pairs.view(count, -1, 2).mean(-1).float().t()
 
 
@@ -128,20 +126,17 @@ class FMix(Adapter):
             raise ValueError(f"max_soft must be in [0, 0.5] (a fraction of pixels on each side), got {max_soft!r}")
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Fourier:
-        count = plan.batch_size if plan.per_sample else 1
-        lam = plan.lam[:count].numpy()
-        soft = np.minimum(self.max_soft, np.minimum(lam, 1.0 - lam))
+        lam = plan.region_lam().numpy()  # every sample's, or a mixed sample's for the batch's one map
+        count, soft = len(lam), np.minimum(self.max_soft, np.minimum(lam, 1.0 - lam))
         if x.device.type == "cpu" or count == 1:  # one map costs the host less than the launches it would take
             noise = fourier_noise(count, x.shape[-2], x.shape[-1], self.decay_power, generator)
-            # NumPy's sort is about 7x torch's on CPU rows of 1,024 (benchmarks/adapter_kernels.py)
-            ascending = torch.from_numpy(np.sort(noise.flatten(1).numpy(), axis=1))
-        else:  # a map per sample: drawn, transformed and sorted on the device from one host draw
+        else:  # a map per sample: drawn and transformed on the device from one host draw
             seed = int(torch.randint(2**62, (1,), generator=generator))
             noise = fourier_noise(count, x.shape[-2], x.shape[-1], self.decay_power,
                                   _device_generator(x.device, seed), device=x.device)  # fmt: skip
-            ascending = noise.flatten(1).sort(dim=1).values
+        ascending = noise.flatten(1).sort(dim=1).values
         thresholds = _thresholds(ascending, np.stack([lam - soft, lam + soft]) if self.max_soft else lam[None])
-        return Fourier(noise, thresholds[0], thresholds[-1])  # one map for a per-batch draw, broadcast on the device
+        return Fourier(noise, thresholds[0], thresholds[-1])  # one map for a per-batch draw, broadcast in apply
 
     def mask(self, x: torch.Tensor, region: Fourier) -> torch.Tensor:
         """``(B or 1, H, W)`` weight of each sample's own pixels (bool when binary), on ``x``'s device."""
@@ -159,43 +154,33 @@ class FMix(Adapter):
         inplace = self.writes_inplace(x)
         if not plan.any_mixed:
             return unchanged(x, inplace), torch.ones_like(plan.lam)
-        mask = self.mask(x, region)
-        flat = mask.flatten(1)  # the mask's mean, exactly: a binary mask is counted, without a widened copy
-        if mask.dtype != torch.bool:
-            count = flat.sum(1, dtype=torch.float64)
-        elif mask.device.type == "cpu" and flat.shape[1] >= 4096:  # NumPy counts a large row in place, 5x a sum
-            count = torch.tensor([np.count_nonzero(row) for row in flat.numpy()], dtype=torch.int64)
-        elif mask.device.type == "cpu":  # small rows: one sum (NumPy's, which takes booleans as they are)
-            count = torch.from_numpy(flat.numpy().sum(1))
-        else:
-            count = flat.view(torch.uint8).sum(1, dtype=torch.int32)
-        own = count.to(torch.float64) / mask[0].numel()
-        lam = torch.where(plan.mixed, own.expand(x.shape[0]), 1.0)
-        weight = mask.view(mask.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:])
-        if self.vectorized(x):
-            partner = x.index_select(0, plan.index)
-            if self.max_soft:
-                return keep_unmixed(torch.lerp(partner, x, weight), x, plan, inplace=inplace), lam
-            if not plan.all_mixed:  # unmixed samples keep every pixel: one selection still does it all
-                weight = weight | ~row_view(plan.mixed, weight)
-            return (torch.where(weight, x, partner, out=x) if inplace else torch.where(weight, x, partner)), lam
-        return self._mix_rowwise(x, plan, weight, inplace=inplace), lam
+        if not self.vectorized(x):
+            write, lam = self.row_writer(x, plan, region)
+            return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace), lam
+        weight, lam = self._weight(x, plan, region)
+        partner = x.index_select(0, plan.index)
+        if self.max_soft:
+            return keep_unmixed(torch.lerp(partner, x, weight), x, plan, inplace=inplace), lam
+        if not plan.all_mixed:  # unmixed samples keep every pixel: one selection still does it all
+            weight = weight | ~row_view(plan.mixed, weight)
+        return (where_into(~weight, partner, x) if inplace else torch.where(weight, x, partner)), lam
 
-    def _mix_rowwise(self, x: torch.Tensor, plan: MixPlan, weight: torch.Tensor, *, inplace: bool) -> torch.Tensor:
-        """The CPU loop: each mixed sample takes its partner's values where its ``weight`` (B or 1, ...) is 0."""
-        index, mixed, shared = plan.index.tolist(), plan.mixed.tolist(), weight.shape[0] == 1
-        bits = select_bits_dtype(x) if shared and not self.max_soft else None
-        if bits is not None:  # one binary mask for the batch: each element's bits selected as integers, vectorised
-            keep, scratch = weight[0].to(bits), torch.empty_like(x[0], dtype=bits)
+    def row_writer(
+        self, x: torch.Tensor, plan: MixPlan, region: Fourier, valid: Validity | None = None
+    ) -> tuple[Callable[[torch.Tensor, int, torch.Tensor], None], torch.Tensor]:
+        """The CPU loop's write: a sample takes its partner's values where its mask is 0 (blends a soft edge)."""
+        weight, lam = self._weight(x, plan, region)
+        shared = weight.shape[0] == 1
 
-            def select(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-                select_bits(dst, partner, keep, scratch)
-
-            out = apply_rowwise(x.view(bits), index, mixed, select, inplace=inplace)
-            return x if inplace else out.view(x.dtype)
-
-        def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:  # per sample: converting every
-            w = weight[0 if shared else i]  # mask to integers costs more than the selection saves
+        def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+            w = weight[0 if shared else i]
             torch.lerp(partner, dst, w, out=dst) if self.max_soft else torch.where(w, dst, partner, out=dst)
 
-        return apply_rowwise(x, index, mixed, write, inplace=inplace)
+        return write, lam
+
+    def _weight(self, x: torch.Tensor, plan: MixPlan, region: Fourier) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask, shaped to broadcast over ``x``, and the label lam: the mean of the mask applied, exactly."""
+        mask = self.mask(x, region)
+        own = mask.flatten(1).sum(1, dtype=torch.float64) / mask[0].numel()
+        lam = torch.where(plan.mixed, own.expand(x.shape[0]), 1.0)
+        return mask.view(mask.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:]), lam

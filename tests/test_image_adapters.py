@@ -10,13 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import multimix
-from multimix import fmix
-from multimix._kernels import SAME_SIZE_INTEGER
 from multimix.fmix import _device_generator, _thresholds
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
 from multimix.saliencymix import _cell_centres, _peak_cells
 
 ADAPTERS = [ResizeMix, FMix, SaliencyMix]
+AS_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # each element size's integer type
 
 
 def official_binarise(noise, lam):
@@ -67,7 +66,7 @@ def thresholds_by_hand(noise, kept):
 @given(seed=st.integers(0, 2**31), n=st.integers(1, 5), size=st.sampled_from([(1, 1), (5, 7), (32, 32)]),
        kept=st.lists(st.sampled_from([0.0, 1e-5, 0.3, 0.5, 0.999999, 1.0]), min_size=2, max_size=2))  # fmt: skip
 def test_thresholds_keep_the_drawn_share_of_each_map(seed, n, size, kept):
-    """The threshold rule behind both noise paths (NumPy's sort on the host, torch's on a device) against loops."""
+    """The threshold rule (the sorted noise read at each share's rank) against loops."""
     noise = fourier_noise(n, *size, 3.0, torch.Generator().manual_seed(seed))
     fractions = np.array([[kept[0]] * n, np.linspace(0, 1, n)])  # (K, N), every share from none to all
     ascending = noise.flatten(1).sort(dim=1).values
@@ -296,12 +295,23 @@ def test_fmix_vectorised_keeps_an_unmixed_sample_whatever_its_partner():
         assert torch.equal(out[i], torch.where(mask, x[i], x[int(plan.index[i])]))
 
 
+@pytest.mark.parametrize("path", [looped, vectorised])
+def test_fmix_per_batch_mask_follows_a_mixed_samples_lam_when_the_first_is_unmixed(path):
+    """With p < 1 the first sample may be one the coin left out (lam 1): the batch's one mask still keeps the mixed
+    samples' drawn share (0.3 of 16 x 20 pixels is exactly 96), not all of every image."""
+    plan = fixed_plan([0, 2, 1, 4, 3, 5], [1.0, 0.3, 0.3, 0.3, 0.3, 1.0], per_sample=False)
+    x = images()
+    out, lam, _ = run(path(FMix(1.0)), x, plan)
+    assert lam.tolist() == [1.0, 0.3, 0.3, 0.3, 0.3, 1.0]
+    assert torch.equal(out[[0, 5]], x[[0, 5]]) and not torch.equal(out[1:5], x[1:5])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "video"])
 @pytest.mark.parametrize("inplace", [True, False])
-def test_fmix_per_batch_loop_selects_the_bits_torch_where_selects(monkeypatch, dtype, layout, inplace):
-    """On a CPU the per-batch loop selects each element's bits as integers (8-byte values by torch.where): the bits
-    of the vectorised where, inf, NaN and -0.0 included, the unmixed sample untouched, in place or not."""
+def test_fmix_per_batch_loop_selects_the_bits_the_vectorised_where_selects(dtype, layout, inplace):
+    """On a CPU the per-batch loop selects each sample's values by the batch's mask: the bits of the vectorised
+    where, inf, NaN and -0.0 included, the unmixed sample untouched, in place or not."""
     plan = fixed_plan(PLAN.index, 0.4, per_sample=False)  # sample 5 is its own partner: unmixed
     x = torch.rand(6, 3, 4, 16, 20, generator=torch.Generator().manual_seed(3)) if layout == "video" else images()
     if dtype.is_floating_point:
@@ -313,11 +323,8 @@ def test_fmix_per_batch_loop_selects_the_bits_torch_where_selects(monkeypatch, d
     region = adapter.draw_region(x, plan, torch.Generator().manual_seed(0))
     expected, expected_lam = vectorised(FMix(1.0, inplace=False)).apply(x, plan, region)
     original, batch = x.clone(), x.clone()
-    selections, select_bits = [], fmix.select_bits
-    monkeypatch.setattr(fmix, "select_bits", lambda *args: selections.append(1) or select_bits(*args))
     out, lam = adapter.apply(batch, plan, region)
-    assert len(selections) == (0 if dtype == torch.float64 else 5)  # the 5 mixed samples, as integers
-    as_bits = SAME_SIZE_INTEGER[x.element_size()]
+    as_bits = AS_BITS[x.element_size()]
     assert (out is batch) == inplace and out.dtype == dtype and torch.equal(lam, expected_lam)
     assert torch.equal(out.view(as_bits), expected.view(as_bits)) and not torch.equal(out, original)
     assert torch.equal(out[5].view(as_bits), original[5].view(as_bits))
@@ -327,8 +334,8 @@ def test_fmix_per_batch_loop_selects_the_bits_torch_where_selects(monkeypatch, d
 
 @pytest.mark.parametrize("inplace", [True, False])
 def test_fmix_per_batch_loop_mixes_a_lazily_negated_view_as_where_does(inplace):
-    """The imaginary part of a conjugate is negated lazily: its bits are not its values and torch will not view it
-    as integers, so the CPU loop selects it with torch.where, as the device path does."""
+    """The imaginary part of a conjugate is negated lazily (its bits are not its values): the CPU loop mixes its
+    values, as the vectorised path does, and in place writes through the view."""
     plan = fixed_plan(PLAN.index, 0.4, per_sample=False)
     z = torch.randn(6, 3, 16, 20, dtype=torch.complex64, generator=torch.Generator().manual_seed(4))
     x = z.conj().imag
