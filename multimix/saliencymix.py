@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multimix._kernels import paste_boxes, unchanged
+from multimix._kernels import box_writer, paste_boxes, unchanged
 from multimix.adapter import Adapter
 from multimix.image import _IMAGE_INPUTS, box_masks
 from multimix.lengths import Validity
@@ -27,22 +27,24 @@ def _cells(height: int, width: int, grid: int) -> tuple[int, int, int, int]:
 def _peak_cells(x: torch.Tensor, grid: int) -> torch.Tensor:
     """``(B,)`` long: each image's saliency cell (row-major) of largest squared gradient of its blurred grey cells.
 
-    The grey maps are pooled as the channels of one channels_last image, which torch's
-    CPU pooling vectorises over channels (about 10x a batch of one-channel maps; same
-    values); the central differences are not halved, which leaves the argmax as it is
-    (barring squares that underflow, on images of values near 1e-20). Ties go to the
-    first cell.
+    The central differences are not halved, which leaves the argmax as it is (barring
+    squares that underflow, on images of values near 1e-20). Ties go to the first cell.
     """
-    n = x.shape[0]
     sy, sx, gh, gw = _cells(x.shape[-2], x.shape[-1], grid)
-    sampled = x.detach()[..., sy // 2 :: sy, sx // 2 :: sx][..., :gh, :gw].reshape(n, -1, gh, gw).float()
-    grey = sampled.mean(1).view(n, gh * gw).t().contiguous()  # (cells, n): a 2-D transpose is torch's fast one
-    image = grey.as_strided((1, n, gh, gw), (n * gh * gw, 1, gw * n, n))  # channels_last strides
-    blurred = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
-    padded = F.pad(blurred, (1, 1, 1, 1), mode="replicate")[0]
+    sampled = x.detach()[..., sy // 2 :: sy, sx // 2 :: sx][..., :gh, :gw].reshape(x.shape[0], -1, gh, gw).float()
+    blurred = F.avg_pool2d(sampled.mean(1, keepdim=True), 3, stride=1, padding=1, count_include_pad=False)
+    padded = F.pad(blurred, (1, 1, 1, 1), mode="replicate")[:, 0]
     dy, dx = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1], padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
-    scores = dy.square().add_(dx.square()).permute(1, 2, 0).reshape(gh * gw, n)  # stored (cells, n): a view
-    return scores.max(0).indices  # first maximum, as argmax
+    return dy.square().add_(dx.square()).flatten(1).argmax(1)
+
+
+def _peak_centres(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """``(B, 4)`` long ``[row, row, col, col]`` of each image's peak cell centre pixel (inside the image)."""
+    sy, sx, _, gw = _cells(x.shape[-2], x.shape[-1], grid)
+    cells = _peak_cells(x, grid)
+    rows = cells.div(gw, rounding_mode="floor").mul_(sy).add_(sy // 2)
+    cols = cells.remainder(gw).mul_(sx).add_(sx // 2)
+    return torch.stack([rows, rows, cols, cols], dim=1)
 
 
 def saliency_peaks(x: torch.Tensor, grid: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,26 +57,6 @@ def saliency_peaks(x: torch.Tensor, grid: int = 32) -> tuple[torch.Tensor, torch
     """
     centres = _peak_centres(x, grid)
     return centres[:, 0], centres[:, 2]
-
-
-def _peak_centres(x: torch.Tensor, grid: int) -> torch.Tensor:
-    """``(B, 4)`` long ``[row, row, col, col]`` of each image's peak cell centre (a row of :func:`_cell_centres`)."""
-    return _cell_centres(x.shape[-2], x.shape[-1], grid, x.device).index_select(0, _peak_cells(x, grid))
-
-
-@functools.lru_cache(maxsize=64)
-def _cell_centres(height: int, width: int, grid: int, device: torch.device) -> torch.Tensor:
-    """``(cells, 4)`` long ``[row, row, col, col]`` of each saliency cell's centre pixel, clipped to the image.
-
-    Built on the host and copied once per device and image size without waiting for
-    the device (shared with every call, never written): a peak cell's centre is one
-    gather in it, instead of eight index operations on the device.
-    """
-    sy, sx, gh, gw = _cells(height, width, grid)
-    rows = np.minimum(np.arange(gh) * sy + sy // 2, height - 1).repeat(gw)
-    cols = np.tile(np.minimum(np.arange(gw) * sx + sx // 2, width - 1), gh)
-    table = torch.from_numpy(np.stack([rows, rows, cols, cols], axis=1).astype(np.int64))
-    return table.to(device, non_blocking=True)
 
 
 class Halves(NamedTuple):
@@ -119,16 +101,26 @@ class SaliencyMix(Adapter):
         centre = _peak_centres(x, self.grid).index_select(0, plan.index)
         return torch.clamp(centre.add_(region.offsets), min=region.limits[0], max=region.limits[1])
 
+    def _boxes_and_lam(self, x: torch.Tensor, plan: MixPlan, region: Halves) -> tuple[torch.Tensor, torch.Tensor]:
+        """The boxes and the label lam, the area kept (unmixed samples have empty boxes: lam 1, nothing pasted)."""
+        boxes = self.boxes(x, plan, region)
+        sides = boxes[:, 1::2] - boxes[:, ::2]
+        return boxes, 1.0 - sides.prod(1).double().div_(x.shape[-2] * x.shape[-1])
+
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Halves, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace = self.writes_inplace(x)
         if not plan.any_mixed:
             return unchanged(x, inplace), torch.ones_like(plan.lam)
-        boxes = self.boxes(x, plan, region)
-        sides = boxes[:, 1::2] - boxes[:, ::2]  # unmixed samples have empty boxes: lam 1, nothing pasted
-        lam = 1.0 - sides.prod(1).double().div_(x.shape[-2] * x.shape[-1])
+        boxes, lam = self._boxes_and_lam(x, plan, region)
         vectorized = self.vectorized(x)
         masks = box_masks(boxes, None, x.shape[-2], x.shape[-1]) if vectorized else {}
-        mixed = paste_boxes(x, plan, boxes, inplace=inplace, vectorized=vectorized, **masks)
-        return mixed, lam
+        return paste_boxes(x, plan, boxes, inplace=inplace, vectorized=vectorized, **masks), lam
+
+    def row_writer(
+        self, x: torch.Tensor, plan: MixPlan, region: Halves, valid: Validity | None = None
+    ) -> tuple[Callable[[torch.Tensor, int, torch.Tensor], None], torch.Tensor]:
+        """The CPU loop's write: CutMix's box copy, on the boxes computed for the batch."""
+        boxes, lam = self._boxes_and_lam(x, plan, region)
+        return box_writer(boxes), lam

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 import multimix
 from multimix.fmix import _device_generator, _thresholds
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
-from multimix.saliencymix import _cell_centres, _peak_cells
 
 ADAPTERS = [ResizeMix, FMix, SaliencyMix]
 AS_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # each element size's integer type
@@ -153,15 +152,6 @@ def test_saliency_peaks_equal_the_plain_float32_rule(seed, n, c, frames, h, w, l
     rows, cols = saliency_peaks(x)
     expected_rows, expected_cols = saliency_in_float32(x)
     assert torch.equal(rows, expected_rows) and torch.equal(cols, expected_cols)
-
-
-@pytest.mark.parametrize("size", [(1, 80), (80, 1), (33, 65), (224, 224), (70, 66)])
-def test_the_adapters_cell_table_gives_the_same_centres_as_saliency_peaks(size):
-    """SaliencyMix looks each peak cell's centre up in a host table; it must be the pixel saliency_peaks returns."""
-    x = torch.rand(7, 3, *size, generator=torch.Generator().manual_seed(3))
-    rows, cols = saliency_peaks(x)
-    centres = _cell_centres(*size, SaliencyMix.grid, x.device)[_peak_cells(x, SaliencyMix.grid)]
-    assert torch.equal(centres, torch.stack([rows, rows, cols, cols], dim=1))
 
 
 def test_saliencymix_gives_unmixed_samples_an_empty_box():

@@ -13,12 +13,13 @@ from adapter_cases import images
 from torch._dynamo.testing import CompileCounter
 
 import multimix
-from multimix.image import FMix, ResizeMix
+from multimix.image import FMix, ResizeMix, SaliencyMix
 
 ADAPTERS = {
     "ResizeMix": ResizeMix,
     "FMix": FMix,
     "FMix soft edge": lambda alpha, inplace: FMix(alpha, max_soft=0.2, inplace=inplace),
+    "SaliencyMix": SaliencyMix,
 }
 
 
