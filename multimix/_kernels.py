@@ -96,37 +96,6 @@ def apply_rowwise(
     return x
 
 
-# The integer type of each element size, for kernels that move values as their bits.
-SAME_SIZE_INTEGER = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def select_bits_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """The integer type :func:`select_bits` works in for ``x``'s elements, or None where it must not or need not.
-
-    8-byte elements are left to ``where``: a CPU multiplies 64-bit integers one at a
-    time. So are views whose values are negated or conjugated lazily (``z.conj().imag``):
-    their bits are not their values, and torch refuses to view them as integers.
-    """
-    if x.element_size() >= 8 or x.is_neg() or x.is_conj():
-        return None
-    return SAME_SIZE_INTEGER[x.element_size()]
-
-
-def select_bits(dst: torch.Tensor, partner: torch.Tensor, keep: torch.Tensor, scratch: torch.Tensor) -> None:
-    """``dst = where(keep, dst, partner)`` bit for bit: ``dst``, ``partner`` and a 0/1 ``keep`` as integers.
-
-    All three (and ``scratch``, dst's shape) are of the :func:`select_bits_dtype` type;
-    ``keep`` broadcasts. torch's CPU ``where`` is a scalar loop that branches per
-    element; ``partner + (dst - partner) * keep`` in integer arithmetic, which wraps
-    around in torch's CPU kernels (two's complement; the tests check every bit pattern),
-    gives each element's bits exactly (NaN, infinities and -0.0 included) in two
-    vectorised passes: 1.1-1.3x as fast as ``where`` for float32, about 2x for
-    bfloat16 and 4-5x for uint8 (benchmarks/adapter_kernels.py).
-    """
-    torch.sub(dst, partner, out=scratch)
-    torch.addcmul(partner, scratch, keep, out=dst)
-
-
 def row_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """View a ``(B,)`` tensor as ``(B, 1, ..., 1)`` to broadcast against ``like``."""
     return values.view(-1, *([1] * (like.dim() - 1)))

@@ -5,13 +5,10 @@ from hypothesis import strategies as st
 
 from multimix._kernels import (
     FROM_SCRATCH,
-    SAME_SIZE_INTEGER,
     SAVE,
     inplace_schedule,
     lerp_rows,
     paste_boxes,
-    select_bits,
-    select_bits_dtype,
 )
 from multimix.image import box_masks
 from multimix.plan import MixPlan
@@ -118,46 +115,3 @@ def test_paste_boxes_matches_slicing(inplace, vectorized):
     out = paste_boxes(x, plan, boxes, inplace=inplace, vectorized=vectorized, **masks)
     assert torch.equal(out, expected)
     assert (out is x) == inplace
-
-
-SELECT_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.uint8, torch.int8, torch.int16, torch.int32,
-                 torch.bool]  # fmt: skip
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.data())
-def test_select_bits_is_torch_where_bit_for_bit(data):
-    """Any bits (NaN payloads, infinities, -0.0, subnormals), any 0/1 mask broadcast over channels: where's bits."""
-    dtype = data.draw(st.sampled_from(SELECT_DTYPES))
-    bits = select_bits_dtype(torch.empty(0, dtype=dtype))
-    assert bits is SAME_SIZE_INTEGER[torch.empty(0, dtype=dtype).element_size()]
-    channels, height, width = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
-    info = torch.iinfo(bits)
-    raw = data.draw(st.lists(st.integers(info.min, info.max), min_size=2 * channels * height * width,
-                             max_size=2 * channels * height * width))  # fmt: skip
-    dst, partner = torch.tensor(raw, dtype=bits).view(2, channels, height, width).unbind(0)
-    if dtype == torch.bool:  # a bool holds 0 or 1
-        dst, partner = dst & 1, partner & 1
-    keep = torch.tensor(data.draw(st.lists(st.booleans(), min_size=height * width, max_size=height * width)))
-    keep = keep.view(height, width)
-    expected = torch.where(keep, dst.view(dtype), partner.view(dtype)).view(bits)
-    original_partner = partner.clone()
-    select_bits(dst, partner, keep.to(bits), torch.empty_like(dst))
-    assert torch.equal(dst, expected) and torch.equal(partner, original_partner)
-
-
-def test_select_bits_keeps_the_special_floats_where_lerp_would_not():
-    """inf next to a finite value, NaN, -0.0: selected as they are (a 0/1 lerp gives NaN and +0.0 there)."""
-    dst = torch.tensor([float("inf"), 1.0, -0.0, float("nan"), 3.0])
-    partner = torch.tensor([2.0, float("-inf"), 5.0, 4.0, -0.0])
-    keep = torch.tensor([1, 1, 1, 0, 0], dtype=torch.int32)
-    assert torch.lerp(partner, dst, keep.float())[:2].isnan().all()  # why FMix does not blend a binary mask
-    out = dst.clone()
-    select_bits(out.view(torch.int32), partner.view(torch.int32), keep, torch.empty(5, dtype=torch.int32))
-    expected = torch.tensor([float("inf"), 1.0, -0.0, 4.0, -0.0])
-    assert torch.equal(out.view(torch.int32), expected.view(torch.int32))  # the bits: -0.0 stays -0.0
-
-
-def test_select_bits_leaves_8_byte_values_to_where():
-    assert select_bits_dtype(torch.empty(0, dtype=torch.float64)) is None
-    assert select_bits_dtype(torch.empty(0, dtype=torch.int64)) is None
