@@ -272,7 +272,7 @@ def gpu_time(fn: Callable[[], object]) -> str:
 
 
 def new_adapters_table(args: argparse.Namespace, device: torch.device) -> None:
-    """ResizeMix, FMix and SaliencyMix beside multimix CutMix on the same batch (goal: within 2x of CutMix)."""
+    """ResizeMix, FMix and SaliencyMix beside multimix CutMix on the same batch, with their host time and kernels."""
     from multimix.image import FMix, ResizeMix, SaliencyMix
 
     def ours(adapter: multimix.Adapter, per_sample: bool) -> multimix.Mixer:
