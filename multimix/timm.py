@@ -34,9 +34,8 @@ import torch
 
 from multimix import image
 from multimix._checks import check_probability
+from multimix._timm_plans import TimmMixer
 from multimix._timm_samples import stack_samples
-from multimix.mixer import Mixer
-from multimix.plan import MixPlan, draw_plan, identity_plan
 from multimix.targets import check_targets
 
 try:  # timm's PrefetchLoader forwards mixup_enabled only to an instance of its own class
@@ -49,57 +48,6 @@ except ImportError:  # timm is optional: without it there is no PrefetchLoader t
 __all__ = ["FastCollateMixup", "Mixup"]
 
 MODES = ("batch", "pair", "elem")
-
-
-class _TimmMixer(Mixer):
-    """A Mixer with timm's draws the Mixer does not make: a coin per batch, pairs, and halves."""
-
-    def __init__(self, adapters: list[Any], num_classes: int, *, mode: str, prob: float, **options: Any) -> None:
-        self.mode = mode
-        self.batch_prob = prob if mode == "batch" else 1.0
-        super().__init__(adapters, num_classes, p=1.0 if mode == "batch" else prob, **options)
-        self._built = True  # from here on, unknown attributes are refused as by the Mixer
-
-    def draw(self, batch_size: int) -> MixPlan:
-        if not self.enabled:
-            return identity_plan(batch_size)
-        if self.batch_prob < 1.0:  # timm's prob in batch mode: one coin for the whole batch
-            coin = float(torch.rand((), generator=self.generator, dtype=torch.float64))
-            if coin >= self.batch_prob:
-                return identity_plan(batch_size)
-        if self.mode in ("pair", "half"):
-            return self._draw_matched(batch_size)
-        return super().draw(batch_size)
-
-    def _draw_matched(self, batch_size: int) -> MixPlan:
-        """One lam, adapter and coin per pair of a random matching (``"pair"``: both mix, the odd one out stays);
-        or per sample of the first half, mixed with a partner from the second (``"half"``: the second half stays)."""
-        count = batch_size // 2
-        if count == 0 or self.p == 0:
-            return identity_plan(batch_size)
-        alphas = [adapter.alpha for adapter in self.adapters]
-        drawn = draw_plan(count, alphas, self.generator, weights=self.weights, per_sample=True, p=self.p,
-                          switch=self.switch)  # fmt: skip
-        mixed = drawn.lam < 1  # the samples or pairs the coin mixes (the cycle drawn with them is not used)
-        if self.mode == "pair":
-            order = torch.randperm(batch_size, generator=self.generator)
-            first, second = order[0 : 2 * count : 2][mixed], order[1 : 2 * count : 2][mixed]
-        else:
-            first = torch.arange(count)[mixed]
-            second = (batch_size - count + torch.randperm(count, generator=self.generator))[mixed]
-        index = torch.arange(batch_size)
-        index[first] = second
-        lam = torch.ones(batch_size, dtype=torch.float64)
-        lam[first] = drawn.lam[mixed]
-        choices = None
-        if drawn.choices is not None:
-            choices = torch.zeros(batch_size, dtype=torch.long)
-            choices[first] = drawn.choices[mixed]
-        if self.mode == "pair":
-            index[second], lam[second] = first, lam[first]
-            if choices is not None:
-                choices[second] = choices[first]
-        return MixPlan(index=index, lam=lam, choice=drawn.choice, per_sample=True, choices=choices)
 
 
 def _check_alpha(value: object, name: str) -> float:
@@ -191,7 +139,7 @@ class Mixup:
             )
         both = len(adapters) == 2
         smoothing = check_probability(label_smoothing, "label_smoothing")
-        self.mixer = _TimmMixer(
+        self.mixer = TimmMixer(
             adapters, num_classes, mode=mode, prob=prob, per_sample=mode != "batch",
             switch="sample" if both and mode != "batch" else "batch", switch_prob=switch_prob if both else None,
             label_smoothing=0.0 if multi_label else smoothing, multi_label=multi_label, seed=seed, generator=generator,
