@@ -6,9 +6,7 @@ argument, what was expected, what was received and, where there is one, the fix.
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
 from numbers import Real
 
 import torch
@@ -109,16 +107,13 @@ def device_assert(condition: torch.Tensor, message: str) -> None:
 def check_writable(x: torch.Tensor, name: str) -> None:
     """Refuse in-place mixing of tensors whose writes would fail or leak into other samples.
 
-    Called before anything is drawn or written, so a refusal changes nothing.
+    Called before anything is drawn or written, so a refusal changes nothing. Memory
+    that is read-only (``np.load(..., mmap_mode="r")``) cannot be told from its tensor:
+    mix it with ``inplace=False``.
     """
     fix = f"pass {name}.clone(), or build the adapter with inplace=False"
     if x.is_inference() and not torch.is_inference_mode_enabled():
         raise ValueError(f"{name} was made under torch.inference_mode() and cannot be mixed in place; {fix}")
-    if x.device.type == "cpu" and x.numel() and not _memory_writable(x.data_ptr()):
-        raise ValueError(
-            f"{name} lives in read-only memory (e.g. np.load(..., mmap_mode='r') or a read-only NumPy array "
-            f"through torch.from_numpy); writing into it would crash the process; {fix}"
-        )
     if _samples_may_overlap(x):
         raise ValueError(
             f"{name} has samples that share memory (an expand()ed, stride-0 or unfold()ed tensor, strides "
@@ -138,25 +133,3 @@ def _samples_may_overlap(x: torch.Tensor) -> bool:
             return True
         spanned += stride * (size - 1)
     return False
-
-
-def _memory_writable(address: int) -> bool:
-    """Whether the page at ``address`` takes writes, asked of the kernel without risking a crash.
-
-    The byte at ``address`` goes through a pipe and is read back into the same place:
-    ``read`` into a read-only page fails with EFAULT instead of a segmentation fault,
-    and into a writable one it writes the value that was already there. POSIX only;
-    elsewhere memory is assumed writable.
-    """
-    if os.name != "posix":
-        return True
-    read_end, write_end = os.pipe()
-    try:
-        os.write(write_end, ctypes.string_at(address, 1))
-        return _LIBC.read(read_end, ctypes.c_void_p(address), 1) == 1
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None

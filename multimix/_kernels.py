@@ -96,6 +96,17 @@ def apply_rowwise(
     return x
 
 
+def where_into(mask: torch.Tensor, partner: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``x[mask] = partner[mask]`` in place, as one select written into ``x``.
+
+    Traced, ``where(..., out=x)`` is not captured for views of any layout; a select
+    copied into ``x`` is what functionalisation turns into the same single pass.
+    """
+    if torch.compiler.is_compiling():
+        return x.copy_(torch.where(mask, partner, x))
+    return torch.where(mask, partner, x, out=x)
+
+
 def row_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """View a ``(B,)`` tensor as ``(B, 1, ..., 1)`` to broadcast against ``like``."""
     return values.view(-1, *([1] * (like.dim() - 1)))
@@ -135,29 +146,43 @@ def in_layout_of(x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
     return result.contiguous(memory_format=layout)
 
 
+def applied_lam(lam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The label weight a blend of ``x`` by ``1 - lam`` really applies: the weight is rounded to ``x``'s dtype.
+
+    In bfloat16 or float16 the partner's weight ``1 - lam`` is rounded before the blend
+    (up to 0.4% off in bfloat16), so the label follows the rounded weight; float32 and
+    wider keep ``lam``.
+    """
+    if x.dtype in (torch.bfloat16, torch.float16):
+        return 1.0 - (1.0 - lam).to(x.dtype).to(lam.dtype)
+    return lam
+
+
 def lerp_rows(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor, *, inplace: bool, vectorized: bool) -> torch.Tensor:
     """Return ``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i.
 
     ``plan`` and ``lam`` ``(B,)`` are on ``x``'s device; samples the plan leaves
-    unmixed keep their exact values.
+    unmixed keep their exact values. The vectorised path is tensor ops only.
     """
     if not plan.any_mixed:
         return unchanged(x, inplace)
     if vectorized:
         partner = x.index_select(0, plan.index)
-        if plan.scalar_lam is not None and lam is plan.lam:  # one lam for the batch: host scalars, as timm
-            own = plan.scalar_lam
-            return (x.mul_(own) if inplace else x.mul(own)).add_(partner, alpha=1.0 - own)
-        weight = row_view((plan.other if lam is plan.lam else 1.0 - lam).to(x.dtype), x)
+        weight = row_view((1.0 - lam).to(x.dtype), x)
         if plan.all_mixed:  # one fused pass, no selection of unmixed rows
             return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         return keep_unmixed(torch.lerp(x, partner, weight), x, plan, inplace=inplace)
+    return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), lerp_writer(lam), inplace=inplace)
+
+
+def lerp_writer(lam: torch.Tensor) -> Callable[[torch.Tensor, int, torch.Tensor], None]:
+    """The CPU loop's write of a blend: ``dst = lerp(dst, partner, 1 - lam[i])`` (``lam`` on the host)."""
     weights = (1.0 - lam).tolist()
 
     def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
         dst.lerp_(partner, weights[i])
 
-    return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
+    return write
 
 
 def paste_boxes(
@@ -169,34 +194,31 @@ def paste_boxes(
     vectorized: bool,
     rows: torch.Tensor | None = None,
     cols: torch.Tensor | None = None,
-    box: tuple[int, int, int, int] | None = None,
 ) -> torch.Tensor:
     """Paste each partner's box ``x[index[i], ..., y1:y2, x1:x2]`` into each mixed sample i.
 
     ``boxes`` is ``(B, 4)`` long ``[y1, y2, x1, x2]`` on the last two dimensions. The
-    vectorised path takes either one ``box`` for the whole batch (host ints: only the
-    box is read and written) or per-sample ``rows`` ``(B, H)`` and ``cols`` ``(B, W)``
-    bool masks of each box (no rows for unmixed samples).
+    vectorised path selects by per-sample ``rows`` ``(B, H)`` and ``cols`` ``(B, W)``
+    bool masks of each box (no rows for unmixed samples), static shapes whatever the box.
     """
     if not plan.any_mixed:
         return unchanged(x, inplace)
-    if vectorized and box is not None:
-        y1, y2, x1, x2 = box
-        out = x if inplace else x.clone()
-        window = out[..., y1:y2, x1:x2]
-        window.copy_(window.index_select(0, plan.index))  # unmixed samples are their own partner
-        return out
     if vectorized:
         mask = rows.unsqueeze(2) & cols.unsqueeze(1)
         where = mask.view(x.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:])
         partner = x.index_select(0, plan.index)
         # out of place, x comes first: torch gives the result the layout of the first operand that decides it,
         # and a gathered partner is contiguous whatever x's layout (channels_last would be lost)
-        return torch.where(where, partner, x, out=x) if inplace else torch.where(~where, x, partner)
+        return where_into(where, partner, x) if inplace else torch.where(~where, x, partner)
+    return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), box_writer(boxes), inplace=inplace)
+
+
+def box_writer(boxes: torch.Tensor) -> Callable[[torch.Tensor, int, torch.Tensor], None]:
+    """The CPU loop's write of a box: ``dst[..., y1:y2, x1:x2] = partner[..., y1:y2, x1:x2]`` (host boxes)."""
     box_list = boxes.tolist()
 
     def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
         y1, y2, x1, x2 = box_list[i]
         dst[..., y1:y2, x1:x2].copy_(partner[..., y1:y2, x1:x2])
 
-    return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
+    return write

@@ -8,6 +8,7 @@ bands, waveforms, hidden states) and which label weight that really applied.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -62,7 +63,7 @@ class Adapter(ABC):
                 f"{name} must have at most {self.max_ndim} dimensions {self.layout} for {type(self).__name__}, "
                 f"got shape {tuple(x.shape)}"
             )
-        if self.writes_inplace(x):
+        if self.writes_inplace(x) and not torch.compiler.is_compiling():  # traced writes are functionalised
             check_writable(x, name)
         return x
 
@@ -88,6 +89,19 @@ class Adapter(ABC):
         ``takes_lengths``; None means all steps are valid.
         """
 
+    def row_writer(
+        self, x: torch.Tensor, plan: MixPlan, region: Any, valid: Validity | None = None
+    ) -> tuple[Callable[[torch.Tensor, int, torch.Tensor], None], torch.Tensor] | None:
+        """The per-sample write of the CPU loop and the label lam ``(B,)`` it gives, or None without a loop.
+
+        ``write(dst, i, partner)`` mixes sample ``i`` into ``dst`` from its partner's original
+        value; :func:`~multimix._kernels.apply_rowwise` orders the writes so that mixing in
+        place never reads a value already written. Only called on the CPU outside a trace,
+        with host plans, so it may read values. A composite adapter (``Switch``) runs its
+        members' writes in one loop.
+        """
+        return None
+
     def writes_inplace(self, x: torch.Tensor) -> bool:
         """Whether this call may overwrite ``x`` (never when autograd must see the original)."""
         return self.inplace and not (torch.is_grad_enabled() and x.requires_grad)
@@ -97,11 +111,13 @@ class Adapter(ABC):
     loop_min_numel: ClassVar[int] = 1 << 15
 
     def vectorized(self, x: torch.Tensor) -> bool:
-        """Vectorise on accelerators (a kernel per sample is slow there), under autograd, and for small samples."""
+        """Vectorise on accelerators (a kernel per sample is slow there), under ``torch.compile`` (the loop reads
+        the plan's values), under autograd, and for small samples."""
         return (
             x.device.type != "cpu"
+            or torch.compiler.is_compiling()
             or (torch.is_grad_enabled() and x.requires_grad)
-            or x[0].numel() < self.loop_min_numel
+            or x.numel() < self.loop_min_numel * x.shape[0]
         )
 
     def __repr__(self) -> str:

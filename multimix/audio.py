@@ -24,7 +24,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 
 from multimix._checks import check_positive_int
-from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged
+from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged, where_into
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
@@ -161,7 +161,7 @@ class SpecMixup(_SpectrogramAdapter):
                 # Weights no smaller than the dtype's tiniest normal: a lam that rounds to 0 would
                 # turn -inf * 0 into NaN, where the limit of the mix is -inf.
                 tiny = torch.finfo(x.dtype).tiny
-                partner.mul_(row_view(plan.other.to(x.dtype, copy=True).clamp_(min=tiny), x))  # ours to scale
+                partner.mul_(row_view((1.0 - plan.lam).to(x.dtype).clamp_(min=tiny), x))  # ours to scale
                 own = row_view(plan.lam.to(x.dtype, copy=True).clamp_(min=tiny), x)
                 if plan.all_mixed and inplace:
                     return x.mul_(own).add_(partner), plan.lam
@@ -290,7 +290,7 @@ class SpecMix(_SpectrogramAdapter):
             mask = region.freq_mask.unsqueeze(2) | region.time_mask.unsqueeze(1)
             mask = (mask & plan.mixed.view(-1, 1, 1)).view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:])
             partner = x.index_select(0, plan.index)
-            mixed = torch.where(mask, partner, x, out=x) if inplace else torch.where(mask, partner, x)
+            mixed = where_into(mask, partner, x) if inplace else torch.where(mask, partner, x)
         else:
             time, freq = region.time.tolist(), region.freq.tolist()
 

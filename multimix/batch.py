@@ -42,9 +42,9 @@ class MixedBatch:
         plan: the drawn :class:`~multimix.plan.MixPlan` (on the CPU).
         region: what the adapter drew beyond the plan (CutMix boxes, on the CPU; what an
             adapter draws on the device, FMix's per-sample noise off the CPU, stays there), per
-            field for dict batches. With ``switch="sample"``, a list with what each adapter
-            drew for its sub-batch (None if it mixed no sample), whose first rows are the
-            adapter's samples in ascending order.
+            field for dict batches. With ``switch="sample"``, a list with each adapter's
+            :class:`~multimix.switch.Part` (its share of the plan and the region it drew, over
+            the whole batch), None for an adapter no sample chose.
         lengths: for calls given ``lengths``, the mixed lengths ``(B,)`` or padding
             mask ``(B, T)``: a mixed item is valid wherever either source was.
         labels: the targets the Mixer was given (class indices ``(B,)`` or rows

@@ -2,9 +2,9 @@
 
 ``torch.distributions`` cannot take a generator, and a generator is what makes a
 resumed run draw the same plans. Beta comes from two Gamma variates (Marsaglia and
-Tsang, 2000), in log space so that tiny alphas do not underflow. The uniforms and
-normals come from the torch generator; the arithmetic runs in NumPy (or plain floats
-for a per-batch draw), which costs far less host time than torch on a handful of numbers.
+Tsang, 2000), in log space so that tiny alphas do not underflow. Each round takes one
+block of uniforms from the generator (normals by Box-Muller), because on a handful of
+numbers the host cost is the number of calls, not the arithmetic.
 """
 
 from __future__ import annotations
@@ -18,42 +18,59 @@ from multimix._checks import check_alpha, check_generator, check_positive_int
 
 __all__ = ["sample_beta"]
 
+_SMALL = 8  # up to this many Gamma variates, plain floats cost less host time than NumPy calls
 
-def _log_gamma_variates(shape: float, count: int, generator: torch.Generator) -> np.ndarray:
-    """Draw ``count`` values of log(Gamma(shape, 1)) with Marsaglia-Tsang rejection."""
+
+def _candidates(count: int) -> int:
+    """Candidates per round: acceptance is above 95%, so one round almost always suffices."""
+    return count + count // 8 + 2
+
+
+def _log_gammas_small(shape: float, count: int, generator: torch.Generator) -> list[float]:
+    """``count`` values of log(Gamma(shape, 1)) with Marsaglia-Tsang rejection, as plain floats."""
     boost = shape < 1.0  # Gamma(k) = Gamma(k + 1) * U ** (1 / k), kept in log space
-    k = shape + 1.0 if boost else shape
-    d = k - 1.0 / 3.0
+    d = (shape + 1.0 if boost else shape) - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    out = np.empty(count)
-    filled = 0
-    while filled < count:
-        need = (count - filled) * 9 // 8 + 4  # acceptance is above 95%: one round almost always suffices
-        x = torch.randn(need, generator=generator, dtype=torch.float64).numpy()
-        u = torch.rand(need, generator=generator, dtype=torch.float64).numpy()
-        accepted = _accept(x, u, c, d)[: count - filled]
-        out[filled : filled + accepted.size] = accepted
-        filled += accepted.size
-    if boost:
-        u = torch.rand(count, generator=generator, dtype=torch.float64).numpy()
-        out += np.log(np.maximum(u, 2.0**-60)) / shape  # a uniform of exactly 0 would give -inf
+    out: list[float] = []
+    while len(out) < count:
+        need = _candidates(count - len(out))
+        u = torch.rand(3 * need + (count if boost else 0), generator=generator, dtype=torch.float64).tolist()
+        for k in range(need):
+            x = math.sqrt(-2.0 * math.log(1.0 - u[3 * k])) * math.cos(2.0 * math.pi * u[3 * k + 1])
+            v = (1.0 + c * x) ** 3
+            accept_u = u[3 * k + 2]
+            if v > 0 and (accept_u == 0 or math.log(accept_u) < 0.5 * x * x + d - d * v + d * math.log(v)):
+                out.append(math.log(d) + math.log(v))
+                if len(out) == count:
+                    break
+        if boost and len(out) == count:
+            extra = u[3 * need :]
+            out = [g + math.log(max(e, 2.0**-60)) / shape for g, e in zip(out, extra, strict=True)]
     return out
 
 
-def _accept(x: np.ndarray, u: np.ndarray, c: float, d: float) -> np.ndarray:
-    """The log-Gamma values of the accepted candidates, in order (Marsaglia-Tsang's squeeze-free test)."""
-    if x.size <= 8:  # a per-batch draw (5 candidates): plain floats cost less than array calls
-        accepted = []
-        for xi, ui in zip(x.tolist(), u.tolist(), strict=True):
-            v = (1.0 + c * xi) ** 3
-            if v > 0 and (ui == 0 or math.log(ui) < 0.5 * xi * xi + d - d * v + d * math.log(v)):
-                accepted.append(math.log(d) + math.log(v))
-        return np.array(accepted)
-    v = (1.0 + c * x) ** 3
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_v = np.log(v)
-        accept = (v > 0) & (np.log(u) < 0.5 * x * x + d - d * v + d * log_v)
-    return math.log(d) + log_v[accept]
+def _log_gammas(shape: float, count: int, generator: torch.Generator) -> np.ndarray:
+    """``count`` values of log(Gamma(shape, 1)) with Marsaglia-Tsang rejection, vectorised."""
+    boost = shape < 1.0
+    d = (shape + 1.0 if boost else shape) - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    out = np.empty(count)
+    filled = 0
+    while filled < count:  # the same uniforms, in the same order, as the plain-float path
+        need = _candidates(count - filled)
+        drawn = torch.rand(3 * need + (count if boost else 0), generator=generator, dtype=torch.float64).numpy()
+        u = drawn[: 3 * need].reshape(need, 3)
+        x = np.sqrt(-2.0 * np.log1p(-u[:, 0])) * np.cos(2.0 * np.pi * u[:, 1])
+        v = (1.0 + c * x) ** 3
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_v = np.log(v)
+            accept = (v > 0) & ((u[:, 2] == 0) | (np.log(u[:, 2]) < 0.5 * x * x + d - d * v + d * log_v))
+        accepted = (math.log(d) + log_v[accept])[: count - filled]
+        out[filled : filled + accepted.size] = accepted
+        filled += accepted.size
+    if boost:  # the last round's extra uniforms
+        out += np.log(np.maximum(drawn[3 * need :], 2.0**-60)) / shape  # a uniform of exactly 0 would give -inf
+    return out
 
 
 def sample_beta(alpha: float, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -68,6 +85,18 @@ def sample_beta(alpha: float, count: int, generator: torch.Generator) -> torch.T
     alpha = check_alpha(alpha)
     check_positive_int(count, "count")
     check_generator(generator)
-    diff = _log_gamma_variates(alpha, count, generator) - _log_gamma_variates(alpha, count, generator)
+    if 2 * count <= _SMALL:
+        logs = _log_gammas_small(alpha, 2 * count, generator)
+        diff = [a - b for a, b in zip(logs[:count], logs[count:], strict=True)]
+        return torch.tensor([_sigmoid(v) for v in diff], dtype=torch.float64)
+    logs = _log_gammas(alpha, 2 * count, generator)
     with np.errstate(over="ignore"):
-        return torch.from_numpy(1.0 / (1.0 + np.exp(-diff)))  # sigmoid: Gx / (Gx + Gy) from the logs
+        return torch.from_numpy(1.0 / (1.0 + np.exp(logs[count:] - logs[:count])))  # Gx / (Gx + Gy) from the logs
+
+
+def _sigmoid(value: float) -> float:
+    """``1 / (1 + exp(-value))`` without overflow for any float."""
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    e = math.exp(value)
+    return e / (1.0 + e)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from multimix._checks import check_generator, check_positive_int, check_tensor
-from multimix._kernels import lerp_rows, paste_boxes
+from multimix._kernels import applied_lam, box_writer, lerp_rows, lerp_writer, paste_boxes
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
@@ -55,7 +55,10 @@ class Mixup(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mixed = lerp_rows(x, plan, plan.lam, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
-        return mixed, plan.lam
+        return mixed, applied_lam(plan.lam, x)
+
+    def row_writer(self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None):
+        return lerp_writer(plan.lam), plan.lam
 
 
 def sample_boxes(
@@ -160,6 +163,22 @@ def box_masks(boxes: torch.Tensor, mixed: torch.Tensor | None, height: int, widt
     return {"rows": rows if mixed is None else rows & mixed.view(-1, 1), "cols": cols}
 
 
+def _host_box_masks(boxes: np.ndarray, plan: MixPlan, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`box_masks` on the host in NumPy (a handful of numbers: cheaper than torch's dispatch)."""
+    if not plan.per_sample:  # one box: one row and one column mask, repeated
+        y1, y2, x1, x2 = boxes[0].tolist()
+        rows, cols = np.zeros(height, dtype=bool), np.zeros(width, dtype=bool)
+        rows[y1:y2], cols[x1:x2] = True, True
+        rows = np.broadcast_to(rows, (boxes.shape[0], height))
+        cols = np.broadcast_to(cols, (boxes.shape[0], width))
+    else:
+        rows = (np.arange(height) >= boxes[:, :1]) & (np.arange(height) < boxes[:, 1:2])
+        cols = (np.arange(width) >= boxes[:, 2:3]) & (np.arange(width) < boxes[:, 3:4])
+    if not plan.all_mixed:
+        rows = rows & plan.mixed.numpy()[:, None]
+    return torch.from_numpy(np.require(rows, requirements="CW")), torch.from_numpy(np.require(cols, requirements="CW"))
+
+
 class Boxes(NamedTuple):
     """CutMix boxes of one batch: what :meth:`CutMix.draw_region` draws and :meth:`CutMix.apply` pastes."""
 
@@ -167,7 +186,6 @@ class Boxes(NamedTuple):
     kept: torch.Tensor  # (B,) float64, the fraction of each image kept (1 for unmixed samples): the label weight
     rows: torch.Tensor | None = None  # (B, H) bool, rows inside each mixed sample's box (vectorised path)
     cols: torch.Tensor | None = None  # (B, W) bool, columns inside each box (vectorised path)
-    box: tuple[int, int, int, int] | None = None  # the one box of a per-batch draw, as host ints
 
 
 class CutMix(Adapter):
@@ -224,26 +242,28 @@ class CutMix(Adapter):
         n = plan.batch_size
         if not self.correct_lam:
             kept = plan.lam  # timm's correct_lam=False: the label weight is the lam drawn, clipped box or not
-        kept = kept_where_mixed(plan, kept)
-        if not plan.per_sample:
-            return Boxes(boxes.expand(n, 4), kept, box=tuple(boxes[0].tolist()))
+        kept = kept.expand(n) if plan.all_mixed else kept_where_mixed(plan, kept)
+        boxes = boxes if plan.per_sample else boxes.expand(n, 4)
         if not self.vectorized(x):
             return Boxes(boxes, kept)
         # Row and column masks are built here on the host and moved with the plan (one copy);
         # the device only forms their outer product.
-        return Boxes(boxes, kept, **box_masks(boxes, plan.mixed, height, width))
+        return Boxes(boxes, kept, *_host_box_masks(boxes.numpy(), plan.on_host, height, width))
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Boxes, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         region = Boxes(*region)
-        if self.vectorized(x) and region.box is None and region.rows is None:  # boxes given by hand
+        vectorized = self.vectorized(x)
+        if vectorized and region.rows is None:  # drawn for the CPU loop, or boxes given by hand
             region = region._replace(**box_masks(region.boxes, plan.mixed, x.shape[-2], x.shape[-1]))
-        mixed = paste_boxes(
-            x, plan, region.boxes, inplace=self.writes_inplace(x), vectorized=self.vectorized(x),
-            rows=region.rows, cols=region.cols, box=region.box,
-        )  # fmt: skip
+        mixed = paste_boxes(x, plan, region.boxes, inplace=self.writes_inplace(x), vectorized=vectorized,
+                            rows=region.rows, cols=region.cols)  # fmt: skip
         return mixed, region.kept
+
+    def row_writer(self, x: torch.Tensor, plan: MixPlan, region: Boxes, valid: Validity | None = None):
+        region = Boxes(*region)
+        return box_writer(region.boxes), region.kept
 
     def __repr__(self) -> str:
         extra = "" if self.minmax is None else f", minmax={self.minmax!r}"

@@ -9,7 +9,6 @@ padding mask ``(B, T)`` (1/True = valid); adapters can read both as a bool mask
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 
@@ -41,9 +40,9 @@ class Validity:
             return cls(steps, dtype, lengths=lengths.long())
         return cls(steps, dtype, given_mask=lengths.bool())
 
-    @cached_property
+    @property
     def mask(self) -> torch.Tensor:
-        """``(B, T)`` bool, True where valid."""
+        """``(B, T)`` bool, True where valid (built from lengths on each use: two small ops, and it traces)."""
         if self.given_mask is not None:
             return self.given_mask
         steps = torch.arange(self.steps, device=self.lengths.device)
@@ -73,7 +72,9 @@ class Validity:
         return self.mask.to(self.dtype)
 
 
-def check_lengths(lengths: object, batch_size: int, steps: int, *, validate: bool = False) -> torch.Tensor:
+def check_lengths(
+    lengths: object, batch_size: int, steps: int, *, validate: bool = False, values: bool = True
+) -> torch.Tensor:
     """Validate lengths ``(B,)`` in ``[0, steps]`` or a padding mask ``(B, steps)``; return them unchanged.
 
     Values are read on the CPU (or anywhere with ``validate=True``); on accelerators the
@@ -91,6 +92,8 @@ def check_lengths(lengths: object, batch_size: int, steps: int, *, validate: boo
             raise TypeError(f"lengths (B,) must be integers, got dtype {lengths.dtype}; use .long()")
         if lengths.shape[0] != batch_size:
             raise ValueError(f"lengths must have shape ({batch_size},) (one per item), got {tuple(lengths.shape)}")
+        if not values:
+            return lengths
         if not reads_values(lengths, validate):
             device_assert(((lengths >= 0) & (lengths <= steps)).all(), f"multimix: lengths must lie in [0, {steps}]")
             return lengths
@@ -106,7 +109,7 @@ def check_lengths(lengths: object, batch_size: int, steps: int, *, validate: boo
                 f"a padding mask must have shape ({batch_size}, {steps}) (items, steps of the last axis), "
                 f"got {tuple(lengths.shape)}"
             )
-        binary = lengths.dtype == torch.bool or not reads_values(lengths, validate)
+        binary = lengths.dtype == torch.bool or not values or not reads_values(lengths, validate)
         if not binary and not bool(((lengths == 0) | (lengths == 1)).all()):
             raise ValueError("a padding mask must hold only 0/1 or False/True (1 = valid)")
         return lengths

@@ -67,8 +67,8 @@ def _check_logits_and_targets(
         raise ValueError(
             f"soft targets must have the shape of logits {tuple(logits.shape)}, got {tuple(targets.shape)}"
         )
-    if validate is None:
-        validate = targets.device.type == "cpu"
+    if validate is None:  # traced, values are not read: a value check would break the graph
+        validate = targets.device.type == "cpu" and not torch.compiler.is_compiling()
     if validate and targets.numel() > 0:
         _check_target_values(targets, logits.shape[1], max_target)
     return logits, targets

@@ -8,7 +8,6 @@ validation, randomness, target contract and schedule.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,12 +17,12 @@ from multimix._checks import check_alpha, check_generator, check_positive_int, c
 from multimix.adapter import Adapter
 from multimix.batch import Inputs, MixedBatch
 from multimix.lengths import Validity, check_lengths
-from multimix.plan import SWITCHES, MixPlan, draw_plan, identity_plan, split_by_choice
+from multimix.plan import SWITCHES, MixPlan, draw_plan, identity_plan
+from multimix.schedule import Schedule
+from multimix.switch import Switch
 from multimix.targets import check_targets, mixed_targets
 
 __all__ = ["MixedBatch", "Mixer"]
-
-
 
 
 def _adapter_weights(switch_prob: float | Sequence[float] | None, count: int) -> list[float] | None:
@@ -45,13 +44,6 @@ def _adapter_weights(switch_prob: float | Sequence[float] | None, count: int) ->
             f"got {list(switch_prob)!r}"
         )
     return weights
-
-
-@dataclass
-class _Schedule:
-    enabled: bool = True
-    epoch: int | None = None
-    base_alphas: list[float] = field(default_factory=list)
 
 
 class Mixer:
@@ -164,6 +156,10 @@ class Mixer:
                 "switch='sample' draws one lam per sample from each sample's adapter; pass per_sample=True"
             )
         self.switch = switch
+        if switch == "sample":  # one composite adapter: the Mixer keeps one path
+            self._routes = [("inputs", [Switch(self.adapters)])]
+        if isinstance(self._routes[0][1][0], Switch) and not per_sample:
+            raise ValueError("a Switch draws one lam per sample from each sample's adapter; pass per_sample=True")
         if seed is not None and generator is not None:
             raise ValueError("pass seed= or generator=, not both")
         if generator is None:
@@ -183,11 +179,9 @@ class Mixer:
         self.off_epoch = off_epoch
         self.alpha_schedule = alpha_schedule
         self.target_key = target_key
-        self._schedule = _Schedule(base_alphas=[a.alpha for a in self.adapters])
+        members = self._routes[0][1][0].adapters if isinstance(self._routes[0][1][0], Switch) else self.adapters
+        self._schedule = Schedule(members, off_epoch, alpha_schedule)
         self._worker_seed: int | None = None
-        # The schedule as the main process last set it, in shared memory, so that DataLoader
-        # workers (persistent ones included) follow set_epoch and enabled: [epoch or -1, enabled].
-        self._shared_schedule = torch.tensor([-1, 1], dtype=torch.long).share_memory_()
         if type(self) is Mixer:
             self._built = True
 
@@ -202,7 +196,7 @@ class Mixer:
         if not isinstance(value, bool):
             raise TypeError(f"enabled must be a bool, got {value!r}")
         self._schedule.enabled = value
-        self._publish()
+        self._schedule.publish()
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Refuse attributes the Mixer does not have: a leftover ``mixer.mixup_enabled = False`` would do nothing."""
@@ -212,30 +206,9 @@ class Mixer:
             raise AttributeError(f"Mixer has no attribute {name!r}, so setting it would do nothing{hint}")
         super().__setattr__(name, value)
 
-    def _publish(self) -> None:
-        """Share the schedule with DataLoader workers (see :meth:`seed_worker`)."""
-        epoch = -1 if self._schedule.epoch is None else self._schedule.epoch
-        self._shared_schedule.copy_(torch.tensor([epoch, int(self._schedule.enabled)]))
-
-    def _follow_main_process(self) -> None:
-        """In a worker: apply the epoch and ``enabled`` that the main process set after this copy was made."""
-        epoch, enabled = self._shared_schedule.tolist()  # a CPU tensor in shared memory: no device involved
-        if epoch >= 0 and epoch != self._schedule.epoch:
-            self.set_epoch(epoch)
-        self._schedule.enabled = bool(enabled)
-
     def set_epoch(self, epoch: int) -> None:
         """Apply ``off_epoch`` and ``alpha_schedule`` for ``epoch``; call it at each epoch start."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        factor = 1.0 if self.alpha_schedule is None else float(self.alpha_schedule(epoch))
-        alphas = [check_alpha(base * factor, f"alpha_schedule({epoch}) * alpha") for base in self._schedule.base_alphas]
-        for adapter, alpha in zip(self.adapters, alphas, strict=True):
-            adapter.alpha = alpha
-        self._schedule.epoch = epoch
-        self._schedule.enabled = self.off_epoch is None or epoch < self.off_epoch
-        if get_worker_info() is None:
-            self._publish()
+        self._schedule.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, Any]:
         """Generator state and schedule, so a resumed run draws the same plans."""
@@ -243,7 +216,7 @@ class Mixer:
             "generator": self.generator.get_state(),
             "enabled": self._schedule.enabled,
             "epoch": self._schedule.epoch,
-            "alphas": [a.alpha for a in self.adapters],
+            "alphas": [a.alpha for a in self._schedule.adapters],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -254,10 +227,9 @@ class Mixer:
         if missing:
             raise ValueError(f"state is missing keys {sorted(missing)}; pass what Mixer.state_dict() returned")
         alphas = state["alphas"]
-        if not isinstance(alphas, Sequence) or len(alphas) != len(self.adapters):
-            raise ValueError(
-                f"state['alphas'] must hold one alpha per adapter ({len(self.adapters)}), got {alphas!r}"
-            )
+        adapters = self._schedule.adapters
+        if not isinstance(alphas, Sequence) or len(alphas) != len(adapters):
+            raise ValueError(f"state['alphas'] must hold one alpha per adapter ({len(adapters)}), got {alphas!r}")
         alphas = [check_alpha(alpha, f"state['alphas'][{i}]") for i, alpha in enumerate(alphas)]
         if not isinstance(state["enabled"], bool):
             raise TypeError(f"state['enabled'] must be a bool, got {state['enabled']!r}")
@@ -275,21 +247,31 @@ class Mixer:
         except RuntimeError as error:
             raise ValueError(f"state['generator'] is not a CPU generator state: {error}") from None
         self.generator.set_state(generator_state.cpu())
-        for adapter, alpha in zip(self.adapters, alphas, strict=True):
+        for adapter, alpha in zip(adapters, alphas, strict=True):
             adapter.alpha = alpha
         self._schedule.enabled = state["enabled"]
         self._schedule.epoch = epoch
-        self._publish()
+        self._schedule.publish()
 
     # ------------------------------------------------------------------ call
     def _split(
-        self, inputs: Inputs, targets: torch.Tensor | None, lengths: torch.Tensor | None
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Return the fields to mix and the targets, checking everything before any write or draw."""
+        self,
+        inputs: Inputs,
+        targets: torch.Tensor | None,
+        lengths: torch.Tensor | None,
+        *,
+        need_targets: bool = True,
+        values: bool = True,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Return the fields to mix and the targets, checking everything before any write or draw.
+
+        ``values=False`` keeps to the checks of shapes, dtypes and layouts, which read no
+        data and so trace under ``torch.compile``.
+        """
         if self.fields is None:
             if isinstance(inputs, Mapping):
                 raise TypeError("got a dict batch but this Mixer has no field names; build it with {field: adapter}")
-            if targets is None:
+            if targets is None and need_targets:
                 raise ValueError("targets is missing: call mixer(inputs, targets)")
             fields_ = {"inputs": inputs}
         else:
@@ -298,7 +280,7 @@ class Mixer:
             missing = [name for name in self.fields if name not in inputs]
             if missing:
                 raise ValueError(f"batch has no field(s) {missing}; it has {sorted(inputs)}")
-            if targets is None:
+            if targets is None and (need_targets or self.target_key in inputs):
                 if self.target_key not in inputs:
                     raise ValueError(f"batch has no targets under {self.target_key!r}; pass targets or set target_key")
                 targets = inputs[self.target_key]
@@ -310,7 +292,8 @@ class Mixer:
             if batch_size is not None and x.shape[0] != batch_size:
                 raise ValueError(f"field {name!r} has batch size {x.shape[0]}, other fields {batch_size}")
             batch_size = x.shape[0]
-        _check_disjoint(fields_, self._routes)
+        if values and self.fields is not None:
+            _check_disjoint(fields_, self._routes)
         device = next(iter(fields_.values())).device
         for name, value in (("targets", targets), ("lengths", lengths)):
             if isinstance(value, torch.Tensor) and value.device != device and value.device.type != "cpu":
@@ -318,7 +301,9 @@ class Mixer:
                     f"{name} is on {value.device} but the inputs are on {device}; put them on the inputs' device "
                     f"(or leave them on the CPU: they are moved with the plan)"
                 )
-        check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate)
+        if targets is not None:
+            check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate,
+                          values=values)  # fmt: skip
         if lengths is not None:
             if self.switch == "sample":
                 raise ValueError("lengths= works with one adapter per batch; build the Mixer with switch='batch'")
@@ -327,16 +312,102 @@ class Mixer:
             for adapter in self.adapters:
                 if not adapter.takes_lengths:
                     raise ValueError(f"{type(adapter).__name__} does not take lengths; they are for audio adapters")
-            check_lengths(lengths, batch_size, fields_["inputs"].shape[-1], validate=self.validate)
+            check_lengths(lengths, batch_size, fields_["inputs"].shape[-1], validate=self.validate, values=values)
         return fields_, targets
+
+    def plan_for(
+        self, inputs: Inputs, targets: torch.Tensor | None = None, *, lengths: torch.Tensor | None = None
+    ) -> MixPlan:
+        """Draw the next plan for ``inputs`` on the host and place it on their device: the first phase of a call.
+
+        Runs every check on what it is given (inputs; targets and lengths too when given,
+        values included where reading them costs nothing), draws every random decision
+        from the generator (the partner map, lam, the adapter's region), then moves plan
+        and region to the inputs' device in one copy. Bad input raises here, before
+        anything is drawn. Call it outside a compiled step; :meth:`apply` goes inside.
+
+        Example:
+            >>> import torch, multimix
+            >>> from multimix.image import CutMix
+            >>> mixer = multimix.Mixer(CutMix(1.0), num_classes=10, seed=0)
+            >>> images, labels = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+            >>> plan = mixer.plan_for(images)
+            >>> step = torch.compile(mixer.apply, fullgraph=True, backend="eager")
+            >>> out = step(images, labels, plan)
+            >>> out.targets.shape, bool(torch.allclose(out.targets.sum(1), torch.ones(8)))
+            (torch.Size([8, 10]), True)
+        """
+        fields_, _ = self._split(inputs, targets, lengths, need_targets=False)
+        return self._plan(fields_)
+
+    def _plan(self, fields_: dict[str, torch.Tensor]) -> MixPlan:
+        first = next(iter(fields_.values()))
+        plan = self.draw(first.shape[0])
+        regions = {name: candidates[min(plan.choice, len(candidates) - 1)].draw_region(x, plan, self.generator)
+                   for (name, candidates), x in zip(self._routes, fields_.values(), strict=True)}  # fmt: skip
+        plan = plan.with_region(regions["inputs"] if self.fields is None else regions)
+        return plan.to(first.device)[0]
+
+    def apply(
+        self, inputs: Inputs, targets: torch.Tensor | None, plan: MixPlan, *, lengths: torch.Tensor | None = None
+    ) -> MixedBatch:
+        """Mix ``inputs`` and their targets by a plan from :meth:`plan_for`: the second phase of a call.
+
+        Tensor operations only, decided by the plan's host values: nothing is read back
+        from the device and no shape depends on a value, so ``torch.compile(...,
+        fullgraph=True)`` captures it and a CUDA graph can replay it. Shapes and dtypes
+        are checked (statically); values were checked by :meth:`plan_for`. In eager mode
+        adapters write into ``inputs`` (their ``inplace`` default); under ``torch.compile``
+        the writes are functionalised.
+        """
+        if not isinstance(plan, MixPlan):
+            raise TypeError(f"plan must be the MixPlan that mixer.plan_for(inputs) returned, got {type(plan).__name__}")
+        fields_, targets = self._split(inputs, targets, lengths, values=False)
+        first = next(iter(fields_.values()))
+        if first.shape[0] != plan.batch_size or plan.device != first.device:
+            raise ValueError(
+                f"plan was drawn for {plan.batch_size} samples on {plan.device}, but inputs hold {first.shape[0]} on "
+                f"{first.device}; draw it with mixer.plan_for(inputs) for this batch"
+            )
+        return self._apply(inputs, fields_, targets, plan, lengths)
+
+    def _apply(
+        self,
+        inputs: Inputs,
+        fields_: dict[str, torch.Tensor],
+        targets: torch.Tensor,
+        plan: MixPlan,
+        lengths: torch.Tensor | None,
+    ) -> MixedBatch:
+        first = next(iter(fields_.values()))
+        device = first.device
+        if targets.device != device:
+            targets = targets.to(device, non_blocking=True)
+        validity = None
+        if lengths is not None:
+            validity = Validity.of(lengths.to(device, non_blocking=True), first.shape[-1], lengths.dtype)
+        mixed, label_lam = {}, None
+        for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
+            region = plan.region if self.fields is None else plan.region[name]
+            mixed[name], lam = candidates[min(plan.choice, len(candidates) - 1)].apply(x, plan, region, validity)
+            label_lam = lam if label_lam is None else label_lam
+        soft = mixed_targets(targets, plan, label_lam, self.num_classes, self.label_smoothing)
+        host = plan.on_host
+        if self.fields is None:
+            out_lengths = None if validity is None else validity.union(plan).export()
+            return MixedBatch(mixed["inputs"], soft, label_lam.to(torch.float32), plan.index, host, host.region,
+                              out_lengths, labels=targets)  # fmt: skip
+        out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
+        out_inputs.update(mixed)
+        return MixedBatch(out_inputs, soft, label_lam.to(torch.float32), plan.index, host, host.region, labels=targets)
 
     def __call__(
         self, inputs: Inputs, targets: torch.Tensor | None = None, *, lengths: torch.Tensor | None = None
     ) -> MixedBatch:
-        """Mix one batch. Bad input raises before anything is written or drawn.
+        """Mix one batch: ``mixer.apply(inputs, targets, mixer.plan_for(inputs, targets))``.
 
-        The plan is drawn on the CPU and moved to the batch's device once, with the
-        adapter's region (and targets or lengths given on the CPU); nothing is read
+        Bad input raises before anything is written or drawn. The plan is drawn on the CPU
+        and moved to the batch's device once, with the adapter's region; nothing is read
         back from the device, so the call never waits for it.
 
         Args:
@@ -347,63 +418,18 @@ class Mixer:
                 ``(B, T)`` along the last axis; the mixed ones come back on the batch.
         """
         fields_, targets = self._split(inputs, targets, lengths)
-        first = next(iter(fields_.values()))
-        plan = self.draw(first.shape[0])
-        if plan.choices is not None:
-            return self._switched(first, targets, plan)
-        chosen = [(name, x, candidates[min(plan.choice, len(candidates) - 1)])
-                  for (name, candidates), x in zip(self._routes, fields_.values(), strict=True)]  # fmt: skip
-        regions = {name: adapter.draw_region(x, plan, self.generator) for name, x, adapter in chosen}
-        placed, (placed_regions, targets, lengths) = plan.to(first.device, (regions, targets, lengths))
-        validity = None if lengths is None else Validity.of(lengths, first.shape[-1])
-        mixed, label_lam = {}, None
-        for name, x, adapter in chosen:
-            mixed[name], lam = adapter.apply(x, placed, placed_regions[name], validity)
-            label_lam = lam if label_lam is None else label_lam
-        soft = mixed_targets(targets, placed, label_lam, self.num_classes, self.label_smoothing)
-        lam_out = placed.label_weights[0].view(-1) if label_lam is placed.lam else label_lam.to(torch.float32)
-        if self.fields is None:
-            out_lengths = None if validity is None else validity.union(placed).export()
-            return MixedBatch(mixed["inputs"], soft, lam_out, placed.index, plan, regions["inputs"], out_lengths,
-                              labels=targets)  # fmt: skip
-        out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
-        out_inputs.update(mixed)
-        return MixedBatch(out_inputs, soft, lam_out, placed.index, plan, regions, labels=targets)
-
-    def _switched(self, x: torch.Tensor, targets: torch.Tensor, plan: MixPlan) -> MixedBatch:
-        """Mix a batch whose samples chose their adapters (``switch="sample"``).
-
-        Every adapter's samples and their partners are gathered into a sub-batch
-        before anything is written (so each sample reads its partner's original
-        value, whatever adapter the partner chose), mixed there, and the adapter's
-        own samples are copied back: out of place per adapter, in place for the batch.
-        """
-        candidates = self._routes[0][1]
-        shares = split_by_choice(plan, len(candidates))
-        regions = [None if share is None else candidates[k].draw_region(x, share.plan, self.generator)
-                   for k, share in enumerate(shares)]  # fmt: skip
-        movable = [None if share is None else (share.rows, share.sources, share.plan.tensors()) for share in shares]
-        placed, (movable, placed_regions, targets) = plan.to(x.device, (movable, regions, targets))  # one copy
-        work = [(k, share, *moved) for k, (share, moved) in enumerate(zip(shares, movable, strict=True)) if share]
-        subs = [x.index_select(0, sources) for _, _, _, sources, _ in work]  # every read before any write
-        out = x if all(adapter.writes_inplace(x) for adapter in candidates) else x.clone()
-        label_lam = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
-        for (k, share, rows, _, tensors), sub in zip(work, subs, strict=True):
-            sub_plan = share.plan if placed is plan else share.plan.placed(tensors)
-            mixed, lam = candidates[k].apply(sub, sub_plan, placed_regions[k])
-            count = share.rows.shape[0]
-            out.index_copy_(0, rows, mixed[:count])
-            label_lam.index_copy_(0, rows, lam[:count].to(torch.float64))
-        soft = mixed_targets(targets, placed, label_lam, self.num_classes, self.label_smoothing)
-        return MixedBatch(out, soft, label_lam.to(torch.float32), placed.index, plan, regions, labels=targets)
+        return self._apply(inputs, fields_, targets, self._plan(fields_), lengths)
 
     def draw(self, batch_size: int) -> MixPlan:
         """Draw the next plan from the generator; the identity plan while mixing is off or ``p == 0``."""
         if not (self.enabled and self.p > 0):
             return identity_plan(batch_size)
-        alphas = [adapter.alpha for adapter in self._routes[0][1]]
-        return draw_plan(batch_size, alphas, self.generator, weights=self.weights, per_sample=self.per_sample, p=self.p,
-                         switch=self.switch)  # fmt: skip
+        candidates = self._routes[0][1]
+        if isinstance(candidates[0], Switch):
+            return draw_plan(batch_size, candidates[0].alphas, self.generator, weights=self.weights, per_sample=True,
+                             p=self.p, switch="sample")  # fmt: skip
+        alphas = [adapter.alpha for adapter in candidates]
+        return draw_plan(batch_size, alphas, self.generator, weights=self.weights, per_sample=self.per_sample, p=self.p)
 
     def seed_worker(self) -> None:
         """In a DataLoader worker, reseed the plan generator once from the worker's seed, and follow the schedule.
@@ -419,7 +445,7 @@ class Mixer:
         if self._worker_seed != info.seed:
             self._worker_seed = info.seed
             self.generator.manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
-        self._follow_main_process()
+        self._schedule.follow_main_process()
 
     def collate(self, samples: Sequence[Any]) -> MixedBatch:
         """A ``DataLoader`` ``collate_fn``: stack with ``default_collate``, then mix in the worker.

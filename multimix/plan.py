@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ from multimix._checks import check_generator, check_positive_int, check_probabil
 from multimix._transfer import to_device
 from multimix.beta import sample_beta
 
-__all__ = ["MixPlan", "Share", "draw_plan", "identity_plan", "sample_beta", "split_by_choice"]
+__all__ = ["MixPlan", "draw_plan", "identity_plan", "sample_beta"]
 
 SWITCHES = ("batch", "sample")
 
@@ -42,8 +41,10 @@ class MixPlan:
     """One batch's mixing decisions.
 
     Drawn on the CPU; :meth:`to` places a copy on the batch's device for the kernels,
-    which keeps the CPU original as ``host`` for decisions made on the host (no
-    read-back from the device is ever needed).
+    which keeps the CPU original as ``host``. Everything a kernel branches on is a
+    host value fixed when the plan is drawn (``per_sample``, ``choice``, ``any_mixed``,
+    ``all_mixed``), so applying a plan reads nothing back from the device and traces
+    whole under ``torch.compile``.
 
     Attributes:
         index: ``(B,)`` long, the partner each sample is mixed with; ``index[i] == i``
@@ -56,6 +57,12 @@ class MixPlan:
             one region for the whole batch.
         choices: ``(B,)`` long, the adapter each sample chose, for a per-sample switch
             (``switch="sample"``); None when one adapter mixes the whole batch.
+        mixed: ``(B,)`` bool, samples that take anything from a partner (computed
+            when not given).
+        any_mixed: whether any sample is mixed, decided on the host.
+        all_mixed: whether every sample is mixed, decided on the host.
+        region: what the adapter drew beyond the plan (a box, bands), set by
+            :meth:`multimix.Mixer.plan_for`; per field for dict batches.
         host: the CPU plan this one was placed from (None for a CPU plan).
     """
 
@@ -64,10 +71,26 @@ class MixPlan:
     choice: int = 0
     per_sample: bool = False
     choices: torch.Tensor | None = None
+    mixed: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    any_mixed: bool | None = field(default=None, repr=False, compare=False)
+    all_mixed: bool | None = field(default=None, repr=False, compare=False)
+    region: Any = field(default=None, repr=False, compare=False)
     host: MixPlan | None = field(default=None, repr=False, compare=False)
-    placed_mixed: torch.Tensor | None = field(default=None, repr=False, compare=False)
-    placed_other: torch.Tensor | None = field(default=None, repr=False, compare=False)
-    placed_label_weights: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.mixed is None:
+            if self.host is not None:
+                mixed = self.host.mixed.to(self.index.device)
+            elif self.index.device.type == "cpu":  # NumPy: cheaper host work on B numbers
+                mixed = torch.from_numpy((self.lam.numpy() < 1) & (self.index.numpy() != np.arange(self.batch_size)))
+            else:
+                mixed = (self.lam < 1) & (self.index != torch.arange(self.batch_size, device=self.index.device))
+            object.__setattr__(self, "mixed", mixed)
+        if self.any_mixed is None or self.all_mixed is None:
+            # a plan built by hand on a device is read back once here; drawn plans come with both
+            flags = self.on_host.mixed.cpu().numpy()
+            object.__setattr__(self, "any_mixed", bool(flags.any()))
+            object.__setattr__(self, "all_mixed", bool(flags.all()))
 
     @property
     def batch_size(self) -> int:
@@ -82,47 +105,6 @@ class MixPlan:
         """The CPU plan: index and lam that may be read without touching the device."""
         return self if self.host is None else self.host
 
-    @cached_property
-    def mixed(self) -> torch.Tensor:
-        """``(B,)`` bool, on the plan's device: samples that take anything from a partner."""
-        if self.placed_mixed is not None:
-            return self.placed_mixed
-        if self.device.type == "cpu":  # NumPy: cheaper host work on B numbers
-            return torch.from_numpy((self.lam.numpy() < 1) & (self.index.numpy() != np.arange(self.batch_size)))
-        return (self.lam < 1) & (self.index != torch.arange(self.batch_size, device=self.device))
-
-    @cached_property
-    def other(self) -> torch.Tensor:
-        """``(B,)`` float64 ``1 - lam``, the partner's weight, computed on the host and placed with the plan."""
-        if self.placed_other is not None:
-            return self.placed_other
-        if self.device.type == "cpu":
-            return torch.from_numpy(1.0 - self.lam.numpy())
-        return 1.0 - self.lam
-
-    @cached_property
-    def label_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(lam, 1 - lam)`` as float32 ``(B, 1)`` columns, the weights of soft target rows.
-
-        Computed on the host and placed with the plan, so building targets on the device
-        takes no cast or subtraction kernels.
-        """
-        if self.placed_label_weights is not None:
-            return self.placed_label_weights
-        if self.device.type == "cpu":
-            lam = self.lam.numpy()[:, None]
-            return torch.from_numpy(lam.astype(np.float32)), torch.from_numpy((1.0 - lam).astype(np.float32))
-        own = self.lam.to(torch.float32).unsqueeze(1)
-        return own, 1.0 - own
-
-    @cached_property
-    def scalar_lam(self) -> float | None:
-        """The one lam of a plan that mixes every sample with the same weight, as a host float; else None."""
-        host = self.on_host
-        if host.per_sample or not host.all_mixed:
-            return None
-        return float(host.lam.numpy()[0])
-
     def region_lam(self) -> torch.Tensor:
         """The lam a region is drawn from, on the host: every sample's, or one for the batch.
 
@@ -130,50 +112,31 @@ class MixPlan:
         batch's region (one CutMix box, one set of bands) is drawn from a mixed sample's lam.
         """
         host = self.on_host
-        if host.per_sample:
-            return host.lam
-        lam = host.lam.numpy()
+        if host.per_sample or host.all_mixed:
+            return host.lam if host.per_sample else host.lam[:1]
         mixed = np.flatnonzero(host.mixed.numpy())
         first = int(mixed[0]) if mixed.size else 0
-        return torch.from_numpy(lam[first : first + 1])
+        return host.lam[first : first + 1]
 
-    @cached_property
-    def any_mixed(self) -> bool:
-        """Whether any sample is mixed (decided on the host)."""
-        return bool(self.on_host.mixed.numpy().any())
-
-    @cached_property
-    def all_mixed(self) -> bool:
-        """Whether every sample is mixed (decided on the host)."""
-        return bool(self.on_host.mixed.numpy().all())
+    def with_region(self, region: Any) -> MixPlan:
+        """This CPU plan carrying ``region`` (a copy of the fields as they are: nothing recomputed)."""
+        plan = object.__new__(MixPlan)
+        plan.__dict__.update(self.__dict__, region=region)
+        return plan
 
     def to(self, device: torch.device, extra: Any = None) -> tuple[MixPlan, Any]:
-        """Place the plan (and ``extra``: a region, labels, lengths) on ``device`` in one copy.
+        """Place the plan, its region and ``extra`` (labels, lengths) on ``device`` in one copy.
 
-        Returns the placed plan and ``extra`` with its CPU tensors moved. On the CPU
-        both come back unchanged.
+        Returns the placed plan and ``extra`` with its CPU tensors moved. On the CPU,
+        or when the plan is already there, both come back unchanged.
         """
         if device.type == "cpu" or self.device == device:
             return self, extra
-        moved, extra = to_device((self.tensors(), extra), device)
-        return self.placed(moved), extra
-
-    def tensors(self) -> tuple[torch.Tensor | None, ...]:
-        """What :meth:`to` moves: the CPU plan's index, lam, other, mixed and choices.
-
-        For callers that place several plans in one copy: put ``plan.tensors()`` in the
-        tree given to :func:`~multimix._transfer.to_device`, then :meth:`placed` on the result.
-        """
         host = self.on_host
-        other = host.other if host.per_sample or not host.all_mixed else None  # per-batch: a host scalar
-        return host.index, host.lam, other, host.mixed, host.choices, host.label_weights
-
-    def placed(self, moved: tuple[torch.Tensor | None, ...]) -> MixPlan:
-        """The plan rebuilt from its :meth:`tensors` once moved, keeping the CPU plan as ``host``."""
-        index, lam, other, mixed, choices, label_weights = moved
-        host = self.on_host
-        return replace(host, index=index, lam=lam, choices=choices, host=host, placed_mixed=mixed, placed_other=other,
-                       placed_label_weights=label_weights)  # fmt: skip
+        moved, extra = to_device(((host.index, host.lam, host.mixed, host.choices, host.region), extra), device)
+        index, lam, mixed, choices, region = moved
+        placed = replace(host, index=index, lam=lam, mixed=mixed, choices=choices, region=region, host=host)
+        return placed, extra
 
 
 def identity_plan(batch_size: int) -> MixPlan:
@@ -186,7 +149,8 @@ def random_cycle(batch_size: int, generator: torch.Generator) -> torch.Tensor:
     """A partner map that is one random cycle: ``index[order[k]] = order[k + 1]``, no fixed point for B >= 2."""
     order = torch.randperm(batch_size, generator=generator).numpy()
     index = np.empty_like(order)
-    index[order] = np.roll(order, -1)
+    index[order[:-1]] = order[1:]
+    index[order[-1]] = order[0]
     return torch.from_numpy(index)
 
 
@@ -262,61 +226,9 @@ def draw_plan(
         keep = torch.rand(batch_size, generator=generator, dtype=torch.float64) >= p
         lam[keep] = 1.0
         index[keep] = torch.arange(batch_size)[keep]
-    return MixPlan(index=index, lam=lam, choice=choice, per_sample=per_sample, choices=choices)
-
-
-class Share(NamedTuple):
-    """One adapter's share of a per-sample switch: its samples, gathered with their partners into a sub-batch.
-
-    Attributes:
-        rows: ``(n,)`` long, the samples of the batch this adapter mixes, ascending.
-        sources: ``(S,)`` long, the batch rows gathered into the sub-batch: ``rows``
-            first, then the partners that are not among them.
-        plan: the CPU plan over the sub-batch: its first ``n`` samples are mixed with
-            their partners' positions in the sub-batch, the others are left unmixed.
-    """
-
-    rows: torch.Tensor
-    sources: torch.Tensor
-    plan: MixPlan
-
-
-def split_by_choice(plan: MixPlan, count: int) -> list[Share | None]:
-    """Split a per-sample-switch plan (``plan.choices``) into one :class:`Share` per adapter (None if it mixes none).
-
-    Each adapter then mixes a sub-batch gathered from the batch before anything is
-    written, so every sample reads its partner's original value whatever adapter the
-    partner chose (timm reads from ``x.clone()``), and only its own samples are
-    written back. Works on the CPU plan, on the host.
-
-    Example:
-        >>> plan = MixPlan(torch.tensor([1, 2, 0]), torch.tensor([0.5, 0.25, 1.0], dtype=torch.float64),
-        ...                per_sample=True, choices=torch.tensor([0, 1, 1]))
-        >>> first, second = split_by_choice(plan, 2)
-        >>> first.rows.tolist(), first.sources.tolist(), first.plan.index.tolist(), first.plan.lam.tolist()
-        ([0], [0, 1], [1, 1], [0.5, 1.0])
-        >>> second.rows.tolist(), second.sources.tolist(), second.plan.index.tolist()
-        ([1], [1, 2], [1, 1])
-    """
-    plan = plan.on_host
-    if plan.choices is None:
-        raise ValueError("split_by_choice needs a plan drawn with switch='sample' (plan.choices is None)")
-    choices, mixed = plan.choices.numpy(), plan.mixed.numpy()
-    index, lam = plan.index.numpy(), plan.lam.numpy()
-    position = np.empty(plan.batch_size, dtype=np.int64)
-    shares: list[Share | None] = []
-    for k in range(count):
-        rows = np.flatnonzero(mixed & (choices == k))
-        if rows.size == 0:
-            shares.append(None)
-            continue
-        partners = index[rows]
-        sources = np.concatenate([rows, np.setdiff1d(partners, rows, assume_unique=False)])
-        position[sources] = np.arange(sources.size)
-        sub_index = np.arange(sources.size)
-        sub_index[: rows.size] = position[partners]
-        sub_lam = np.ones(sources.size)
-        sub_lam[: rows.size] = lam[rows]
-        sub = MixPlan(torch.from_numpy(sub_index), torch.from_numpy(sub_lam), choice=k, per_sample=True)
-        shares.append(Share(torch.from_numpy(rows), torch.from_numpy(sources), sub))
-    return shares
+    mixed = lam.numpy() < 1
+    if batch_size == 1 or p < 1.0:  # a random cycle has no fixed point for B >= 2
+        mixed &= index.numpy() != np.arange(batch_size)
+    any_mixed, all_mixed = bool(mixed.any()), bool(mixed.all())
+    return MixPlan(index=index, lam=lam, choice=choice, per_sample=per_sample, choices=choices,
+                   mixed=torch.from_numpy(mixed), any_mixed=any_mixed, all_mixed=all_mixed)  # fmt: skip

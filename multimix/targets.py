@@ -24,6 +24,7 @@ def check_targets(
     *,
     multi_label: bool = False,
     validate: bool = False,
+    values: bool = True,
 ) -> torch.Tensor:
     """Validate class-index or row targets without changing them.
 
@@ -31,7 +32,7 @@ def check_targets(
     to 1) are checked where reading them costs nothing: on the CPU, or on any device
     with ``validate=True``. On accelerators the label range is checked by the one-hot
     scatter itself and the row range by a device-side assert, so no call waits for
-    the device.
+    the device. ``values=False`` checks shapes and dtypes only (what a traced step may do).
 
     Raises:
         TypeError: targets are not a tensor, or indices are not integers.
@@ -57,9 +58,9 @@ def check_targets(
                 f"class-index targets (B,) must be an integer tensor, got dtype {targets.dtype}; "
                 "use .long(), or pass probability rows of shape (B, num_classes)"
             )
-        if not reads_values(targets, validate):
+        if not values or not reads_values(targets, validate):
             return targets
-        low, high = int(targets.min()), int(targets.max())
+        low, high = (int(v) for v in torch.aminmax(targets))
         if low < 0 or high >= num_classes:
             bad = low if low < 0 else high
             raise ValueError(f"targets holds label {bad}, outside [0, num_classes={num_classes}); check num_classes")
@@ -68,6 +69,8 @@ def check_targets(
         raise ValueError(f"target rows must have width num_classes={num_classes}, got shape {tuple(targets.shape)}")
     if not targets.is_floating_point():
         raise TypeError(f"target rows (B, C) must be floating point, got dtype {targets.dtype}; use .float()")
+    if not values:
+        return targets
     if not reads_values(targets, validate):
         device_assert(((targets >= 0) & (targets <= 1)).all(), "multimix: target rows must hold values in [0, 1]")
         return targets
@@ -144,20 +147,17 @@ def mixed_targets(
 ) -> torch.Tensor:
     """The soft rows of a mixed batch: targets checked by :func:`check_targets`, smoothed, then mixed.
 
-    The one place where the Mixer and the model wrapper build their targets; ``plan``
+    The one place where the Mixer and the model wrappers build their targets; ``plan``
     and ``lam`` (the label weight the adapter applied) are on the targets' device.
     Class indices are scattered straight into the mixed rows (``s / C`` everywhere, plus
     ``(1 - s) * lam`` at the label and ``(1 - s) * (1 - lam)`` at the partner's label):
-    a few small in-place kernels, no full ``(B, C)`` temporaries to blend.
+    a few small in-place kernels, no full ``(B, C)`` temporaries to blend. Tensor ops only.
     """
     if not plan.any_mixed:
         return smoothed_rows(targets, num_classes, label_smoothing)
     dtype = targets.dtype if targets.is_floating_point() and targets.dim() == 2 else torch.float32
-    if lam is plan.lam and dtype == torch.float32:  # the drawn lam: its weights came with the plan
-        own, other = plan.label_weights
-    else:
-        own = lam.to(dtype).unsqueeze(1)
-        other = 1.0 - own
+    own = lam.to(dtype).unsqueeze(1)
+    other = 1.0 - own
     if targets.dim() == 2:
         rows = smoothed_rows(targets, num_classes, label_smoothing, dtype)
         return rows.index_select(0, plan.index).mul_(other).addcmul_(rows, own)

@@ -16,7 +16,8 @@ import multimix
 import multimix.image
 import multimix.timm
 from multimix.image import CutMix, Mixup
-from multimix.plan import MixPlan, draw_plan, split_by_choice
+from multimix.plan import MixPlan, draw_plan
+from multimix.switch import Switch
 
 
 def switched_plan(index, lam, choices) -> MixPlan:
@@ -102,17 +103,6 @@ def test_every_sample_reads_its_partners_original_value(monkeypatch):
     assert out.lam.tolist() == [0.5, 0.5, 0.5]
 
 
-def test_split_by_choice_gathers_partners_and_keeps_them_unmixed():
-    plan = switched_plan([3, 0, 1, 2, 4], [0.5, 0.25, 0.75, 0.5, 1.0], [0, 0, 1, 1, 0])
-    mixup, cutmix = split_by_choice(plan, 2)
-    assert mixup.rows.tolist() == [0, 1] and mixup.sources.tolist() == [0, 1, 3]
-    assert mixup.plan.index.tolist() == [2, 0, 2] and mixup.plan.lam.tolist() == [0.5, 0.25, 1.0]
-    assert cutmix.rows.tolist() == [2, 3] and cutmix.sources.tolist() == [2, 3, 1]
-    assert cutmix.plan.index.tolist() == [2, 0, 2] and cutmix.plan.mixed.tolist() == [True, True, False]
-    none = split_by_choice(switched_plan([1, 0], [0.5, 0.5], [0, 0]), 2)
-    assert none[1] is None
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     batch=st.integers(1, 9),
@@ -135,8 +125,8 @@ def test_switched_targets_rows_sum_to_one_and_unmixed_samples_stay_bit_exact(bat
     unmixed = ~plan.mixed
     assert torch.equal(out.inputs[unmixed], original[unmixed])
     assert (out.lam[unmixed] == 1).all()
-    cut = torch.nonzero(plan.mixed & (plan.choices == 1)).flatten().tolist()  # CutMix's samples, in its region's order
-    boxes = out.region[1].boxes.tolist() if cut else []
+    cut = torch.nonzero(plan.mixed & (plan.choices == 1)).flatten().tolist()  # CutMix's samples
+    boxes = out.region[1].region.boxes.tolist() if cut else []  # CutMix's share of the Switch: a box per sample
     for i in torch.nonzero(plan.mixed).flatten().tolist():
         j = int(plan.index[i])
         if int(plan.choices[i]) == 0:  # Mixup: a blend of the two originals
@@ -145,7 +135,7 @@ def test_switched_targets_rows_sum_to_one_and_unmixed_samples_stay_bit_exact(bat
             torch.testing.assert_close(out.inputs[i, :, 1:], expected, atol=1e-5, rtol=1e-5)
             assert float(out.lam[i]) == pytest.approx(lam, abs=1e-6)
         else:  # CutMix: the partner's original box pasted, the label weight the kept fraction
-            y1, y2, x1, x2 = boxes[cut.index(i)]
+            y1, y2, x1, x2 = boxes[i]
             expected = original[i].clone()
             expected[:, y1:y2, x1:x2] = original[j, :, y1:y2, x1:x2]
             assert torch.equal(out.inputs[i], expected)
@@ -203,8 +193,9 @@ def test_switch_errors():
         mixer(torch.randn(2, 1, 4, 4), torch.arange(2), lengths=torch.ones(2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"switch='sample' draws one lam per sample"):
         draw_plan(4, [1.0, 1.0], torch.Generator(), switch="sample")
-    with pytest.raises(ValueError, match=r"split_by_choice needs a plan drawn with switch='sample'"):
-        split_by_choice(draw_plan(4, [1.0], torch.Generator()), 1)
+    with pytest.raises(ValueError, match=r"Switch needs a plan with per-sample choices"):
+        Switch([Mixup(1.0), CutMix(1.0)]).draw_region(torch.rand(4, 3, 4, 4), draw_plan(4, [1.0], torch.Generator()),
+                                                      torch.Generator())
 
 
 # ----------------------------------------------------------------------------- CutMix(minmax, correct_lam)

@@ -1,0 +1,59 @@
+"""The Mixer's epoch schedule: ``off_epoch``, ``alpha_schedule`` and ``enabled``, shared with DataLoader workers.
+
+A Mixer used as ``collate_fn`` runs in every worker on a copy made when the worker
+started; persistent workers keep theirs across epochs. The main process publishes
+the epoch and ``enabled`` flag into a tiny shared-memory tensor that each copy reads
+before drawing, so ``set_epoch`` reaches every worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.utils.data import get_worker_info
+
+from multimix._checks import check_alpha
+from multimix.adapter import Adapter
+
+__all__: list[str] = []
+
+
+class Schedule:
+    """What :meth:`multimix.Mixer.set_epoch` changes, and its copy in shared memory for DataLoader workers."""
+
+    def __init__(
+        self, adapters: Sequence[Adapter], off_epoch: int | None, alpha_schedule: Callable[[int], float] | None
+    ) -> None:
+        self.adapters = list(adapters)
+        self.off_epoch = off_epoch
+        self.alpha_schedule = alpha_schedule
+        self.base_alphas = [adapter.alpha for adapter in self.adapters]
+        self.enabled = True
+        self.epoch: int | None = None
+        # [epoch or -1, enabled] as the main process last set them
+        self.shared = torch.tensor([-1, 1], dtype=torch.long).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Apply ``off_epoch`` and ``alpha_schedule`` for ``epoch``; in the main process, publish it to workers."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        factor = 1.0 if self.alpha_schedule is None else float(self.alpha_schedule(epoch))
+        alphas = [check_alpha(base * factor, f"alpha_schedule({epoch}) * alpha") for base in self.base_alphas]
+        for adapter, alpha in zip(self.adapters, alphas, strict=True):
+            adapter.alpha = alpha
+        self.epoch = epoch
+        self.enabled = self.off_epoch is None or epoch < self.off_epoch
+        if get_worker_info() is None:
+            self.publish()
+
+    def publish(self) -> None:
+        """Share the epoch and ``enabled`` with DataLoader workers."""
+        self.shared.copy_(torch.tensor([-1 if self.epoch is None else self.epoch, int(self.enabled)]))
+
+    def follow_main_process(self) -> None:
+        """In a worker: apply the epoch and ``enabled`` that the main process set after this copy was made."""
+        epoch, enabled = self.shared.tolist()  # a CPU tensor in shared memory: no device involved
+        if epoch >= 0 and epoch != self.epoch:
+            self.set_epoch(epoch)
+        self.enabled = bool(enabled)

@@ -1,0 +1,150 @@
+"""``Switch``: one adapter chosen per sample (timm's ``mode="elem"``), as one composite adapter.
+
+The plan holds each sample's choice (``plan.choices``, drawn with each sample's lam from
+its own adapter's alpha). Each member mixes the samples that chose it, every sample
+reading its partner's original value whatever the partner chose. On a device or under
+``torch.compile`` every member mixes the batch out of place and one selection per member
+keeps its samples (static shapes); on the CPU one in-place loop runs each sample's own
+member's write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from multimix._kernels import apply_rowwise, row_view
+from multimix.adapter import Adapter
+from multimix.lengths import Validity
+from multimix.plan import MixPlan
+
+__all__ = ["Switch"]
+
+
+class Part(NamedTuple):
+    """One member's share of a switched batch: the plan restricted to its samples, and the region it drew."""
+
+    index: torch.Tensor  # (B,) long: the partner of each of its samples, self elsewhere
+    lam: torch.Tensor  # (B,) float64: the lam of each of its samples, 1 elsewhere
+    mixed: torch.Tensor  # (B,) bool: its samples that are mixed
+    chosen: torch.Tensor  # (B,) bool: its samples
+    region: Any
+    any_mixed: bool
+    all_mixed: bool
+
+
+class Switch(Adapter):
+    """Mix each sample with the adapter it chose (``Mixer(..., switch="sample")`` builds one).
+
+    Args:
+        adapters: the members, e.g. ``[Mixup(0.8), CutMix(1.0)]``; each sample's lam is drawn
+            from its own member's alpha.
+
+    Example:
+        >>> import torch, multimix
+        >>> from multimix.image import CutMix, Mixup
+        >>> mixer = multimix.Mixer(Switch([Mixup(0.8), CutMix(1.0)]), num_classes=4, per_sample=True, seed=0)
+        >>> out = mixer(torch.rand(6, 3, 8, 8), torch.arange(6) % 4)
+        >>> out.plan.choices.shape, bool(torch.allclose(out.targets.sum(1), torch.ones(6)))
+        (torch.Size([6]), True)
+    """
+
+    def __init__(self, adapters: Sequence[Adapter]) -> None:
+        members = list(adapters) if isinstance(adapters, Sequence) and not isinstance(adapters, str) else None
+        if not members or not all(isinstance(a, Adapter) and not isinstance(a, Switch) for a in members):
+            raise TypeError(
+                f"Switch takes a non-empty list of adapters (e.g. [Mixup(0.8), CutMix(1.0)]), got {adapters!r}"
+            )
+        self.adapters = members
+        super().__init__(members[0].alpha, inplace=all(a.inplace for a in members))
+        self.min_ndim = max(a.min_ndim for a in members)
+        self.layout = members[0].layout
+        self.hf_inputs = members[0].hf_inputs
+
+    @property
+    def alphas(self) -> list[float]:
+        """Each member's alpha: the Mixer draws each sample's lam from its own member's."""
+        return [adapter.alpha for adapter in self.adapters]
+
+    def check_input(self, x: object, name: str = "inputs") -> torch.Tensor:
+        for adapter in self.adapters:
+            x = adapter.check_input(x, name)
+        return x
+
+    def writes_inplace(self, x: torch.Tensor) -> bool:
+        return all(adapter.writes_inplace(x) for adapter in self.adapters)
+
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> list[Part | None]:
+        """Each member's share of the plan (None where no sample chose it) and the region it draws for it."""
+        if plan.choices is None and not plan.any_mixed:  # mixing off: the identity plan chooses nothing
+            return [None] * len(self.adapters)
+        if plan.choices is None:
+            raise ValueError("Switch needs a plan with per-sample choices; build the Mixer with per_sample=True")
+        choices, mixed = plan.choices.numpy(), plan.mixed.numpy()
+        index, lam = plan.index.numpy(), plan.lam.numpy()
+        own = np.arange(plan.batch_size)
+        parts: list[Part | None] = []
+        for k, adapter in enumerate(self.adapters):
+            chosen = choices == k
+            if not chosen.any():
+                parts.append(None)
+                continue
+            mixes = chosen & mixed  # its samples left unmixed (by p, or partnered with themselves) keep lam 1
+            sub = MixPlan(torch.from_numpy(np.where(mixes, index, own)), torch.from_numpy(np.where(mixes, lam, 1.0)),
+                          choice=k, per_sample=True, mixed=torch.from_numpy(mixes))  # fmt: skip
+            region = adapter.draw_region(x, sub, generator)
+            parts.append(Part(sub.index, sub.lam, sub.mixed, torch.from_numpy(chosen), region, sub.any_mixed,
+                              sub.all_mixed))  # fmt: skip
+        return parts
+
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: list[Part | None], valid: Validity | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inplace = self.writes_inplace(x)
+        active = [(k, part) for k, part in enumerate(region) if part is not None]
+        if not self.vectorized(x):
+            writers = self._writers(x, active, valid)
+            if writers is not None:
+                write, label = writers
+                host = plan.on_host
+                return apply_rowwise(x, host.index.tolist(), host.mixed.tolist(), write, inplace=inplace), label
+        label = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
+        out = x
+        for k, part in active:
+            adapter = self.adapters[k]
+            sub = MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed, any_mixed=part.any_mixed,
+                          all_mixed=part.all_mixed)  # fmt: skip
+            source = x.clone() if adapter.writes_inplace(x) else x  # every member reads the original batch
+            mixed, lam = adapter.apply(source, sub, part.region, valid)
+            out = torch.where(row_view(part.chosen, x), mixed, out)
+            label = torch.where(part.chosen, lam.to(torch.float64), label)
+        return (x.copy_(out) if inplace else out), label
+
+    def _writers(
+        self, x: torch.Tensor, active: list[tuple[int, Part]], valid: Validity | None
+    ) -> tuple[Callable[[torch.Tensor, int, torch.Tensor], None], torch.Tensor] | None:
+        """One write that runs each sample's own member's write, and the label lam; None if a member has no loop."""
+        writes: dict[int, Callable[[torch.Tensor, int, torch.Tensor], None]] = {}
+        label = torch.ones(x.shape[0], dtype=torch.float64)
+        for k, part in active:
+            sub = MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed)
+            found = self.adapters[k].row_writer(x, sub, part.region, valid)
+            if found is None:
+                return None
+            writes[k], lam = found
+            label = torch.where(part.chosen, lam.to(torch.float64), label)
+        owner = np.full(x.shape[0], -1)
+        for k, part in active:
+            owner[part.chosen.numpy()] = k
+        owners = owner.tolist()
+
+        def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+            writes[owners[i]](dst, i, partner)
+
+        return write, label
+
+    def __repr__(self) -> str:
+        return f"Switch({self.adapters!r})"

@@ -1,0 +1,159 @@
+"""``Mixer.apply`` is tensor ops only: ``torch.compile(fullgraph=True)`` captures it, and gives eager's numbers.
+
+Traced with ``backend="eager"`` (dynamo's capture without a compiler: fast on a CPU); a
+graph break would raise under ``fullgraph=True``. A capture on the CPU is the same
+capture a GPU gets, so these tests prove a whole-step CUDA graph is possible.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import multimix
+from multimix.audio import SpecMix, SpecMixup, WaveMix
+from multimix.image import CutMix, Mixup
+from multimix.switch import Switch
+
+B = 6
+
+
+def _cases():
+    image = (B, 3, 12, 10)
+    return [
+        ("mixup", lambda: Mixup(1.0), image, {}),
+        ("cutmix", lambda: CutMix(1.0), image, {}),
+        ("cutmix-minmax", lambda: CutMix(1.0, minmax=(0.2, 0.8)), image, {}),
+        ("video-cutmix", lambda: CutMix(1.0), (B, 3, 4, 12, 10), {}),
+        ("specmixup-log", lambda: SpecMixup(1.0), (B, 16, 20), {}),
+        ("specmixup-power", lambda: SpecMixup(1.0, domain="power", db=True), (B, 16, 20), {}),
+        ("specmix", lambda: SpecMix(1.0), (B, 16, 20), {}),
+        ("specmix-t-f", lambda: SpecMix(1.0, time_axis=-2), (B, 20, 16), {}),
+        ("wavemix-lengths", lambda: WaveMix(1.0), (B, 64), {"lengths": True}),
+        ("wavemix-energy", lambda: WaveMix(1.0, label_weight="energy"), (B, 2, 64), {"lengths": True}),
+    ]
+
+
+CASES = _cases()
+
+
+def _batch(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g)
+    y = torch.randint(0, 5, (shape[0],), generator=g)
+    lengths = torch.randint(1, shape[-1] + 1, (shape[0],), generator=g)
+    return x, y, lengths
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("p", [1.0, 0.5])
+@pytest.mark.parametrize(("name", "make", "shape", "extra"), CASES, ids=[c[0] for c in CASES])
+def test_apply_traces_whole_and_equals_eager(name, make, shape, extra, per_sample, p):
+    mixer = multimix.Mixer(make(), num_classes=5, per_sample=per_sample, p=p, label_smoothing=0.1, seed=3)
+    x, y, lengths = _batch(shape)
+    kwargs = {"lengths": lengths} if extra.get("lengths") else {}
+    torch._dynamo.reset()
+    compiled = torch.compile(mixer.apply, fullgraph=True, backend="eager")
+    for step in range(3):  # several plans: a new plan must not break the graph
+        plan = mixer.plan_for(x, y, **kwargs)
+        eager = mixer.apply(x.clone(), y, plan, **kwargs)
+        traced = compiled(x.clone(), y, plan, **kwargs)
+        torch.testing.assert_close(traced.inputs, eager.inputs, rtol=0, atol=0, msg=f"{name} step {step}")
+        torch.testing.assert_close(traced.targets, eager.targets, rtol=0, atol=0)
+        torch.testing.assert_close(traced.lam, eager.lam, rtol=0, atol=0)
+        assert torch.equal(traced.index, eager.index)
+        if kwargs:
+            assert torch.equal(traced.lengths, eager.lengths)
+
+
+def test_call_is_apply_of_plan_for():
+    """``mixer(x, y)`` draws and mixes exactly as ``apply(x, y, plan_for(x))`` from the same generator state."""
+    first = multimix.Mixer([Mixup(0.8), CutMix(1.0)], num_classes=5, per_sample=True, seed=0)
+    second = copy.deepcopy(first)
+    for step in range(4):
+        x, y, _ = _batch((B, 3, 200, 200), seed=step)  # large samples: the CPU loop
+        called = first(x.clone(), y)
+        applied = second.apply(x.clone(), y, second.plan_for(x))
+        assert torch.equal(called.inputs, applied.inputs) and torch.equal(called.targets, applied.targets)
+        assert torch.equal(called.lam, applied.lam)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_cpu_loop_vectorised_and_compiled_paths_agree(per_sample):
+    """The in-place CPU loop (large samples), the vectorised path and the compiled one mix the same pixels."""
+    for make in (lambda: Mixup(1.0), lambda: CutMix(1.0), lambda: Switch([Mixup(0.8), CutMix(1.0)])):
+        mixer = multimix.Mixer(make(), num_classes=5, per_sample=per_sample or isinstance(make(), Switch), seed=1)
+        x, y, _ = _batch((B, 3, 128, 128))
+        plan = mixer.plan_for(x)
+        loop = mixer.apply(x.clone(), y, plan)
+        with torch.enable_grad():  # autograd history forces the vectorised path
+            leaf = x.clone().requires_grad_()
+            vectorised = mixer.apply(leaf, y, plan)
+        torch._dynamo.reset()
+        compiled = torch.compile(mixer.apply, fullgraph=True, backend="eager")(x.clone(), y, plan)
+        torch.testing.assert_close(vectorised.inputs.detach(), loop.inputs, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(compiled.inputs, loop.inputs, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(compiled.targets, loop.targets)
+
+
+def test_switch_traces_whole_and_each_sample_follows_its_adapter():
+    mixer = multimix.Mixer([Mixup(0.8), CutMix(1.0)], num_classes=5, per_sample=True, switch="sample", seed=2)
+    x, y, _ = _batch((8, 3, 16, 16))
+    torch._dynamo.reset()
+    compiled = torch.compile(mixer.apply, fullgraph=True, backend="eager")
+    plan = mixer.plan_for(x)
+    out = compiled(x.clone(), y, plan)
+    eager = mixer.apply(x.clone(), y, plan)
+    torch.testing.assert_close(out.inputs, eager.inputs, rtol=0, atol=0)
+    for i in range(8):  # a Mixup sample is a blend; a CutMix sample holds only its own and its partner's pixels
+        j, lam = int(plan.index[i]), float(out.lam[i])
+        if int(plan.choices[i]) == 0:
+            torch.testing.assert_close(out.inputs[i], lam * x[i] + (1 - lam) * x[j], rtol=1e-5, atol=1e-5)
+        else:
+            own = out.inputs[i] == x[i]
+            assert bool((own | (out.inputs[i] == x[j])).all())
+            assert float(own[0].double().mean()) == pytest.approx(lam, abs=1e-6)
+
+
+def test_a_compiled_train_step_gives_eagers_loss_and_gradients():
+    """apply + model + loss traced as one graph (aot_eager also compiles its backward) matches the eager step."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(5))
+    x, y, _ = _batch((B, 3, 10, 10))
+    model(x)
+    mixer = multimix.Mixer(CutMix(1.0), num_classes=5, per_sample=True, seed=0)
+
+    def step(images, labels, plan):
+        out = mixer.apply(images, labels, plan)
+        return multimix.soft_cross_entropy(model(out.inputs), out.targets)
+
+    plan = mixer.plan_for(x)
+    eager_loss = step(x.clone(), y, plan)
+    eager_loss.backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    torch._dynamo.reset()
+    compiled_loss = torch.compile(step, fullgraph=True, backend="aot_eager")(x.clone(), y, plan)
+    compiled_loss.backward()  # the backward graph AOTAutograd compiled with the forward
+    torch.testing.assert_close(compiled_loss, eager_loss)
+    for got, want in zip((p.grad for p in model.parameters()), eager_grads, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_apply_refuses_a_plan_for_another_batch():
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=5, seed=0)
+    plan = mixer.plan_for(torch.rand(4, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"plan was drawn for 4 samples on cpu, but inputs hold 6"):
+        mixer.apply(torch.rand(6, 3, 8, 8), torch.zeros(6, dtype=torch.long), plan)
+    with pytest.raises(TypeError, match=r"plan must be the MixPlan that mixer.plan_for\(inputs\) returned, got dict"):
+        mixer.apply(torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), {})
+
+
+def test_plan_for_checks_before_drawing():
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=5, seed=0)
+    state = mixer.generator.get_state()
+    with pytest.raises(ValueError, match=r"targets holds label 7, outside \[0, num_classes=5\)"):
+        mixer.plan_for(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 7]))
+    assert torch.equal(mixer.generator.get_state(), state)
