@@ -31,9 +31,10 @@ from multimix.audio import SpecMix, SpecMixup, WaveMix
 from multimix.specaugment import SpecAugment
 from multimix_recipes import data_file, models
 from multimix_recipes.data import TensorData, group_split, load_source, require_classes, split_folders, split_off
+from multimix_recipes.embedded import FSDD_URL, download
 from multimix_recipes.engine import Task, mixer_for, pick_device
 
-NAMED = ("speech_commands",)
+NAMED = ("speech_commands", "fsdd")
 FSDD_NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
 
 
@@ -88,11 +89,11 @@ def _resampled(clip: torch.Tensor, rate: int, target: int) -> torch.Tensor:
     return clip if rate == target else torchaudio.functional.resample(clip, rate, target)
 
 
-def load_embedded(config: dict[str, Any]) -> tuple[list, list, list[str]]:
+def load_embedded(config: dict[str, Any], source: Path | None = None) -> tuple[list, list, list[str]]:
     """FSDD. ``split: takes``: takes 0-4 of every digit and speaker are the test set (the dataset's usual split);
     ``split: speakers``: every clip of ``held_out_speakers`` speakers drawn by the seed is (unseen speakers)."""
     items, speakers, takes = [], [], []
-    with tarfile.open(data_file("fsdd-recordings.tar.xz")) as archive:
+    with tarfile.open(source or data_file("fsdd-recordings.tar.xz")) as archive:
         for member in sorted(archive.getmembers(), key=lambda m: m.name):
             match = FSDD_NAME.search(member.name)
             if not member.isfile() or match is None:
@@ -112,8 +113,10 @@ def load_embedded(config: dict[str, Any]) -> tuple[list, list, list[str]]:
 
 
 def load_named(name: str, config: dict[str, Any]) -> tuple[list, list, list[str]]:
-    """Speech Commands v0.02 through torchaudio (downloaded into ``data_root``)."""
+    """FSDD from its GitHub repository, or Speech Commands v0.02 through torchaudio (downloaded into ``data_root``)."""
     root = Path(config["data_root"]).expanduser()
+    if name == "fsdd":  # the embedded set's source, for an installation without recipes/data/
+        return load_embedded(config, download(FSDD_URL, root / "fsdd" / FSDD_URL.rsplit("/", 1)[1]))
     root.mkdir(parents=True, exist_ok=True)
     try:
         splits = {s: torchaudio.datasets.SPEECHCOMMANDS(root, download=True, subset=s) for s in ("training", "testing")}
@@ -185,7 +188,7 @@ def load_data(config: dict[str, Any]) -> tuple[TensorData, TensorData, TensorDat
     if config["split"] not in ("takes", "speakers"):
         raise ValueError(f"split must be 'takes' or 'speakers', got {config['split']!r}")
     data = config["data"]
-    if config["split"] == "speakers" and data != "embedded":
+    if config["split"] == "speakers" and data not in ("embedded", "fsdd"):
         raise ValueError(f"split: speakers needs the embedded FSDD (speakers named in its files), got --data {data!r}; "
                          "use split: takes")  # fmt: skip
     train, test, classes, val = load_source(config, lambda c: (*load_embedded(c), None),
