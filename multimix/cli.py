@@ -52,19 +52,25 @@ SHORTCUTS = ("method", "alpha", "epochs", "batch_size", "lr", "data", "model", "
 
 
 def _defaults_epilog(argv: Sequence[str]) -> str:
-    """For ``multimix run NAME --help``: every key of NAME's YAML with its default."""
+    """For ``multimix run NAME --help``: every key of NAME's YAML with its type, default and meaning (the key's
+    comment in the YAML, read from the file, so the help cannot drift from it)."""
     args = list(argv)
     name = args[args.index("run") + 1] if "run" in args and args.index("run") + 1 < len(args) else None
     try:
         recipes = recipes_package()
-        known = name in recipes.RECIPES
-        config = importlib.import_module("multimix_recipes.config").load_defaults(name) if known else None
+        docs = recipes.key_docs(name) if name in recipes.RECIPES else None
+        on_gpu = importlib.import_module("multimix_recipes.config").load_defaults(name).get("on_gpu") if docs else None
     except (ImportError, ValueError):
-        config = None
-    if config is None:
-        return "`multimix run NAME --help` lists NAME's keys and their defaults."
-    lines = [f"keys of {name} (set any with --set KEY=VALUE, typed like the default) and their defaults:"]
-    lines += [f"  {key} = {value!r}" for key, value in config.items()]
+        docs = None
+    if docs is None:
+        return "`multimix run NAME --help` lists NAME's keys, their types, defaults and meanings."
+    lines = [f"keys of {name} (set any with --set KEY=VALUE or in a --config YAML; values are typed like the "
+             "default):"]  # fmt: skip
+    for key, kind, default, meaning in docs:
+        lines.append(f"  {key} ({kind}, default {_yaml_value(default)})"
+                     + (f": {meaning}" if meaning else ""))  # fmt: skip
+    if on_gpu:
+        lines.append(f"on a GPU, the keys you do not give default to {on_gpu}")
     return "\n".join(lines)
 
 
@@ -92,7 +98,11 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="run once per value of any key (typed as --set types it; with --compare and --seeds, "
                           "every method x value x seed) and choose the value on the validation split "
                           "(selection.md), e.g. --sweep alpha=0.1,0.2,0.4")  # fmt: skip
-    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint in the output folder (with --compare/--seeds/--sweep: finished "
+                          "runs are kept, the interrupted one continues, the others start)")  # fmt: skip
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run already in the output folder (without it, one there is refused)")
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -149,8 +159,16 @@ def _run(args: argparse.Namespace) -> int:
     if compare is not None and len(compare) < 2:
         raise ValueError(f"--compare needs at least two methods separated by commas, got {args.compare!r}")
     sweep = parse_sweep(args.sweep) if args.sweep is not None else None
-    run(args.name, config_file=args.config, overrides=overrides, compare=compare, sweep=sweep, resume=args.resume)
+    run(args.name, config_file=args.config, overrides=overrides, compare=compare, sweep=sweep, resume=args.resume,
+        overwrite=args.overwrite)
     return 0
+
+
+def _yaml_value(value: object) -> str:
+    """``value`` as it is written in YAML or after ``--set KEY=`` (``null``, ``[3, 4]``, ``true``)."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
 def yaml_dump(config: dict) -> str:

@@ -11,10 +11,11 @@ key with its default); the engine, configuration, models and plots are shared.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["HERE", "RECIPES", "data_file", "describe", "load"]
+__all__ = ["HERE", "RECIPES", "data_file", "describe", "key_docs", "load"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,3 +59,36 @@ def describe() -> list[str]:
         methods = ", ".join(defaults["methods"])
         lines.append(f"{name:<7} {defaults['task']}: {data}; {model}; methods {methods} (default {defaults['method']})")
     return lines
+
+
+# a top-level key line of defaults.yaml: ``key: value   # meaning`` (values never hold " #")
+_KEY_LINE = re.compile(r"^([A-Za-z_]\w*):(.*?)(?:\s#\s?(.*))?$")
+
+
+def _type_name(key: str, value: object) -> str:
+    from multimix_recipes.config import NULLABLE
+
+    if isinstance(value, list):
+        kinds = sorted({type(v).__name__ for v in value})
+        return f"list[{' | '.join(kinds)}]" if kinds else "list"
+    name = "any" if value is None else type(value).__name__
+    return f"{'int' if value is None else name} or null" if key in NULLABLE else name
+
+
+def key_docs(name: str) -> list[tuple[str, str, object, str]]:
+    """``(key, type, default, meaning)`` for every key of the recipe's ``defaults.yaml``, in its order.
+
+    The meaning is the key's own comment on its line of the YAML, so ``multimix run NAME --help``
+    is generated from the file it describes and cannot drift from it.
+    """
+    from multimix_recipes.config import load_defaults
+
+    _check_name(name)
+    defaults = load_defaults(name)
+    comments = {}
+    for line in (HERE / name / "defaults.yaml").read_text().splitlines():
+        match = _KEY_LINE.match(line)
+        if match:
+            comments[match.group(1)] = (match.group(3) or "").strip()
+    return [(key, _type_name(key, value), value, comments.get(key, ""))
+            for key, value in defaults.items() if key != "on_gpu"]  # fmt: skip

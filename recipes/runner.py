@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import tempfile
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from multimix_recipes import checkpoint, distributed, engine, load, plots
+from multimix_recipes import checkpoint, distributed, embedded, engine, load, plots
 from multimix_recipes import config as configuration
 from multimix_recipes import sweep as sweeping
 
@@ -40,14 +41,61 @@ def prepare_out(path: Path) -> Path:
 
 
 def _resume_state(config: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The checkpoint in ``out``, refused before any model is built if its configuration differs."""
-    state = checkpoint.read(out / "checkpoint.pt")
-    changed = configuration.differences(state["config"], config)
+    """The checkpoint in ``out``, refused before any model is built if its configuration differs or it holds more
+    epochs than ``config`` asks for (a run cannot shrink: config.yaml would disagree with its metrics)."""
+    path = out / "checkpoint.pt"
+    state = checkpoint.read(path)
+    # a run depends on its own seed, not on the list of seeds beside it: --seeds may grow on --resume
+    changed = configuration.differences({**state["config"], "seeds": config["seeds"]}, config)
     if changed:
-        raise ValueError(f"--resume: {out / 'checkpoint.pt'} was trained with another configuration "
+        raise ValueError(f"--resume: {path} was trained with another configuration "
                          f"({'; '.join(changed)}); only {sorted(configuration.RUN_ONLY)} may change "
                          "(--epochs N extends a run)")  # fmt: skip
+    done = state["epoch"] + 1
+    if config["epochs"] < done:
+        raise ValueError(f"--resume: {path} already holds {done} epochs, more than epochs {config['epochs']}; a run "
+                         f"cannot be shortened: resume with --epochs {done} or more, or start anew in another --out")
     return state
+
+
+def _check_runs(folders: list[Path], configs: list[dict[str, Any]], resume: bool, overwrite: bool) -> list[Any]:
+    """Per run, the checkpoint to resume from or None to start it; refused before anything is written.
+
+    With ``resume``, a run whose folder holds a checkpoint continues (a finished one is only evaluated again) and
+    the others start, so an interrupted ``--compare``/``--seeds``/``--sweep`` loses nothing; without it, a folder
+    that holds a checkpoint is refused unless ``overwrite``.
+    """
+    if resume and overwrite:
+        raise ValueError("--resume continues the runs in --out and --overwrite replaces them; pass one of the two")
+    found = [f / "checkpoint.pt" for f in folders if (f / "checkpoint.pt").is_file()]
+    if resume:
+        if not found:
+            where = folders[0] / "checkpoint.pt" if len(folders) == 1 else f"any of the {len(folders)} run folders"
+            raise ValueError(f"--resume: no checkpoint at {where}; run without --resume first")
+        return [_resume_state(c, f) if (f / "checkpoint.pt").is_file() else None
+                for c, f in zip(configs, folders, strict=True)]  # fmt: skip
+    if found and not overwrite:
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        raise ValueError(f"--out {configs[0]['out']} already holds a run ({found[0]}{more}); pass --resume to "
+                         "continue it, --overwrite to replace it, or another --out")  # fmt: skip
+    return [None] * len(folders)
+
+
+def _config_target(folder: Path, config_file: str | None) -> Path:
+    """Where the resolved configuration goes: ``config.yaml``, unless that file is the ``--config`` being read (the
+    user's file and its comments stay as they are; the resolved one goes to ``config.resolved.yaml``)."""
+    target = folder / "config.yaml"
+    given = Path(config_file) if config_file is not None else None
+    if given is not None and given.is_file() and target.is_file() and os.path.samefile(given, target):
+        return folder / "config.resolved.yaml"
+    return target
+
+
+def _check_compare(compare: list[str] | None) -> None:
+    repeated = sorted({m for m in compare or [] if compare.count(m) > 1})
+    if repeated:
+        raise ValueError(f"--compare lists {', '.join(repeated)} more than once ({','.join(compare)}); give each "
+                         "method once (--seeds runs each method on several seeds)")  # fmt: skip
 
 
 def _sweep_values(
@@ -66,10 +114,10 @@ def _sweep_values(
 
 
 def _run_folder(out: Path, config: dict[str, Any], compare: bool, key: str | None, several_seeds: bool) -> Path:
-    """``out/<method>/<KEY>=<value>/seed<k>/``, each level only when it has more than one entry."""
+    """``out/<method>/<KEY>=<value>/seed<k>/``, each level only when it has more than one entry (not created)."""
     method = config["method"] if compare else ""
     value = sweeping.folder_name(key, config[key]) if key else ""
-    return prepare_out(out / method / value / (f"seed{config['seed']}" if several_seeds else ""))
+    return out / method / value / (f"seed{config['seed']}" if several_seeds else "")
 
 
 def run(
@@ -80,6 +128,7 @@ def run(
     compare: list[str] | None = None,
     sweep: str | tuple[str, Sequence[Any]] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Run recipe ``name``; with ``compare``, each method on the same data and seed; with the ``seeds`` key
     (``--set seeds=0,1,2``), every method once per seed; with ``sweep`` (``"alpha=0.1,0.2"`` or
@@ -89,8 +138,12 @@ def run(
     with several seeds; a comparison (``comparison.md``/``.json``, mean and sample std over the seeds)
     when any is given, and with a sweep ``selection.md``/``.json``: per method, the value chosen on the
     validation split (:data:`multimix_recipes.sweep.RULE`) and its test metrics.
+
+    ``resume`` continues every run that has a checkpoint and starts the others; without it, an output folder
+    that holds a checkpoint is refused unless ``overwrite`` (which deletes the old checkpoints first).
     """
     recipe = load(name)
+    _check_compare(compare)
     overrides = dict(overrides or {})
     key, values = _sweep_values(name, sweep, overrides)
     swept = {key: values[0]} if key else {}
@@ -100,20 +153,33 @@ def run(
                                                          **({key: value} if key else {}),
                                                          **({"seed": seed} if seed is not None else {})})
                for m, value, seed in runs]  # fmt: skip
+    downloads = [embedded.embedded_or_download(name, c) for c in configs]  # a wheel has no recipes/data/
+    configs = [c for c, _ in downloads]
     device = engine.pick_device(configs[0]["device"])  # a bad --device fails here
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before NCCL starts, so each rank talks from its own GPU
     world = distributed.current(device.type)
     out = Path(configs[0]["out"])
+    if downloads[0][1] and world.is_main:
+        print(downloads[0][1])
     folders = [_run_folder(out, c, bool(compare), key, len(seeds) > 1) for c in configs]
-    states = [_resume_state(c, f) if resume else None for c, f in zip(configs, folders, strict=True)]
+    states = _check_runs(folders, configs, resume, overwrite)
+    targets = [_config_target(f, config_file) for f in folders]
+    for folder in folders:
+        prepare_out(folder)
+        if overwrite and world.is_main:  # an interrupted replacement must not leave the old run to resume
+            for stale in ("checkpoint.pt", "metrics.json"):
+                (folder / stale).unlink(missing_ok=True)
     results: dict[str, list[dict[str, Any]]] = {}
-    for config, run_out, state in zip(configs, folders, states, strict=True):
+    for config, run_out, state, target in zip(configs, folders, states, targets, strict=True):
         row = config["method"] + (f" {sweeping.label(key, config[key])}" if key else "")
         if world.is_main:
-            configuration.save(config, run_out / "config.yaml")
+            configuration.save(config, target)
             alpha = config["regmixup_alpha"] if config["method"] == "regmixup" else config["alpha"]
-            print(f"== {name}: {row} (alpha {alpha}, seed {config['seed']}) -> {run_out}")
+            print(f"== {name}: {row} (alpha {alpha}, seed {config['seed']}) -> {run_out}{_status(state, config)}")
+            if target.name != "config.yaml":
+                print(f"--config {config_file} is this run's config.yaml: it is left as it is; the resolved "
+                      f"configuration is in {target}")  # fmt: skip
         torch.manual_seed(config["seed"])  # model initialisation is part of the run
         random.seed(config["seed"])
         task = recipe.build(config)
@@ -129,6 +195,15 @@ def run(
         print(sweeping.write(sweeping.select(key, values, by_method), out))
     print(f"results in {out.resolve()}")
     return out
+
+
+def _status(state: dict[str, Any] | None, config: dict[str, Any]) -> str:
+    if state is None:
+        return ""
+    done = state["epoch"] + 1
+    if done >= config["epochs"]:
+        return f" (finished: {done} epochs, evaluated again)"
+    return f" (resumed after epoch {done} of {config['epochs']})"
 
 
 # final metrics in the table: (key, header, digits)

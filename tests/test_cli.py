@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -120,3 +121,41 @@ def test_seeds_flag_is_the_seeds_key(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "image", "--seeds", "0,0", "--print-config"])
     assert exit_info.value.code == 2 and "seeds must be distinct integers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["image", "speech", "text"])
+def test_run_help_lists_every_key_with_its_type_default_and_meaning(name, capsys):
+    from multimix_recipes.config import load_defaults
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", name, "--help"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    keys = [key for key in load_defaults(name) if key != "on_gpu"]
+    for key in keys:  # a key added without a comment in defaults.yaml fails here
+        line = next((x for x in lines if x.startswith(f"  {key} (")), None)
+        assert line is not None, key
+        assert re.fullmatch(rf"  {re.escape(key)} \([a-z|\[\] ]+, default .+\): \S.{{8,}}", line), line
+    text = "\n".join(lines)
+    for expected in ("  epochs (int, default ", "  lr (float, default ", "  seeds (list, default []): several seeds",
+                     "  train_limit (int or null, default ", "  alpha (float, default 0.", "lam ~ Beta(alpha, alpha)"):
+        assert expected in text, expected
+    if name == "text":
+        assert "on a GPU, the keys you do not give default to {'train_limit': None" in text
+
+
+def test_run_help_is_read_from_the_yaml_comments(tmp_path, monkeypatch, capsys):
+    """The help is generated from defaults.yaml, so editing a comment changes it: nothing to keep in step by hand."""
+    import shutil
+
+    import multimix_recipes
+    from multimix_recipes import config
+
+    shutil.copytree(multimix_recipes.HERE / "speech", tmp_path / "speech")
+    yaml_file = tmp_path / "speech" / "defaults.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace("# mel bins of the log-mel spectrogram", "# how many mels"))
+    monkeypatch.setattr(multimix_recipes, "HERE", tmp_path)
+    monkeypatch.setattr(config, "HERE", tmp_path)
+    with pytest.raises(SystemExit):
+        main(["run", "speech", "--help"])
+    assert "  n_mels (int, default 40): how many mels\n" in capsys.readouterr().out

@@ -27,7 +27,7 @@ def check_outputs(out, epochs=1):
                     "temperature", "test_loss_calibrated", "test_ece_calibrated", "test_brier"):  # fmt: skip
             assert math.isfinite(entry[key]), key
         assert 0 <= entry["test_accuracy"] <= 1 and 0 <= entry["test_ece"] <= 1 and entry["temperature"] > 0
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == epochs - 1 and state["model"]
     return metrics
 
@@ -49,7 +49,7 @@ def test_each_recipe_trains_a_few_steps(tmp_path, recipe, method, extra, capsys)
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
-        trained = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
+        trained = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
         name = next(k for k in trained if k.endswith("classifier.weight"))
         assert torch.equal(model.classifier.weight, trained[name]) and model.config.num_labels == 2
         assert AutoTokenizer.from_pretrained(tmp_path / "model")("a fine film")["input_ids"][0] == 101
@@ -71,8 +71,8 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch, recipe, ke
         run(recipe, overrides={**overrides, "out": str(tmp_path / "resumed")})
     monkeypatch.undo()
     run(recipe, overrides={**overrides, "out": str(tmp_path / "resumed")}, resume=True)
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
-    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert straight["history"][-1]["test_loss"] == resumed["history"][-1]["test_loss"]
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
@@ -93,7 +93,7 @@ def test_an_interrupted_run_keeps_its_last_complete_checkpoint(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         run("image", overrides={**TINY, "epochs": 2, "method": "erm", "out": str(tmp_path)})
     monkeypatch.undo()
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 0
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 0
     assert sorted(p.name for p in tmp_path.glob("checkpoint*")) == ["checkpoint.pt"]  # the partial file is gone
 
 
@@ -197,7 +197,7 @@ def test_two_processes_on_cpu(tmp_path, launcher):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = check_outputs(tmp_path)
     assert metrics["world_size"] == 2 and result.stdout.count("results in") == 1
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     # 512 images / 2 ranks / batch 128: each rank takes 2 steps, and its schedule has 2 steps (ends at ~0 lr)
     assert state["scheduler"]["last_epoch"] == 2 and metrics["epochs"][0]["lr"] < 1e-6
     first, second = state["mixers"]  # every rank's plan generator
@@ -222,7 +222,8 @@ def test_set_print_config_and_help(capsys):
         main(["run", "speech", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "keys of speech" in out and "  n_mels = 40" in out and "  sample_rate = 8000" in out
+    assert "keys of speech" in out and "  n_mels (int, default 40): mel bins of the log-mel spectrogram" in out
+    assert "  sample_rate (int, default 8000): Hz every clip is resampled to" in out
 
 
 def test_a_saved_config_reruns_as_config(tmp_path, capsys):
@@ -242,7 +243,7 @@ def test_resume_extends_a_finished_run_and_refuses_another_config(tmp_path, caps
     base = {**TINY, "epochs": 1, "method": "erm", "out": str(tmp_path), "schedule": "cosine"}
     run("image", overrides=base)
     run("image", overrides={**base, "epochs": 2}, resume=True)
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1 and [h["epoch"] for h in state["history"]] == [1, 2]
     assert state["scheduler"]["last_epoch"] == 8  # 4 steps per epoch, counted on
     from multimix_recipes.image import train as image
