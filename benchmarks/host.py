@@ -140,3 +140,88 @@ def median_ms(fn: Callable[[], Any], reps: int, device: torch.device | None = No
             torch.cuda.synchronize()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+# ----------------------------------------------------------------------------- the script
+
+def _contenders(mode: str, x: torch.Tensor, num_classes: int) -> dict[str, Callable[[], Any]]:
+    """One call of each library in ``mode`` ("mixup batch", ...) on ``x``: multimix, timm and torchvision v2."""
+    import multimix
+    from multimix.image import CutMix, Mixup
+
+    method, scope = mode.split()
+    y = torch.randint(0, num_classes, (x.shape[0],), device=x.device)
+    adapter = Mixup(1.0) if method == "mixup" else CutMix(1.0)
+    mixer = multimix.Mixer(adapter, num_classes=num_classes, per_sample=scope == "sample", seed=0)
+    calls: dict[str, Callable[[], Any]] = {"multimix": lambda: mixer(x, y)}
+    if scope == "batch":  # the per-sample goal is timm's batch time: the same row holds it
+        try:
+            from timm.data import Mixup as TimmMixup
+
+            alphas = {"mixup_alpha": 1.0, "cutmix_alpha": 0.0} if method == "mixup" else \
+                {"mixup_alpha": 0.0, "cutmix_alpha": 1.0}  # fmt: skip
+            timm_mixer = TimmMixup(**alphas, num_classes=num_classes, label_smoothing=0.0)
+            calls["timm"] = lambda: timm_mixer(x, y)
+        except ImportError:
+            pass
+        try:
+            from torchvision.transforms import v2
+
+            tv = v2.MixUp(alpha=1.0, num_classes=num_classes) if method == "mixup" else \
+                v2.CutMix(alpha=1.0, num_classes=num_classes)  # fmt: skip
+            calls["torchvision"] = lambda: tv(x, y)
+        except ImportError:
+            pass
+    return calls
+
+
+def main() -> None:
+    """Print the host time of one call per library, dispatch-bound (tiny CPU batch) and on meta, side by side."""
+    import argparse
+
+    from _results import append
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--reps", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is printed")
+    parser.add_argument("--no-csv", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    modes = ["mixup batch", "cutmix batch", "mixup sample", "cutmix sample"]
+    places = {"cpu (dispatch-bound)": (torch.device("cpu"), (args.batch, 3, 4, 4)),
+              "meta": (torch.device("meta"), (args.batch, 3, 224, 224))}  # fmt: skip
+    rows = []
+    print(f"host time of one call, us (median of {args.rounds} interleaved rounds); batch {args.batch}")
+    print(f"{'where':<22}{'mode':<15}{'multimix':>10}{'timm':>10}{'torchvision':>13}{'multimix/timm':>15}")
+    timm_batch: dict[tuple[str, str], float] = {}
+    for where, (device, shape) in places.items():
+        for mode in modes:
+            x = torch.rand(shape) if device.type == "cpu" else torch.empty(shape, device=device)
+            calls = _contenders(mode, x, 10)
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            for _ in range(args.rounds):
+                for name, fn in calls.items():
+                    try:
+                        times[name].append(host_time_us(fn, args.reps))
+                    except Exception:  # a library that cannot run on meta tensors
+                        times[name] = []
+            med = {name: statistics.median(t) for name, t in times.items() if t}
+            method = mode.split()[0]
+            if "timm" in med:
+                timm_batch[(where, method)] = med["timm"]
+            anchor = timm_batch.get((where, method))
+            ratio = f"{med['multimix'] / anchor:.2f}x" if anchor else "-"
+            cells = [f"{med[name]:>10.0f}" if name in med else f"{'-':>10}" for name in ("multimix", "timm")]
+            tv = f"{med['torchvision']:>13.0f}" if "torchvision" in med else f"{'-':>13}"
+            print(f"{where:<22}{mode:<15}{''.join(cells)}{tv}{ratio:>15}")
+            rows += [{"place": where, "mode": mode, "library": name, "round": k, "us": f"{t:.1f}"}
+                     for name, ts in times.items() for k, t in enumerate(ts)]  # fmt: skip
+    print("per-sample rows compare with timm's per-batch call of the same method")
+    if not args.no_csv:
+        path = append("host", torch.device("cpu"), rows, ["place", "mode", "library", "round", "us"])
+        print(f"raw rows appended to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ import torch
 
 from multimix._checks import check_alpha, check_generator, check_positive_int
 
-__all__ = ["sample_beta"]
+__all__ = ["beta_values", "sample_beta"]
 
 _SMALL = 8  # up to this many Gamma variates, plain floats cost less host time than NumPy calls
 
@@ -85,13 +85,17 @@ def sample_beta(alpha: float, count: int, generator: torch.Generator) -> torch.T
     alpha = check_alpha(alpha)
     check_positive_int(count, "count")
     check_generator(generator)
+    return torch.from_numpy(beta_values(alpha, count, generator))
+
+
+def beta_values(alpha: float, count: int, generator: torch.Generator) -> np.ndarray:
+    """:func:`sample_beta` for arguments already checked, as a float64 NumPy array."""
     if 2 * count <= _SMALL:
         logs = _log_gammas_small(alpha, 2 * count, generator)
-        diff = [a - b for a, b in zip(logs[:count], logs[count:], strict=True)]
-        return torch.tensor([_sigmoid(v) for v in diff], dtype=torch.float64)
+        return np.array([_sigmoid(a - b) for a, b in zip(logs[:count], logs[count:], strict=True)])
     logs = _log_gammas(alpha, 2 * count, generator)
     with np.errstate(over="ignore"):
-        return torch.from_numpy(1.0 / (1.0 + np.exp(logs[count:] - logs[:count])))  # Gx / (Gx + Gy) from the logs
+        return 1.0 / (1.0 + np.exp(logs[count:] - logs[:count]))  # Gx / (Gx + Gy) from the logs
 
 
 def _sigmoid(value: float) -> float:

@@ -100,20 +100,19 @@ def sample_boxes(
     check_generator(generator)
     if minmax is not None:
         return _minmax_boxes(lam.shape[0], height, width, _check_minmax(minmax), generator)
-    cy = torch.randint(0, height, lam.shape, generator=generator).numpy()
-    cx = torch.randint(0, width, lam.shape, generator=generator).numpy()
-    ratio = 0.5 * np.sqrt(1.0 - lam.double().numpy())  # NumPy: a few host ops on N numbers cost less than torch's
-    half_h = np.floor(ratio * height).astype(np.int64)
-    half_w = np.floor(ratio * width).astype(np.int64)
-    boxes = np.stack(
-        [
-            np.maximum(cy - half_h, 0),
-            np.minimum(cy + half_h, height),
-            np.maximum(cx - half_w, 0),
-            np.minimum(cx + half_w, width),
-        ],
-        axis=1,
-    )
+    return _centred_boxes(lam.double().numpy(), height, width, generator)
+
+
+def _centred_boxes(
+    lam: np.ndarray, height: int, width: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sample_boxes` without ``minmax`` for checked arguments: one draw of the centres, NumPy on N numbers."""
+    centres = np.floor(torch.rand(2, lam.shape[0], generator=generator, dtype=torch.float64).numpy()
+                       * np.array([[height], [width]])).astype(np.int64)  # fmt: skip
+    half = np.floor(0.5 * np.sqrt(1.0 - lam) * np.array([[height], [width]])).astype(np.int64)
+    boxes = np.empty((lam.shape[0], 4), dtype=np.int64)
+    boxes[:, 0::2] = np.maximum(centres - half, 0).T
+    boxes[:, 1::2] = np.minimum(centres + half, np.array([[height], [width]])).T
     area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
     return torch.from_numpy(boxes), torch.from_numpy(1.0 - area / (height * width))
 
@@ -167,16 +166,14 @@ def _host_box_masks(boxes: np.ndarray, plan: MixPlan, height: int, width: int) -
     """:func:`box_masks` on the host in NumPy (a handful of numbers: cheaper than torch's dispatch)."""
     if not plan.per_sample:  # one box: one row and one column mask, repeated
         y1, y2, x1, x2 = boxes[0].tolist()
-        rows, cols = np.zeros(height, dtype=bool), np.zeros(width, dtype=bool)
-        rows[y1:y2], cols[x1:x2] = True, True
-        rows = np.broadcast_to(rows, (boxes.shape[0], height))
-        cols = np.broadcast_to(cols, (boxes.shape[0], width))
+        rows, cols = np.zeros((boxes.shape[0], height), dtype=bool), np.zeros((boxes.shape[0], width), dtype=bool)
+        rows[:, y1:y2], cols[:, x1:x2] = True, True
     else:
         rows = (np.arange(height) >= boxes[:, :1]) & (np.arange(height) < boxes[:, 1:2])
         cols = (np.arange(width) >= boxes[:, 2:3]) & (np.arange(width) < boxes[:, 3:4])
     if not plan.all_mixed:
         rows = rows & plan.mixed.numpy()[:, None]
-    return torch.from_numpy(np.require(rows, requirements="CW")), torch.from_numpy(np.require(cols, requirements="CW"))
+    return torch.from_numpy(rows), torch.from_numpy(cols)
 
 
 class Boxes(NamedTuple):

@@ -17,7 +17,7 @@ from multimix._checks import check_alpha, check_generator, check_positive_int, c
 from multimix.adapter import Adapter
 from multimix.batch import Inputs, MixedBatch
 from multimix.lengths import Validity, check_lengths
-from multimix.plan import SWITCHES, MixPlan, draw_plan, identity_plan
+from multimix.plan import SWITCHES, MixPlan, _draw, identity_plan
 from multimix.schedule import Schedule
 from multimix.switch import Switch
 from multimix.targets import check_targets, mixed_targets
@@ -424,12 +424,12 @@ class Mixer:
         """Draw the next plan from the generator; the identity plan while mixing is off or ``p == 0``."""
         if not (self.enabled and self.p > 0):
             return identity_plan(batch_size)
+        check_positive_int(batch_size, "batch_size")
         candidates = self._routes[0][1]
         if isinstance(candidates[0], Switch):
-            return draw_plan(batch_size, candidates[0].alphas, self.generator, weights=self.weights, per_sample=True,
-                             p=self.p, switch="sample")  # fmt: skip
-        alphas = [adapter.alpha for adapter in candidates]
-        return draw_plan(batch_size, alphas, self.generator, weights=self.weights, per_sample=self.per_sample, p=self.p)
+            return _draw(batch_size, candidates[0].alphas, self.generator, self.weights, True, self.p, "sample")
+        alphas = [adapter.alpha for adapter in candidates]  # each checked when it was set
+        return _draw(batch_size, alphas, self.generator, self.weights, self.per_sample, self.p, "batch")
 
     def seed_worker(self) -> None:
         """In a DataLoader worker, reseed the plan generator once from the worker's seed, and follow the schedule.

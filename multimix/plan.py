@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from multimix._checks import check_generator, check_positive_int, check_probability
+from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability
 from multimix._transfer import to_device
-from multimix.beta import sample_beta
+from multimix.beta import beta_values, sample_beta
 
 __all__ = ["MixPlan", "draw_plan", "identity_plan", "sample_beta"]
 
@@ -203,32 +203,48 @@ def draw_plan(
     p = check_probability(p, "p")
     if len(alphas) == 0:
         raise ValueError("alphas must name at least one adapter's alpha, got an empty sequence")
+    alphas = [check_alpha(alpha) for alpha in alphas]
     if switch not in SWITCHES:
         raise ValueError(f"switch must be 'batch' (one adapter per batch) or 'sample' (one per sample), got {switch!r}")
     if switch == "sample" and not per_sample:
         raise ValueError("switch='sample' draws one lam per sample from each sample's adapter; pass per_sample=True")
+    return _draw(batch_size, alphas, generator, weights, per_sample, p, switch)
+
+
+def _draw(
+    batch_size: int,
+    alphas: Sequence[float],
+    generator: torch.Generator,
+    weights: Sequence[float] | None,
+    per_sample: bool,
+    p: float,
+    switch: str,
+) -> MixPlan:
+    """:func:`draw_plan` for arguments already checked (the Mixer checks them once, when they are set)."""
     choices = None
+    index = random_cycle(batch_size, generator).numpy() if switch != "sample" else None
     if switch == "sample":
         chosen = _choose_each(weights, len(alphas), batch_size, generator)
-        index = random_cycle(batch_size, generator)
-        lam = torch.ones(batch_size, dtype=torch.float64)
+        index = random_cycle(batch_size, generator).numpy()
+        lam = np.ones(batch_size)
         for k, alpha in enumerate(alphas):  # each sample's lam from its own adapter's alpha
             members = np.flatnonzero(chosen == k)
             if members.size:
-                lam[torch.from_numpy(members)] = sample_beta(alpha, int(members.size), generator)
+                lam[members] = beta_values(alpha, int(members.size), generator)
         choice, choices = 0, torch.from_numpy(chosen.astype(np.int64))
     else:
         choice = _choose(weights, len(alphas), generator) if len(alphas) > 1 else 0
-        index = random_cycle(batch_size, generator)
-        lam = sample_beta(alphas[choice], batch_size, generator) if per_sample else \
-            torch.full((batch_size,), float(sample_beta(alphas[choice], 1, generator).numpy()[0]), dtype=torch.float64)
+        if per_sample:
+            lam = beta_values(alphas[choice], batch_size, generator)
+        else:
+            lam = np.full(batch_size, beta_values(alphas[choice], 1, generator)[0])
     if p < 1.0:
-        keep = torch.rand(batch_size, generator=generator, dtype=torch.float64) >= p
+        keep = torch.rand(batch_size, generator=generator, dtype=torch.float64).numpy() >= p
         lam[keep] = 1.0
-        index[keep] = torch.arange(batch_size)[keep]
-    mixed = lam.numpy() < 1
+        index[keep] = np.flatnonzero(keep)
+    mixed = lam < 1
     if batch_size == 1 or p < 1.0:  # a random cycle has no fixed point for B >= 2
-        mixed &= index.numpy() != np.arange(batch_size)
-    any_mixed, all_mixed = bool(mixed.any()), bool(mixed.all())
-    return MixPlan(index=index, lam=lam, choice=choice, per_sample=per_sample, choices=choices,
-                   mixed=torch.from_numpy(mixed), any_mixed=any_mixed, all_mixed=all_mixed)  # fmt: skip
+        mixed &= index != np.arange(batch_size)
+    return MixPlan(index=torch.from_numpy(index), lam=torch.from_numpy(lam), choice=choice, per_sample=per_sample,
+                   choices=choices, mixed=torch.from_numpy(mixed), any_mixed=bool(mixed.any()),
+                   all_mixed=bool(mixed.all()))  # fmt: skip

@@ -98,7 +98,8 @@ def test_torchvision_box_rule():
     lam = torch.tensor([0.2, 0.5, 0.9, 0.0, 1.0], dtype=torch.float64)
     boxes, kept = sample_boxes(lam, 20, 30, g)
     g = torch.Generator().manual_seed(0)
-    cy, cx = torch.randint(0, 20, (5,), generator=g), torch.randint(0, 30, (5,), generator=g)
+    u = torch.rand(2, 5, generator=g, dtype=torch.float64)  # the centres: uniform over the pixels, one draw
+    cy, cx = (u[0] * 20).floor().long(), (u[1] * 30).floor().long()
     for k in range(5):
         half_h, half_w = int(0.5 * (1 - lam[k]) ** 0.5 * 20), int(0.5 * (1 - lam[k]) ** 0.5 * 30)
         expected = [max(cy[k] - half_h, 0), min(cy[k] + half_h, 20), max(cx[k] - half_w, 0), min(cx[k] + half_w, 30)]
