@@ -181,6 +181,7 @@ class FMix(Adapter):
     def _weight(self, x: torch.Tensor, plan: MixPlan, region: Fourier) -> tuple[torch.Tensor, torch.Tensor]:
         """The mask, shaped to broadcast over ``x``, and the label lam: the mean of the mask applied, exactly."""
         mask = self.mask(x, region)
-        own = mask.flatten(1).sum(1, dtype=torch.float64) / mask[0].numel()
+        count = mask.flatten(1).sum(1, dtype=torch.int32 if mask.dtype == torch.bool else torch.float64)  # exact
+        own = count.to(torch.float64) / mask[0].numel()
         lam = torch.where(plan.mixed, own.expand(x.shape[0]), 1.0)
         return mask.view(mask.shape[0], *([1] * (x.dim() - 3)), *mask.shape[1:]), lam
