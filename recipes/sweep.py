@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from multimix_recipes import config as configuration
+from multimix_recipes.validation import suggest
 
 __all__ = ["COLUMNS", "REFUSED", "RULE", "check", "choose", "folder_name", "label", "parse", "select",
            "selection_table", "split_values", "write"]  # fmt: skip
@@ -76,7 +77,9 @@ def check(recipe: str, key: str, values: Sequence[Any], overrides: dict[str, Any
     if key in REFUSED:
         raise ValueError(f"--sweep {key} is not possible: {REFUSED[key]}")
     if key not in defaults:
-        raise ValueError(f"--sweep: unknown key {key!r} for recipe {recipe!r}; valid keys are {sorted(defaults)}")
+        near = suggest(key, defaults)
+        raise ValueError(f"--sweep: unknown key {key!r} for recipe {recipe!r}; valid keys are {sorted(defaults)}"
+                         + (f"; did you mean {near!r}?" if near else ""))  # fmt: skip
     if key in overrides:
         raise ValueError(f"--sweep {key} and --set {key} (or a flag) both give {key}; keep only the --sweep")
     if len(values) < 2:

@@ -50,7 +50,10 @@ def test_split_values_keeps_brackets_and_drops_empty_pieces():
         ("alpha", {}, r"--sweep expects KEY=V1,V2,\.\.\. \(e\.g\. --sweep alpha=0\.1,0\.2,0\.4\), got 'alpha'"),
         ("=0.1,0.2", {}, r"--sweep expects KEY=V1,V2"),
         ("learning_rate=0.1,0.2", {},
-         r"--sweep: unknown key 'learning_rate' for recipe 'image'; valid keys are \[.*'lr'"),
+         r"--sweep: unknown key 'learning_rate' for recipe 'image'; valid keys are \[.*'lr'.*\]; "
+         r"did you mean 'lr'\?$"),
+        ("epoch=1,2", {}, r"--sweep: unknown key 'epoch' for recipe 'image'; .*; did you mean 'epochs'\?$"),
+        ("zzz=1,2", {}, r"--sweep: unknown key 'zzz' for recipe 'image'; valid keys are \[[^?]*\]$"),
         ("epochs=2,three", {}, r"--sweep epochs: epochs must be an integer like 6, got 'three'"),
         ("lr=0.1,fast", {}, r"--sweep lr: lr must be a number like 0\.004, got 'fast'"),
         ("alpha=0.2", {}, r"--sweep needs at least two values separated by commas \(e\.g\. --sweep alpha=A,B\), "
