@@ -34,6 +34,7 @@ from multimix_recipes import checkpoint, distributed, optim, plots
 from multimix_recipes.batchnorm import recompute_batchnorm
 from multimix_recipes.checkpoint import rng_state_on_cpu
 from multimix_recipes.data import TensorData, epoch_batches, fits_on
+from multimix_recipes.step import SplitLoss, build_step, check_backend, compile_wanted
 
 __all__ = ["Task", "calibrate", "device_line", "evaluate", "mixer_for", "pick_device", "predict", "rng_state_on_cpu",
            "scores", "steps_per_epoch", "summary", "train"]  # fmt: skip
@@ -87,7 +88,9 @@ class Task:
         train_set, test_set: a :class:`~multimix_recipes.data.TensorData` (kept on the device
             when it fits) or any dataset of samples for ``collate``.
         train_loss: ``(module, batch) -> loss`` for one training batch already on the device
-            (mixing inside); ``module`` is ``model`` or its DDP / compiled wrapper.
+            (mixing inside); ``module`` is ``model`` or its DDP / compiled wrapper. A
+            :class:`~multimix_recipes.step.SplitLoss` (host draws, then tensor ops) is compiled
+            whole with ``compile`` on.
         test_logits: ``(model, batch) -> (logits, labels)`` for one test batch on the device.
         mixer: the plan generator to checkpoint (None for ERM).
         collate, collate_eval: ``collate_fn`` for datasets that are not tensors.
@@ -222,10 +225,14 @@ def train(
     if device.type == "cuda":
         torch.cuda.set_device(device)
     steps = steps_per_epoch(len(task.train_set), config, world.size)  # refused before any training
+    backend = check_backend(config["compile_backend"])
+    split = isinstance(task.train_loss, SplitLoss)
+    compiled = compile_wanted(config["compile"], device, config["epochs"] * steps, split)
     out.mkdir(parents=True, exist_ok=True)
     model = task.model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = optim.build_optimizer(params, config)
+    fused = compiled and device.type == "cuda"  # a compiled step launches few kernels: the optimizer's in one
+    optimizer = optim.build_optimizer(params, config, fused=fused)
     scheduler = optim.build_scheduler(optimizer, config["epochs"] * steps, steps, config)
     bf16 = use_bf16(config, device)
     if world.is_main:
@@ -239,13 +246,15 @@ def train(
     module: nn.Module = model
     if world.size > 1:
         module = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config["compile"]:
-        module = torch.compile(module)
+    train_step, how = build_step(task.train_loss, module, device, bf16, compiled=compiled, backend=backend)
+    if world.is_main and how:
+        print(how + (", fused optimizer" if fused else ""), flush=True)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        optim.set_fused(optimizer, fused)  # compile may change on resume
         scheduler.load_state_dict(state["scheduler"])
         for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):  # the (longer) schedule
             group["lr"] = base * optim.lr_factor(scheduler.last_epoch, config["epochs"] * steps, steps, config)
@@ -284,8 +293,7 @@ def train(
             last_micro = (k + 1) % config["accumulate"] == 0
             sync = module.no_sync() if world.size > 1 and not last_micro else nullcontext()
             with sync:
-                with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
-                    loss = task.train_loss(module, batch)
+                loss = train_step(batch)  # under autocast with bf16
                 (loss / config["accumulate"]).backward()
             total_loss += loss.detach().float()
             seen += config["batch_size"]

@@ -17,20 +17,43 @@ from typing import Any
 
 import torch
 
-__all__ = ["build_optimizer", "build_scheduler", "lr_factor"]
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "set_fused"]
 
 ONECYCLE_PCT, ONECYCLE_START, ONECYCLE_END = 0.15, 1 / 25, 1 / 25e4
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], config: dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD (with momentum, optionally Nesterov) or AdamW from the configuration."""
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], config: dict[str, Any], *, fused: bool = False
+) -> torch.optim.Optimizer:
+    """SGD (with momentum, optionally Nesterov) or AdamW from the configuration.
+
+    ``fused``: one kernel updates every parameter (``fused=True``), for a compiled step
+    whose launches are otherwise few; else torch's default (``foreach`` on a GPU).
+    """
     params = list(params)
+    flags = {"fused": True} if fused else {}
     if config["optimizer"] == "sgd":
         return torch.optim.SGD(params, lr=config["lr"], momentum=config["momentum"], nesterov=config["nesterov"],
-                               weight_decay=config["weight_decay"])  # fmt: skip
+                               weight_decay=config["weight_decay"], **flags)  # fmt: skip
     if config["optimizer"] == "adamw":
-        return torch.optim.AdamW(params, lr=config["lr"], weight_decay=config["weight_decay"])
+        return torch.optim.AdamW(params, lr=config["lr"], weight_decay=config["weight_decay"], **flags)
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {config['optimizer']!r}")
+
+
+def set_fused(optimizer: torch.optim.Optimizer, fused: bool) -> None:
+    """Keep this run's ``fused`` choice after ``load_state_dict``, which brings back the saved groups' flags.
+
+    ``compile`` may change on resume; a fused AdamW keeps its step counts on the parameters'
+    device, an unfused one on the CPU, so they are moved to match.
+    """
+    for group in optimizer.param_groups:
+        group["fused"] = True if fused else None
+        if fused:
+            group["foreach"] = None
+        for param in group["params"]:
+            step = optimizer.state.get(param, {}).get("step")
+            if isinstance(step, torch.Tensor):
+                optimizer.state[param]["step"] = step.to(param.device if fused else "cpu", torch.float32)
 
 
 def lr_factor(step: int, total_steps: int, steps_per_epoch: int, config: dict[str, Any]) -> float:

@@ -27,10 +27,12 @@ from PIL import Image
 
 import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
+from multimix.targets import check_targets, smoothed_rows
 from multimix.text import HiddenMix
 from multimix_recipes import data_file, models
-from multimix_recipes.data import TensorData, load_source, require_classes, split_folders, split_off
+from multimix_recipes.data import TensorData, load_source, require_classes, split_folders, split_off, to_device
 from multimix_recipes.engine import Task, mixer_for, pick_device
+from multimix_recipes.step import SplitLoss, stand_in
 
 NAMED = ("cifar10", "cifar100", "fashion_mnist")
 MEAN_STD = {3: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), 1: ((0.2860,), (0.3530,))}
@@ -189,18 +191,18 @@ def crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: 
     return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def augment(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """Random crop with ``pad``-pixel zero padding and a horizontal flip per sample, batched on ``x``'s device.
+def draw_crops(n: int, device: torch.device, pad: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop offsets ``(n, 2)`` and flips ``(n,)`` for :func:`crop_flip`, drawn on the host and placed on ``device``.
 
     The draws come from the global torch CPU generator (checkpointed, so a resumed run
     draws the same) and are copied to the device once per batch.
     """
-    n = x.shape[0]
-    offsets = torch.randint(0, 2 * pad + 1, (n, 2))
-    flips = torch.rand(n) < 0.5
-    if x.device.type == "cuda":
-        offsets, flips = offsets.pin_memory(), flips.pin_memory()
-    return crop_flip(x, offsets.to(x.device, non_blocking=True), flips.to(x.device, non_blocking=True), pad)
+    return to_device((torch.randint(0, 2 * pad + 1, (n, 2)), torch.rand(n) < 0.5), device)
+
+
+def augment(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Random crop with ``pad``-pixel zero padding and a horizontal flip per sample, batched on ``x``'s device."""
+    return crop_flip(x, *draw_crops(x.shape[0], x.device, pad), pad)
 
 
 def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | None:
@@ -243,21 +245,35 @@ def build(config: dict[str, Any]) -> Task:
         return x.contiguous(memory_format=memory_format)
 
     def smoothed(y: torch.Tensor) -> torch.Tensor:  # every method's clean targets carry label_smoothing
-        return multimix.soft_targets(y, len(classes), label_smoothing=config["label_smoothing"])
+        return smoothed_rows(y, len(classes), config["label_smoothing"])  # labels checked in draw
 
-    def train_loss(module: torch.nn.Module, batch: Any) -> torch.Tensor:
-        x, y = prepare(augment(batch[0])), batch[1]
+    def draw(batch: Any) -> tuple[tuple[torch.Tensor, torch.Tensor], Any]:
+        """The step's host part: crop offsets and flips, then the mixing plan (for the normalised float images)."""
+        images, labels = batch
+        crops = draw_crops(images.shape[0], images.device)
+        if mixer is None:
+            check_targets(labels, len(classes))
+            return crops, None
+        return crops, mixer.plan_for(stand_in(images.shape, images.device), labels)  # checks the labels too
+
+    def loss(module: torch.nn.Module, batch: Any, draws: Any) -> torch.Tensor:
+        """The step's traced part: crop and flip, normalise, mix by the plan, forward, loss."""
+        (offsets, flips), plan = draws
+        x, y = prepare(crop_flip(batch[0], offsets, flips)), batch[1]
         if mixer is None:
             return multimix.soft_cross_entropy(module(x), smoothed(y))
-        if config["method"] == "manifold":
-            return module(x, labels=y).loss
         if config["method"] == "regmixup":  # the mixer writes in place: keep the clean batch, one forward for both
             clean = x.clone()
-            out = mixer(x, y)
+            out = mixer.apply(x, y, plan)
             clean_logits, mixed_logits = module(torch.cat([clean, out.inputs])).split(len(y))
             return multimix.regmixup_loss(clean_logits, smoothed(y), mixed_logits, out.targets, config["regmixup_eta"])
-        out = mixer(x, y)
+        out = mixer.apply(x, y, plan)
         return multimix.soft_cross_entropy(module(out.inputs), out.targets)
+
+    def manifold_loss(module: torch.nn.Module, batch: Any) -> torch.Tensor:  # the wrapped model mixes and scores
+        return module(prepare(augment(batch[0])), labels=batch[1]).loss
+
+    train_loss = manifold_loss if config["method"] == "manifold" else SplitLoss(draw, loss)
 
     def test_logits(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return model(prepare(batch[0])), batch[1]
