@@ -76,6 +76,28 @@ class Adapter(ABC):
         """
         return None
 
+    def label_shape(self, x: torch.Tensor) -> tuple[int | None, ...] | None:
+        """The positions of ``x`` that label maps follow (``(H, W)``, frames ``(T,)``; None for an axis of any length).
+
+        None (the default): this adapter mixes whole samples only, so targets are class
+        indices ``(B,)`` or rows ``(B, C)``.
+        """
+        return None
+
+    def mix_label_map(
+        self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Any
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """How label maps follow this adapter's mix: the labels each position's partner side shows, and its weight.
+
+        Called with the unmixed ``x`` (before :meth:`apply` writes it) and maps ``labels``
+        ``(B, *S)`` or rows ``(B, *S, C)``, ``S`` being :meth:`label_shape`. Returns
+        ``(partner, weight)``: ``partner`` the shape of ``labels``, ``weight`` ``(B, *S)``
+        the weight of each position's own label (bool where a region takes positions
+        whole: a pasted box, a hard mask). None (the default) means a blend: every
+        position follows the sample's lam and its partner's labels. Tensor ops only.
+        """
+        return None
+
     @abstractmethod
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Any, valid: Validity | None = None

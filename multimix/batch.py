@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from multimix.plan import MixPlan
+from multimix.targets import LabelMix
 
 __all__ = ["MixedBatch"]
 
@@ -24,6 +25,25 @@ def _map_tensors(value: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     return value
 
 
+class _Targets:
+    """``MixedBatch.targets``: stored when given, else built from the batch's :class:`LabelMix` on first read.
+
+    A data descriptor without a class-level default, so the dataclass keeps ``targets`` a
+    required field (``MixedBatch(inputs, targets, ...)``) and its ``__init__`` assigns it here.
+    """
+
+    def __get__(self, batch: MixedBatch | None, owner: type | None = None) -> torch.Tensor | None:
+        if batch is None:
+            raise AttributeError("targets")  # no default: the dataclass field stays required
+        value = batch.__dict__.get("_targets")
+        if value is None and batch.__dict__.get("mix") is not None:
+            value = batch.__dict__["_targets"] = batch.mix.targets()
+        return value
+
+    def __set__(self, batch: MixedBatch, value: torch.Tensor | None) -> None:
+        batch.__dict__["_targets"] = value
+
+
 @dataclass
 class MixedBatch:
     """What a :class:`Mixer` returns for one batch.
@@ -35,7 +55,11 @@ class MixedBatch:
         inputs: the mixed inputs (the input tensor itself when mixed in place), or
             for dict batches a dict of every field but the targets, ready for
             ``model(**out.inputs)``.
-        targets: ``(B, C)`` float soft targets, on the inputs' device.
+        targets: ``(B, C)`` float soft targets, on the inputs' device; for label maps, the
+            map each position now shows or soft maps (see :func:`~multimix.targets.mixed_maps`).
+            Built on first read (a loss given the batch, :func:`~multimix.mixed_loss` or
+            ``soft_cross_entropy(logits, batch)``, never builds it); read inside a compiled
+            step it is traced with the step.
         lam: ``(B,)`` float32, the label weight of each sample's own target (for
             CutMix the area actually kept; 1 for samples left unmixed), on the inputs' device.
         index: ``(B,)`` long, each sample's partner, on the inputs' device.
@@ -50,16 +74,19 @@ class MixedBatch:
         labels: the targets the Mixer was given (class indices ``(B,)`` or rows
             ``(B, C)``), unmixed, on the inputs' device: what :func:`~multimix.mixed_loss`
             scores a criterion against.
+        mix: how the labels were mixed (:class:`~multimix.targets.LabelMix`): what builds
+            ``targets`` and what the losses read instead of them.
     """
 
     inputs: Inputs
-    targets: torch.Tensor
+    targets: torch.Tensor = _Targets()
     lam: torch.Tensor
     index: torch.Tensor
     plan: MixPlan
     region: Any = None
     lengths: torch.Tensor | None = None
     labels: torch.Tensor | None = None
+    mix: LabelMix | None = None
 
     def __iter__(self) -> Iterator[Any]:
         """``inputs, targets = batch``."""
@@ -67,11 +94,20 @@ class MixedBatch:
 
     def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> MixedBatch:
         """A copy with ``fn`` applied to every tensor field except the plan and region, as drawn."""
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        moved = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "targets"}
         for name, value in moved.items():
-            if name not in ("plan", "region"):
+            if name not in ("plan", "region", "mix"):
                 moved[name] = _map_tensors(value, fn)
-        return MixedBatch(**moved)
+        if self.mix is not None:  # targets not read yet stay unbuilt: their sources move instead
+            mix = self.mix
+            moved["mix"] = mix._replace(
+                labels=moved["labels"] if mix.labels is self.labels else fn(mix.labels),
+                partner=None if mix.partner is None else fn(mix.partner),
+                weight=fn(mix.weight),
+                index=moved["index"] if mix.index is self.index else fn(mix.index),
+            )
+        built = self.__dict__.get("_targets")
+        return MixedBatch(targets=None if built is None else fn(built), **moved)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> MixedBatch:
         """Move every tensor field to ``device`` (the plan and region stay where they were drawn)."""

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from multimix._checks import check_probability
 from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged, where_into
 from multimix.adapter import Adapter
-from multimix.image import _IMAGE_INPUTS
+from multimix.image import _IMAGE_INPUTS, image_label_shape, region_labels
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
@@ -164,6 +164,20 @@ class FMix(Adapter):
         if not plan.all_mixed:  # unmixed samples keep every pixel: one selection still does it all
             weight = weight | ~row_view(plan.mixed, weight)
         return (where_into(~weight, partner, x) if inplace else torch.where(weight, x, partner)), lam
+
+    def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return image_label_shape(x)
+
+    def mix_label_map(
+        self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Fourier
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask that mixes the pixels mixes the labels: whole positions when hard, shared on a soft edge."""
+        if not plan.any_mixed:
+            own = torch.ones(1, *x.shape[-2:], dtype=torch.bool, device=x.device)
+        else:
+            own, keep = self.mask(x, region), plan.mixed.view(-1, 1, 1)
+            own = own | ~keep if own.dtype == torch.bool else torch.where(keep, own.float(), 1.0)
+        return region_labels(labels, x, plan, own if self.max_soft == 0 else own.float())
 
     def row_writer(
         self, x: torch.Tensor, plan: MixPlan, region: Fourier, valid: Validity | None = None

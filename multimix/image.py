@@ -35,6 +35,23 @@ __all__ = [  # noqa: F822 - the mask-based adapters load lazily, see __getattr__
 _IMAGE_INPUTS = ("pixel_values",)
 
 
+def image_label_shape(x: torch.Tensor) -> tuple[int, ...]:
+    """The positions label maps of images follow: ``(H, W)``, or ``(T, H, W)`` for video ``(B, C, T, H, W)``."""
+    return tuple(x.shape[2:] if x.dim() >= 4 else x.shape[1:])
+
+
+def region_labels(
+    labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, own: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The partner's labels and the own-position weight ``(B, *S)`` of a region ``own`` ``(B or 1, H, W)``.
+
+    The region spans the last two axes; video maps take it at every frame, as the pixels do.
+    """
+    shape = labels.shape[: 1 + len(image_label_shape(x))]
+    own = own.view(own.shape[0], *([1] * (len(shape) - own.dim())), *own.shape[1:]).expand(shape)
+    return labels.index_select(0, plan.index), own
+
+
 class Mixup(Adapter):
     """Blend each image with its partner: ``lam * x + (1 - lam) * x[index]``.
 
@@ -59,6 +76,9 @@ class Mixup(Adapter):
 
     def row_writer(self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None):
         return lerp_writer(plan.lam), plan.lam
+
+    def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return image_label_shape(x)
 
 
 def sample_boxes(
@@ -261,6 +281,19 @@ class CutMix(Adapter):
     def row_writer(self, x: torch.Tensor, plan: MixPlan, region: Boxes, valid: Validity | None = None):
         region = Boxes(*region)
         return box_writer(region.boxes), region.kept
+
+    def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return image_label_shape(x)
+
+    def mix_label_map(
+        self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Boxes
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The box masks that paste the pixels paste the labels."""
+        region = Boxes(*region)
+        rows, cols = region.rows, region.cols
+        if rows is None:
+            rows, cols = box_masks(region.boxes, plan.mixed, x.shape[-2], x.shape[-1]).values()
+        return region_labels(labels, x, plan, ~(rows.unsqueeze(2) & cols.unsqueeze(1)))
 
     def __repr__(self) -> str:
         extra = "" if self.minmax is None else f", minmax={self.minmax!r}"

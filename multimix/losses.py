@@ -25,6 +25,7 @@ from torch import nn
 from multimix._checks import check_probability, check_tensor
 from multimix.mixer import MixedBatch
 from multimix.plan import MixPlan
+from multimix.targets import LabelMix, label_weights
 
 __all__ = [
     "BinaryCrossEntropy",
@@ -306,8 +307,11 @@ def mixed_loss(
         batch, labels = labels, batch
     if not callable(criterion):
         raise TypeError(f"criterion must be callable as criterion(logits, labels), got {type(criterion).__name__}")
+    mix = None
     if isinstance(batch, MixedBatch):
-        lam, index, any_mixed = batch.lam, batch.index, batch.plan.any_mixed
+        lam, index, any_mixed, mix = batch.lam, batch.index, batch.plan.any_mixed, batch.mix
+        if mix is not None and mix.kind in ("map", "map_rows"):
+            return _map_loss(criterion, logits, mix if labels is None else mix._replace(labels=labels), reduction)
         if labels is None:
             labels = batch.labels
         if labels is None:
@@ -352,4 +356,60 @@ def mixed_loss(
             "reduction='none' (e.g. functools.partial(F.cross_entropy, reduction='none'))"
         )
     lam = lam.to(own_loss.dtype)
+    if mix is not None and mix.label_mode != "lerp":
+        own_weight, other_weight = label_weights(lam, mix.label_mode)
+        return _reduce(own_weight * own_loss + other_weight * partner, reduction)
     return _reduce(lam * own_loss + (1 - lam) * partner, reduction)
+
+
+def _per_position(criterion: Callable[..., torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``criterion(logits, labels)`` with ``reduction="none"`` (a module's attribute restored after)."""
+    own = getattr(criterion, "reduction", None)
+    kwargs = {"reduction": "none"} if own is None and _takes_reduction(criterion) else {}
+    if own is not None:
+        criterion.reduction = "none"
+    try:
+        return criterion(logits, labels, **kwargs)
+    finally:
+        if own is not None:
+            criterion.reduction = own
+
+
+def _map_loss(
+    criterion: Callable[..., torch.Tensor], logits: torch.Tensor, mix: LabelMix, reduction: str | None
+) -> torch.Tensor:
+    """:func:`mixed_loss` for label maps: each position's loss weighted by the weights of its two labels.
+
+    ``"mean"`` divides by the weight of the valid labels, ``sum(w_a * [y_a valid] + w_b *
+    [y_b valid])`` (the criterion's ``ignore_index``, else the Mixer's): torch's mean over
+    the pixels that are not ignored, when a region takes every position whole.
+    """
+    own = getattr(criterion, "reduction", None)
+    reduction = _check_reduction(reduction if reduction is not None else own if own in _REDUCTIONS else "mean")
+    logits = check_tensor(logits, "logits")
+    if logits.device != mix.labels.device:
+        raise ValueError(f"the batch's labels are on {mix.labels.device}, logits on {logits.device}; batch.to(device)")
+    ignore = getattr(criterion, "ignore_index", mix.ignore_index)
+    positions = mix.labels.shape if mix.kind == "map" else mix.labels.shape[:-1]
+    own_weight, other_weight = mix.position_weights()
+    if mix.kind == "map" and own_weight.dtype == torch.bool:  # whole positions: one call on the map they show
+        shown = torch.where(own_weight, mix.labels, mix.partner)
+        loss = _per_position(criterion, logits, shown)
+        weight = (shown != ignore).to(loss.dtype)
+    else:
+        own_loss = _per_position(criterion, logits, mix.labels)
+        own_weight, other_weight = own_weight.to(own_loss.dtype), other_weight.to(own_loss.dtype)
+        loss = own_weight * own_loss + other_weight * _per_position(criterion, logits, mix.partner)
+        weight = None
+        if mix.kind == "map":
+            weight = own_weight * (mix.labels != ignore) + other_weight * (mix.partner != ignore)
+    if tuple(loss.shape[: len(positions)]) != tuple(positions):
+        raise ValueError(
+            f"criterion must return a loss per position of shape {tuple(positions)}, got {tuple(loss.shape)}; give it "
+            "reduction='none' (e.g. nn.CrossEntropyLoss(ignore_index=255), whose reduction mixed_loss sets)"
+        )
+    if reduction == "none":
+        return loss
+    if reduction == "sum" or weight is None:
+        return _reduce(loss, reduction)
+    return loss.sum() / weight.sum()

@@ -20,7 +20,7 @@ from multimix.lengths import Validity, check_lengths
 from multimix.plan import SWITCHES, MixPlan, _draw, identity_plan
 from multimix.schedule import Schedule
 from multimix.switch import Switch
-from multimix.targets import check_targets, mixed_targets
+from multimix.targets import LabelMix, check_label_mode, check_targets, target_kind
 
 __all__ = ["MixedBatch", "Mixer"]
 
@@ -66,6 +66,13 @@ class Mixer:
             write, so each sample reads its partner's original value (see
             docs/integrations.md, "timm", for the cost).
         label_smoothing: folded into the targets (timm's on/off values).
+        label_mode: how lam weighs a mixed sample's two label sets (docs/targets.md):
+            ``"lerp"`` (default, ``lam * y + (1 - lam) * y[index]``), ``"union"`` (both label
+            sets, the maximum of the two rows: multi-label), ``"original"`` (each sample keeps
+            its own labels) or ``"dominant"`` (the larger share's labels, ``lam >= 0.5``
+            keeping its own). For every adapter, label maps and losses.
+        ignore_index: in label maps (segmentation masks ``(B, H, W)``, frame labels
+            ``(B, T)``), the label of positions that carry none (torch's -100 by default).
         multi_label: targets are multi-hot rows meant for BCE; rows need not sum to 1.
         seed: seed of the plan generator; or pass ``generator``. If neither, the
             seed is drawn from torch's global RNG (so ``torch.manual_seed`` fixes it).
@@ -98,6 +105,8 @@ class Mixer:
         switch_prob: float | Sequence[float] | None = None,
         switch: str = "batch",
         label_smoothing: float = 0.0,
+        label_mode: str = "lerp",
+        ignore_index: int = -100,
         multi_label: bool = False,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -140,6 +149,10 @@ class Mixer:
         self.validate = validate
         self.p = check_probability(p, "p")
         self.label_smoothing = check_probability(label_smoothing, "label_smoothing")
+        self.label_mode = check_label_mode(label_mode)
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise TypeError(f"ignore_index must be an int (torch's default is -100), got {ignore_index!r}")
+        self.ignore_index = ignore_index
         self.weights = _adapter_weights(switch_prob, len(self.adapters)) if self.fields is None else None
         if self.fields is not None and switch_prob is not None:
             raise ValueError(
@@ -302,8 +315,15 @@ class Mixer:
                     f"(or leave them on the CPU: they are moved with the plan)"
                 )
         if targets is not None:
+            first = next(iter(fields_.values()))
+            label_shape = self._routes[0][1][0].label_shape(first)
             check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate,
-                          values=values)  # fmt: skip
+                          values=values, label_shape=label_shape, ignore_index=self.ignore_index)  # fmt: skip
+            if target_kind(targets) == "map" and self.label_smoothing > 0:
+                raise ValueError(
+                    f"label_smoothing={self.label_smoothing} is not folded into integer label maps; build the Mixer "
+                    "without it and smooth in the criterion, e.g. nn.CrossEntropyLoss(label_smoothing=0.1)"
+                )
         if lengths is not None:
             if self.switch == "sample":
                 raise ValueError("lengths= works with one adapter per batch; build the Mixer with switch='batch'")
@@ -386,20 +406,29 @@ class Mixer:
         validity = None
         if lengths is not None:
             validity = Validity.of(lengths.to(device, non_blocking=True), first.shape[-1], lengths.dtype)
-        mixed, label_lam = {}, None
+        kind = target_kind(targets)
+        mixed, label_lam, moved = {}, None, None
         for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
             region = plan.region if self.fields is None else plan.region[name]
-            mixed[name], lam = candidates[min(plan.choice, len(candidates) - 1)].apply(x, plan, region, validity)
+            adapter = candidates[min(plan.choice, len(candidates) - 1)]
+            if label_lam is None and kind in ("map", "map_rows"):  # before apply writes x: the region reads it
+                moved = adapter.mix_label_map(targets, x, plan, region)
+            mixed[name], lam = adapter.apply(x, plan, region, validity)
             label_lam = lam if label_lam is None else label_lam
-        soft = mixed_targets(targets, plan, label_lam, self.num_classes, self.label_smoothing)
+        if moved is None:  # a blend: every position follows lam (a partner map only for maps)
+            moved = (targets.index_select(0, plan.index) if kind in ("map", "map_rows") else None), label_lam
+        partner, weight = moved
+        mix = LabelMix(targets, partner, weight, plan.index, plan.any_mixed, kind, self.num_classes,
+                       self.label_smoothing, self.label_mode, self.ignore_index)  # fmt: skip
         host = plan.on_host
         if self.fields is None:
             out_lengths = None if validity is None else validity.union(plan).export()
-            return MixedBatch(mixed["inputs"], soft, label_lam.to(torch.float32), plan.index, host, host.region,
-                              out_lengths, labels=targets)  # fmt: skip
+            return MixedBatch(mixed["inputs"], None, label_lam.to(torch.float32), plan.index, host, host.region,
+                              out_lengths, labels=targets, mix=mix)  # fmt: skip
         out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
         out_inputs.update(mixed)
-        return MixedBatch(out_inputs, soft, label_lam.to(torch.float32), plan.index, host, host.region, labels=targets)
+        return MixedBatch(out_inputs, None, label_lam.to(torch.float32), plan.index, host, host.region, labels=targets,
+                          mix=mix)  # fmt: skip
 
     def __call__(
         self, inputs: Inputs, targets: torch.Tensor | None = None, *, lengths: torch.Tensor | None = None
@@ -412,8 +441,10 @@ class Mixer:
 
         Args:
             inputs: a tensor, or a dict batch for a dict-built mixer.
-            targets: class indices ``(B,)`` or rows ``(B, C)``; for dict batches,
-                taken from ``inputs[target_key]`` when not given.
+            targets: class indices ``(B,)`` or rows ``(B, C)``; label maps that follow the
+                inputs' positions (integer ``(B, H, W)`` masks for images, ``(B, T, H, W)``
+                for video, ``(B, T)`` frame labels or ``(B, T, C)`` frame rows for audio: see
+                docs/targets.md); for dict batches, taken from ``inputs[target_key]`` when not given.
             lengths: for audio adapters, valid lengths ``(B,)`` or a padding mask
                 ``(B, T)`` along the last axis; the mixed ones come back on the batch.
         """
@@ -480,7 +511,10 @@ class Mixer:
         return (
             f"Mixer({adapters!r}, num_classes={self.num_classes}, per_sample={self.per_sample}, p={self.p}, "
             + (f"switch={self.switch!r}, " if self.switch != "batch" else "")
-            + f"label_smoothing={self.label_smoothing}, multi_label={self.multi_label})"
+            + f"label_smoothing={self.label_smoothing}, "
+            + (f"label_mode={self.label_mode!r}, " if self.label_mode != "lerp" else "")
+            + (f"ignore_index={self.ignore_index}, " if self.ignore_index != -100 else "")
+            + f"multi_label={self.multi_label})"
         )
 
 

@@ -10,7 +10,7 @@ import torch
 
 from multimix._kernels import apply_rowwise, unchanged, where_into
 from multimix.adapter import Adapter
-from multimix.image import _IMAGE_INPUTS, kept_where_mixed
+from multimix.image import _IMAGE_INPUTS, image_label_shape, kept_where_mixed, region_labels
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
@@ -137,6 +137,23 @@ class ResizeMix(Adapter):
         if inplace:
             return where_into(mask, resized, x), region.kept
         return torch.where(~mask, x, resized), region.kept  # x first: its layout (paste_boxes says why)
+
+    def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return image_label_shape(x)
+
+    def mix_label_map(
+        self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Resized
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The partner's map resized into the box by the pixels' nearest source maps."""
+        region = Resized(*region)
+        rows, cols, row_source, col_source = _source_maps(region, x.shape[-2], x.shape[-1])
+        own = ~((rows & plan.mixed.view(-1, 1)).unsqueeze(2) & cols.unsqueeze(1))
+        _, own = region_labels(labels, x, plan, own)
+        if labels.is_floating_point():  # rows (B, H, W, C): resize the class planes
+            resized = _resized_partners(labels.movedim(-1, 1), plan.index, row_source, col_source).movedim(1, -1)
+        else:
+            resized = _resized_partners(labels, plan.index, row_source, col_source)
+        return resized, own
 
     def row_writer(
         self, x: torch.Tensor, plan: MixPlan, region: Resized, valid: Validity | None = None

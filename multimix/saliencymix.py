@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from multimix._kernels import box_writer, paste_boxes, unchanged
 from multimix.adapter import Adapter
-from multimix.image import _IMAGE_INPUTS, box_masks
+from multimix.image import _IMAGE_INPUTS, box_masks, image_label_shape, region_labels
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
@@ -117,6 +117,17 @@ class SaliencyMix(Adapter):
         vectorized = self.vectorized(x)
         masks = box_masks(boxes, None, x.shape[-2], x.shape[-1]) if vectorized else {}
         return paste_boxes(x, plan, boxes, inplace=inplace, vectorized=vectorized, **masks), lam
+
+    def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return image_label_shape(x)
+
+    def mix_label_map(
+        self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Halves
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The boxes of the unmixed ``x`` (around each partner's peak) paste the labels."""
+        boxes, _ = self._boxes_and_lam(x, plan, region)
+        masks = box_masks(boxes, None, x.shape[-2], x.shape[-1])
+        return region_labels(labels, x, plan, ~(masks["rows"].unsqueeze(2) & masks["cols"].unsqueeze(1)))
 
     def row_writer(
         self, x: torch.Tensor, plan: MixPlan, region: Halves, valid: Validity | None = None

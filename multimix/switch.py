@@ -123,6 +123,33 @@ class Switch(Adapter):
             label = torch.where(part.chosen, lam.to(torch.float64), label)
         return (x.copy_(out) if inplace else out), label
 
+    def label_shape(self, x: torch.Tensor) -> tuple[int | None, ...] | None:
+        return self.adapters[0].label_shape(x)
+
+    def mix_label_map(
+        self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: list[Part | None]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Each sample's labels follow its own member's rule; None when every member that mixes here blends."""
+        active = [(k, part) for k, part in enumerate(region) if part is not None]
+        found = []
+        for k, part in active:
+            sub = MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed, any_mixed=part.any_mixed,
+                          all_mixed=part.all_mixed)  # fmt: skip
+            found.append((part, self.adapters[k].mix_label_map(labels, x, sub, part.region)))
+        if all(moved is None for _, moved in found):
+            return None
+        shape = labels.shape[: 1 + len(self.label_shape(x))]
+        hard = all(moved is not None and moved[1].dtype == torch.bool for _, moved in found)
+        partner = labels.index_select(0, plan.index)
+        weight = torch.ones(shape, dtype=torch.bool if hard else torch.float64, device=labels.device)
+        for part, moved in found:
+            if moved is None:  # a blend: its samples' lam at every position
+                moved = labels.index_select(0, part.index), part.lam.view(-1, *([1] * (len(shape) - 1))).expand(shape)
+            chosen = part.chosen.view(-1, *([1] * (len(shape) - 1)))
+            partner = torch.where(chosen.view(-1, *([1] * (labels.dim() - 1))), moved[0], partner)
+            weight = torch.where(chosen, moved[1].to(weight.dtype), weight)
+        return partner, weight
+
     def _writers(
         self, x: torch.Tensor, active: list[tuple[int, Part]], valid: Validity | None
     ) -> tuple[Callable[[torch.Tensor, int, torch.Tensor], None], torch.Tensor] | None:

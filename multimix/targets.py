@@ -5,16 +5,83 @@ multi-hot with ``multi_label=True``) and leave as float rows ``(B, C)``. Label
 smoothing is folded in the way timm does it (off = s / C, on = 1 - s + s / C), and
 mixing is ``lam * y + (1 - lam) * y[index]`` with the lam the adapter actually
 applied, so single-label rows always sum to 1.
+
+Label maps (dense targets that follow the input's positions: segmentation masks
+``(B, H, W)``, frame labels ``(B, T)`` or frame rows ``(B, T, C)``) are mixed by the
+same rules with a weight per position (see :func:`mixed_targets`), and
+:func:`label_weights` is the one place where a ``label_mode`` turns the weight of a
+sample's own labels into the weights of both sources.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
 from multimix._checks import check_positive_int, check_probability, check_tensor, device_assert, reads_values
 from multimix.plan import MixPlan
 
-__all__ = ["check_targets", "mix_targets", "mixed_targets", "smoothed_rows", "soft_targets"]
+__all__ = [
+    "LABEL_MODES",
+    "LabelMix",
+    "check_label_mode",
+    "check_targets",
+    "label_weights",
+    "mix_targets",
+    "mixed_maps",
+    "mixed_targets",
+    "smoothed_rows",
+    "soft_targets",
+    "target_kind",
+]
+
+LABEL_MODES = ("lerp", "union", "original", "dominant")
+
+
+def check_label_mode(label_mode: object) -> str:
+    """Return ``label_mode`` after checking it names one of :data:`LABEL_MODES`."""
+    if label_mode not in LABEL_MODES:
+        raise ValueError(
+            f"label_mode must be one of {LABEL_MODES} ('lerp' mixes labels by lam, 'union' keeps both label sets, "
+            f"'original' each sample's own, 'dominant' the larger share's), got {label_mode!r}"
+        )
+    return label_mode
+
+
+def label_weights(lam: torch.Tensor, label_mode: str = "lerp") -> tuple[torch.Tensor, torch.Tensor]:
+    """The weights of a sample's own labels and of its partner's under ``label_mode``: the one rule of every path.
+
+    ``lam`` is the weight of the own source, per sample ``(B,)`` or per position of a
+    label map ``(B, *S)`` (bool for a region that takes each position whole). Both weights
+    come back in ``lam``'s dtype and shape; tensor ops only, so wrappers and traced steps
+    share it.
+
+    - ``"lerp"``: ``(lam, 1 - lam)``, mixup's labels.
+    - ``"union"``: 1 for each source that shows anywhere (``lam > 0``, ``lam < 1``): a
+      mixed sample carries both label sets (multi-label, AudioSet style); combine rows
+      with a maximum, not a sum.
+    - ``"original"``: ``(1, 0)``: inputs mixed, each sample keeps its own labels.
+    - ``"dominant"``: the larger share's labels, ``lam >= 0.5`` keeping its own.
+
+    Example:
+        >>> lam = torch.tensor([0.25, 0.5, 1.0])
+        >>> [w.tolist() for w in label_weights(lam, "dominant")]
+        [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    if lam.dtype == torch.bool:
+        own = torch.ones_like(lam) if label_mode == "original" else lam
+        return own, ~own
+    if label_mode == "lerp":
+        return lam, 1.0 - lam
+    if label_mode == "original":
+        return torch.ones_like(lam), torch.zeros_like(lam)
+    if label_mode == "dominant":
+        own = (lam >= 0.5).to(lam.dtype)
+        return own, 1.0 - own
+    if label_mode == "union":
+        return (lam > 0).to(lam.dtype), (lam < 1).to(lam.dtype)
+    raise ValueError(check_label_mode(label_mode))
 
 
 def check_targets(
@@ -25,8 +92,15 @@ def check_targets(
     multi_label: bool = False,
     validate: bool = False,
     values: bool = True,
+    label_shape: tuple[int | None, ...] | None = None,
+    ignore_index: int = -100,
 ) -> torch.Tensor:
-    """Validate class-index or row targets without changing them.
+    """Validate class-index or row targets (or label maps) without changing them.
+
+    With ``label_shape`` (the positions an adapter mixes, e.g. ``(H, W)``; None for an
+    axis of any length) targets may also be label maps: integer ``(B, *label_shape)``,
+    each label in ``[0, num_classes)`` or ``ignore_index``, or float rows
+    ``(B, *label_shape, C)``.
 
     Shape and dtype are always checked. Values (label range, rows in [0, 1] summing
     to 1) are checked where reading them costs nothing: on the CPU, or on any device
@@ -41,6 +115,13 @@ def check_targets(
     """
     targets = check_tensor(targets, "targets")
     check_positive_int(num_classes, "num_classes")
+    if label_shape and targets.dim() > 1 and targets.dim() - 1 - targets.is_floating_point() == len(label_shape):
+        return _check_map(targets, num_classes, batch_size, label_shape, ignore_index, multi_label, validate, values)
+    if label_shape and targets.dim() == 1 + len(label_shape) > 2:
+        raise TypeError(
+            f"label maps {_layout(label_shape)} must hold integer class indices, got dtype {targets.dtype}; "
+            f"use .long() (or pass rows {_layout((*label_shape, num_classes))})"
+        )
     if targets.dim() not in (1, 2):
         raise ValueError(
             f"targets must be class indices (B,) or rows (B, {num_classes}), got shape {tuple(targets.shape)}"
@@ -84,6 +165,51 @@ def check_targets(
                 f"single-label target rows must sum to 1, found a row summing to {worst:.4g}; "
                 "for multi-hot targets build the Mixer with multi_label=True"
             )
+    return targets
+
+
+def _layout(shape: tuple[int | None, ...]) -> str:
+    return "(B, " + ", ".join("T" if size is None else str(size) for size in shape) + ")"
+
+
+def _check_map(
+    targets: torch.Tensor,
+    num_classes: int,
+    batch_size: int | None,
+    label_shape: tuple[int | None, ...],
+    ignore_index: int,
+    multi_label: bool,
+    validate: bool,
+    values: bool,
+) -> torch.Tensor:
+    """:func:`check_targets` for label maps ``(B, *S)`` and frame rows ``(B, *S, C)``."""
+    rows = targets.is_floating_point()
+    expected = (*label_shape, num_classes) if rows else label_shape
+    got = targets.shape[1:]
+    if targets.shape[0] == 0 or (batch_size is not None and targets.shape[0] != batch_size):
+        raise ValueError(
+            f"targets has batch size {targets.shape[0]} but inputs have batch size {batch_size}; "
+            "pass one label map per input sample"
+        )
+    if any(want is not None and want != size for want, size in zip(expected, got, strict=True)):
+        kind = "rows" if rows else "label maps"
+        raise ValueError(
+            f"{kind} must have the inputs' positions, shape {_layout(expected)}, got {tuple(targets.shape)}; "
+            "resize the maps with the inputs (nearest for labels)"
+        )
+    if rows:
+        return check_targets(targets.flatten(0, -2), num_classes, multi_label=multi_label, validate=validate,
+                             values=values)  # fmt: skip
+    if targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"label maps must hold integer class indices, got dtype {targets.dtype}; use .long()")
+    if not values or not reads_values(targets, validate) or targets.numel() == 0:
+        return targets
+    bad = targets[((targets < 0) | (targets >= num_classes)) & (targets != ignore_index)]
+    if bad.numel():
+        raise ValueError(
+            f"targets holds label {int(bad[0])}, outside [0, num_classes={num_classes}) and not "
+            f"ignore_index={ignore_index}; check num_classes, or pass ignore_index= to the Mixer"
+        )
     return targets
 
 
@@ -143,7 +269,13 @@ def mix_targets(rows: torch.Tensor, index: torch.Tensor, lam: torch.Tensor) -> t
 
 
 def mixed_targets(
-    targets: torch.Tensor, plan: MixPlan, lam: torch.Tensor, num_classes: int, label_smoothing: float
+    targets: torch.Tensor,
+    plan: MixPlan,
+    lam: torch.Tensor,
+    num_classes: int,
+    label_smoothing: float,
+    *,
+    label_mode: str = "lerp",
 ) -> torch.Tensor:
     """The soft rows of a mixed batch: targets checked by :func:`check_targets`, smoothed, then mixed.
 
@@ -152,18 +284,160 @@ def mixed_targets(
     Class indices are scattered straight into the mixed rows (``s / C`` everywhere, plus
     ``(1 - s) * lam`` at the label and ``(1 - s) * (1 - lam)`` at the partner's label):
     a few small in-place kernels, no full ``(B, C)`` temporaries to blend. Tensor ops only.
+
+    Args:
+        targets: class indices ``(B,)`` or rows ``(B, C)``.
+        plan: the plan on the targets' device (its ``index``, and ``any_mixed`` on the host).
+        lam: ``(B,)`` the weight of each sample's own source (what the adapter applied).
+        num_classes: C.
+        label_smoothing: folded in before mixing (timm's on/off values).
+        label_mode: how lam weighs the two label sets, see :func:`label_weights`:
+            ``"lerp"`` (default), ``"union"`` (the maximum of both rows), ``"original"``,
+            ``"dominant"``.
+
+    Example:
+        >>> from multimix.plan import MixPlan
+        >>> plan = MixPlan(torch.tensor([1, 0]), torch.tensor([0.75, 0.25], dtype=torch.float64))
+        >>> mixed_targets(torch.tensor([0, 1]), plan, plan.lam, 3, 0.0, label_mode="union")
+        tensor([[1., 1., 0.],
+                [1., 1., 0.]])
     """
-    if not plan.any_mixed:
+    return _mixed_rows(targets, plan.index, plan.any_mixed, lam, num_classes, label_smoothing, label_mode)
+
+
+def _mixed_rows(
+    targets: torch.Tensor,
+    index: torch.Tensor,
+    any_mixed: bool,
+    lam: torch.Tensor,
+    num_classes: int,
+    label_smoothing: float,
+    label_mode: str,
+) -> torch.Tensor:
+    """:func:`mixed_targets` from the partner map and the host's ``any_mixed``."""
+    if not any_mixed or label_mode == "original":
         return smoothed_rows(targets, num_classes, label_smoothing)
     dtype = targets.dtype if targets.is_floating_point() and targets.dim() == 2 else torch.float32
+    if label_mode != "lerp":
+        own, other = label_weights(lam, label_mode)
+        rows = smoothed_rows(targets, num_classes, label_smoothing, dtype)
+        partner = rows.index_select(0, index).mul_(other.to(dtype).unsqueeze(1))
+        rows.mul_(own.to(dtype).unsqueeze(1))
+        return torch.maximum(rows, partner) if label_mode == "union" else rows.add_(partner)
     own = lam.to(dtype).unsqueeze(1)
     other = 1.0 - own
     if targets.dim() == 2:
         rows = smoothed_rows(targets, num_classes, label_smoothing, dtype)
-        return rows.index_select(0, plan.index).mul_(other).addcmul_(rows, own)
+        return rows.index_select(0, index).mul_(other).addcmul_(rows, own)
     if label_smoothing > 0:
         own, other = own * (1.0 - label_smoothing), other * (1.0 - label_smoothing)
     labels = targets.long().unsqueeze(1)
     out = torch.full((targets.shape[0], num_classes), label_smoothing / num_classes, dtype=dtype, device=targets.device)
     out.scatter_add_(1, labels, own)
-    return out.scatter_add_(1, labels.index_select(0, plan.index), other)
+    return out.scatter_add_(1, labels.index_select(0, index), other)
+
+
+class LabelMix(NamedTuple):
+    """How a batch's labels were mixed: what builds its targets, or scores a loss without building them.
+
+    ``weight`` is the weight of each sample's own labels: ``(B,)`` per sample (the lam the
+    adapter applied), or ``(B, *S)`` per position of a label map (bool where a region takes
+    each position whole, float where positions are shared). ``partner`` holds the labels the
+    partner's side shows at each position (``labels[index]``, or the partner's map resized
+    by ResizeMix). ``kind`` is :func:`target_kind` of ``labels``.
+    """
+
+    labels: torch.Tensor
+    partner: torch.Tensor | None  # None for class indices and rows (``labels[index]``, gathered where needed)
+    weight: torch.Tensor
+    index: torch.Tensor  # (B,) each sample's partner
+    any_mixed: bool  # known on the host
+    kind: str
+    num_classes: int
+    label_smoothing: float = 0.0
+    label_mode: str = "lerp"
+    ignore_index: int = -100
+
+    def targets(self) -> torch.Tensor:
+        """The mixed targets: soft rows ``(B, C)``, or for label maps see :func:`mixed_maps`."""
+        if self.kind in ("index", "rows"):
+            return _mixed_rows(self.labels, self.index, self.any_mixed, self.weight, self.num_classes,
+                               self.label_smoothing, self.label_mode)  # fmt: skip
+        return mixed_maps(self.labels, self.partner, self.weight, self.num_classes,
+                          label_smoothing=self.label_smoothing, label_mode=self.label_mode,
+                          ignore_index=self.ignore_index)  # fmt: skip
+
+    def position_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`label_weights` of ``weight``, shaped to broadcast over the labels' positions."""
+        weight = self.weight
+        if self.kind in ("map", "map_rows"):
+            positions = self.labels.dim() - (1 if self.kind == "map" else 2)
+            weight = weight.view(*weight.shape, *([1] * (positions + 1 - weight.dim())))
+        return label_weights(weight, self.label_mode)
+
+
+def target_kind(targets: torch.Tensor) -> str:
+    """The kind of targets: ``"index"`` ``(B,)``, ``"rows"`` ``(B, C)`` float, ``"map"`` integer ``(B, *S)``,
+    ``"map_rows"`` float ``(B, *S, C)``.
+
+    Decided by rank and dtype alone (static under a trace).
+    """
+    if targets.dim() == 1:
+        return "index"
+    if targets.is_floating_point():
+        return "rows" if targets.dim() == 2 else "map_rows"
+    return "map"
+
+
+def mixed_maps(
+    labels: torch.Tensor,
+    partner: torch.Tensor,
+    weight: torch.Tensor,
+    num_classes: int,
+    *,
+    label_smoothing: float = 0.0,
+    label_mode: str = "lerp",
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Mix label maps position by position: the rule of :func:`mixed_targets` with a weight per position.
+
+    Args:
+        labels: integer maps ``(B, *S)`` (``ignore_index`` allowed) or float rows ``(B, *S, C)``.
+        partner: what the partner's side shows at each position, the shape of ``labels``.
+        weight: own weight ``(B,)`` (one per sample, a blend) or ``(B, *S)`` (per position).
+        num_classes: C.
+        label_smoothing: folded into float rows (integer maps take it in the criterion).
+        label_mode: see :func:`label_weights`.
+        ignore_index: the label of positions that carry none.
+
+    Returns:
+        For integer maps and a bool weight (a region took every position whole): the
+        integer map of the label each position now shows, ``(B, *S)``. For integer maps
+        and shared positions: probability maps ``(B, C, *S)`` (the class axis second, as
+        ``F.cross_entropy`` takes them), where an ignored source adds nothing (a position
+        ignored by both is all zero). For float rows: rows ``(B, *S, C)``.
+
+    Example:
+        >>> y = torch.tensor([[0, 1], [2, -100]])
+        >>> mixed_maps(y, y.flip(0), torch.tensor([0.75, 0.25]), 3)[0]
+        tensor([[0.7500, 0.0000],
+                [0.0000, 0.7500],
+                [0.2500, 0.0000]])
+    """
+    positions = labels.dim() - (2 if labels.is_floating_point() else 1)
+    weight = weight.view(*weight.shape, *([1] * (positions + 1 - weight.dim())))
+    own, other = label_weights(weight, label_mode)
+    if labels.is_floating_point():
+        rows = smoothed_rows(labels.flatten(0, -2), num_classes, label_smoothing).view(labels.shape)
+        partner = smoothed_rows(partner.flatten(0, -2), num_classes, label_smoothing).view(labels.shape)
+        rows, partner = rows * own.unsqueeze(-1).to(rows.dtype), partner * other.unsqueeze(-1).to(rows.dtype)
+        return torch.maximum(rows, partner) if label_mode == "union" else rows.add_(partner)
+    if own.dtype == torch.bool:
+        return torch.where(own.expand(labels.shape), labels, partner)
+    out = torch.zeros(labels.shape[0], num_classes, *labels.shape[1:], dtype=torch.float32, device=labels.device)
+    reduce = "amax" if label_mode == "union" else "sum"
+    for source, share in ((labels, own), (partner, other)):
+        valid = source != ignore_index
+        share = torch.where(valid, share.to(out.dtype), 0.0).unsqueeze(1)
+        out.scatter_reduce_(1, torch.where(valid, source, 0).unsqueeze(1), share, reduce)
+    return out

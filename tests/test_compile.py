@@ -157,3 +157,36 @@ def test_plan_for_checks_before_drawing():
     with pytest.raises(ValueError, match=r"targets holds label 7, outside \[0, num_classes=5\)"):
         mixer.plan_for(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 7]))
     assert torch.equal(mixer.generator.get_state(), state)
+
+
+MAP_ADAPTERS = {
+    "mixup": lambda: Mixup(1.0),
+    "cutmix": lambda: CutMix(1.0),
+    "resizemix": lambda: multimix.image.ResizeMix(1.0),
+    "fmix": lambda: multimix.image.FMix(1.0),
+    "fmix-soft": lambda: multimix.image.FMix(1.0, max_soft=0.2),
+    "saliencymix": lambda: multimix.image.SaliencyMix(1.0),
+    "switch": lambda: Switch([Mixup(0.8), CutMix(1.0)]),
+}
+
+
+@pytest.mark.parametrize("mode", ["lerp", "dominant"])
+@pytest.mark.parametrize("name", list(MAP_ADAPTERS))
+def test_label_maps_trace_whole_with_the_pixels(name, mode):
+    """The map moved (or blended) with the pixels, and out.targets read inside the compiled step, in one graph."""
+    mixer = multimix.Mixer(MAP_ADAPTERS[name](), num_classes=5, per_sample=True, p=0.8, ignore_index=255,
+                           label_mode=mode, seed=5)  # fmt: skip
+    x, _, _ = _batch((B, 3, 12, 10))
+    maps = torch.randint(0, 5, (B, 12, 10), generator=torch.Generator().manual_seed(1))
+    maps[0, :3] = 255
+
+    def step(images, labels, plan):
+        out = mixer.apply(images, labels, plan)
+        return out.inputs, out.targets
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True, backend="eager")
+    for _ in range(2):
+        plan = mixer.plan_for(x, maps)
+        eager, traced = step(x.clone(), maps, plan), compiled(x.clone(), maps, plan)
+        assert torch.equal(traced[0], eager[0]) and torch.equal(traced[1], eager[1])
