@@ -17,4 +17,7 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (README.parent / ".ci" / "run").read_text()
     commands = re.findall(r"```bash\n(.*?)\n```", README.read_text(), flags=re.S)
     test_command = commands[1].strip()
-    assert ci.strip().splitlines()[-1] == test_command
+    lines = ci.strip().splitlines()
+    assert test_command in lines, f"{test_command!r} is not a line of .ci/run"
+    docs = 'pip install -e ".[docs]" && mkdocs build --strict'
+    assert lines[-1] == docs and lines.index(test_command) < lines.index(docs)  # the docs build after the tests
