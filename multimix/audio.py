@@ -48,6 +48,7 @@ def __getattr__(name: str) -> Any:
         return SpecAugment
     raise AttributeError(f"module 'multimix.audio' has no attribute {name!r}")
 
+
 _DB = math.log(10.0) / 10.0  # x_dB * _DB = natural log of the power
 
 
@@ -101,6 +102,10 @@ class _SpectrogramAdapter(Adapter):
     def _as_ft(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` seen as ``(..., F, T)``: a transposed view for ``time_axis=-2``, so writes reach ``x``."""
         return x.transpose(-1, -2) if self.time_axis == -2 else x
+
+    def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        """Frame labels follow the time axis: ``(B, T)`` class indices or ``(B, T, C)`` rows."""
+        return (self._as_ft(x).shape[-1],)
 
     def _check_valid(self, valid: Validity | None) -> None:
         if valid is not None and self.time_axis == -2:
@@ -201,9 +206,7 @@ def _band_mask(bands: torch.Tensor, size: int) -> torch.Tensor:
     return ((steps >= bands[..., :1]) & (steps < bands[..., 1:])).any(dim=1)
 
 
-def _draw_bands(
-    cut: torch.Tensor, count: int, size: int, max_width: int, generator: torch.Generator
-) -> torch.Tensor:
+def _draw_bands(cut: torch.Tensor, count: int, size: int, max_width: int, generator: torch.Generator) -> torch.Tensor:
     """``count`` bands per row covering about ``cut * size`` steps in all, each at most ``max_width``."""
     total = (cut * size).round().long()
     widths = torch.stack([(total + k) // count for k in range(count)], dim=1).clamp(max=max_width)
@@ -283,6 +286,17 @@ class SpecMix(_SpectrogramAdapter):
         mixed = self._apply_ft(ft, plan, region, inplace)
         out = x if inplace and mixed is not x and self.time_axis == -2 else self._as_ft(mixed)
         return out, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))
+
+    def mix_label_map(
+        self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Bands
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each frame's own weight is the share of its bins it keeps: 0 in a time band, ``1 - cut / F`` elsewhere."""
+        region = Bands(*region)
+        bins = region.freq_mask.shape[-1]
+        kept = 1.0 - region.freq_mask.sum(1, keepdim=True, dtype=torch.float64) / bins  # (B, 1)
+        own = torch.where(region.time_mask, 0.0, kept)
+        own = torch.where(plan.mixed.view(-1, 1), own, 1.0)
+        return labels.index_select(0, plan.index), own
 
     def _apply_ft(self, x: torch.Tensor, plan: MixPlan, region: Bands, inplace: bool) -> torch.Tensor:
         """Paste the bands into ``x`` seen as ``(..., F, T)`` (in place through a view when ``inplace``)."""
@@ -412,6 +426,10 @@ class WaveMix(Adapter):
                 dst.mul_(mask[i] * lams[i]).add_(partner * mask[index[i]], alpha=1.0 - lams[i])
 
         return apply_rowwise(x, index, plan.mixed.tolist(), write, inplace=inplace), label
+
+    def label_shape(self, x: torch.Tensor) -> tuple[None]:
+        """Frame labels ``(B, T')`` or rows ``(B, T', C)`` of any frame count: a blend mixes every frame by lam."""
+        return (None,)
 
     def __repr__(self) -> str:
         return f"WaveMix(alpha={self.alpha!r}, label_weight={self.label_weight!r}, inplace={self.inplace!r})"

@@ -371,8 +371,9 @@ class LabelMix(NamedTuple):
         """:func:`label_weights` of ``weight``, shaped to broadcast over the labels' positions."""
         weight = self.weight
         if self.kind in ("map", "map_rows"):
-            positions = self.labels.dim() - (1 if self.kind == "map" else 2)
-            weight = weight.view(*weight.shape, *([1] * (positions + 1 - weight.dim())))
+            rank = self.labels.dim() - (self.kind == "map_rows")  # the batch axis and the positions
+            weight = weight.view(*weight.shape, *([1] * (rank - weight.dim())))
+            weight = weight.unsqueeze(-1) if self.kind == "map_rows" else weight  # rows: over their classes
         return label_weights(weight, self.label_mode)
 
 
