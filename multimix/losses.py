@@ -31,6 +31,7 @@ __all__ = [
     "BinaryCrossEntropy",
     "SoftTargetCrossEntropy",
     "binary_cross_entropy",
+    "mixed_cross_entropy",
     "mixed_loss",
     "regmixup_loss",
     "soft_cross_entropy",
@@ -101,16 +102,19 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def soft_cross_entropy(
-    logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean", *, validate: bool | None = None
+    logits: torch.Tensor, targets: torch.Tensor | MixedBatch, reduction: str = "mean", *, validate: bool | None = None
 ) -> torch.Tensor:
     """Cross-entropy ``-sum_c t_c log softmax(z)_c`` against soft rows (or class indices).
 
-    Computed in float32 at least, so bf16/fp16 logits do not lose the loss.
+    Computed in float32 at least, so bf16/fp16 logits do not lose the loss. Given the
+    :class:`~multimix.MixedBatch` itself, a batch mixed from class indices is scored by
+    :func:`mixed_cross_entropy` (two index cross-entropies, no ``(B, C)`` rows built: the
+    same value); other batches by their ``targets``.
 
     Args:
         logits: ``(B, C)`` float logits.
         targets: ``(B, C)`` soft rows, or ``(B,)`` integer class indices (no ``-100``
-            ignore_index: drop those samples first).
+            ignore_index: drop those samples first), or the MixedBatch a Mixer returned.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (a ``(B,)`` loss).
         validate: value checks (label range, finite rows): ``None`` runs them on CPU
             tensors only, so accelerator tensors never sync; ``True`` everywhere.
@@ -120,11 +124,66 @@ def soft_cross_entropy(
         >>> round(float(soft_cross_entropy(logits, torch.tensor([[1.0, 0.0]]))), 4)
         0.1269
     """
+    if isinstance(targets, MixedBatch):
+        mix = targets.mix
+        if mix is not None and mix.kind == "index" and mix.label_mode != "union":
+            _check_logits_and_targets(logits, mix.labels, reduction, validate)
+            return mixed_cross_entropy(logits, mix.labels, mix.index, mix.weight, label_smoothing=mix.label_smoothing,
+                                       label_mode=mix.label_mode, reduction=reduction)  # fmt: skip
+        targets = targets.targets
     logits, targets = _check_logits_and_targets(logits, targets, reduction, validate)
     log_probs = F.log_softmax(logits.float(), dim=-1)
     if targets.dim() == 1:
         return F.nll_loss(log_probs, targets.long(), reduction=reduction)
     return _reduce(-(targets.to(log_probs.dtype) * log_probs).sum(dim=-1), reduction)
+
+
+def mixed_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    index: torch.Tensor,
+    lam: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    label_mode: str = "lerp",
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Soft cross-entropy of mixed class indices without their ``(B, C)`` rows: two index cross-entropies.
+
+    With ``w_a, w_b = label_weights(lam, label_mode)`` and smoothing ``s``, the rows
+    ``(1 - s) * (w_a * onehot(y) + w_b * onehot(y[index])) + s / C`` give the loss
+    ``(1 - s) * (w_a * CE(z, y) + w_b * CE(z, y[index])) + s * mean_c(-log softmax(z)_c)``:
+    two gathers of the log-probabilities instead of a product with rows as wide as the
+    logits (the rows cost most at many classes; ``benchmarks/target_loss.py``). Tensor ops
+    only; inputs are not checked (the Mixer checked them). ``"union"`` (a maximum of rows)
+    has no such form: build its rows.
+
+    Args:
+        logits: ``(B, C)`` logits.
+        labels: ``(B,)`` class indices; ``index`` ``(B,)`` each sample's partner.
+        lam: ``(B,)`` the weight of each sample's own labels (``MixedBatch.lam``).
+        label_smoothing: as the Mixer's. label_mode: ``"lerp"``, ``"original"`` or ``"dominant"``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Example:
+        >>> logits, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+        >>> rows = torch.tensor([[0.75, 0.25], [0.25, 0.75]])
+        >>> lam = torch.tensor([0.75, 0.75])
+        >>> bool(torch.allclose(mixed_cross_entropy(logits, y, torch.tensor([1, 0]), lam),
+        ...                     soft_cross_entropy(logits, rows)))
+        True
+    """
+    if label_mode == "union":
+        raise ValueError("label_mode='union' combines rows by their maximum; score its rows: soft_cross_entropy(z, rows)")
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    own, other = label_weights(lam.to(log_probs.dtype), label_mode)
+    labels = labels.long()
+    pair = torch.stack([labels, labels.index_select(0, index)], dim=1)  # (B, 2): one gather for both
+    picked = log_probs.gather(1, pair)
+    loss = -(own * picked[:, 0] + other * picked[:, 1])
+    if label_smoothing > 0:
+        loss = loss.mul(1.0 - label_smoothing).sub_(log_probs.mean(dim=-1), alpha=label_smoothing)
+    return _reduce(loss, _check_reduction(reduction))
 
 
 class SoftTargetCrossEntropy(nn.Module):
@@ -135,7 +194,7 @@ class SoftTargetCrossEntropy(nn.Module):
         self.reduction = _check_reduction(reduction)
         self.validate = validate
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor | MixedBatch) -> torch.Tensor:
         return soft_cross_entropy(logits, targets, self.reduction, validate=self.validate)
 
 
