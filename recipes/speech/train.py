@@ -28,11 +28,21 @@ from torch import nn
 
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
-from multimix.specaugment import SpecAugment
+from multimix.specaugment import Masks, SpecAugment
+from multimix.targets import check_targets, smoothed_rows
 from multimix_recipes import data_file, models
-from multimix_recipes.data import TensorData, group_split, load_source, require_classes, split_folders, split_off
+from multimix_recipes.data import (
+    TensorData,
+    group_split,
+    load_source,
+    require_classes,
+    split_folders,
+    split_off,
+    to_device,
+)
 from multimix_recipes.embedded import FSDD_URL, download
 from multimix_recipes.engine import Task, mixer_for, pick_device
+from multimix_recipes.step import SplitLoss, stand_in
 
 NAMED = ("speech_commands", "fsdd")
 FSDD_NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
@@ -236,34 +246,58 @@ def build(config: dict[str, Any]) -> Task:
     mixer = build_mixer(config, len(classes))
     frames = lambda lengths: lengths.div(hop, rounding_mode="floor") + 1  # noqa: E731
 
-    def features(waves: torch.Tensor) -> torch.Tensor:
-        """Log-mel in dB ``(B, n_mels, T)``."""
-        with torch.autocast(device.type, enabled=False):  # the STFT stays in float32
-            return to_db(mel(waves.float()))
+    stft = mel.spectrogram  # torchaudio's settings; its forward breaks a torch.compile graph (torch.jit.isinstance)
 
-    def augment(spec: torch.Tensor) -> torch.Tensor:
+    def features(waves: torch.Tensor) -> torch.Tensor:
+        """Log-mel in dB ``(B, n_mels, T)``: torchaudio's power spectrogram (one ``torch.stft``), mel scale, dB."""
+        with torch.autocast(device.type, enabled=False):  # the STFT stays in float32
+            power = torch.stft(waves.float(), stft.n_fft, stft.hop_length, stft.win_length, stft.window, stft.center,
+                               stft.pad_mode, normalized=False, onesided=stft.onesided, return_complex=True)
+            return to_db(mel.mel_scale(power.abs().pow(2.0)))
+
+    def augment(spec: torch.Tensor, bands: Masks | None) -> torch.Tensor:
         """SpecAugment on a (mixed) training batch; its bands become silence, as masked power would in dB."""
-        if masks is None:
+        if bands is None:
             return spec
         floor = spec.amax() - to_db.top_db  # AmplitudeToDB's floor of a (B, F, T) batch, before any cell is masked
-        return torch.maximum(masks(spec), floor)
+        return torch.maximum(masks.apply(spec, bands), floor)
 
     def smoothed(labels: torch.Tensor) -> torch.Tensor:  # every method's clean targets carry label_smoothing
-        return multimix.soft_targets(labels, len(classes), label_smoothing=config["label_smoothing"])
+        return smoothed_rows(labels, len(classes), config["label_smoothing"])  # labels checked in draw
 
-    def train_loss(module: nn.Module, batch: Any) -> torch.Tensor:
+    def draw(batch: Any) -> tuple[Any, torch.Tensor, Masks | None]:
+        """The step's host part: the mixing plan (for the waves, or the log-mels' shape) and SpecAugment's bands."""
         (waves, lengths), labels = batch
+        shape = (len(labels), config["n_mels"], waves.shape[-1] // hop + 1)  # the log-mels (B, F, T)
+        spec_lengths = frames(lengths).clamp(max=shape[-1])
+        plan = None
         if mixer is None:
-            return multimix.soft_cross_entropy(module(augment(features(waves)).unsqueeze(1)), smoothed(labels))
+            check_targets(labels, len(classes))
+        elif config["method"] == "wavemix":
+            plan = mixer.plan_for(waves, labels, lengths=lengths)
+        else:
+            plan = mixer.plan_for(stand_in(shape, waves.device), labels, lengths=spec_lengths)
+        bands = None
+        if masks is not None:
+            rows = 2 * len(labels) if config["method"] == "regmixup" else len(labels)
+            bands = Masks(*to_device(tuple(masks.draw(rows, *shape[1:])), waves.device))
+        return plan, spec_lengths, bands
+
+    def loss(module: nn.Module, batch: Any, draws: Any) -> torch.Tensor:
+        """The step's traced part: log-mels, mixing by the plan, SpecAugment by the bands, forward, loss."""
+        (waves, lengths), labels = batch
+        plan, spec_lengths, bands = draws
         if config["method"] == "wavemix":
-            out = mixer(waves, labels, lengths=lengths)
-            return multimix.soft_cross_entropy(module(augment(features(out.inputs)).unsqueeze(1)), out.targets)
+            out = mixer.apply(waves, labels, plan, lengths=lengths)
+            return multimix.soft_cross_entropy(module(augment(features(out.inputs), bands).unsqueeze(1)), out.targets)
         spec = features(waves)
+        if mixer is None:
+            return multimix.soft_cross_entropy(module(augment(spec, bands).unsqueeze(1)), smoothed(labels))
         clean = spec.clone() if config["method"] == "regmixup" else None  # the mixer writes in place
-        out = mixer(spec, labels, lengths=frames(lengths).clamp(max=spec.shape[-1]))
+        out = mixer.apply(spec, labels, plan, lengths=spec_lengths)
         if clean is None:
-            return multimix.soft_cross_entropy(module(augment(out.inputs).unsqueeze(1)), out.targets)
-        both = augment(torch.cat([clean, out.inputs]))  # the clean and the mixed batch, each clip its own masks
+            return multimix.soft_cross_entropy(module(augment(out.inputs, bands).unsqueeze(1)), out.targets)
+        both = augment(torch.cat([clean, out.inputs]), bands)  # the clean and the mixed batch, each clip its own masks
         clean_logits, mixed_logits = module(both.unsqueeze(1)).split(len(labels))
         return multimix.regmixup_loss(clean_logits, smoothed(labels), mixed_logits, out.targets,
                                       config["regmixup_eta"])
@@ -272,5 +306,5 @@ def build(config: dict[str, Any]) -> Task:
         (waves, _), labels = batch
         return model(features(waves).unsqueeze(1)), labels
 
-    return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes,
+    return Task(model, train_set, test_set, SplitLoss(draw, loss), test_logits, mixer=mixer, class_names=classes,
                 val_set=val_set, stateful={"spec_augment": masks} if masks is not None else {})  # fmt: skip
