@@ -174,7 +174,9 @@ def mixed_cross_entropy(
         True
     """
     if label_mode == "union":
-        raise ValueError("label_mode='union' combines rows by their maximum; score its rows: soft_cross_entropy(z, rows)")
+        raise ValueError(
+            "label_mode='union' combines rows by their maximum; score its rows: soft_cross_entropy(logits, rows)"
+        )
     log_probs = F.log_softmax(logits.float(), dim=-1)
     own, other = label_weights(lam.to(log_probs.dtype), label_mode)
     labels = labels.long()
