@@ -19,11 +19,7 @@ times are appended to ``benchmarks/results/<card>-torch<version>.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
-import platform
-import re
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,38 +28,13 @@ import numpy as np
 import timm
 import timm.data.mixup as timm_mixup
 import torch
+from _results import append, card_name
 
 import multimix
 from multimix.image import CutMix, Mixup
 
 NUM_CLASSES = 1000
-RESULTS = Path(__file__).resolve().parent / "results"
-COLUMNS = ["benchmark", "method", "device", "card", "threads", "torch", "timm", "multimix", "commit", "shape",
-           "dtype", "round", "call", "ms"]  # fmt: skip
-
-
-def card_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU model's (``/proc/cpuinfo``), for the results file and its rows."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def commit() -> str:
-    """The commit of the multimix imported, ``+dirty`` when its files differ from it (the numbers are of that code)."""
-    root = Path(multimix.__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "multimix"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
+COLUMNS = ["timm", "shape", "dtype", "method", "round", "call", "ms"]
 
 
 def contenders(x: torch.Tensor) -> dict[str, Callable[[torch.Tensor, torch.Tensor], object]]:
@@ -118,25 +89,12 @@ def report(device: torch.device, times: dict[str, list[list[float]]], args: argp
 
 
 def append_rows(device: torch.device, times: dict[str, list[list[float]]], args: argparse.Namespace) -> Path:
-    """Append every call's time to ``results/<card>-torch<version>.csv`` (header written once)."""
-    card = card_name(device)
-    slug = re.sub(r"[^a-z0-9]+", "-", card.lower()).strip("-")
-    path = RESULTS / f"{slug}-torch{torch.__version__.split('+')[0]}.csv"
-    RESULTS.mkdir(exist_ok=True)
-    fixed = {"benchmark": "switch_elem", "device": device.type, "card": card,
-             "threads": torch.get_num_threads() if device.type == "cpu" else "", "torch": torch.__version__,
-             "timm": timm.__version__, "multimix": getattr(multimix, "__version__", ""), "commit": commit(),
-             "shape": f"{args.batch}x3x{args.size}x{args.size}", "dtype": "float32"}  # fmt: skip
-    new = not path.exists()
-    with path.open("a", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        for name, per_round in times.items():
-            for round_, calls in enumerate(per_round):
-                for call, ms in enumerate(calls):
-                    writer.writerow({**fixed, "method": name, "round": round_, "call": call, "ms": f"{ms:.3f}"})
-    return path
+    """Append every call's time to ``results/<card>-torch<version>.csv`` through ``_results`` (one layout a file)."""
+    fixed = {"timm": timm.__version__, "shape": f"{args.batch}x3x{args.size}x{args.size}", "dtype": "float32"}
+    rows = [{**fixed, "method": name, "round": round_, "call": call, "ms": f"{ms:.3f}"}
+            for name, per_round in times.items() for round_, calls in enumerate(per_round)
+            for call, ms in enumerate(calls)]  # fmt: skip
+    return append("switch_elem", device, rows, COLUMNS)
 
 
 def main() -> None:
