@@ -98,6 +98,9 @@ def _add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="run once per value of any key (typed as --set types it; with --compare and --seeds, "
                           "every method x value x seed) and choose the value on the validation split "
                           "(selection.md), e.g. --sweep alpha=0.1,0.2,0.4")  # fmt: skip
+    run.add_argument("--parallel", type=int, default=1, metavar="N",
+                     help="train up to N of the --compare/--seeds/--sweep runs at once, one process each, sharing "
+                          "the GPU or the CPU cores (same folders, checkpoints and table as one after the other)")
     run.add_argument("--resume", action="store_true",
                      help="continue from the checkpoint in the output folder (with --compare/--seeds/--sweep: finished "
                           "runs are kept, the interrupted one continues, the others start)")  # fmt: skip
@@ -143,6 +146,7 @@ def recipes_package() -> ModuleType:
 def _run(args: argparse.Namespace) -> int:
     recipes = recipes_package()
     from multimix_recipes.config import parse_assignment, resolve
+    from multimix_recipes.parallel import RunFailed
     from multimix_recipes.runner import run
     from multimix_recipes.sweep import parse as parse_sweep
 
@@ -159,8 +163,12 @@ def _run(args: argparse.Namespace) -> int:
     if compare is not None and len(compare) < 2:
         raise ValueError(f"--compare needs at least two methods separated by commas, got {args.compare!r}")
     sweep = parse_sweep(args.sweep) if args.sweep is not None else None
-    run(args.name, config_file=args.config, overrides=overrides, compare=compare, sweep=sweep, resume=args.resume,
-        overwrite=args.overwrite)
+    try:
+        run(args.name, config_file=args.config, overrides=overrides, compare=compare, sweep=sweep,
+            resume=args.resume, overwrite=args.overwrite, parallel=args.parallel)  # fmt: skip
+    except RunFailed as error:  # a parallel run that failed on something other than its input
+        print(f"multimix: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -193,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except (ValueError, OSError) as error:
         parser.exit(2, f"multimix: error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "multimix: interrupted; --resume continues the runs from their last checkpoints\n")
     return 2  # pragma: no cover
 
 

@@ -1,6 +1,6 @@
 """``multimix run``: resolve the configuration, check the output folders and any checkpoint, train each method on
-each swept value and each seed, report (mean and sample standard deviation over seeds; the value chosen on the
-validation split, :mod:`multimix_recipes.sweep`)."""
+each swept value and each seed, one after the other or side by side (:mod:`multimix_recipes.parallel`), report
+(mean and sample std over seeds; the value chosen on the validation split, :mod:`multimix_recipes.sweep`)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ import torch
 
 from multimix_recipes import checkpoint, distributed, embedded, engine, load, plots
 from multimix_recipes import config as configuration
+from multimix_recipes import parallel as side_by_side
 from multimix_recipes import sweep as sweeping
 
-__all__ = ["aggregate", "comparison_table", "prepare_out", "run"]
+__all__ = ["aggregate", "comparison_table", "prepare_out", "resume_state", "run", "train_one"]
 
 
 def prepare_out(path: Path) -> Path:
@@ -40,7 +41,7 @@ def prepare_out(path: Path) -> Path:
     return path
 
 
-def _resume_state(config: dict[str, Any], out: Path) -> dict[str, Any]:
+def resume_state(config: dict[str, Any], out: Path) -> dict[str, Any]:
     """The checkpoint in ``out``, refused before any model is built if its configuration differs or it holds more
     epochs than ``config`` asks for (a run cannot shrink: config.yaml would disagree with its metrics)."""
     path = out / "checkpoint.pt"
@@ -72,7 +73,7 @@ def _check_runs(folders: list[Path], configs: list[dict[str, Any]], resume: bool
         if not found:
             where = folders[0] / "checkpoint.pt" if len(folders) == 1 else f"any of the {len(folders)} run folders"
             raise ValueError(f"--resume: no checkpoint at {where}; run without --resume first")
-        return [_resume_state(c, f) if (f / "checkpoint.pt").is_file() else None
+        return [resume_state(c, f) if (f / "checkpoint.pt").is_file() else None
                 for c, f in zip(configs, folders, strict=True)]  # fmt: skip
     if found and not overwrite:
         more = f" and {len(found) - 1} more" if len(found) > 1 else ""
@@ -129,6 +130,7 @@ def run(
     sweep: str | tuple[str, Sequence[Any]] | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    parallel: int = 1,
 ) -> Path:
     """Run recipe ``name``; with ``compare``, each method on the same data and seed; with the ``seeds`` key
     (``--set seeds=0,1,2``), every method once per seed; with ``sweep`` (``"alpha=0.1,0.2"`` or
@@ -141,9 +143,13 @@ def run(
 
     ``resume`` continues every run that has a checkpoint and starts the others; without it, an output folder
     that holds a checkpoint is refused unless ``overwrite`` (which deletes the old checkpoints first).
+
+    ``parallel`` > 1 trains up to that many runs at once, one process each (:mod:`multimix_recipes.parallel`):
+    the same folders, seeds, checkpoints and table as one after the other.
     """
-    recipe = load(name)
+    load(name)
     _check_compare(compare)
+    _check_parallel(parallel)
     overrides = dict(overrides or {})
     key, values = _sweep_values(name, sweep, overrides)
     swept = {key: values[0]} if key else {}
@@ -160,8 +166,14 @@ def run(
         torch.cuda.set_device(device)  # before NCCL starts, so each rank talks from its own GPU
     world = distributed.current(device.type)
     out = Path(configs[0]["out"])
-    if downloads[0][1] and world.is_main:
-        print(downloads[0][1])
+    if parallel > 1 and (world.size > 1 or len(configs) < 2):
+        raise ValueError(f"--parallel {parallel} runs several runs side by side, one process each; "
+                         + ("it cannot run under a multi-process launch (torchrun): drop one of the two"
+                            if world.size > 1 else "give it --compare, --seeds or --sweep (this is one run)"))
+    if world.is_main:  # the console's first line: where everything trains
+        print(engine.device_line(device, world, engine.use_bf16(configs[0], device)), flush=True)
+        if downloads[0][1]:
+            print(downloads[0][1])
     folders = [_run_folder(out, c, bool(compare), key, len(seeds) > 1) for c in configs]
     states = _check_runs(folders, configs, resume, overwrite)
     targets = [_config_target(f, config_file) for f in folders]
@@ -170,20 +182,32 @@ def run(
         if overwrite and world.is_main:  # an interrupted replacement must not leave the old run to resume
             for stale in ("checkpoint.pt", "metrics.json"):
                 (folder / stale).unlink(missing_ok=True)
+    rows = [c["method"] + (f" {sweeping.label(key, c[key])}" if key else "") for c in configs]
+
+    def start(k: int) -> None:  # the run's header and its resolved config.yaml
+        if not world.is_main:
+            return
+        config, state, target = configs[k], states[k], targets[k]
+        configuration.save(config, target)
+        alpha = config["regmixup_alpha"] if config["method"] == "regmixup" else config["alpha"]
+        print(f"== {name}: {rows[k]} (alpha {alpha}, seed {config['seed']}) -> {folders[k]}{_status(state, config)}")
+        if target.name != "config.yaml":
+            print(f"--config {config_file} is this run's config.yaml: it is left as it is; the resolved "
+                  f"configuration is in {target}")  # fmt: skip
+
+    if parallel > 1:  # each child reads its own checkpoint
+        jobs = [side_by_side.Job(name, c, f, s is not None, str(f.relative_to(out)))
+                for c, f, s in zip(configs, folders, states, strict=True)]  # fmt: skip
+        finished = side_by_side.run_all(jobs, parallel, on_start=start)
+    else:
+        finished = []
+        for k in range(len(configs)):
+            start(k)
+            finished.append(train_one(name, configs[k], folders[k], states[k]))
+            states[k] = None  # the checkpoint's tensors are no longer needed
     results: dict[str, list[dict[str, Any]]] = {}
-    for config, run_out, state, target in zip(configs, folders, states, targets, strict=True):
-        row = config["method"] + (f" {sweeping.label(key, config[key])}" if key else "")
-        if world.is_main:
-            configuration.save(config, target)
-            alpha = config["regmixup_alpha"] if config["method"] == "regmixup" else config["alpha"]
-            print(f"== {name}: {row} (alpha {alpha}, seed {config['seed']}) -> {run_out}{_status(state, config)}")
-            if target.name != "config.yaml":
-                print(f"--config {config_file} is this run's config.yaml: it is left as it is; the resolved "
-                      f"configuration is in {target}")  # fmt: skip
-        torch.manual_seed(config["seed"])  # model initialisation is part of the run
-        random.seed(config["seed"])
-        task = recipe.build(config)
-        results.setdefault(row, []).append(engine.train(task, config, run_out, state=state))
+    for row, result in zip(rows, finished, strict=True):
+        results.setdefault(row, []).append(result)
     if world.size > 1:
         torch.distributed.destroy_process_group()
     if not world.is_main:
@@ -195,6 +219,20 @@ def run(
         print(sweeping.write(sweeping.select(key, values, by_method), out))
     print(f"results in {out.resolve()}")
     return out
+
+
+def train_one(name: str, config: dict[str, Any], folder: Path, state: dict[str, Any] | None) -> dict[str, Any]:
+    """One run: seed, build the recipe's task, train (from ``state`` when resuming); the engine's metrics and the
+    run's seed (``_seed``, for the comparison's reliability figure)."""
+    torch.manual_seed(config["seed"])  # model initialisation is part of the run
+    random.seed(config["seed"])
+    task = load(name).build(config)
+    return {**engine.train(task, config, folder, state=state), "_seed": config["seed"]}
+
+
+def _check_parallel(parallel: int) -> None:
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise ValueError(f"--parallel must be a whole number >= 1 (runs at once), got {parallel!r}; e.g. 3")
 
 
 def _status(state: dict[str, Any] | None, config: dict[str, Any]) -> str:
@@ -254,8 +292,9 @@ def _write_comparison(results: dict[str, list[dict[str, Any]]], out: Path) -> di
     (out / "comparison.json").write_text(json.dumps(stats, indent=2))
     histories = {m: [r["epochs"] for r in runs] for m, runs in results.items()}
     plots.learning_curves(histories, out / "comparison_curves.png")
+    seed = next(iter(results.values()))[0].get("_seed")  # every row's first run is on the first seed
     plots.reliability({m: (runs[0]["_logits"], runs[0]["_labels"], runs[0]["_temperature"])
-                       for m, runs in results.items()}, out / "comparison_reliability.png")  # fmt: skip
+                       for m, runs in results.items()}, out / "comparison_reliability.png", seed=seed)  # fmt: skip
     plots.final_spread(finals, out / "comparison_spread.png")
     print(table)
     return stats

@@ -298,3 +298,24 @@ def test_corrupt_image_in_data_is_named(tmp_path):
     (tmp_path / "train" / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(ValueError, match=r"--data: cannot decode the image .*dogs/broken.jpg"):
         image.load_data(resolve("image", None, {"data": str(tmp_path)}))
+
+
+def test_the_device_line_comes_first_and_the_comparison_figure_names_its_seed(tmp_path, monkeypatch, capsys):
+    from multimix_recipes import engine, plots
+    from multimix_recipes.image import train as image
+
+    def fake_train(task, config, out, *, state=None):
+        print("training", config["method"])
+        final = {"test_accuracy": 0.5, "test_loss": 0.7}
+        return {"final": final, "epochs": [final], "wall_seconds": 0.0, "_logits": torch.eye(2),
+                "_labels": torch.arange(2), "_temperature": 1.0}  # fmt: skip
+
+    seeds = []
+    monkeypatch.setattr(image, "build", lambda config: None)
+    monkeypatch.setattr(engine, "train", fake_train)
+    monkeypatch.setattr(plots, "reliability", lambda results, path, *, seed=None: seeds.append((path.name, seed)))
+    run("image", overrides={**TINY, "out": str(tmp_path), "seeds": [7, 3]}, compare=["erm", "mixup"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "device cpu, world size 1, precision fp32"
+    assert lines[1].startswith("== image: erm (alpha 0.2, seed 7) -> ") and lines[2] == "training erm"
+    assert seeds == [("comparison_reliability.png", 7)]  # each method's first run is on the first seed
