@@ -85,6 +85,7 @@ def _portable(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 def _child(job: Job, threads: int, connection: Connection) -> None:
     """Train ``job`` in this process and send ``("ok", result)`` or ``("error", kind, message, bad_input)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops every child
+    signal.signal(signal.SIGTERM, _exit)  # the parent's stop: exit cleanly (semaphores released, no tracker warning)
     torch.set_num_threads(threads)
     sys.stdout = _Prefixed(sys.__stdout__, f"[{job.label}] ")
     from multimix_recipes import runner
@@ -106,12 +107,19 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _exit(signum: int, frame: Any) -> None:
+    sys.exit(128 + signum)
+
+
 def _stop(processes: dict[int, Any]) -> None:
     for process in processes.values():
         if process.is_alive():
             process.terminate()
     for process in processes.values():
-        process.join()
+        process.join(15)
+        if process.is_alive():  # stuck in native code: stop it hard
+            process.kill()
+            process.join()
 
 
 def run_all(jobs: Sequence[Job], parallel: int, on_start: Any = None) -> list[dict[str, Any]]:

@@ -103,11 +103,12 @@ def test_parallel_and_sequential_runs_give_the_same_metrics_and_files(tmp_path, 
         a, b = (s[method] for s in stats)
         keys = sorted(k for k in a if "second" not in k)  # times differ
         assert keys == sorted(k for k in b if "second" not in k) and "test_ece_calibrated" in keys
-        # the same steps on the same data: equal up to the order of float sums (each child has 1 thread of 2)
+        # the same steps on the same data: equal up to the order of float sums (each child has 1 thread of 2),
+        # which the temperature's fit amplifies to about 1e-4
         assert a["train_loss"]["values"] == b["train_loss"]["values"]
         assert a["test_accuracy"]["values"] == b["test_accuracy"]["values"]
         for key in keys:
-            assert b[key]["mean"] == pytest.approx(a[key]["mean"], rel=1e-5, abs=1e-7), (method, key)
+            assert b[key]["mean"] == pytest.approx(a[key]["mean"], rel=1e-3, abs=1e-6), (method, key)
         weights = [torch.load(r / method / "checkpoint.pt", weights_only=True)["model"] for r in (seq, par)]
         assert all(torch.allclose(weights[0][k].float(), weights[1][k].float(), rtol=1e-4, atol=1e-5)
                    for k in weights[0])
@@ -147,5 +148,6 @@ def test_ctrl_c_stops_every_child(tmp_path):
     assert parent.returncode == 130
     assert err.strip().splitlines()[-1] == ("multimix: interrupted; --resume continues the runs from their last "
                                             "checkpoints")  # fmt: skip
+    assert "Traceback" not in err and "leaked" not in err
     time.sleep(0.5)
     assert [pid for pid in children if Path(f"/proc/{pid}").exists()] == []
