@@ -204,7 +204,7 @@ def build(config: dict[str, Any]) -> Task:
     id2label = dict(enumerate(classes))  # the exported model/ names its classes (not LABEL_0, LABEL_1)
     base = AutoModelForSequenceClassification.from_pretrained(
         name, num_labels=len(classes), id2label=id2label, label2id={c: k for k, c in id2label.items()}
-    )
+    ).float()  # fp32 weights (bf16 autocast on a GPU) even from a float16 copy, which transformers 5 keeps in fp16
     method = config["method"]
     points = {"erm": None, "hidden": tuple(config["layers"]), "regmixup": tuple(config["layers"]),
               "embedding": ("embeddings",)}[method]  # fmt: skip
