@@ -24,10 +24,11 @@ from multimix.metrics import accuracy, expected_calibration_error, mixed_accurac
 from multimix.mixer import MixedBatch, Mixer
 from multimix.plan import MixPlan
 from multimix.targets import mix_targets, soft_targets
+from multimix.wrapping import unwrap, wrap
 
 __version__ = "0.1.0"
 
-__all__ = [  # noqa: RUF022 - wrap/unwrap/MixupModel load lazily
+__all__ = [  # noqa: RUF022 - MixupModel loads lazily
     "Adapter",
     "MixupModel",
     "unwrap",
@@ -53,11 +54,12 @@ __all__ = [  # noqa: RUF022 - wrap/unwrap/MixupModel load lazily
 ]
 
 _SUBMODULES = ("audio", "collate", "hf", "image", "lightning", "manifold", "ranks", "specaugment", "text", "timm")
-_FROM_HF = ("MixupModel", "unwrap", "wrap")
+_FROM_HF = ("MixupModel",)
 
 
 def __getattr__(name: str) -> Any:
-    """Import modality modules and the Hugging Face wrapper on first use, so ``import multimix`` stays light."""
+    """Import modality modules and the Hugging Face wrapper class on first use: ``import multimix`` needs no
+    transformers."""
     if name in _SUBMODULES:
         return importlib.import_module(f"multimix.{name}")
     if name in _FROM_HF:

@@ -36,15 +36,24 @@ except ImportError as error:  # pragma: no cover - exercised only without transf
     raise ImportError('multimix.hf needs transformers: pip install "transformers>=4.40" (or multimix[hf])') from error
 
 from multimix.adapter import Adapter
-from multimix.hf_hooks import LAST_TOKEN_HEAD, PlanHooks, find_encoder_layers, last_tokens, mask_arguments, union_mask
+from multimix.hf_hooks import (
+    LAST_TOKEN_HEAD,
+    Site,
+    Slot,
+    Step,
+    find_encoder_layers,
+    last_tokens,
+    mask_arguments,
+    register,
+    union_mask,
+    unregister,
+)
 from multimix.losses import binary_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
 from multimix.targets import check_targets, mixed_targets
 from multimix.text import POOLED, HiddenMix
 
-__all__ = [  # noqa: F822 - MixupCallback loads lazily from multimix.hf_callback
-    "MixupCallback", "MixupModel", "find_encoder_layers", "last_tokens", "union_mask", "unwrap", "wrap"
-]
+__all__ = ["MixupCallback", "MixupModel"]  # noqa: F822 - MixupCallback loads lazily from multimix.hf_callback
 
 # Inputs that carry the batch; the first one given sets the batch size.
 _BATCH_INPUTS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "input_features")
@@ -172,20 +181,23 @@ class MixupModel(nn.Module):
         self.pools_last_token = isinstance(getattr(self, LAST_TOKEN_HEAD, None), nn.Module) and (
             getattr(config, "pad_token_id", None) is not None
         )
+        self._multimix_slot = Slot()
+        self._multimix_site: Site | None = None
         if isinstance(self.adapter, HiddenMix):
             self.mixer = Mixer(self.adapter, num_labels, multi_label=self.multi_label, **mixer_kwargs)
             layers = find_encoder_layers(self._multimix_base)
-            # A tuple, not a registered child: the layers stay in the state dict once, under the base model.
-            self._encoder_layers = tuple(layers)
-            self._mask_arguments = tuple(mask_arguments(layer) for layer in layers)
             self.mix_points = self.adapter.resolve_layers(len(layers), name)
-            has_classifier = isinstance(getattr(self, "classifier", None), nn.Module)
+            classifier = getattr(self, "classifier", None)
+            has_classifier = isinstance(classifier, nn.Module)
             if POOLED in self.mix_points and not (has_classifier or self.pools_last_token):
                 raise ValueError(
                     f"{name} has no .classifier module (nor a .score head with config.pad_token_id set) to mix "
                     "the pooled representation at; choose layers, e.g. layers=(2,)"
                 )
             self.pools_with_mask = getattr(config, "classifier_pooling", None) == "mean"
+            self._multimix_site = self._find_site()
+            register(self._multimix_site, self._multimix_slot)
+            self._multimix_hooked = True
         else:
             mixing = [_for_model(item, self) for item in adapters]
             self.mixer = Mixer(mixing if len(mixing) > 1 else mixing[0], num_labels, multi_label=self.multi_label,
@@ -196,7 +208,43 @@ class MixupModel(nn.Module):
     @property
     def encoder_layers(self) -> tuple[nn.Module, ...]:
         """The layers the hidden-state hooks sit on."""
-        return self._encoder_layers
+        return self._multimix_site.layers
+
+    def _find_site(self) -> Site:
+        """Where the hooks go: the layers and the head as they are now (PEFT may wrap the head after wrap)."""
+        # Layers and heads in a frozen Site, not registered children: they stay in the state dict once,
+        # under the base model; the hooks read the Site and the step, never the wrapper.
+        layers = find_encoder_layers(self._multimix_base)
+        classifier = getattr(self, "classifier", None)
+        return Site(
+            adapter=self.adapter, layers=tuple(layers), mask_arguments=tuple(mask_arguments(m) for m in layers),
+            classifier=classifier if isinstance(classifier, nn.Module) else None,
+            last_token_head=getattr(self, LAST_TOKEN_HEAD) if self.pools_last_token else None,
+            pad_token_id=getattr(self.config, "pad_token_id", None), pools_with_mask=self.pools_with_mask,
+        )  # fmt: skip
+
+    def _current_site(self) -> Site:
+        """The Site, hooked again after :func:`unwrap` took the hooks off, and moved to the model's current head if
+        a library replaced it since (PEFT's modules_to_save)."""
+        site = self._multimix_site
+        head = site.last_token_head if site.last_token_head is not None else site.classifier
+        name = LAST_TOKEN_HEAD if site.last_token_head is not None else "classifier"
+        if head is not None and getattr(self, name, head) is not head:
+            unregister(site, self._multimix_slot)
+            site = self._multimix_site = self._find_site()
+            self._multimix_hooked = False
+        if not self._multimix_hooked:
+            register(site, self._multimix_slot)
+            self._multimix_hooked = True
+        return site
+
+    def release(self) -> nn.Module:
+        """Take the hooks off the base model's layers and return it (``multimix.unwrap``); a later train step
+        hooks them again."""
+        if self._multimix_site is not None:
+            unregister(self._multimix_site, self._multimix_slot)
+            self._multimix_hooked = False
+        return self._multimix_base
 
     @contextmanager
     def disable_mixing(self) -> Iterator[MixupModel]:
@@ -224,23 +272,33 @@ class MixupModel(nn.Module):
             return binary_cross_entropy(logits, targets)
         return soft_cross_entropy(logits, targets)
 
-    def forward(self, *args: Any, labels: torch.Tensor | None = None, **inputs: Any) -> Any:
-        """The base model's forward; in train mode with mixing on, on a mixed batch with the mixed loss."""
-        if args:  # positional inputs, named by the base forward's signature (read once per class)
-            names = self._multimix_positional
-            if len(args) > len(names):
-                raise TypeError(f"{type(self).__name__}.forward takes {len(names)} positional inputs, got {len(args)}")
-            inputs.update(zip(names, args, strict=False))
-            if "labels" in inputs:
-                labels = inputs.pop("labels")
-        return_dict = inputs.get("return_dict")
-        base_forward = super().forward
-        if not (self.training and self._mixing):
-            if labels is not None and labels.is_floating_point() and not self.multi_label:
-                # soft rows handed to an HF head would switch config.problem_type to multi-label for good
-                outputs = base_forward(**{**inputs, "return_dict": True})
-                return self._result(outputs, self._loss(outputs.logits, labels), return_dict)
-            return base_forward(**inputs, labels=labels)
+    def _named(self, args: tuple, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The call's inputs by name: positional ones named by the base forward's signature (read once per class)."""
+        if not args:
+            return inputs
+        names = self._multimix_positional
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__}.forward takes {len(names)} positional inputs, got {len(args)}")
+        return {**inputs, **dict(zip(names, args, strict=False))}
+
+    def _host_call(self, *args: Any, **inputs: Any) -> Any:
+        """The module call in train mode: draw the step on the host, then run the forward (tensor ops) with it.
+
+        ``torch.compile`` skips this frame and compiles the forward it calls, so the
+        plan's draws (host work) never split the model's graph.
+        """
+        if not (self.training and self._mixing) or self._multimix_slot.step is not None:
+            return nn.Module.__call__(self, *args, **inputs)
+        step = self._draw_step(self._named(args, inputs))
+        self._multimix_slot.step = step
+        try:
+            return nn.Module.__call__(self, **step.inputs)
+        finally:
+            self._multimix_slot.step = None
+
+    def _draw_step(self, inputs: dict[str, Any]) -> Step:
+        """Check the call, draw its plan (and mixing point) and place them on the batch's device."""
+        labels = inputs.get("labels")
         if labels is None:
             raise ValueError(
                 "labels are required in train mode while mixing is on (the wrapper computes the mixed loss); "
@@ -253,37 +311,30 @@ class MixupModel(nn.Module):
             raise ValueError(
                 "no inputs given: pass input_ids, inputs_embeds, pixel_values, input_values or input_features"
             )
-        inputs["return_dict"] = True
-        if isinstance(self.adapter, HiddenMix):
-            outputs, targets = self._forward_hidden(base_forward, inputs, labels, batch.shape[0])
-        else:
-            outputs, targets = self._forward_inputs(base_forward, inputs, labels)
-        return self._result(outputs, self._loss(outputs.logits, targets), return_dict)
-
-    @staticmethod
-    def _result(outputs: Any, loss: torch.Tensor, return_dict: bool | None) -> Any:
-        """The model's own output type with our loss; a tuple when the caller asked for ``return_dict=False``."""
-        fields = {key: value for key, value in outputs.items() if key != "loss"}
-        result = type(outputs)(loss=loss, **fields)
-        return result.to_tuple() if return_dict is False else result
-
-    def _forward_hidden(
-        self, base_forward: Any, inputs: dict, labels: torch.Tensor, batch_size: int
-    ) -> tuple[Any, torch.Tensor]:
         mixer = self.mixer
-        check_targets(labels, mixer.num_classes, batch_size, multi_label=self.multi_label, validate=mixer.validate)
-        plan = mixer.draw(batch_size)
+        if not isinstance(self.adapter, HiddenMix):
+            _, x, lengths = self._mixed_field(inputs)
+            plan = mixer.plan_for(x, labels, lengths=lengths)
+            return Step(plan, None, inputs=inputs)
+        check_targets(labels, mixer.num_classes, batch.shape[0], multi_label=self.multi_label, validate=mixer.validate)
+        self._current_site()
+        drawn = mixer.draw(batch.shape[0])
         point = self.adapter.choose(self.mix_points, mixer.generator)
+        input_ids = inputs.get("input_ids")
+        if point == POOLED and self.pools_last_token and input_ids is None:
+            raise ValueError(
+                f"{type(self._multimix_base).__name__} pools at each row's last token, found from input_ids; "
+                "pass input_ids to mix at layers='pooled', or mix at an encoder layer"
+            )
         mask = inputs.get("attention_mask")
         if mask is not None and self.pools_with_mask:
-            mask = inputs["attention_mask"] = mask.clone()  # the hooks unite this copy, never the caller's
-        hooks = PlanHooks(self, plan, point, mask, inputs.get("input_ids"))
-        with hooks.registered():
-            outputs = base_forward(**inputs)
-        placed = hooks.placed(labels.device)
-        return outputs, mixed_targets(labels, placed, placed.lam, mixer.num_classes, mixer.label_smoothing)
+            mask = mask.clone()  # the hooks unite this copy, never the caller's
+            inputs = {**inputs, "attention_mask": mask}
+        placed = drawn.to(batch.device)[0]
+        return Step(placed, point, attention_mask=mask, input_ids=input_ids, inputs=inputs)
 
-    def _forward_inputs(self, base_forward: Any, inputs: dict, labels: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    def _mixed_field(self, inputs: dict[str, Any]) -> tuple[str, torch.Tensor, torch.Tensor | None]:
+        """The input the adapter mixes, and the padding mask that goes with it when the adapter takes lengths."""
         field = next((name for name in self.input_fields if inputs.get(name) is not None), None)
         if field is None:
             raise ValueError(
@@ -293,11 +344,50 @@ class MixupModel(nn.Module):
         x = inputs[field]
         lengths = inputs.get("attention_mask")
         takes_mask = self.adapter.takes_lengths and lengths is not None and lengths.shape == (x.shape[0], x.shape[-1])
-        out = self.mixer(x, labels, lengths=lengths if takes_mask else None)
-        inputs = {**inputs, field: out.inputs}
-        if takes_mask:
-            inputs["attention_mask"] = out.lengths
-        return base_forward(**inputs), out.targets
+        return field, x, lengths if takes_mask else None
+
+    def forward(self, *args: Any, labels: torch.Tensor | None = None, **inputs: Any) -> Any:
+        """The base model's forward; in train mode with mixing on, on a mixed batch with the mixed loss."""
+        inputs = self._named(args, inputs)
+        if "labels" in inputs:
+            labels = inputs.pop("labels")
+        return_dict = inputs.get("return_dict")
+        base_forward = super().forward
+        if not (self.training and self._mixing):
+            if labels is not None and labels.is_floating_point() and not self.multi_label:
+                # soft rows handed to an HF head would switch config.problem_type to multi-label for good
+                outputs = base_forward(**{**inputs, "return_dict": True})
+                return self._result(outputs, self._loss(outputs.logits, labels), return_dict)
+            return base_forward(**inputs, labels=labels)
+        step = self._multimix_slot.step
+        if step is None:  # forward called directly, not through the module call: draw here
+            return self._host_call(**inputs, labels=labels)
+        inputs["return_dict"] = True
+        if isinstance(self.adapter, HiddenMix):
+            outputs = base_forward(**inputs)
+            plan = step.on(labels.device)
+            targets = mixed_targets(labels, plan, plan.lam, self.mixer.num_classes, self.mixer.label_smoothing)
+        else:
+            field, x, lengths = self._mixed_field(inputs)
+            out = self.mixer.apply(x, labels, step.plan, lengths=lengths)
+            inputs = {**inputs, field: out.inputs}
+            if lengths is not None:
+                inputs["attention_mask"] = out.lengths
+            outputs, targets = base_forward(**inputs), out.targets
+        return self._result(outputs, self._loss(outputs.logits, targets), return_dict)
+
+    @staticmethod
+    def _result(outputs: Any, loss: torch.Tensor, return_dict: bool | None) -> Any:
+        """The model's own output type with our loss; a tuple when the caller asked for ``return_dict=False``."""
+        fields = {key: value for key, value in outputs.items() if key != "loss"}
+        result = type(outputs)(loss=loss, **fields)
+        return result.to_tuple() if return_dict is False else result
+
+
+# torch.compile skips the call's own frame and compiles the frames it calls (the forward), except the draw,
+# which runs eagerly as a whole: the host work stays out of the model's graph and never splits it.
+MixupModel.__call__ = torch.compiler.disable(MixupModel._host_call, recursive=False)
+MixupModel._draw_step = torch.compiler.disable(MixupModel._draw_step)
 
 
 def _restore(base: nn.Module, own: dict[str, Any]) -> MixupModel:
@@ -306,10 +396,10 @@ def _restore(base: nn.Module, own: dict[str, Any]) -> MixupModel:
     return view
 
 
-def wrap(
+def wrap_model(
     model: nn.Module, adapter: Adapter | Sequence[Adapter], num_classes: int | None = None, **mixer_kwargs: Any
 ) -> MixupModel:
-    """Make an unmodified Hugging Face classifier train on mixed hidden states or inputs.
+    """:func:`multimix.wrap` for a Hugging Face classifier: train on mixed hidden states or inputs.
 
     Args:
         model: a ``*ForSequenceClassification`` (encoder, or decoder with
@@ -339,24 +429,9 @@ def wrap(
         model = model._multimix_base
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a Hugging Face classifier (an nn.Module), got {type(model).__name__}")
-    if getattr(model, "config", None) is None:  # any other nn.Module: manifold mixup at submodules named by path
-        from multimix.manifold import wrap_module
-
-        return wrap_module(model, adapter, num_classes, **mixer_kwargs)
     view = _view(model)
     view._setup(adapter, num_classes, **mixer_kwargs)
     return view
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The base model that :func:`wrap` was given (no hooks remain on it)."""
-    from multimix.manifold import ManifoldModel
-
-    if isinstance(model, ManifoldModel):
-        return model.base_model
-    if not isinstance(model, MixupModel):
-        raise TypeError(f"unwrap expects a model returned by multimix.wrap, got {type(model).__name__}")
-    return model._multimix_base
 
 
 def __getattr__(name: str) -> Any:

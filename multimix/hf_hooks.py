@@ -1,29 +1,31 @@
-"""The per-call hooks behind ``multimix.wrap`` for Hugging Face models: mix at one layer, unite the masks after it.
+"""The hooks behind ``multimix.wrap`` for Hugging Face models: mix at one layer, unite the masks after it.
 
 Hooks sit on the layer modules themselves (so a gradient-checkpointed layer re-runs
-with the same inputs), are registered for one forward pass and removed in ``finally``.
-The plan is placed on each device once per step, each distinct mask tensor is united
-once, and the mask arguments of each layer were found once, at wrap time.
+with the same inputs). They are registered once, when the model is wrapped, and
+removed by ``multimix.unwrap``; each reads the step the wrapper set for one train
+forward (:class:`Step`, in a :class:`Slot`) and does nothing without one, so eval
+and the base model's own calls run unchanged. Registered once, the hooks are the
+same objects at every step: ``torch.compile`` traces them into the model's graph
+once and replays it, reading each step's plan as a graph input.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
+from multimix.adapter import Adapter
 from multimix.plan import MixPlan
 from multimix.text import POOLED
 
-if TYPE_CHECKING:
-    from multimix.hf import MixupModel
-
-__all__ = ["PlanHooks", "find_encoder_layers", "last_tokens", "mask_arguments", "union_mask"]
+__all__ = ["Site", "Slot", "Step", "find_encoder_layers", "last_tokens", "mask_arguments", "register", "union_mask",
+           "unregister"]
 
 SUPPORTED = (
     "BERT, RoBERTa, XLM-RoBERTa, DistilBERT, DeBERTa-v2/v3, ELECTRA, ModernBERT, GPT-2, Llama, Qwen2 (any model "
@@ -83,109 +85,166 @@ def mask_arguments(module: nn.Module) -> tuple[tuple[str, int], ...]:
     )
 
 
-class PlanHooks:
-    """The hooks of one forward pass: mix at one point, then unite the masks of every later layer.
+@dataclass(frozen=True)
+class Site:
+    """Where a wrapped model is mixed, found once at wrap time: what the hooks read instead of the wrapper's state.
 
-    The plan is placed on each device once, and each distinct mask tensor is united
-    once (the model passes the same mask object to every layer).
+    Attributes:
+        adapter: the ``HiddenMix`` that mixes the hidden states.
+        layers: the encoder (or decoder) layers, in order.
+        mask_arguments: per layer, its mask parameters and their positions.
+        classifier: the head mixed at ``"pooled"`` (None for last-token heads).
+        last_token_head: a decoder's ``score`` head, which pools at each row's last token (else None).
+        pad_token_id: the padding token those heads skip.
+        pools_with_mask: the head mean-pools with the 2-D attention mask (ModernBERT).
     """
 
-    def __init__(
-        self, wrapper: MixupModel, plan: MixPlan, point: int | str, attention_mask: torch.Tensor | None,
-        input_ids: torch.Tensor | None = None,
-    ) -> None:  # fmt: skip
-        self.wrapper, self.plan, self.point, self.attention_mask = wrapper, plan, point, attention_mask
-        self.input_ids = input_ids
-        self._placed: dict[torch.device, MixPlan] = {}
-        self._united: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    adapter: Adapter
+    layers: tuple[nn.Module, ...]
+    mask_arguments: tuple[tuple[tuple[str, int], ...], ...]
+    classifier: nn.Module | None
+    last_token_head: nn.Module | None
+    pad_token_id: int | None
+    pools_with_mask: bool
 
-    def placed(self, device: torch.device) -> MixPlan:
-        if device not in self._placed:
-            self._placed[device] = self.plan.to(device)[0]
-        return self._placed[device]
 
-    def _unite(self, value: Any) -> Any:
-        if not isinstance(value, torch.Tensor) or value.dim() < 1 or value.shape[0] != self.plan.batch_size:
+@dataclass
+class Step:
+    """One train forward: the plan placed on the batch's device, the mixing point, the mask copy and the ids.
+
+    ``point`` is None when the wrapper mixes an input (``pixel_values``) rather than hidden
+    states; ``inputs`` are the call's inputs by name, as the forward will receive them.
+    """
+
+    plan: MixPlan
+    point: int | str | None
+    attention_mask: torch.Tensor | None = None
+    input_ids: torch.Tensor | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    placed: dict[str, MixPlan] = field(default_factory=dict)
+    united: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def on(self, device: torch.device) -> MixPlan:
+        """The plan on ``device``: the batch's own, or placed once for a layer on another device."""
+        if device == self.plan.device:
+            return self.plan
+        key = str(device)
+        if key not in self.placed:
+            self.placed[key] = self.plan.to(device)[0]
+        return self.placed[key]
+
+
+class Slot:
+    """The step of the train forward in progress, or None: shared by a wrapper and its hooks."""
+
+    step: Step | None = None
+
+
+class _Hooks:
+    """The hooks of one wrapped model; each does nothing unless the slot holds a step."""
+
+    def __init__(self, site: Site, slot: Slot) -> None:
+        self.site, self.slot = site, slot
+
+    def mix(self, h: torch.Tensor, step: Step) -> torch.Tensor:
+        return self.site.adapter.apply(h, step.on(h.device), None)[0]
+
+    def _unite(self, value: Any, step: Step) -> Any:
+        if not isinstance(value, torch.Tensor) or value.dim() < 1 or value.shape[0] != step.plan.batch_size:
             return value
-        cached = self._united.get(id(value))
+        if torch.compiler.is_compiling():  # traced, a repeated union is one node the compiler shares
+            return union_mask(value, step.on(value.device))
+        cached = step.united.get(id(value))  # eager: the model passes one mask object to every layer
         if cached is None or cached[0] is not value:
-            cached = (value, union_mask(value, self.placed(value.device)))
-            self._united[id(value)] = cached  # the key tensor is kept alive, so its id is not reused
+            cached = (value, union_mask(value, step.on(value.device)))
+            step.united[id(value)] = cached  # the key tensor is kept alive, so its id is not reused
         return cached[1]
 
-    def _unite_masks(self, position: int, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def before_layer(self, position: int, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        step = self.slot.step
+        if step is None or not isinstance(step.point, int) or step.point > position:
+            return None
+        if position == 0 and step.point == 0:  # mixing the embeddings: the first layer's input
+            if args:
+                args = (self.mix(args[0], step), *args[1:])
+            else:
+                kwargs = {**kwargs, "hidden_states": self.mix(kwargs["hidden_states"], step)}
         args, kwargs = list(args), dict(kwargs)
-        for name, at in self.wrapper._mask_arguments[position]:
+        for name, at in self.site.mask_arguments[position]:
             if name in kwargs:
-                kwargs[name] = self._unite(kwargs[name])
+                kwargs[name] = self._unite(kwargs[name], step)
             elif 0 <= at < len(args):
-                args[at] = self._unite(args[at])
+                args[at] = self._unite(args[at], step)
         return tuple(args), kwargs
 
-    def _mix(self, h: torch.Tensor) -> torch.Tensor:
-        plan = self.placed(h.device)
-        return self.wrapper.adapter.apply(h, plan, None)[0]
+    def after_layer(self, position: int, module: nn.Module, args: tuple, output: Any) -> Any:
+        step = self.slot.step
+        if step is None or not isinstance(step.point, int):
+            return None
+        if step.point == position + 1:
+            output = (self.mix(output[0], step), *output[1:]) if isinstance(output, tuple) else self.mix(output, step)
+        if position == len(self.site.layers) - 1 and self.site.pools_with_mask and step.attention_mask is not None:
+            # Heads that mean-pool with the 2-D mask (ModernBERT) read it after the encoder:
+            # the copy the wrapper passed in becomes the union once the last layer has run.
+            with torch.no_grad():
+                step.attention_mask.copy_(union_mask(step.attention_mask, step.on(step.attention_mask.device)))
+        return output
 
-    def _mix_input(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def before_classifier(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        step = self.slot.step
+        if step is None or step.point != POOLED:
+            return None
         if args:
-            args = (self._mix(args[0]), *args[1:])
-        else:
-            kwargs = {**kwargs, "hidden_states": self._mix(kwargs["hidden_states"])}
-        return args, kwargs
+            return (self.mix(args[0], step), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": self.mix(kwargs["hidden_states"], step)}
 
-    def _mix_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
-        if isinstance(output, tuple):
-            return (self._mix(output[0]), *output[1:])
-        return self._mix(output)
-
-    def _last_token_input(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def before_last_token_head(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         """The head pools each row at its own last non-padding token (from ``input_ids``, as HF does).
 
         A mixed row is the union of two sequences, whose last token is the later of the
         two: that token's hidden state goes where the head will look. At the pooled
         mixing point the pooled vectors themselves are mixed and put there instead.
         """
+        step = self.slot.step
+        if step is None or step.input_ids is None:
+            return None
         h = args[0] if args else kwargs["hidden_states"]
-        plan = self.placed(h.device)
+        plan = step.on(h.device)
         rows = torch.arange(h.shape[0], device=h.device)
-        own = last_tokens(self.input_ids.to(h.device), self.wrapper.config.pad_token_id)
-        if self.point == POOLED:
-            pooled = self._mix(h[rows, own])
+        own = last_tokens(step.input_ids.to(h.device), self.site.pad_token_id)
+        if step.point == POOLED:
+            pooled = self.mix(h[rows, own], step)
         else:
             union = torch.where(plan.mixed, torch.maximum(own, own.index_select(0, plan.index)), own)
             pooled = h[rows, union]
         h = h.index_put((rows, own), pooled)
         return ((h, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": h})
 
-    def _unite_pooling_mask(self, module: nn.Module, args: tuple, output: Any) -> None:
-        # Heads that mean-pool with the 2-D mask (ModernBERT) read it after the encoder:
-        # the copy the wrapper passed in becomes the union once the last layer has run.
-        with torch.no_grad():
-            self.attention_mask.copy_(union_mask(self.attention_mask, self.placed(self.attention_mask.device)))
 
-    @contextmanager
-    def registered(self) -> Iterator[None]:
-        model, handles = self.wrapper, []
-        last_token = self.wrapper.pools_last_token and self.input_ids is not None
-        try:
-            if last_token:
-                head = getattr(model, LAST_TOKEN_HEAD)
-                handles.append(head.register_forward_pre_hook(self._last_token_input, with_kwargs=True))
-            if self.point == POOLED:
-                if not last_token:
-                    handles.append(model.classifier.register_forward_pre_hook(self._mix_input, with_kwargs=True))
-            else:
-                layers = self.wrapper.encoder_layers
-                if self.point == 0:
-                    handles.append(layers[0].register_forward_pre_hook(self._mix_input, with_kwargs=True))
-                else:
-                    handles.append(layers[self.point - 1].register_forward_hook(self._mix_output))
-                for position in range(self.point, len(layers)):
-                    hook = partial(self._unite_masks, position)
-                    handles.append(layers[position].register_forward_pre_hook(hook, with_kwargs=True))
-                if self.attention_mask is not None and self.wrapper.pools_with_mask:
-                    handles.append(layers[-1].register_forward_hook(self._unite_pooling_mask))
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
+def register(site: Site, slot: Slot) -> list[RemovableHandle]:
+    """Put a wrapped model's hooks on its layers and heads, for as long as it is wrapped (:func:`unregister`)."""
+    hooks, handles = _Hooks(site, slot), []
+    for position, layer in enumerate(site.layers):
+        before = partial(hooks.before_layer, position)
+        after = partial(hooks.after_layer, position)
+        handles.append(layer.register_forward_pre_hook(before, with_kwargs=True))
+        handles.append(layer.register_forward_hook(after))
+    if site.last_token_head is not None:
+        handles.append(site.last_token_head.register_forward_pre_hook(hooks.before_last_token_head, with_kwargs=True))
+    elif site.classifier is not None:
+        handles.append(site.classifier.register_forward_pre_hook(hooks.before_classifier, with_kwargs=True))
+    return handles
+
+
+def unregister(site: Site, slot: Slot) -> None:
+    """Remove the hooks that :func:`register` put on ``site`` for ``slot`` (found by owner: copies keep theirs)."""
+    modules = [*site.layers, *(m for m in (site.classifier, site.last_token_head) if m is not None)]
+    for module in modules:
+        for hooks in (module._forward_pre_hooks, module._forward_hooks):
+            for key, hook in list(hooks.items()):
+                owner = getattr(getattr(hook, "func", hook), "__self__", None)
+                if isinstance(owner, _Hooks) and owner.slot is slot:
+                    del hooks[key]
+                    for extra in (module._forward_pre_hooks_with_kwargs, module._forward_hooks_with_kwargs,
+                                  module._forward_hooks_always_called):  # fmt: skip
+                        extra.pop(key, None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -58,43 +58,69 @@ def _keep(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+@dataclass
+class _Step:
+    """One train forward of a :class:`ManifoldModel`: the plan on the batch's device and the mixing point."""
+
+    plan: MixPlan
+    point: str | int
+    grad: bool
+    placed: dict[str, MixPlan] = field(default_factory=dict)
+
+    def on(self, device: torch.device) -> MixPlan:
+        if device == self.plan.device:
+            return self.plan
+        if str(device) not in self.placed:
+            self.placed[str(device)] = self.plan.to(device)[0]
+        return self.placed[str(device)]
+
+
+class _Slot:
+    """The step of the train forward in progress, or None: shared by the wrapper and its hooks."""
+
+    step: _Step | None = None
+
+
 class _MixHook:
-    """One forward's hook: mix the output of the chosen submodule with the plan (placed once per device)."""
+    """The forward hook on one mixing point: mixes the submodule's output when the step chose it, else nothing.
 
-    def __init__(self, adapter: HiddenMix, plan: MixPlan, layer: str, grad: bool) -> None:
-        self.adapter, self.plan, self.layer, self.grad = adapter, plan, layer, grad
-        self.placed: dict[torch.device, MixPlan] = {}
+    Registered once per point when the model is wrapped (and removed by ``multimix.unwrap``),
+    so ``torch.compile`` sees the same hook at every step.
+    """
 
-    def place(self, device: torch.device) -> MixPlan:
-        if device not in self.placed:
-            self.placed[device] = self.plan.to(device)[0]
-        return self.placed[device]
+    def __init__(self, adapter: HiddenMix, slot: _Slot, layer: str) -> None:
+        self.adapter, self.slot, self.layer = adapter, slot, layer
 
-    def mix(self, h: Any) -> torch.Tensor:
+    def mix(self, h: Any, step: _Step) -> torch.Tensor:
         if not isinstance(h, torch.Tensor) or not h.is_floating_point() or h.dim() < 2:
             raise TypeError(
                 f"layers={self.layer!r} returns {type(h).__name__} {getattr(h, 'dtype', '')}, not a float tensor "
                 "(B, ...) to mix; name a submodule whose output is the hidden state"
             )
-        if h.shape[0] != self.plan.batch_size:
+        if h.shape[0] != step.plan.batch_size:
             raise ValueError(
                 f"layers={self.layer!r} returns shape {tuple(h.shape)}, whose first axis is not the batch "
-                f"({self.plan.batch_size}); name a submodule that keeps the batch first"
+                f"({step.plan.batch_size}); name a submodule that keeps the batch first"
             )
-        if self.grad and not torch.is_grad_enabled():
+        if step.grad and not torch.is_grad_enabled():
             raise ValueError(
                 f"layers={self.layer!r} runs without autograd inside the model (reentrant gradient checkpointing?), "
                 "so the mixing would be missing from the backward pass; use use_reentrant=False"
             )
+        if torch.compiler.is_compiling():
+            return self.adapter.apply(h, step.on(h.device), None)[0]
         # The mixing saves its own tensors (not the checkpoint's): a checkpointed region that
         # ends here recomputes exactly what it saved in the forward pass.
         with torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
-            return self.adapter.apply(h, self.place(h.device), None)[0]
+            return self.adapter.apply(h, step.on(h.device), None)[0]
 
     def __call__(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        step = self.slot.step
+        if step is None or step.point != self.layer:
+            return None
         if isinstance(output, (tuple, list)) and output:
-            return type(output)((self.mix(output[0]), *output[1:]))
-        return self.mix(output)
+            return type(output)((self.mix(output[0], step), *output[1:]))
+        return self.mix(output, step)
 
 
 class ManifoldModel(nn.Module):
@@ -120,6 +146,20 @@ class ManifoldModel(nn.Module):
         self.adapter = adapter
         self.mix_points = tuple(_check_point(model, layer) for layer in adapter.layers)
         self._mixing = True
+        self._slot = _Slot()
+        self._hooks = [_MixHook(adapter, self._slot, point) for point in self.mix_points if point != INPUT]
+        self._hook()
+
+    def _hook(self) -> None:
+        """Put the mixing hooks on their submodules (at wrap time, and again if :meth:`release` took them off)."""
+        self._handles = [self.base_model.get_submodule(hook.layer).register_forward_hook(hook) for hook in self._hooks]
+
+    def release(self) -> nn.Module:
+        """Take the hooks off the base model and return it (``multimix.unwrap``); a later train step hooks again."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return self.base_model
 
     def __getattr__(self, name: str) -> Any:
         """Forward unknown attributes to the base model, as PEFT does."""
@@ -143,6 +183,33 @@ class ManifoldModel(nn.Module):
         loss = binary_cross_entropy if self.mixer.multi_label else soft_cross_entropy
         return loss(logits, targets.to(logits.device))
 
+    def _host_call(self, x: Any, *args: Any, labels: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        """The module call: in a train step, draw the plan and the point on the host, then run the forward.
+
+        ``torch.compile`` skips this frame and compiles the forward it calls, so the draws
+        never split the model's graph.
+        """
+        if not (self.training and self._mixing and labels is not None) or self._slot.step is not None:
+            return nn.Module.__call__(self, x, *args, labels=labels, **kwargs)
+        self._slot.step = self._draw_step(x, labels)
+        try:
+            return nn.Module.__call__(self, x, *args, labels=labels, **kwargs)
+        finally:
+            self._slot.step = None
+
+    @torch.compiler.disable
+    def _draw_step(self, x: Any, labels: torch.Tensor) -> _Step:
+        """Check the batch and labels, draw the plan and the mixing point, place the plan on the batch's device."""
+        mixer = self.mixer
+        if not isinstance(x, torch.Tensor) or x.dim() < 1:
+            raise TypeError(f"x must be a batch tensor (B, ...), got {type(x).__name__}")
+        check_targets(labels, mixer.num_classes, x.shape[0], multi_label=mixer.multi_label, validate=mixer.validate)
+        if len(self._handles) != len(self._hooks):
+            self._hook()
+        plan = mixer.draw(x.shape[0])
+        point = self.adapter.choose(self.mix_points, mixer.generator)
+        return _Step(plan.to(x.device)[0], point, torch.is_grad_enabled())
+
     def forward(self, x: torch.Tensor, *args: Any, labels: torch.Tensor | None = None, **kwargs: Any) -> Any:
         """Train mode with labels: a mixed step as :class:`ManifoldOutput`. Otherwise exactly ``model(x)``.
 
@@ -161,23 +228,19 @@ class ManifoldModel(nn.Module):
                 "labels are required in train mode (the wrapper computes the mixed loss); pass labels=, "
                 "call model.eval(), or use `with model.disable_mixing():`"
             )
-        if not isinstance(x, torch.Tensor) or x.dim() < 1:
-            raise TypeError(f"x must be a batch tensor (B, ...), got {type(x).__name__}")
-        check_targets(labels, mixer.num_classes, x.shape[0], multi_label=mixer.multi_label, validate=mixer.validate)
-        plan = mixer.draw(x.shape[0])
-        point = self.adapter.choose(self.mix_points, mixer.generator)
-        hook = _MixHook(self.adapter, plan, point, torch.is_grad_enabled())
-        if point == INPUT:
-            logits = self.base_model(hook.mix(x), *args, **kwargs)
-        else:
-            handle = self.base_model.get_submodule(point).register_forward_hook(hook)
-            try:
-                logits = self.base_model(x, *args, **kwargs)
-            finally:
-                handle.remove()
-        placed = hook.place(labels.device)
-        targets = mixed_targets(labels, placed, placed.lam, mixer.num_classes, mixer.label_smoothing)
-        return ManifoldOutput(logits, targets, self._loss(logits, targets), placed.lam, placed.index, point)
+        step = self._slot.step
+        if step is None:  # forward called directly, not through the module call: draw here
+            return self._host_call(x, *args, labels=labels, **kwargs)
+        if step.point == INPUT:
+            x = _MixHook(self.adapter, self._slot, INPUT).mix(x, step)
+        logits = self.base_model(x, *args, **kwargs)
+        plan = step.on(labels.device)
+        targets = mixed_targets(labels, plan, plan.lam, mixer.num_classes, mixer.label_smoothing)
+        return ManifoldOutput(logits, targets, self._loss(logits, targets), plan.lam, plan.index, step.point)
+
+
+# torch.compile skips the call's own frame and compiles the forward it calls; the draw runs eagerly as a whole.
+ManifoldModel.__call__ = torch.compiler.disable(ManifoldModel._host_call, recursive=False)
 
 
 def _check_point(model: nn.Module, layer: object) -> str | int:

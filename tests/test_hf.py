@@ -55,6 +55,11 @@ def hooks_on(model) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
+def unwrapped_hooks(model) -> int:
+    """Hooks left on the base model once it is unwrapped: a wrapped model keeps its hooks, unwrap takes them off."""
+    return hooks_on(multimix.unwrap(model))
+
+
 def with_plan(model, plan):
     model.mixer.draw = lambda batch_size: plan
     return model
@@ -88,7 +93,7 @@ def test_lam_one_is_the_base_model_and_lam_zero_takes_the_partner(name, impl, po
     out = with_plan(model, fixed_plan(index, [0.0, 1.0, 1.0, 1.0]))(input_ids=ids, attention_mask=mask, labels=labels)
     torch.testing.assert_close(out.logits[0], expected[1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.logits[1:], expected[1:], atol=1e-5, rtol=1e-5)
-    assert hooks_on(base) == 0
+    assert unwrapped_hooks(model) == 0
 
 
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
@@ -160,13 +165,16 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(name):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_hooks_are_removed_when_the_forward_raises():
+def test_a_forward_that_raises_leaves_no_step_behind_and_unwrap_takes_the_hooks_off():
     base = tiny("bert")
-    model = multimix.wrap(base, HiddenMix(1.0, layers=(1,))).train()
     ids, mask, labels = text_batch()
+    expected = base.eval()(input_ids=ids, attention_mask=mask).logits
+    model = multimix.wrap(base, HiddenMix(1.0, layers=(1,))).train()
     with pytest.raises(IndexError):
         model(input_ids=ids + 1000, attention_mask=mask, labels=labels)  # token ids outside the vocabulary
-    assert hooks_on(base) == 0
+    assert model._multimix_slot.step is None
+    assert torch.equal(base.eval()(input_ids=ids, attention_mask=mask).logits, expected)  # hooks idle: the base
+    assert hooks_on(base) > 0 and unwrapped_hooks(model) == 0
 
 
 def test_soft_labels_disable_mixing_bf16_autocast_and_the_layer_draw():
@@ -373,7 +381,7 @@ def test_real_minilm_offline(monkeypatch):
     out = model.train()(**batch, labels=labels)
     out.loss.backward()
     assert torch.isfinite(out.loss) and base.classifier.weight.grad is not None
-    assert hooks_on(base) == 0
+    assert unwrapped_hooks(model) == 0
 
 
 @pytest.mark.slow
@@ -386,6 +394,7 @@ def test_torch_compile_matches_eager_over_two_steps():
         expected = eager(input_ids=ids, attention_mask=mask, labels=labels).loss
         got = compiled(input_ids=ids, attention_mask=mask, labels=labels).loss
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    multimix.unwrap(eager), multimix.unwrap(compiled._orig_mod)
     assert hooks_on(base) == 0
 
 
@@ -427,7 +436,7 @@ def test_wrap_on_cuda_in_bf16_autocast():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
     out.loss.backward()
-    assert torch.isfinite(out.loss) and hooks_on(base) == 0
+    assert torch.isfinite(out.loss) and unwrapped_hooks(model) == 0
     assert torch.equal(
         model.eval()(input_ids=ids, attention_mask=mask).logits, base(input_ids=ids, attention_mask=mask).logits
     )

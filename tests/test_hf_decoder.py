@@ -60,6 +60,7 @@ def test_lam_one_is_the_base_model_and_lam_zero_takes_the_partner(name, impl, po
     out = with_plan(model, fixed_plan(index, [0.0, 1.0, 1.0, 1.0]))(input_ids=ids, attention_mask=mask, labels=labels)
     torch.testing.assert_close(out.logits[0], expected[1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.logits[1:], expected[1:], atol=1e-5, rtol=1e-5)
+    multimix.unwrap(model)
     assert sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in base.modules()) == 0
 
 

@@ -40,7 +40,7 @@ def module_page(module: str, elsewhere: dict[str, str] | None = None) -> str:
     """The reference page of ``module``: its docstring, then every name of its ``__all__`` in that order.
 
     A name whose object another page documents (``elsewhere``: path -> page) links there, so
-    every object has one home and one anchor (``multimix.wrap`` is ``multimix.hf.wrap``).
+    every object has one home and one anchor (``multimix.MixupModel`` is ``multimix.hf.MixupModel``).
     """
     elsewhere = elsewhere or {}
     names = importlib.import_module(module).__all__
