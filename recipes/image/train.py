@@ -27,7 +27,6 @@ from PIL import Image
 
 import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
-from multimix.targets import check_targets, smoothed_rows
 from multimix.text import HiddenMix
 from multimix_recipes import data_file, models
 from multimix_recipes.data import TensorData, load_source, require_classes, split_folders, split_off, to_device
@@ -245,28 +244,29 @@ def build(config: dict[str, Any]) -> Task:
         return x.contiguous(memory_format=memory_format)
 
     def smoothed(y: torch.Tensor) -> torch.Tensor:  # every method's clean targets carry label_smoothing
-        return smoothed_rows(y, len(classes), config["label_smoothing"])  # labels checked in draw
+        return multimix.soft_targets(y, len(classes), label_smoothing=config["label_smoothing"])
 
-    def draw(batch: Any) -> tuple[tuple[torch.Tensor, torch.Tensor], Any]:
-        """The step's host part: crop offsets and flips, then the mixing plan (for the normalised float images)."""
+    def draw(batch: Any) -> tuple[tuple[torch.Tensor, torch.Tensor], Any, torch.Tensor | None]:
+        """The step's host part: crop offsets and flips, the mixing plan (for the normalised float images), and
+        the clean targets where the loss takes them (soft_targets checks the labels: on the CPU it reads them)."""
         images, labels = batch
         crops = draw_crops(images.shape[0], images.device)
-        if mixer is None:
-            check_targets(labels, len(classes))
-            return crops, None
-        return crops, mixer.plan_for(stand_in(images.shape, images.device), labels)  # checks the labels too
+        plan = None if mixer is None else mixer.plan_for(stand_in(images.shape, images.device), labels)
+        clean = smoothed(labels) if mixer is None or config["method"] == "regmixup" else None
+        return crops, plan, clean
 
     def loss(module: torch.nn.Module, batch: Any, draws: Any) -> torch.Tensor:
         """The step's traced part: crop and flip, normalise, mix by the plan, forward, loss."""
-        (offsets, flips), plan = draws
+        (offsets, flips), plan, clean_targets = draws
         x, y = prepare(crop_flip(batch[0], offsets, flips)), batch[1]
         if mixer is None:
-            return multimix.soft_cross_entropy(module(x), smoothed(y))
+            return multimix.soft_cross_entropy(module(x), clean_targets)
         if config["method"] == "regmixup":  # the mixer writes in place: keep the clean batch, one forward for both
             clean = x.clone()
             out = mixer.apply(x, y, plan)
             clean_logits, mixed_logits = module(torch.cat([clean, out.inputs])).split(len(y))
-            return multimix.regmixup_loss(clean_logits, smoothed(y), mixed_logits, out.targets, config["regmixup_eta"])
+            return multimix.regmixup_loss(clean_logits, clean_targets, mixed_logits, out.targets,
+                                          config["regmixup_eta"])  # fmt: skip
         out = mixer.apply(x, y, plan)
         return multimix.soft_cross_entropy(module(out.inputs), out.targets)
 

@@ -29,7 +29,6 @@ from torch import nn
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
 from multimix.specaugment import Masks, SpecAugment
-from multimix.targets import check_targets, smoothed_rows
 from multimix_recipes import data_file, models
 from multimix_recipes.data import (
     TensorData,
@@ -263,43 +262,44 @@ def build(config: dict[str, Any]) -> Task:
         return torch.maximum(masks.apply(spec, bands), floor)
 
     def smoothed(labels: torch.Tensor) -> torch.Tensor:  # every method's clean targets carry label_smoothing
-        return smoothed_rows(labels, len(classes), config["label_smoothing"])  # labels checked in draw
+        return multimix.soft_targets(labels, len(classes), label_smoothing=config["label_smoothing"])
 
-    def draw(batch: Any) -> tuple[Any, torch.Tensor, Masks | None]:
-        """The step's host part: the mixing plan (for the waves, or the log-mels' shape) and SpecAugment's bands."""
+    def draw(batch: Any) -> tuple[Any, torch.Tensor, Masks | None, torch.Tensor | None]:
+        """The step's host part: the mixing plan (for the waves, or the log-mels' shape), SpecAugment's bands,
+        and the clean targets where the loss takes them (soft_targets checks the labels)."""
         (waves, lengths), labels = batch
         shape = (len(labels), config["n_mels"], waves.shape[-1] // hop + 1)  # the log-mels (B, F, T)
         spec_lengths = frames(lengths).clamp(max=shape[-1])
-        plan = None
-        if mixer is None:
-            check_targets(labels, len(classes))
-        elif config["method"] == "wavemix":
+        plan, clean = None, None
+        if mixer is None or config["method"] == "regmixup":
+            clean = smoothed(labels)
+        if config["method"] == "wavemix":
             plan = mixer.plan_for(waves, labels, lengths=lengths)
-        else:
+        elif mixer is not None:
             plan = mixer.plan_for(stand_in(shape, waves.device), labels, lengths=spec_lengths)
         bands = None
         if masks is not None:
             rows = 2 * len(labels) if config["method"] == "regmixup" else len(labels)
             bands = Masks(*to_device(tuple(masks.draw(rows, *shape[1:])), waves.device))
-        return plan, spec_lengths, bands
+        return plan, spec_lengths, bands, clean
 
     def loss(module: nn.Module, batch: Any, draws: Any) -> torch.Tensor:
         """The step's traced part: log-mels, mixing by the plan, SpecAugment by the bands, forward, loss."""
         (waves, lengths), labels = batch
-        plan, spec_lengths, bands = draws
+        plan, spec_lengths, bands, clean_targets = draws
         if config["method"] == "wavemix":
             out = mixer.apply(waves, labels, plan, lengths=lengths)
             return multimix.soft_cross_entropy(module(augment(features(out.inputs), bands).unsqueeze(1)), out.targets)
         spec = features(waves)
         if mixer is None:
-            return multimix.soft_cross_entropy(module(augment(spec, bands).unsqueeze(1)), smoothed(labels))
+            return multimix.soft_cross_entropy(module(augment(spec, bands).unsqueeze(1)), clean_targets)
         clean = spec.clone() if config["method"] == "regmixup" else None  # the mixer writes in place
         out = mixer.apply(spec, labels, plan, lengths=spec_lengths)
         if clean is None:
             return multimix.soft_cross_entropy(module(augment(out.inputs, bands).unsqueeze(1)), out.targets)
         both = augment(torch.cat([clean, out.inputs]), bands)  # the clean and the mixed batch, each clip its own masks
         clean_logits, mixed_logits = module(both.unsqueeze(1)).split(len(labels))
-        return multimix.regmixup_loss(clean_logits, smoothed(labels), mixed_logits, out.targets,
+        return multimix.regmixup_loss(clean_logits, clean_targets, mixed_logits, out.targets,
                                       config["regmixup_eta"])
 
     def test_logits(model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:

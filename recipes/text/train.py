@@ -27,7 +27,6 @@ import torch
 from torch.utils.data import Dataset
 
 import multimix
-from multimix.targets import check_targets, smoothed_rows
 from multimix.text import HiddenMix
 from multimix_recipes import data_file
 from multimix_recipes.data import load_source, require_classes, split_off
@@ -222,12 +221,11 @@ def build(config: dict[str, Any]) -> Task:
     def smoothed(labels: torch.Tensor) -> torch.Tensor:  # every method's clean targets carry label_smoothing
         return multimix.soft_targets(labels, len(classes), label_smoothing=config["label_smoothing"])
 
-    def check_labels(batch: Any) -> None:  # ERM's host part: nothing to draw; the labels checked (on the CPU)
-        check_targets(batch[1], len(classes))
+    def erm_targets(batch: Any) -> torch.Tensor:  # ERM's host part: nothing to draw; the labels checked, smoothed
+        return smoothed(batch[1])
 
-    def erm_loss(module: torch.nn.Module, batch: Any, _: None) -> torch.Tensor:  # traced whole when compiled
-        (inputs, labels), smoothing = batch, config["label_smoothing"]  # our loss, not the head's: it would not smooth
-        return multimix.soft_cross_entropy(module(**inputs).logits, smoothed_rows(labels, len(classes), smoothing))
+    def erm_loss(module: torch.nn.Module, batch: Any, targets: torch.Tensor) -> torch.Tensor:  # traced whole
+        return multimix.soft_cross_entropy(module(**batch[0]).logits, targets)  # our loss: the head's would not smooth
 
     def train_loss(module: torch.nn.Module, batch: Any) -> torch.Tensor:  # the wrapped model draws and mixes
         inputs, labels = batch
@@ -253,7 +251,7 @@ def build(config: dict[str, Any]) -> Task:
             metrics.write_text(json.dumps(written, indent=2))
 
     mixer = None if points is None else model.mixer
-    loss = SplitLoss(check_labels, erm_loss, static_shapes=False) if method == "erm" else train_loss
+    loss = SplitLoss(erm_targets, erm_loss, static_shapes=False) if method == "erm" else train_loss
     return Task(model, train_set, test_set, loss, test_logits, mixer=mixer, collate=collate,
                 collate_eval=collate, batches=length_buckets(train_set.lengths), class_names=classes,
                 save=save, val_set=val_set)  # fmt: skip
