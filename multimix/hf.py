@@ -42,10 +42,8 @@ from multimix.hf_hooks import (
     Slot,
     Step,
     find_encoder_layers,
-    last_tokens,
     mask_arguments,
     register,
-    union_mask,
     unregister,
 )
 from multimix.losses import binary_cross_entropy, soft_cross_entropy

@@ -8,7 +8,7 @@ from conftest import fixed_plan
 
 transformers = pytest.importorskip("transformers")
 import multimix  # noqa: E402
-from multimix.hf import last_tokens  # noqa: E402
+from multimix.hf_hooks import last_tokens  # noqa: E402
 from multimix.text import HiddenMix  # noqa: E402
 
 SMALL = dict(vocab_size=100, num_labels=3, pad_token_id=0)
