@@ -4,8 +4,9 @@
 pass: the partner is another sample of the batch (the plan's ``index``), so after
 layer k, ``h <- lam * h + (1 - lam) * h[index]``, and the layers after k see the union
 of the two attention masks. Hooks sit on the layer modules themselves (so a
-gradient-checkpointed layer re-runs with the same inputs), are registered for one call
-and removed in ``finally``. ``wrap(model, Mixup(...))`` or an audio adapter mixes
+gradient-checkpointed layer re-runs with the same inputs) while the model is wrapped,
+and act only in a train step, whose plan the call draws on the host before the forward
+(so ``torch.compile`` captures the forward whole). ``wrap(model, Mixup(...))`` or an audio adapter mixes
 ``pixel_values`` / ``input_values`` / ``input_features`` instead. In eval mode, or in
 ``with model.disable_mixing():``, the wrapped model is exactly the base model.
 
@@ -46,7 +47,7 @@ from multimix.hf_hooks import (
     register,
     unregister,
 )
-from multimix.losses import binary_cross_entropy, soft_cross_entropy
+from multimix.losses import binary_cross_entropy, mixed_token_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
 from multimix.targets import check_targets, mixed_targets
 from multimix.text import POOLED, HiddenMix
@@ -181,12 +182,23 @@ class MixupModel(nn.Module):
         )
         self._multimix_slot = Slot()
         self._multimix_site: Site | None = None
+        self.token_labels = _base_class_name(self._multimix_base).endswith("ForTokenClassification")
+        if self.token_labels and not isinstance(self.adapter, HiddenMix):
+            raise TypeError(
+                f"{name} labels every token: mix its hidden states with HiddenMix(1.0), not "
+                f"{type(self.adapter).__name__}"
+            )
         if isinstance(self.adapter, HiddenMix):
             self.mixer = Mixer(self.adapter, num_labels, multi_label=self.multi_label, **mixer_kwargs)
             layers = find_encoder_layers(self._multimix_base)
             self.mix_points = self.adapter.resolve_layers(len(layers), name)
             classifier = getattr(self, "classifier", None)
             has_classifier = isinstance(classifier, nn.Module)
+            if POOLED in self.mix_points and self.token_labels:
+                raise ValueError(
+                    f"{name} labels every token and has no pooled representation; mix at encoder layers, "
+                    "e.g. layers=(2,)"
+                )
             if POOLED in self.mix_points and not (has_classifier or self.pools_last_token):
                 raise ValueError(
                     f"{name} has no .classifier module (nor a .score head with config.pad_token_id set) to mix "
@@ -314,7 +326,11 @@ class MixupModel(nn.Module):
             _, x, lengths = self._mixed_field(inputs)
             plan = mixer.plan_for(x, labels, lengths=lengths)
             return Step(plan, None, inputs=inputs)
-        check_targets(labels, mixer.num_classes, batch.shape[0], multi_label=self.multi_label, validate=mixer.validate)
+        if self.token_labels:
+            _check_token_labels(labels, batch, mixer.num_classes, mixer.ignore_index, mixer.validate)
+        else:
+            check_targets(labels, mixer.num_classes, batch.shape[0], multi_label=self.multi_label,
+                          validate=mixer.validate)  # fmt: skip
         self._current_site()
         drawn = mixer.draw(batch.shape[0])
         point = self.adapter.choose(self.mix_points, mixer.generator)
@@ -364,7 +380,13 @@ class MixupModel(nn.Module):
         if isinstance(self.adapter, HiddenMix):
             outputs = base_forward(**inputs)
             plan = step.on(labels.device)
-            targets = mixed_targets(labels, plan, plan.lam, self.mixer.num_classes, self.mixer.label_smoothing)
+            if self.token_labels:
+                loss = mixed_token_cross_entropy(outputs.logits, labels.to(outputs.logits.device), plan.index,
+                                                 plan.lam, label_mode=self.mixer.label_mode,
+                                                 ignore_index=self.mixer.ignore_index)  # fmt: skip
+                return self._result(outputs, loss, return_dict)
+            targets = mixed_targets(labels, plan, plan.lam, self.mixer.num_classes, self.mixer.label_smoothing,
+                                    label_mode=self.mixer.label_mode)  # fmt: skip
         else:
             field, x, lengths = self._mixed_field(inputs)
             out = self.mixer.apply(x, labels, step.plan, lengths=lengths)
@@ -386,6 +408,32 @@ class MixupModel(nn.Module):
 # which runs eagerly as a whole: the host work stays out of the model's graph and never splits it.
 MixupModel.__call__ = torch.compiler.disable(MixupModel._host_call, recursive=False)
 MixupModel._draw_step = torch.compiler.disable(MixupModel._draw_step)
+
+
+def _base_class_name(model: nn.Module) -> str:
+    """The class name of the model under any PEFT wrapping (``*ForTokenClassification``, ...)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(inner).__name__
+
+
+def _check_token_labels(labels: object, batch: torch.Tensor, num_classes: int, ignore_index: int,
+                        validate: bool) -> None:  # fmt: skip
+    """Token labels ``(B, T)``: integers in ``[0, num_classes)`` or ``ignore_index``, one per position of the batch."""
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(
+            f"token labels must be an integer tensor (B, T), got {getattr(labels, 'dtype', type(labels).__name__)}"
+        )
+    if labels.shape != batch.shape[:2]:
+        raise ValueError(
+            f"token labels must have one label per token, shape {tuple(batch.shape[:2])}, got {tuple(labels.shape)}"
+        )
+    if labels.device.type == "cpu" or validate:
+        bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
+        if bool(bad.any()):
+            value = int(labels[bad][0])
+            raise ValueError(
+                f"token labels hold {value}, outside [0, num_classes={num_classes}) and not ignore_index={ignore_index}"
+            )
 
 
 def _restore(base: nn.Module, own: dict[str, Any]) -> MixupModel:

@@ -188,6 +188,48 @@ def mixed_cross_entropy(
     return _reduce(loss, _check_reduction(reduction))
 
 
+def mixed_token_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    index: torch.Tensor,
+    lam: torch.Tensor,
+    *,
+    label_mode: str = "lerp",
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """The loss of mixed token labels: each side weighted where its label is valid, over all tokens.
+
+    ``sum(w_a [y_a valid] CE(z, y_a) + w_b [y_b valid] CE(z, y_b)) / sum(w_a [y_a valid] + w_b [y_b valid])``
+    with ``y_b = labels[index]`` the partner's label at the same position and ``w_a, w_b``
+    the label weights of each sample's lam (:func:`~multimix.targets.label_weights`). A
+    position ignored on both sides adds nothing. Tensor ops only.
+
+    Args:
+        logits: ``(B, T, C)`` per-token logits.
+        labels: ``(B, T)`` class indices, ``ignore_index`` where a token has no label.
+        index: ``(B,)`` each sample's partner. lam: ``(B,)`` each sample's own weight.
+
+    Example:
+        >>> logits = torch.zeros(2, 3, 4)
+        >>> labels = torch.tensor([[0, 1, -100], [2, -100, -100]])
+        >>> loss = mixed_token_cross_entropy(logits, labels, torch.tensor([1, 0]), torch.tensor([0.5, 0.5]))
+        >>> bool(torch.isclose(loss, torch.log(torch.tensor(4.0))))  # uniform logits: log C wherever a label is
+        True
+    """
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    own, other = label_weights(lam.to(log_probs.dtype), label_mode)
+    labels = labels.long()
+    loss = log_probs.new_zeros(())
+    total = log_probs.new_zeros(())
+    for side, weight in ((labels, own), (labels.index_select(0, index), other)):
+        valid = side != ignore_index
+        picked = log_probs.gather(-1, torch.where(valid, side, 0).unsqueeze(-1)).squeeze(-1)
+        weights = weight.view(-1, 1) * valid.to(log_probs.dtype)
+        loss = loss - (weights * picked).sum()
+        total = total + weights.sum()
+    return loss / total.clamp(min=torch.finfo(total.dtype).tiny)
+
+
 class SoftTargetCrossEntropy(nn.Module):
     """Module form of :func:`soft_cross_entropy` (timm's name)."""
 

@@ -235,7 +235,8 @@ class ManifoldModel(nn.Module):
             x = _MixHook(self.adapter, self._slot, INPUT).mix(x, step)
         logits = self.base_model(x, *args, **kwargs)
         plan = step.on(labels.device)
-        targets = mixed_targets(labels, plan, plan.lam, mixer.num_classes, mixer.label_smoothing)
+        targets = mixed_targets(labels, plan, plan.lam, mixer.num_classes, mixer.label_smoothing,
+                                label_mode=mixer.label_mode)  # fmt: skip
         return ManifoldOutput(logits, targets, self._loss(logits, targets), plan.lam, plan.index, step.point)
 
 

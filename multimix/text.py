@@ -3,7 +3,7 @@
 ``HiddenMix`` says *where* to mix inside an encoder: the embeddings, the output of
 encoder layer k (one drawn per step from ``layers``), or the pooled representation
 that enters the classifier. ``multimix.wrap`` applies it to an unmodified Hugging
-Face model with per-call hooks; on its own, a ``Mixer`` with ``HiddenMix`` mixes any
+Face model with hooks on its layers; on its own, a ``Mixer`` with ``HiddenMix`` mixes any
 hidden-state tensor ``(B, H)`` or ``(B, T, H)`` out of place, keeping autograd.
 """
 
