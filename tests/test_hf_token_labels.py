@@ -11,10 +11,10 @@ import warnings
 
 import pytest
 import torch
+from conftest import fixed_plan
 
 import multimix
 from multimix.text import HiddenMix
-from conftest import fixed_plan
 
 transformers = pytest.importorskip("transformers")
 C = 5
