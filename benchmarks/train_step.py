@@ -10,11 +10,24 @@ call and the soft-target loss. Methods run round-robin, ``--steps`` steps each p
 round, so drift on a noisy machine hits them alike; the figure is the median over
 rounds of the time per step, and the overhead is relative to the unmixed step.
 On CUDA: bf16 autocast and channels_last, and each timed block ends with a synchronize.
+
+``--compile MODE`` times the step compiled whole instead (PreAct ResNet-18 only), three ways:
+the compiled step without mixing (ERM, one-hot targets), timm's eager mixer feeding that
+same compiled step, and multimix with ``mixer.apply`` inside the compiled step
+(``mixer.plan_for`` on the host before it; adapters ``inplace=False``, as CUDA graphs need).
+Backward runs through AOTAutograd and the SGD step is eager (fused on CUDA). Raw rows go to
+``benchmarks/results/`` (``--no-csv``: print only); on CUDA each step's syncs are counted too
+(``torch.cuda.set_sync_debug_mode``):
+
+    python benchmarks/train_step.py --device cuda --compile reduce-overhead             # CUDA graphs
+    python benchmarks/train_step.py --device cuda --compile max-autotune-no-cudagraphs
+    python benchmarks/train_step.py --compile default --backend aot_eager --batches 4 --size 8   # a CPU check
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +36,8 @@ import timm.data.mixup as timm_mixup
 import torch
 import torch.nn.functional as F
 import transformers
+from _results import append
+from host import cuda_syncs
 
 import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
@@ -30,6 +45,9 @@ from multimix.text import HiddenMix
 from multimix_recipes.models import PreActResNet18
 
 NUM_CLASSES = 10
+COLUMNS = ["date", "mode", "backend", "model", "size", "batch", "dtype", "method", "round", "steps", "ms", "syncs",
+           "sync_error_mode"]  # fmt: skip
+MODES = ("max-autotune-no-cudagraphs", "reduce-overhead", "default", "max-autotune")
 
 
 def sync(device: torch.device) -> None:
@@ -39,8 +57,15 @@ def sync(device: torch.device) -> None:
 
 def interleaved(steps: dict[str, Callable[[], None]], rounds: int, per_round: int, device: torch.device) -> dict:
     """Median over rounds of the mean time per step (ms) of each method, run round-robin."""
-    for step in steps.values():  # warm-up: allocator, cuDNN autotuning, lazy init
-        step()
+    return {name: statistics.median(values) for name, values in per_round_ms(steps, rounds, per_round, device).items()}
+
+
+def per_round_ms(steps: dict[str, Callable[[], None]], rounds: int, per_round: int, device: torch.device,
+                 warmup: int = 1) -> dict[str, list[float]]:  # fmt: skip
+    """Each method's mean time per step (ms) in each round, run round-robin after ``warmup`` calls of each."""
+    for _ in range(warmup):  # allocator, cuDNN autotuning, lazy init; compiling and CUDA graph recording
+        for step in steps.values():
+            step()
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
@@ -50,7 +75,7 @@ def interleaved(steps: dict[str, Callable[[], None]], rounds: int, per_round: in
                 step()
             sync(device)
             times[name].append((time.perf_counter() - start) / per_round * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 def image_steps(batch: int, device: torch.device, adapters: bool = False) -> dict[str, Callable[[], None]]:
@@ -103,6 +128,95 @@ def image_steps(batch: int, device: torch.device, adapters: bool = False) -> dic
     }
 
 
+def compiled_steps(batch: int, device: torch.device, mode: str, backend: str, size: int = 32,
+                   mix: str = "mixup") -> dict[str, Callable[[], None]]:  # fmt: skip
+    """One SGD step of PreAct ResNet-18 per method with the loss compiled whole (``fullgraph=True``, static shapes):
+    ERM, timm's eager mixer feeding the same compiled step, and multimix with ``mixer.apply`` inside it."""
+    torch._dynamo.reset()  # a fresh cache per batch size: each is its own static-shape graph
+    torch.manual_seed(0)
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    model = PreActResNet18(3, NUM_CLASSES).to(device, memory_format=fmt)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=cuda)
+    x = torch.rand(batch, 3, size, size, device=device).to(memory_format=fmt)
+    y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
+    one_hot = F.one_hot(y, NUM_CLASSES).float()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    cutmix, name = mix == "cutmix", "CutMix" if mix == "cutmix" else "Mixup"
+    # out of place: a CUDA graph does not record a write into one of its inputs (docs/compile.md)
+    mixer = multimix.Mixer((CutMix if cutmix else Mixup)(1.0, inplace=False), num_classes=NUM_CLASSES, seed=0)
+    timm_mixer = timm_mixup.Mixup(mixup_alpha=float(not cutmix), cutmix_alpha=float(cutmix), num_classes=NUM_CLASSES)
+
+    def soft_loss(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(inputs)
+        return multimix.soft_cross_entropy(logits, targets)
+
+    def mixed_loss(inputs: torch.Tensor, labels: torch.Tensor, plan: multimix.MixPlan) -> torch.Tensor:
+        out = mixer.apply(inputs, labels, plan)
+        return soft_loss(out.inputs, out.targets)
+
+    options = {"backend": backend, "fullgraph": True, "dynamic": False, "mode": mode if backend == "inductor" else None}
+    compiled_soft, compiled_mixed = torch.compile(soft_loss, **options), torch.compile(mixed_loss, **options)
+    graphs = mode == "reduce-overhead"
+
+    def train(loss_of: Callable[..., torch.Tensor], *args: object) -> None:
+        if graphs:  # a new iteration: the last step's graph outputs (loss, gradients) have been consumed
+            torch.compiler.cudagraph_mark_step_begin()
+        loss = loss_of(*args)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def ours() -> None:  # the plan is drawn on the host, outside the compiled step
+        inputs = x.clone()
+        train(compiled_mixed, inputs, y, mixer.plan_for(inputs, y))
+
+    return {
+        "compiled ERM": lambda: train(compiled_soft, x.clone(), one_hot),
+        f"timm {name} eager + compiled step": lambda: train(compiled_soft, *timm_mixer(x.clone(), y)),
+        f"multimix {name} inside the compiled step": ours,
+    }
+
+
+def sync_check(step: Callable[[], None]) -> tuple[int, str]:
+    """The syncs torch reports in one call of ``step``, and whether a call passes ``set_sync_debug_mode("error")``."""
+    count, verdict = cuda_syncs(step), "passed"
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+    except RuntimeError as error:
+        verdict = "raised: " + str(error).splitlines()[0]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return count, verdict
+
+
+def run_compiled(args: argparse.Namespace, device: torch.device, batches: list[int], rounds: int, steps: int) -> None:
+    """Time the compiled steps per batch size; rows are appended after each size, so a run cut short keeps them."""
+    cuda = device.type == "cuda"
+    fixed = {"mode": args.compile, "backend": args.backend, "model": "preact_resnet18", "size": args.size,
+             "dtype": "bf16 autocast" if cuda and torch.cuda.is_bf16_supported() else "float32"}  # fmt: skip
+    print(f"compiled whole: mode {args.compile}" + ("" if args.backend == "inductor" else f", backend {args.backend}"))
+    for batch in batches:
+        contenders = compiled_steps(batch, device, args.compile, args.backend, args.size, args.mix)
+        start = time.perf_counter()
+        times = per_round_ms(contenders, rounds, steps, device, warmup=3)  # the third call replays a CUDA graph
+        seconds = time.perf_counter() - start
+        checks = {name: sync_check(step) for name, step in contenders.items()} if cuda else {}
+        results = {name: statistics.median(values) for name, values in times.items()}
+        report(f"PreAct ResNet-18, {args.size}x{args.size}, batch {batch}, compiled ({args.compile}); "
+               f"overhead vs compiled ERM; {seconds:.0f} s with compiling", results)  # fmt: skip
+        for name, (count, verdict) in checks.items():
+            print(f"{name:<40}syncs per step: {count}; under set_sync_debug_mode('error'): {verdict}")
+        if args.no_csv:
+            continue
+        rows = [{"date": datetime.date.today().isoformat(), **fixed, "batch": batch, "method": name, "round": k,
+                 "steps": steps, "ms": f"{ms:.4f}", **dict(zip(COLUMNS[-2:], checks.get(name, ("", "")), strict=True))}
+                for name, values in times.items() for k, ms in enumerate(values)]  # fmt: skip
+        print(f"raw rows appended to {append('train_step_compiled', device, rows, COLUMNS)}")
+
+
 def text_steps(batch: int, length: int, size: str, device: torch.device) -> dict[str, Callable[[], None]]:
     """One AdamW step of a BERT classifier (random init from a config), plain vs HiddenMix through wrap."""
     dims = {"base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
@@ -139,7 +253,7 @@ def report(title: str, results: dict[str, float]) -> None:
         print(f"{name:<40}{ms:>10.2f}{100 * (ms / baseline - 1):>+9.1f}%")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", default=None, help="comma-separated image batch sizes (CPU: 32; CUDA: 128,512)")
@@ -148,7 +262,18 @@ def main() -> None:
     parser.add_argument("--bert", choices=["base", "small", "none"], default=None, help="CPU: small; CUDA: base")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--adapters", action="store_true", help="CutMix, ResizeMix, FMix, SaliencyMix instead")
-    args = parser.parse_args()
+    parser.add_argument("--compile", choices=MODES, default=None, help="time the step compiled whole in this mode")
+    parser.add_argument("--backend", default="inductor", help="with --compile: aot_eager for a CPU check (no mode)")
+    parser.add_argument("--mix", choices=["mixup", "cutmix"], default="mixup", help="with --compile: the mixing")
+    parser.add_argument("--size", type=int, default=32, help="with --compile: image side (8 for a quick CPU check)")
+    parser.add_argument("--no-csv", action="store_true", help="with --compile: print only, append no rows")
+    args = parser.parse_args(argv)
+    if args.compile is not None and args.adapters:
+        parser.error("--compile times Mixup or CutMix (--mix) against timm; drop --adapters")
+    if args.compile is None and (args.backend, args.mix, args.size, args.no_csv) != ("inductor", "mixup", 32, False):
+        parser.error("--backend, --mix, --size and --no-csv go with --compile MODE; e.g. --compile reduce-overhead")
+    if args.backend not in torch.compiler.list_backends(exclude_tags=()):
+        parser.error(f"--backend {args.backend!r} is not a torch.compile backend; use inductor, or aot_eager on a CPU")
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     torch.set_num_threads(args.threads)
@@ -158,6 +283,9 @@ def main() -> None:
     rounds, steps = args.rounds or (15 if cuda else 5), args.steps or (20 if cuda else 2)
     where = torch.cuda.get_device_name(device) if cuda else f"CPU, {args.threads} threads"
     print(f"training steps on {where}; torch {torch.__version__}; {rounds} rounds x {steps} steps per method")
+    if args.compile is not None:
+        run_compiled(args, device, batches, rounds, steps)
+        return
     for batch in batches:
         results = interleaved(image_steps(batch, device, args.adapters), rounds, steps, device)
         report(f"PreAct ResNet-18, 32x32, batch {batch}", results)

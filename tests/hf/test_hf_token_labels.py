@@ -1,0 +1,114 @@
+"""Token labels through ``multimix.wrap``: a token classifier trains on mixed hidden states with labels ``(B, T)``.
+
+The loss over all tokens is ``sum(w_a [y_a valid] CE(z, y_a) + w_b [y_b valid] CE(z, y_b)) /
+sum(w_a [y_a valid] + w_b [y_b valid])``, each side weighted where its label is valid
+(-100 elsewhere); eval stays exactly the base model.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from conftest import fixed_plan
+
+import multimix
+from multimix.text import HiddenMix
+
+transformers = pytest.importorskip("transformers")
+C = 5
+
+
+def tiny_tagger() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=37, num_labels=C, hidden_dropout_prob=0.0,
+                                     attention_probs_dropout_prob=0.0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return transformers.BertForTokenClassification(config)
+
+
+def tagged_batch():
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(1, 60, (4, 7), generator=g)
+    mask = torch.ones(4, 7, dtype=torch.long)
+    mask[0, 4:] = 0
+    mask[3, 2:] = 0
+    labels = torch.randint(0, C, (4, 7), generator=g)
+    labels[mask == 0] = -100  # padding has no label
+    labels[1, 0] = -100  # nor do first sub-word pieces in some taggers
+    return ids, mask, labels
+
+
+def reference_loss(logits, labels, index, lam, label_mode="lerp"):
+    """The issue's formula, one token at a time in float64."""
+    log_probs = torch.log_softmax(logits.double(), -1)
+    num = den = 0.0
+    for i in range(labels.shape[0]):
+        j = int(index[i])
+        own, other = float(lam[i]), 1.0 - float(lam[i])
+        if label_mode == "dominant":
+            own, other = (1.0, 0.0) if float(lam[i]) >= 0.5 else (0.0, 1.0)
+        for t in range(labels.shape[1]):
+            for weight, y in ((own, int(labels[i, t])), (other, int(labels[j, t]))):
+                if y != -100:
+                    num -= weight * float(log_probs[i, t, y])
+                    den += weight
+    return num / den
+
+
+@pytest.mark.parametrize("label_mode", ["lerp", "dominant"])
+@pytest.mark.parametrize("point", [0, 1, 2])
+def test_the_loss_weighs_each_side_where_its_label_is_valid(point, label_mode):
+    base = tiny_tagger()
+    ids, mask, labels = tagged_batch()
+    model = multimix.wrap(base, HiddenMix(1.0, layers=(point,)), label_mode=label_mode, seed=0).train()
+    plan = fixed_plan([1, 2, 3, 0], [0.7, 0.4, 0.55, 0.2])
+    model.mixer.draw = lambda batch_size: plan
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    assert out.logits.shape == (4, 7, C)
+    want = reference_loss(out.logits.detach(), labels, plan.index, plan.lam, label_mode)
+    assert float(out.loss) == pytest.approx(want, rel=1e-5)
+    out.loss.backward()
+    assert base.classifier.weight.grad is not None
+
+
+def test_unmixed_step_is_the_base_models_own_token_loss_and_eval_is_the_base():
+    base = tiny_tagger()
+    ids, mask, labels = tagged_batch()
+    expected = base.eval()(input_ids=ids, attention_mask=mask, labels=labels)
+    model = multimix.wrap(base, HiddenMix(1.0, layers=(1,)), seed=0).train()
+    model.mixer.draw = lambda batch_size: fixed_plan([1, 2, 3, 0], 1.0)
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(out.logits, expected.logits)
+    torch.testing.assert_close(out.loss, expected.loss)  # HF's mean over the valid tokens
+    evaluated = model.eval()(input_ids=ids, attention_mask=mask, labels=labels)
+    assert torch.equal(evaluated.logits, expected.logits) and torch.equal(evaluated.loss, expected.loss)
+
+
+@pytest.mark.parametrize(
+    ("labels", "error", "match"),
+    [
+        (torch.zeros(4, 7), TypeError, r"token labels must be an integer tensor \(B, T\), got torch.float32"),
+        (torch.zeros(4, 6, dtype=torch.long), ValueError, r"one label per token, shape \(4, 7\), got \(4, 6\)"),
+        (torch.full((4, 7), 9), ValueError, r"token labels hold 9, outside \[0, num_classes=5\) and not ignore_index"),
+    ],
+)
+def test_bad_token_labels_are_refused_before_drawing(labels, error, match):
+    model = multimix.wrap(tiny_tagger(), HiddenMix(1.0, layers=(1,)), seed=0).train()
+    ids, mask, _ = tagged_batch()
+    state = model.mixer.generator.get_state()
+    with pytest.raises(error, match=match):
+        model(input_ids=ids, attention_mask=mask, labels=labels)
+    assert torch.equal(model.mixer.generator.get_state(), state)
+
+
+def test_a_token_classifier_mixes_hidden_states_only():
+    from multimix.image import Mixup
+
+    with pytest.raises(TypeError, match=r"labels every token: mix its hidden states with HiddenMix"):
+        multimix.wrap(tiny_tagger(), Mixup(1.0))
+    with pytest.raises(ValueError, match=r"labels every token and has no pooled representation"):
+        multimix.wrap(tiny_tagger(), HiddenMix(1.0, layers=("pooled",)))

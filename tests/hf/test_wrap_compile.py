@@ -1,0 +1,126 @@
+"""``torch.compile`` of a wrapped model adds no graph break to the model's own, and gives eager's losses.
+
+The plan and the mixing point are drawn on the host in the wrapper's call, a frame
+dynamo skips; the forward it calls (mixing, the model, the loss) is compiled whole, the
+hooks reading each step's plan as graph inputs. Counted with dynamo's own counters.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch._dynamo.testing import CompileCounter
+from torch._dynamo.utils import counters
+
+import multimix
+from multimix.image import CutMix, Mixup
+from multimix.text import HiddenMix
+
+transformers = pytest.importorskip("transformers")
+
+
+def vit() -> torch.nn.Module:
+    config = transformers.ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=2, intermediate_size=37, num_labels=3)  # fmt: skip
+    return transformers.ViTForImageClassification(config)
+
+
+def bert() -> torch.nn.Module:
+    config = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=37, num_labels=3, hidden_dropout_prob=0.0,
+                                     attention_probs_dropout_prob=0.0)  # fmt: skip
+    return transformers.BertForSequenceClassification(config)
+
+
+def cnn() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))  # fmt: skip
+
+
+def _inputs(kind: str) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 1, 2, 0])
+    if kind == "text":
+        mask = torch.ones(4, 7, dtype=torch.long)
+        mask[0, 4:] = 0
+        return {"input_ids": torch.randint(1, 50, (4, 7), generator=g), "attention_mask": mask, "labels": labels}
+    if kind == "pixels":
+        return {"pixel_values": torch.rand(4, 3, 16, 16, generator=g), "labels": labels}
+    return {"x": torch.rand(4, 3, 10, 10, generator=g), "labels": labels}
+
+
+CASES = [
+    ("vit+mixup", vit, lambda: Mixup(1.0), "pixels", None),
+    ("vit+cutmix", vit, lambda: CutMix(1.0), "pixels", None),
+    ("bert+hidden", bert, lambda: HiddenMix(1.0, layers=(1,)), "text", None),
+    ("bert+hidden-points", bert, lambda: HiddenMix(1.0, layers=(0, 2, "pooled")), "text", None),
+    ("cnn+manifold", cnn, lambda: HiddenMix(1.0, layers=[0, "1", "3"]), "plain", 3),
+]
+
+
+def _call(model: torch.nn.Module, inputs: dict[str, torch.Tensor]):
+    if "x" in inputs:
+        return model(inputs["x"], labels=inputs["labels"])
+    return model(**inputs)
+
+
+@pytest.mark.parametrize("fullgraph", [False, True])
+@pytest.mark.parametrize(("name", "make", "adapter", "kind", "num_classes"), CASES, ids=[c[0] for c in CASES])
+def test_compiled_wrapped_model_has_no_graph_break_and_gives_eagers_losses(name, make, adapter, kind, num_classes,
+                                                                          fullgraph):  # fmt: skip
+    torch.manual_seed(0)
+    base = make().train()
+    eager = multimix.wrap(base, adapter(), num_classes, seed=0).train()
+    twin = multimix.wrap(copy.deepcopy(base), adapter(), num_classes, seed=0).train()
+    torch._dynamo.reset()
+    counters.clear()
+    backend = CompileCounter()
+    compiled = torch.compile(twin, backend=backend, fullgraph=fullgraph)
+    inputs = _inputs(kind)
+    for _ in range(5):  # a new plan (and mixing point) at every step
+        expected = _call(eager, {k: v.clone() for k, v in inputs.items()})
+        got = _call(compiled, {k: v.clone() for k, v in inputs.items()})
+        torch.testing.assert_close(got.loss, expected.loss, atol=1e-5, rtol=1e-5)
+        got.loss.backward()
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    assert 1 <= backend.frame_count <= 4  # one graph per mixing point at most, never one per step
+
+
+def test_the_bare_models_compile_without_graph_breaks_too():
+    """The anchor: what a wrapped model is held to."""
+    for make, kind in ((vit, "pixels"), (bert, "text")):
+        torch._dynamo.reset()
+        counters.clear()
+        model = torch.compile(make().train(), backend=CompileCounter())
+        model(**_inputs(kind)).loss.backward()
+        assert sum(counters["graph_break"].values()) == 0
+
+
+def test_wrap_of_a_plain_module_needs_no_transformers():
+    """``multimix.wrap(nn.Sequential(...), HiddenMix(layers=[...]))`` works with transformers unimportable."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["transformers"] = None  # importing it raises ImportError
+        import torch, multimix
+        from multimix.text import HiddenMix
+        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        model = multimix.wrap(net, HiddenMix(1.0, layers=["1"]), 3, seed=0).train()
+        out = model(torch.randn(5, 4), labels=torch.tensor([0, 1, 2, 0, 1]))
+        out.loss.backward()
+        assert multimix.unwrap(model) is net and "multimix.hf" not in sys.modules
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_wrap_of_a_plain_module_needs_num_classes():
+    with pytest.raises(ValueError, match=r"num_classes is required to wrap Sequential .*wrap\(model, HiddenMix"):
+        multimix.wrap(cnn(), HiddenMix(1.0, layers=["1"]))
