@@ -3,6 +3,8 @@ code path at a tiny size), prints ms per step and the overhead against compiled 
 
 import csv
 import datetime
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,9 +12,10 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import _results  # the benchmarks import their helpers by name, as scripts
-import train_step
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _results  # noqa: E402  (the benchmarks import their helpers by name, as scripts)
+import train_step  # noqa: E402
 
 TINY = ["--compile", "reduce-overhead", "--backend", "aot_eager", "--batches", "4", "--size", "8", "--rounds", "2",
         "--steps", "1"]  # fmt: skip
@@ -66,3 +69,37 @@ def test_the_compiled_steps_do_not_sync_on_cuda():
     for step in steps.values():
         step()
     assert {name: train_step.sync_check(step) for name, step in steps.items()} == dict.fromkeys(steps, (0, "passed"))
+
+
+def gpu_checks(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """benchmarks/gpu_checks.sh with a stand-in python3 that writes its arguments to the step's log."""
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    fake = tmp_path / "bin" / "python3"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", **env}
+    return subprocess.run(["bash", "benchmarks/gpu_checks.sh", str(tmp_path / "out")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=env)  # fmt: skip
+
+
+@pytest.mark.parametrize(("device", "args"), [
+    ("cuda", "--device cuda --rounds 10"),
+    ("cpu", "--device cpu --backend aot_eager --batches 4 --size 8 --rounds 2 --steps 1 --no-csv"),
+])  # fmt: skip
+def test_gpu_checks_runs_the_steps_named_in_steps(tmp_path, device, args):
+    done = gpu_checks(tmp_path, DEVICE=device, STEPS="train-step-compiled train-step-autotune")
+    assert done.returncode == 0, done.stderr
+    logs = {path.name: path.read_text().splitlines() for path in (tmp_path / "out").glob("*.log")}
+    assert logs == {
+        "train-step-compiled.log": [f"benchmarks/train_step.py --compile reduce-overhead {args}", "exit status 0"],
+        "train-step-autotune.log": [f"benchmarks/train_step.py --compile max-autotune-no-cudagraphs {args}",
+                                    "exit status 0"],
+    }  # fmt: skip
+
+
+def test_gpu_checks_refuses_an_unknown_step_before_anything_runs(tmp_path):
+    done = gpu_checks(tmp_path, STEPS="gpu-tests compiled")
+    assert done.returncode == 2 and done.stdout == "" and not (tmp_path / "out").exists()
+    assert done.stderr.splitlines() == ["gpu_checks.sh: STEPS names an unknown step 'compiled'; choose from: gpu-tests "
+                                        "train-step-compiled adapters-224 adapters-32 train-step-adapters image-mix "
+                                        "train-step-autotune recipe-throughput"]  # fmt: skip
