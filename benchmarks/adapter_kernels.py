@@ -7,8 +7,8 @@ with box sides drawn as the adapters draw them before clipping at the border
 (ResizeMix: an even side of about tau of the image, tau = 0.1 + 0.7 lam; CutMix: area
 1 - lam; lam ~ U(0, 1)), so the printed ratios say what each way of doing an adapter's
 work costs against the copy that CutMix does. FMix's rows (per batch and per sample)
-take the masks FMix draws. "(used)" marks the write ``multimix.resizemix`` and
-``multimix.fmix`` run in their CPU loops (large samples on a CPU, in place).
+take the masks FMix draws. "(used)" marks the write ``multimix.image.resizemix`` and
+``multimix.image.fmix`` run in their CPU loops (large samples on a CPU, in place).
 """
 
 from __future__ import annotations

@@ -229,7 +229,7 @@ def reference_methods(device: torch.device) -> dict[str, Callable[[torch.Tensor,
     """Straightforward torch/NumPy versions of each method (OpenMixup's and the FMix paper's code paths)."""
     import torch.nn.functional as F
 
-    from multimix.image import fourier_noise
+    from multimix.image.fmix import fourier_noise
 
     def resizemix(x: torch.Tensor, y: torch.Tensor) -> None:  # OpenMixup: one box, the batch's partners resized in
         tau = 0.1 + np.random.beta(1.0, 1.0) * 0.7

@@ -53,7 +53,7 @@ __all__ = [  # noqa: RUF022 - MixupModel loads lazily
     "soft_targets",
 ]
 
-_SUBMODULES = ("audio", "collate", "hf", "image", "lightning", "manifold", "ranks", "specaugment", "text", "timm")
+_SUBMODULES = ("audio", "hf", "image", "lightning", "manifold", "ranks", "text", "timm")
 _FROM_HF = ("MixupModel",)
 
 

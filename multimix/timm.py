@@ -36,6 +36,7 @@ from multimix import image
 from multimix._checks import check_probability
 from multimix._timm_plans import TimmMixer
 from multimix._timm_samples import stack_samples
+from multimix.image.mixup_cutmix import check_minmax
 from multimix.targets import check_targets
 
 try:  # timm's PrefetchLoader forwards mixup_enabled only to an instance of its own class
@@ -124,7 +125,7 @@ class Mixup:
         prob = check_probability(prob, "prob")
         switch_prob = check_probability(switch_prob, "switch_prob")
         if cutmix_minmax is not None:
-            cutmix_minmax = image._check_minmax(cutmix_minmax, "cutmix_minmax")
+            cutmix_minmax = check_minmax(cutmix_minmax, "cutmix_minmax")
             cutmix_alpha = 1.0  # timm forces it: the boxes are drawn by size, not from lam
         adapters: list[Any] = []
         if mixup_alpha > 0:

@@ -61,7 +61,7 @@ def wrap(model: nn.Module, adapter: Adapter | Sequence[Adapter], num_classes: in
                 "from); pass the width of its logits, e.g. wrap(model, HiddenMix(1.0, layers=['layer3']), 10)"
             )
         return wrap_module(model, adapter, num_classes, **mixer_kwargs)
-    from multimix.hf import wrap_model
+    from multimix.hf.wrapper import wrap_model
 
     return wrap_model(model, adapter, num_classes, **mixer_kwargs)
 

@@ -113,7 +113,6 @@ def test_fit_temperature_errors(kwargs, error, match):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fit_temperature_on_cuda_matches_cpu():
     logits, labels = synthetic(0.4, n=5000)
     assert multimix.fit_temperature(logits.cuda(), labels.cuda()) == pytest.approx(

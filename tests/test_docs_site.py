@@ -56,7 +56,7 @@ def test_reference_documents_every_public_name_once():
         for name in importlib.import_module(module).__all__:
             assert f'heading: "{module}.{name}"' in page or f"## `{module}.{name}`" in page, f"{module}.{name}"
     # the lazily loaded adapters resolve to where they are defined; wrap is the top level's own (no transformers)
-    assert "::: multimix.fmix.FMix" in pages["reference/multimix.image.md"]
+    assert "::: multimix.image.fmix.FMix" in pages["reference/multimix.image.md"]
     assert "::: multimix.wrapping.wrap" in pages["reference/multimix.md"]
 
 

@@ -7,7 +7,7 @@ from conftest import looped
 import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = pytest.mark.gpu  # skipped without CUDA by tests/conftest.py
 
 
 @pytest.mark.parametrize("adapter_cls", [Mixup, CutMix])

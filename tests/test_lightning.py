@@ -168,7 +168,6 @@ def test_mixing_runs_on_meta_tensors_so_it_cannot_sync_a_device():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_step_sees_the_mixed_batch_on_the_gpu(tmp_path):
     module, callback = Recorder(), MixupCallback(multimix.Mixer(Mixup(1.0), NUM_CLASSES, per_sample=True, seed=3))
     trainer(tmp_path, callback, max_steps=2, accelerator="gpu").fit(module, loader())

@@ -136,7 +136,6 @@ def test_validate_reads_device_values_so_it_cannot_run_on_meta():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize(
     "make", [*IMAGE_ADAPTERS, *SPEC_ADAPTERS, lambda: WaveMix(1.0), lambda: WaveMix(1.0, label_weight="energy")]
 )

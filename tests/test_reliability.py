@@ -208,7 +208,7 @@ def test_set_epoch_reaches_persistent_workers(context):
 
 
 def test_pad_collate_works_in_spawned_workers():
-    from multimix.collate import PadCollate
+    from multimix.audio.collate import PadCollate
 
     clips = [(torch.randn(20 + 5 * i), i % 3) for i in range(8)]
     mixer = multimix.Mixer(WaveMix(1.0), num_classes=3, seed=0)

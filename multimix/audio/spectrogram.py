@@ -19,7 +19,7 @@ only needed for the front end, not by these adapters:
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -29,24 +29,9 @@ from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
-# PadCollate loads lazily from multimix.collate
-__all__ = ["Bands", "PadCollate", "SpecAugment", "SpecMix", "SpecMixup", "WaveMix", "logaddexp_mix"]  # noqa: F822
+__all__ = ["Bands", "SpecMix", "SpecMixup", "logaddexp_mix"]
 
-_AUDIO_INPUTS = ("input_values", "input_features")
-
-
-def __getattr__(name: str) -> Any:
-    """``PadCollate`` lives in :mod:`multimix.collate` (adapters never import the Mixer), ``SpecAugment``
-    (label-preserving masking, not a mixing adapter) in :mod:`multimix.specaugment`."""
-    if name == "PadCollate":
-        from multimix.collate import PadCollate
-
-        return PadCollate
-    if name == "SpecAugment":
-        from multimix.specaugment import SpecAugment
-
-        return SpecAugment
-    raise AttributeError(f"module 'multimix.audio' has no attribute {name!r}")
+AUDIO_INPUTS = ("input_values", "input_features")
 
 
 _DB = math.log(10.0) / 10.0  # x_dB * _DB = natural log of the power
@@ -79,7 +64,7 @@ def logaddexp_mix(a: torch.Tensor, b: torch.Tensor, lam: torch.Tensor, *, db: bo
     return (out.div_(scale) if db else out).to(a.dtype)
 
 
-def _time_view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def time_view(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A ``(B, T)`` mask as ``(B, 1, ..., T)`` to broadcast against ``like``."""
     return mask.view(mask.shape[0], *([1] * (like.dim() - 2)), mask.shape[1])
 
@@ -89,7 +74,7 @@ class _SpectrogramAdapter(Adapter):
     max_ndim = 4
     layout = "(B, F, T) or (B, C, F, T)"
     takes_lengths = True
-    hf_inputs = _AUDIO_INPUTS
+    hf_inputs = AUDIO_INPUTS
 
     def _set_time_axis(self, time_axis: int | None) -> None:
         if time_axis not in (None, -1, -2):
@@ -316,120 +301,3 @@ class SpecMix(_SpectrogramAdapter):
 
             mixed = apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
         return mixed
-
-
-class WaveMix(Adapter):
-    """Mix waveforms ``(B, T)`` or ``(B, C, T)``, with optional valid lengths.
-
-    Each source is silenced beyond its own length, so the padding of the shorter
-    never enters the mix, and the mixed item is valid over the longer of the two
-    (``out.lengths``). The label weight is chosen by ``label_weight``:
-
-    - ``"duration"`` (default): ``lam * n_i / (lam * n_i + (1 - lam) * n_j)`` with
-      ``n`` the valid lengths, so a short clip that is silent over most of the mix
-      does not claim lam of its label; equal to lam without lengths.
-    - ``"energy"``: each source's share of the energy it actually contributes,
-      ``lam**2 * E_i / (lam**2 * E_i + (1 - lam)**2 * E_j)`` over its valid samples
-      (RMS-aware, as torch-audiomentations' SNR mixing, but for labels).
-    - ``"lam"``: the drawn lam, as any other adapter.
-
-    Example:
-        >>> import multimix
-        >>> waves, lengths = torch.randn(3, 8000), torch.tensor([8000, 4000, 6000])
-        >>> out = multimix.Mixer(WaveMix(1.0), num_classes=3, per_sample=True, seed=0)(
-        ...     waves, torch.tensor([0, 1, 2]), lengths=lengths)
-        >>> bool((out.lengths >= lengths).all())
-        True
-    """
-
-    min_ndim = 2
-    max_ndim = 3
-    layout = "(B, T) or (B, C, T)"
-    takes_lengths = True
-    hf_inputs = _AUDIO_INPUTS
-    loop_min_numel = 1 << 12  # masking by lengths is cheaper as slices than as full-batch masks
-
-    def __init__(
-        self,
-        alpha: float = 1.0,
-        *,
-        label_weight: Literal["duration", "energy", "lam"] = "duration",
-        inplace: bool = True,
-    ) -> None:
-        super().__init__(alpha, inplace=inplace)
-        if label_weight not in ("duration", "energy", "lam"):
-            raise ValueError(f"label_weight must be 'duration', 'energy' or 'lam', got {label_weight!r}")
-        self.label_weight = label_weight
-
-    def _energies(self, x: torch.Tensor, valid: Validity | None, vectorized: bool) -> torch.Tensor:
-        """Energy of each item over its valid samples, ``(B,)`` float64 on ``x``'s device."""
-        if vectorized:
-            power = x.float().square()
-            if valid is not None:
-                power = power * _time_view(valid.mask, x)
-            return power.flatten(1).sum(dim=1, dtype=torch.float64)
-        energies = []
-        for i in range(x.shape[0]):
-            if valid is None:
-                row = x[i]
-            elif valid.lengths is not None:
-                row = x[i][..., : int(valid.lengths[i])]
-            else:
-                row = x[i][..., valid.mask[i]]
-            energies.append(float(torch.linalg.vector_norm(row, dtype=torch.float64)) ** 2)
-        return torch.tensor(energies, dtype=torch.float64)
-
-    def label_lam(self, x: torch.Tensor, plan: MixPlan, valid: Validity | None, vectorized: bool) -> torch.Tensor:
-        """The label weight of each item's own target under ``label_weight`` (computed before mixing)."""
-        if self.label_weight == "lam" or (self.label_weight == "duration" and valid is None):
-            return plan.lam
-        if self.label_weight == "duration":
-            size = valid.counts()
-            own, other = plan.lam * size, (1.0 - plan.lam) * size.index_select(0, plan.index)
-        else:
-            size = self._energies(x, valid, vectorized)
-            own, other = plan.lam.square() * size, (1.0 - plan.lam).square() * size.index_select(0, plan.index)
-        total = own + other
-        return torch.where(total > 0, own / total.clamp(min=1e-300), plan.lam)
-
-    def apply(
-        self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        inplace, vectorized = self.writes_inplace(x), self.vectorized(x)
-        if not plan.any_mixed:
-            return unchanged(x, inplace), plan.lam
-        label = self.label_lam(x, plan, valid, vectorized)
-        if vectorized:
-            silenced = x if valid is None else x * _time_view(valid.mask, x)
-            weight = row_view((1.0 - plan.lam).to(x.dtype), x)
-            mixed = torch.lerp(silenced, silenced.index_select(0, plan.index), weight)
-            return keep_unmixed(mixed, x, plan, inplace=inplace), label
-        lams, index = plan.lam.tolist(), plan.index.tolist()
-        if valid is None:
-
-            def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-                dst.lerp_(partner, 1.0 - lams[i])
-
-        elif valid.lengths is not None:  # prefix masks: slices, no temporaries
-            lengths = valid.lengths.tolist()
-
-            def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-                own, other = lengths[i], lengths[index[i]]
-                dst[..., own:].zero_()
-                dst.mul_(lams[i])
-                dst[..., :other].add_(partner[..., :other], alpha=1.0 - lams[i])
-
-        else:
-            mask = valid.mask.to(x.dtype)
-
-            def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-                dst.mul_(mask[i] * lams[i]).add_(partner * mask[index[i]], alpha=1.0 - lams[i])
-
-        return apply_rowwise(x, index, plan.mixed.tolist(), write, inplace=inplace), label
-
-    def label_shape(self, x: torch.Tensor) -> tuple[None]:
-        """Frame labels ``(B, T')`` or rows ``(B, T', C)`` of any frame count: a blend mixes every frame by lam."""
-        return (None,)
-
-    def __repr__(self) -> str:
-        return f"WaveMix(alpha={self.alpha!r}, label_weight={self.label_weight!r}, inplace={self.inplace!r})"

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from multimix.hf import MixupModel
+from multimix.hf.wrapper import MixupModel
 from multimix.mixer import Mixer
 from multimix.seeding import rank_seed
 

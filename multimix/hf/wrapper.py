@@ -37,7 +37,7 @@ except ImportError as error:  # pragma: no cover - exercised only without transf
     raise ImportError('multimix.hf needs transformers: pip install "transformers>=4.40" (or multimix[hf])') from error
 
 from multimix.adapter import Adapter
-from multimix.hf_hooks import (
+from multimix.hf.hooks import (
     LAST_TOKEN_HEAD,
     Site,
     Slot,
@@ -52,7 +52,7 @@ from multimix.mixer import Mixer
 from multimix.targets import check_targets, mixed_targets
 from multimix.text import POOLED, HiddenMix
 
-__all__ = ["MixupCallback", "MixupModel"]  # noqa: F822 - MixupCallback loads lazily from multimix.hf_callback
+__all__ = ["MixupModel", "wrap_model"]
 
 # Inputs that carry the batch; the first one given sets the batch size.
 _BATCH_INPUTS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "input_features")
@@ -478,12 +478,3 @@ def wrap_model(
     view = _view(model)
     view._setup(adapter, num_classes, **mixer_kwargs)
     return view
-
-
-def __getattr__(name: str) -> Any:
-    """``MixupCallback`` lives in :mod:`multimix.hf_callback` (it needs the wrapper defined first)."""
-    if name in ("MixupCallback", "MIXER_STATE_NAME"):
-        from multimix import hf_callback
-
-        return getattr(hf_callback, name)
-    raise AttributeError(f"module 'multimix.hf' has no attribute {name!r}")

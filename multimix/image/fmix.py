@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from multimix._checks import check_probability
 from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged, where_into
 from multimix.adapter import Adapter
-from multimix.image import _IMAGE_INPUTS, image_label_shape, region_labels
+from multimix.image.mixup_cutmix import _IMAGE_INPUTS, image_label_shape, region_labels
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 

@@ -1,4 +1,4 @@
-"""Image adapters: pixel mixup and CutMix on ``(B, C, H, W)`` (or video ``(B, C, T, H, W)``).
+"""Pixel mixup and CutMix on ``(B, C, H, W)`` (or video ``(B, C, T, H, W)``).
 
 Mixup (Zhang et al., ICLR 2018) blends whole images; CutMix (Yun et al., ICCV 2019)
 pastes a box of the partner. Both write into the input batch by default, which is
@@ -19,18 +19,7 @@ from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
-__all__ = [  # noqa: F822 - the mask-based adapters load lazily, see __getattr__
-    "Boxes",
-    "CutMix",
-    "FMix",
-    "Mixup",
-    "ResizeMix",
-    "SaliencyMix",
-    "box_masks",
-    "fourier_noise",
-    "saliency_peaks",
-    "sample_boxes",
-]
+__all__ = ["Boxes", "CutMix", "Mixup", "box_masks", "sample_boxes"]
 
 _IMAGE_INPUTS = ("pixel_values",)
 
@@ -119,7 +108,7 @@ def sample_boxes(
     check_positive_int(width, "width")
     check_generator(generator)
     if minmax is not None:
-        return _minmax_boxes(lam.shape[0], height, width, _check_minmax(minmax), generator)
+        return _minmax_boxes(lam.shape[0], height, width, check_minmax(minmax), generator)
     return _centred_boxes(lam.double().numpy(), height, width, generator)
 
 
@@ -137,7 +126,7 @@ def _centred_boxes(
     return torch.from_numpy(boxes), torch.from_numpy(1.0 - area / (height * width))
 
 
-def _check_minmax(minmax: object, name: str = "minmax") -> tuple[float, float]:
+def check_minmax(minmax: object, name: str = "minmax") -> tuple[float, float]:
     """``(low, high)`` box side ratios with ``0 <= low <= high <= 1``, else a ValueError naming the value."""
     ok = isinstance(minmax, (tuple, list)) and len(minmax) == 2
     ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in minmax)
@@ -244,7 +233,7 @@ class CutMix(Adapter):
         super().__init__(alpha, inplace=inplace)
         if not isinstance(correct_lam, bool):
             raise TypeError(f"correct_lam must be a bool, got {type(correct_lam).__name__} {correct_lam!r}")
-        self.minmax = None if minmax is None else _check_minmax(minmax)
+        self.minmax = None if minmax is None else check_minmax(minmax)
         if self.minmax is not None and not correct_lam:
             raise ValueError(
                 "correct_lam=False keeps the drawn lam, but with minmax the box is not drawn from lam: its area "
@@ -299,16 +288,3 @@ class CutMix(Adapter):
         extra = "" if self.minmax is None else f", minmax={self.minmax!r}"
         extra += "" if self.correct_lam else ", correct_lam=False"
         return f"CutMix(alpha={self.alpha!r}{extra}, inplace={self.inplace!r})"
-
-
-_ELSEWHERE = {"ResizeMix": "resizemix", "FMix": "fmix", "fourier_noise": "fmix", "SaliencyMix": "saliencymix",
-              "saliency_peaks": "saliencymix"}  # fmt: skip
-
-
-def __getattr__(name: str) -> object:
-    """The mask-based adapters live one per module (``multimix.fmix``, ...) and load on first use."""
-    if name in _ELSEWHERE:
-        import importlib
-
-        return getattr(importlib.import_module(f"multimix.{_ELSEWHERE[name]}"), name)
-    raise AttributeError(f"module 'multimix.image' has no attribute {name!r}")

@@ -27,8 +27,7 @@ import torchaudio
 from torch import nn
 
 import multimix
-from multimix.audio import SpecMix, SpecMixup, WaveMix
-from multimix.specaugment import Masks, SpecAugment
+from multimix.audio import Masks, SpecAugment, SpecMix, SpecMixup, WaveMix
 from multimix_recipes import data_file, models
 from multimix_recipes.data import (
     TensorData,

@@ -9,7 +9,8 @@ from conftest import fixed_plan
 from torch import nn
 
 import multimix
-from multimix.audio import Bands, SpecMix, SpecMixup, WaveMix
+from multimix.audio import SpecMix, SpecMixup, WaveMix
+from multimix.audio.spectrogram import Bands
 
 C, FREQ, T = 3, 8, 20
 

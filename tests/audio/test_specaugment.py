@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import multimix
 from multimix.audio import SpecAugment, SpecMix
-from multimix.specaugment import Masks, draw_bands
+from multimix.audio.specaugment import Masks, draw_bands
 
 
 def bands_by_hand(batch, size, count, width, g):

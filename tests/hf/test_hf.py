@@ -8,37 +8,14 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 from conftest import fixed_plan  # noqa: E402
-from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: E402
+from tiny_models import ENCODER_CASES as CASES  # noqa: E402
+from tiny_models import ENCODER_COMMON as COMMON  # noqa: E402
+from tiny_models import encoder as tiny  # noqa: E402
 
 import multimix  # noqa: E402
 from multimix.audio import SpecMixup, WaveMix  # noqa: E402
 from multimix.image import FMix, Mixup, ResizeMix, SaliencyMix  # noqa: E402
 from multimix.text import HiddenMix  # noqa: E402
-
-COMMON = dict(
-    hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64, vocab_size=100,
-    max_position_embeddings=64, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-)  # fmt: skip
-ARCHITECTURES = {
-    "bert": {},
-    "roberta": {},
-    "xlm-roberta": {},
-    "electra": dict(embedding_size=32),
-    "distilbert": dict(dim=32, n_layers=3, n_heads=4, hidden_dim=64, dropout=0.0, attention_dropout=0.0,
-                       seq_classif_dropout=0.0),
-    "deberta-v2": dict(pooler_dropout=0.0),
-    "modernbert": dict(global_attn_every_n_layers=2, local_attention=4, pad_token_id=0, classifier_pooling="mean",
-                       embedding_dropout=0.0, mlp_dropout=0.0, attention_dropout=0.0, classifier_dropout=0.0),
-}  # fmt: skip
-CASES = [(name, impl) for name in ARCHITECTURES for impl in ("eager", "sdpa") if (name, impl) != ("deberta-v2", "sdpa")]
-
-
-def tiny(name: str, impl: str = "eager", **overrides):
-    torch.manual_seed(0)
-    config = AutoConfig.for_model(name, **{**COMMON, **ARCHITECTURES[name], **overrides})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return AutoModelForSequenceClassification.from_config(config, attn_implementation=impl)
 
 
 def text_batch():
@@ -199,7 +176,7 @@ def test_save_pretrained_loads_into_the_plain_class(tmp_path):
     base = tiny("bert")
     model = multimix.wrap(base, HiddenMix(1.0))
     model.save_pretrained(tmp_path)
-    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    loaded = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     ids, mask, _ = text_batch()
     expected = base.eval()(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(loaded(input_ids=ids, attention_mask=mask).logits, expected)
@@ -370,7 +347,7 @@ def test_real_minilm_offline(monkeypatch):
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        base = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+        base = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     batch = tokenizer(["a gripping, beautifully shot film", "dull", "not bad at all", "a mess"], padding=True,
                       return_tensors="pt")  # fmt: skip
     labels = torch.tensor([1, 0, 1, 0])
@@ -428,7 +405,6 @@ def test_raw_audio_model_mixes_input_values_and_unites_the_attention_mask():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_wrap_on_cuda_in_bf16_autocast():
     base = tiny("bert").cuda()
     ids, mask, labels = (t.cuda() for t in text_batch())

@@ -1,32 +1,17 @@
 """multimix.wrap on decoder-only classifiers (GPT-2, Llama, Qwen2): causal masks, padding, last-token pooling, PEFT."""
 
-import warnings
 
 import pytest
 import torch
 from conftest import fixed_plan
 
 transformers = pytest.importorskip("transformers")
+from tiny_models import DECODERS  # noqa: E402
+from tiny_models import decoder as tiny  # noqa: E402
+
 import multimix  # noqa: E402
-from multimix.hf_hooks import last_tokens  # noqa: E402
+from multimix.hf.hooks import last_tokens  # noqa: E402
 from multimix.text import HiddenMix  # noqa: E402
-
-SMALL = dict(vocab_size=100, num_labels=3, pad_token_id=0)
-CONFIGS = {
-    "gpt2": lambda: transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=32, resid_pdrop=0.0,
-                                            embd_pdrop=0.0, attn_pdrop=0.0, **SMALL),
-    "llama": lambda: transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                              num_attention_heads=4, num_key_value_heads=2, **SMALL),
-    "qwen2": lambda: transformers.Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                              num_attention_heads=4, num_key_value_heads=2, **SMALL),
-}  # fmt: skip
-
-
-def tiny(name: str, impl: str = "eager"):
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return transformers.AutoModelForSequenceClassification.from_config(CONFIGS[name](), attn_implementation=impl)
 
 
 def batch():
@@ -43,7 +28,7 @@ def with_plan(model, plan):
     return model
 
 
-CASES = [(name, impl) for name in CONFIGS for impl in ("eager", "sdpa")]
+CASES = [(name, impl) for name in DECODERS for impl in ("eager", "sdpa")]
 
 
 @pytest.mark.parametrize(("name", "impl"), CASES)

@@ -7,8 +7,6 @@ sum(w_a [y_a valid] + w_b [y_b valid])``, each side weighted where its label is 
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 from conftest import fixed_plan
@@ -17,17 +15,9 @@ import multimix
 from multimix.text import HiddenMix
 
 transformers = pytest.importorskip("transformers")
+from tiny_models import tagger  # noqa: E402
+
 C = 5
-
-
-def tiny_tagger() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=37, num_labels=C, hidden_dropout_prob=0.0,
-                                     attention_probs_dropout_prob=0.0)  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return transformers.BertForTokenClassification(config)
 
 
 def tagged_batch():
@@ -62,7 +52,7 @@ def reference_loss(logits, labels, index, lam, label_mode="lerp"):
 @pytest.mark.parametrize("label_mode", ["lerp", "dominant"])
 @pytest.mark.parametrize("point", [0, 1, 2])
 def test_the_loss_weighs_each_side_where_its_label_is_valid(point, label_mode):
-    base = tiny_tagger()
+    base = tagger(C)
     ids, mask, labels = tagged_batch()
     model = multimix.wrap(base, HiddenMix(1.0, layers=(point,)), label_mode=label_mode, seed=0).train()
     plan = fixed_plan([1, 2, 3, 0], [0.7, 0.4, 0.55, 0.2])
@@ -76,7 +66,7 @@ def test_the_loss_weighs_each_side_where_its_label_is_valid(point, label_mode):
 
 
 def test_unmixed_step_is_the_base_models_own_token_loss_and_eval_is_the_base():
-    base = tiny_tagger()
+    base = tagger(C)
     ids, mask, labels = tagged_batch()
     expected = base.eval()(input_ids=ids, attention_mask=mask, labels=labels)
     model = multimix.wrap(base, HiddenMix(1.0, layers=(1,)), seed=0).train()
@@ -97,7 +87,7 @@ def test_unmixed_step_is_the_base_models_own_token_loss_and_eval_is_the_base():
     ],
 )
 def test_bad_token_labels_are_refused_before_drawing(labels, error, match):
-    model = multimix.wrap(tiny_tagger(), HiddenMix(1.0, layers=(1,)), seed=0).train()
+    model = multimix.wrap(tagger(C), HiddenMix(1.0, layers=(1,)), seed=0).train()
     ids, mask, _ = tagged_batch()
     state = model.mixer.generator.get_state()
     with pytest.raises(error, match=match):
@@ -109,6 +99,6 @@ def test_a_token_classifier_mixes_hidden_states_only():
     from multimix.image import Mixup
 
     with pytest.raises(TypeError, match=r"labels every token: mix its hidden states with HiddenMix"):
-        multimix.wrap(tiny_tagger(), Mixup(1.0))
+        multimix.wrap(tagger(C), Mixup(1.0))
     with pytest.raises(ValueError, match=r"labels every token and has no pooled representation"):
-        multimix.wrap(tiny_tagger(), HiddenMix(1.0, layers=("pooled",)))
+        multimix.wrap(tagger(C), HiddenMix(1.0, layers=("pooled",)))

@@ -8,6 +8,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
+from tiny_models import vit  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForAudioClassification,
     AutoModelForImageClassification,
@@ -29,14 +30,6 @@ def bert():
         max_position_embeddings=32, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
     return transformers.BertForSequenceClassification(config)
-
-
-def vit():
-    config = transformers.ViTConfig(
-        image_size=8, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
-    return transformers.ViTForImageClassification(config)
 
 
 def ast():

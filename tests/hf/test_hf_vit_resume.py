@@ -12,18 +12,11 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from tiny_models import vit  # noqa: E402
+
 import multimix  # noqa: E402
 from multimix.hf import MixupCallback  # noqa: E402
 from multimix.image import Mixup  # noqa: E402
-
-
-def vit():
-    config = transformers.ViTConfig(
-        image_size=8, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return transformers.ViTForImageClassification(config)
 
 
 def run(model, out, resume=None) -> list[float]:

@@ -22,19 +22,7 @@ from multimix.image import CutMix, Mixup
 from multimix.text import HiddenMix
 
 transformers = pytest.importorskip("transformers")
-
-
-def vit() -> torch.nn.Module:
-    config = transformers.ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=2, intermediate_size=37, num_labels=3)  # fmt: skip
-    return transformers.ViTForImageClassification(config)
-
-
-def bert() -> torch.nn.Module:
-    config = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=37, num_labels=3, hidden_dropout_prob=0.0,
-                                     attention_probs_dropout_prob=0.0)  # fmt: skip
-    return transformers.BertForSequenceClassification(config)
+from tiny_models import encoder, vit  # noqa: E402
 
 
 def cnn() -> torch.nn.Module:
@@ -50,15 +38,15 @@ def _inputs(kind: str) -> dict[str, torch.Tensor]:
         mask[0, 4:] = 0
         return {"input_ids": torch.randint(1, 50, (4, 7), generator=g), "attention_mask": mask, "labels": labels}
     if kind == "pixels":
-        return {"pixel_values": torch.rand(4, 3, 16, 16, generator=g), "labels": labels}
+        return {"pixel_values": torch.rand(4, 3, 8, 8, generator=g), "labels": labels}
     return {"x": torch.rand(4, 3, 10, 10, generator=g), "labels": labels}
 
 
 CASES = [
     ("vit+mixup", vit, lambda: Mixup(1.0), "pixels", None),
     ("vit+cutmix", vit, lambda: CutMix(1.0), "pixels", None),
-    ("bert+hidden", bert, lambda: HiddenMix(1.0, layers=(1,)), "text", None),
-    ("bert+hidden-points", bert, lambda: HiddenMix(1.0, layers=(0, 2, "pooled")), "text", None),
+    ("bert+hidden", encoder, lambda: HiddenMix(1.0, layers=(1,)), "text", None),
+    ("bert+hidden-points", encoder, lambda: HiddenMix(1.0, layers=(0, 2, "pooled")), "text", None),
     ("cnn+manifold", cnn, lambda: HiddenMix(1.0, layers=[0, "1", "3"]), "plain", 3),
 ]
 
@@ -93,7 +81,7 @@ def test_compiled_wrapped_model_has_no_graph_break_and_gives_eagers_losses(name,
 
 def test_the_bare_models_compile_without_graph_breaks_too():
     """The anchor: what a wrapped model is held to."""
-    for make, kind in ((vit, "pixels"), (bert, "text")):
+    for make, kind in ((vit, "pixels"), (encoder, "text")):
         torch._dynamo.reset()
         counters.clear()
         model = torch.compile(make().train(), backend=CompileCounter())

@@ -5,6 +5,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from tiny_models import vit  # noqa: E402
+
 import multimix  # noqa: E402
 from multimix.image import CutMix, Mixup  # noqa: E402
 from multimix.text import HiddenMix  # noqa: E402
@@ -18,15 +20,6 @@ BERT = dict(
 def bert():
     torch.manual_seed(0)
     return transformers.BertForSequenceClassification(transformers.BertConfig(**BERT))
-
-
-def vit():
-    torch.manual_seed(0)
-    config = transformers.ViTConfig(
-        image_size=8, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
-    return transformers.ViTForImageClassification(config)
 
 
 def test_soft_labels_in_eval_do_not_switch_the_head_to_multi_label():

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from torchvision.transforms import v2
 
 import multimix
-from multimix.image import Boxes, CutMix, Mixup, sample_boxes
+from multimix.image import CutMix, Mixup, sample_boxes
+from multimix.image.mixup_cutmix import Boxes
 from multimix.targets import mix_targets, soft_targets
 
 

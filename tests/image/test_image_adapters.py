@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import multimix
-from multimix.fmix import _device_generator, _thresholds
-from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix, fourier_noise, saliency_peaks
+from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
+from multimix.image.fmix import _device_generator, _thresholds, fourier_noise
+from multimix.image.saliencymix import saliency_peaks
 
 ADAPTERS = [ResizeMix, FMix, SaliencyMix]
 AS_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # each element size's integer type

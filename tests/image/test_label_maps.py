@@ -8,7 +8,8 @@ from conftest import fixed_plan, looped
 from torch import nn
 
 import multimix
-from multimix.image import Boxes, CutMix, FMix, Mixup, ResizeMix, SaliencyMix
+from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
+from multimix.image.mixup_cutmix import Boxes
 from multimix.switch import Switch
 
 C, IGNORE = 5, 255

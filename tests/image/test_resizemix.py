@@ -7,7 +7,7 @@ from adapter_cases import PLAN, images, run
 from conftest import fixed_plan, looped, vectorised
 
 from multimix.image import ResizeMix
-from multimix.resizemix import Resized, _source_maps
+from multimix.image.resizemix import Resized, _source_maps
 
 
 @pytest.mark.parametrize("path", [looped, vectorised])

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import multimix
+from multimix.audio.specaugment import SpecAugment
 from multimix.cli import main
-from multimix.specaugment import SpecAugment
 from multimix_recipes import checkpoint, optim
 from multimix_recipes.config import resolve
 

@@ -5,11 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from multimix.cli import main
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = pytest.mark.gpu  # skipped without CUDA by tests/conftest.py
 
 WORDS = ["the", "a", "of", "and", "to", "is", "it", "this", "that", "film", "movie", "good", "bad", "great", "not"]
 
