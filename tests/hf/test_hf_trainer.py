@@ -195,3 +195,25 @@ def test_label_smoothing_factor_is_refused_with_the_fix(tmp_path):
 def test_callback_errors():
     with pytest.raises(ValueError, match=r"found no model made by multimix.wrap.*BertForSequenceClassification"):
         MixupCallback(bert())
+
+
+@pytest.mark.parametrize("kind", ["text", pytest.param("image", marks=pytest.mark.slow)])
+def test_trainer_with_torch_compile_adds_no_graph_break(tmp_path, kind):
+    """``TrainingArguments(torch_compile=True)`` compiles the wrapped model; its train forward has no graph break
+    and the Trainer's losses are the eager run's."""
+    from torch._dynamo.utils import counters
+
+    losses = {}
+    for compiled in (False, True):
+        _, model, _ = build(kind)
+        torch._dynamo.reset()
+        counters.clear()
+        options = {"torch_compile": True, "torch_compile_backend": "aot_eager"} if compiled else {}
+        trainer = Trainer(model=model, args=arguments(tmp_path / str(compiled), save_steps=100, **options),
+                          train_dataset=samples(kind))  # fmt: skip
+        trainer.train()
+        losses[compiled] = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        if compiled:
+            assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+            assert counters["stats"]["unique_graphs"] >= 1  # the model really went through dynamo
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
