@@ -101,7 +101,7 @@ def main() -> None:
 
     def two_pass_step():
         index = torch.randperm(args.batch, generator=g).to(device)
-        lam = multimix.plan.sample_beta(1.0, args.batch, g).float().to(device)
+        lam = multimix.beta.sample_beta(1.0, args.batch, g).float().to(device)
         logits = two_pass_logits(base, batch["input_ids"], batch["attention_mask"].bool(), index, lam, args.layer)
         rows = torch.eye(2, device=device)[labels]
         targets = lam[:, None] * rows + (1 - lam[:, None]) * rows[index]

@@ -16,7 +16,7 @@ import torch
 from multimix.mixer import Mixer
 from multimix.plan import MixPlan, draw_plan, identity_plan
 
-__all__ = ["TimmMixer"]
+__all__: list[str] = []
 
 
 class TimmMixer(Mixer):

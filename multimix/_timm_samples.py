@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-__all__ = ["stack_samples"]
+__all__: list[str] = []
 
 
 def _image(sample: object, i: int) -> torch.Tensor | np.ndarray:

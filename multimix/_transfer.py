@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils import _pytree as pytree
 
-__all__ = ["to_device"]
+__all__: list[str] = []
 
 _ALIGN = 8  # every chunk starts on an 8-byte boundary, so it can be viewed as any dtype
 

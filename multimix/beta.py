@@ -16,7 +16,7 @@ import torch
 
 from multimix._checks import check_alpha, check_generator, check_positive_int
 
-__all__ = ["beta_values", "sample_beta"]
+__all__ = ["sample_beta"]
 
 _SMALL = 8  # up to this many Gamma variates, plain floats cost less host time than NumPy calls
 

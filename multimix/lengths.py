@@ -15,7 +15,7 @@ import torch
 from multimix._checks import check_tensor, device_assert, reads_values
 from multimix.plan import MixPlan
 
-__all__ = ["Validity", "check_lengths"]
+__all__: list[str] = []
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ import torch
 
 from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability
 from multimix._transfer import to_device
-from multimix.beta import beta_values, sample_beta
+from multimix.beta import beta_values
 
-__all__ = ["MixPlan", "draw_plan", "identity_plan", "sample_beta"]
+__all__ = ["MixPlan", "draw_plan", "identity_plan"]
 
 SWITCHES = ("batch", "sample")
 

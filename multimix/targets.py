@@ -22,19 +22,7 @@ import torch
 from multimix._checks import check_positive_int, check_probability, check_tensor, device_assert, reads_values
 from multimix.plan import MixPlan
 
-__all__ = [
-    "LABEL_MODES",
-    "LabelMix",
-    "check_label_mode",
-    "check_targets",
-    "label_weights",
-    "mix_targets",
-    "mixed_maps",
-    "mixed_targets",
-    "smoothed_rows",
-    "soft_targets",
-    "target_kind",
-]
+__all__ = ["label_weights", "mix_targets", "soft_targets"]
 
 LABEL_MODES = ("lerp", "union", "original", "dominant")
 

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from multimix.plan import draw_plan, identity_plan, sample_beta
+from multimix.beta import sample_beta
+from multimix.plan import draw_plan, identity_plan
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.2, 1.0, 4.0, 50.0])

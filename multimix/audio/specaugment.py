@@ -20,7 +20,7 @@ from multimix._checks import check_float_tensor, check_generator, check_writable
 from multimix._transfer import to_device
 from multimix.mixer import MixedBatch
 
-__all__ = ["Masks", "SpecAugment", "draw_bands"]
+__all__ = ["Masks", "SpecAugment"]
 
 
 class Masks(NamedTuple):

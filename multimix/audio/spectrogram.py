@@ -29,7 +29,7 @@ from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
-__all__ = ["Bands", "SpecMix", "SpecMixup", "logaddexp_mix"]
+__all__ = ["SpecMix", "SpecMixup", "logaddexp_mix"]
 
 AUDIO_INPUTS = ("input_values", "input_features")
 

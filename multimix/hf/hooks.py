@@ -24,8 +24,7 @@ from multimix.adapter import Adapter
 from multimix.plan import MixPlan
 from multimix.text import POOLED
 
-__all__ = ["Site", "Slot", "Step", "find_encoder_layers", "last_tokens", "mask_arguments", "register", "union_mask",
-           "unregister"]
+__all__: list[str] = []  # used by multimix.hf.wrapper; not part of the public API
 
 SUPPORTED = (
     "BERT, RoBERTa, XLM-RoBERTa, DistilBERT, DeBERTa-v2/v3, ELECTRA, ModernBERT, GPT-2, Llama, Qwen2 (any model "

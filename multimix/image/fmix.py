@@ -17,7 +17,7 @@ from multimix.image.mixup_cutmix import _IMAGE_INPUTS, image_label_shape, region
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
-__all__ = ["FMix", "Fourier", "fourier_noise"]
+__all__ = ["FMix"]
 
 
 def fourier_noise(count: int, height: int, width: int, decay_power: float, generator: torch.Generator | None,

@@ -19,7 +19,7 @@ from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
-__all__ = ["Boxes", "CutMix", "Mixup", "box_masks", "sample_boxes"]
+__all__ = ["CutMix", "Mixup", "sample_boxes"]
 
 _IMAGE_INPUTS = ("pixel_values",)
 

@@ -14,7 +14,7 @@ from multimix.image.mixup_cutmix import _IMAGE_INPUTS, image_label_shape, kept_w
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
-__all__ = ["ResizeMix", "Resized"]
+__all__ = ["ResizeMix"]
 
 
 class Resized(NamedTuple):

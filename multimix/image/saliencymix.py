@@ -15,7 +15,7 @@ from multimix.image.mixup_cutmix import _IMAGE_INPUTS, box_masks, image_label_sh
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
-__all__ = ["Halves", "SaliencyMix", "saliency_peaks"]
+__all__ = ["SaliencyMix"]
 
 
 def _cells(height: int, width: int, grid: int) -> tuple[int, int, int, int]:
