@@ -62,8 +62,8 @@ class Mixer:
         switch: with a list of adapters, ``"batch"`` (default) chooses one adapter per
             batch; ``"sample"`` chooses one per sample (timm's ``mode="elem"``), each
             sample's lam drawn from its adapter's alpha; it needs ``per_sample=True``.
-            Every adapter mixes its own samples in a sub-batch gathered before any
-            write, so each sample reads its partner's original value (see
+            The list becomes one :class:`~multimix.switch.Switch` adapter; each sample
+            reads its partner's original value whatever the partner chose (see
             docs/integrations.md, "timm", for the cost).
         label_smoothing: folded into the targets (timm's on/off values).
         label_mode: how lam weighs a mixed sample's two label sets (docs/targets.md):

@@ -216,3 +216,18 @@ def test_adapter_argument_errors():
     with pytest.raises(ValueError, match=r"alpha must be finite and > 0"):
         adapter.alpha = 0
     assert adapter.alpha == 1.0
+
+
+def test_bf16_mixup_labels_the_lam_it_applied():
+    """In bfloat16 the partner's weight 1 - lam is rounded before the blend: the label follows the rounded weight."""
+    x = torch.rand(8, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    mixer = multimix.Mixer(Mixup(1.0, inplace=False), num_classes=4, per_sample=True, seed=0)
+    out = mixer(x.bfloat16(), torch.arange(8) % 4)
+    drawn = out.plan.lam
+    applied = 1.0 - (1.0 - drawn).to(torch.bfloat16).double()
+    assert torch.equal(out.lam, applied.float())
+    assert (applied - drawn).abs().max() > 1e-4  # bf16 rounding: the drawn lam would be off by this much
+    partner = x.bfloat16().double()[out.index]
+    want = x.bfloat16().double() + (1.0 - applied).view(-1, 1, 1, 1) * (partner - x.bfloat16().double())
+    torch.testing.assert_close(out.inputs.double(), want, atol=1e-2, rtol=0)  # bf16 output rounding only
+    torch.testing.assert_close(out.targets.sum(1), torch.ones(8))
