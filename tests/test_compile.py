@@ -190,3 +190,21 @@ def test_label_maps_trace_whole_with_the_pixels(name, mode):
         plan = mixer.plan_for(x, maps)
         eager, traced = step(x.clone(), maps, plan), compiled(x.clone(), maps, plan)
         assert torch.equal(traced[0], eager[0]) and torch.equal(traced[1], eager[1])
+
+
+def test_dict_batches_trace_whole():
+    """A dict-built mixer (one plan for several fields) is captured whole too, and equals eager."""
+    mixer = multimix.Mixer({"pixel_values": CutMix(1.0), "depth": Mixup(1.0)}, num_classes=5, per_sample=True,
+                           seed=4)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    batch = {"pixel_values": torch.rand(B, 3, 12, 10, generator=g), "depth": torch.rand(B, 1, 12, 10, generator=g),
+             "labels": torch.randint(0, 5, (B,), generator=g)}  # fmt: skip
+    torch._dynamo.reset()
+    compiled = torch.compile(mixer.apply, fullgraph=True, backend="eager")
+    for _ in range(2):
+        plan = mixer.plan_for(batch)
+        eager = mixer.apply({k: v.clone() for k, v in batch.items()}, None, plan)
+        traced = compiled({k: v.clone() for k, v in batch.items()}, None, plan)
+        for field in ("pixel_values", "depth"):
+            torch.testing.assert_close(traced.inputs[field], eager.inputs[field], rtol=0, atol=0)
+        torch.testing.assert_close(traced.targets, eager.targets, rtol=0, atol=0)
