@@ -20,7 +20,9 @@ from multimix.manifold import ManifoldModel, wrap_module
 __all__ = ["unwrap", "wrap"]
 
 
-def wrap(model: nn.Module, adapter: Adapter | Sequence[Adapter], num_classes: int | None = None, **mixer_kwargs: Any):
+def wrap(
+    model: nn.Module, adapter: Adapter | Sequence[Adapter], num_classes: int | None = None, **mixer_kwargs: Any
+) -> nn.Module:
     """Make an unmodified classifier train on mixed inputs or hidden states; eval mode is exactly ``model``.
 
     Args:
