@@ -22,13 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["AUTO_MIN_STEPS", "SplitLoss", "build_step", "check_backend", "compile_wanted", "stand_in"]
+__all__ = ["AUTO_MIN_STEPS", "SplitLoss", "build_step", "check_backend", "check_compile", "compile_wanted", "stand_in"]
 
 # compile: auto compiles a CUDA run of at least this many optimizer steps: compiling PreAct ResNet-18's
 # step takes about a minute, paid back over thousands of steps (benchmarks/recipe_throughput.py prints
 # the break-even step count of a card).
 AUTO_MIN_STEPS = 10_000
 CHOICES = ("auto", "true", "false")
+COMMON_BACKENDS = ("inductor", "aot_eager", "eager")  # always registered by torch.compile
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,9 @@ def stand_in(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = 
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def compile_wanted(value: Any, device: torch.device, total_steps: int, split: bool) -> bool:
-    """Whether the run compiles: ``true``, ``false``, or ``auto`` (a CUDA run of a :class:`SplitLoss`
-    with at least :data:`AUTO_MIN_STEPS` optimizer steps: the CPU default stays eager).
+def check_compile(value: Any) -> str:
+    """``value`` of the ``compile`` key as ``auto``, ``true`` or ``false``, in any case (``--set compile=true``
+    arrives as ``"True"``: the key's default is a string).
 
     Raises:
         ValueError: a value other than auto, true or false, naming the key and the fix.
@@ -71,13 +72,30 @@ def compile_wanted(value: Any, device: torch.device, total_steps: int, split: bo
     choice = str(value).lower()
     if choice not in CHOICES:
         raise ValueError(f"compile must be one of {list(CHOICES)}, got {value!r}; e.g. --set compile=true")
+    return choice
+
+
+def compile_wanted(value: Any, device: torch.device, total_steps: int, split: bool) -> bool:
+    """Whether the run compiles: ``true``, ``false``, or ``auto`` (a CUDA run of a :class:`SplitLoss`
+    with at least :data:`AUTO_MIN_STEPS` optimizer steps: the CPU default stays eager).
+
+    Raises:
+        ValueError: a value other than auto, true or false (:func:`check_compile`).
+    """
+    choice = check_compile(value)
     if choice == "auto":
         return split and device.type == "cuda" and total_steps >= AUTO_MIN_STEPS
     return choice == "true"
 
 
 def check_backend(name: Any) -> str:
-    """``name`` if torch.compile knows the backend (``inductor``; ``aot_eager`` and ``eager`` to debug)."""
+    """``name`` if torch.compile knows the backend (``inductor``; ``aot_eager`` and ``eager`` to debug).
+
+    The common names pass without asking torch (listing the backends imports ``torch._dynamo``,
+    about a second, which resolving a configuration should not pay).
+    """
+    if name in COMMON_BACKENDS:
+        return name
     known = torch.compiler.list_backends(exclude_tags=())
     if name not in known:
         raise ValueError(f"compile_backend must be one of {sorted(known)}, got {name!r}; "

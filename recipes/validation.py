@@ -193,6 +193,15 @@ def validate(recipe: str, config: dict[str, Any], defaults: dict[str, Any]) -> N
         _fail("layers", "a non-empty list of encoder layers >= 0", layers, {"layers": "[3,4,5]"})
     if recipe == "speech":
         _check_speech(config, defaults)
+    _check_compile(config)
+
+
+def _check_compile(config: dict[str, Any]) -> None:
+    """``compile`` (auto/true/false, any case) and ``compile_backend``, refused before config.yaml is written."""
+    from multimix_recipes.step import check_backend, check_compile  # imports torch: only once a config resolves
+
+    check_compile(config["compile"])
+    check_backend(config["compile_backend"])
 
 
 def no_effect(config: dict[str, Any], given: set[str]) -> list[str]:

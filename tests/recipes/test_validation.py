@@ -163,6 +163,10 @@ def test_no_warning_for_defaults_settings_that_apply_or_a_saved_config(warnings_
         (["run", "speech", "--set", "sample_rate=50"], r"multimix: error: sample_rate must be in 1000..384000"),
         (["run", "image", "--set", "gamma=-1"], r"multimix: error: gamma must be finite and in \(0, 1\]"),
         (["run", "image", "--set", "epoch=3"], r"multimix: error: command line: unknown key.*did you mean 'epochs'\?"),
+        (["run", "image", "--set", "compile=sometimes"], r"multimix: error: compile must be one of \['auto', 'true', "
+                                                        r"'false'\], got 'sometimes'; e.g. --set compile=true"),
+        (["run", "text", "--set", "compile_backend=inductr"], r"multimix: error: compile_backend must be one of "
+                                                              r"\[.*'inductor'.*\], got 'inductr'"),
     ],
 )
 def test_the_cli_refuses_before_anything_is_written(tmp_path, capsys, argv, match):
@@ -174,6 +178,25 @@ def test_the_cli_refuses_before_anything_is_written(tmp_path, capsys, argv, matc
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and re.search(match, err) and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("value", ["True", "FALSE", "Auto", True, False])
+def test_compile_takes_auto_true_false_in_any_case(value):
+    assert str(resolve("image", None, {"compile": value})["compile"]).lower() == str(value).lower()
+
+
+def test_compile_keys_are_refused_at_resolve_time_in_every_recipe(tmp_path):
+    for recipe in ("image", "speech", "text"):
+        with pytest.raises(ValueError, match=r"compile must be one of \['auto', 'true', 'false'\], got 'on'"):
+            resolve(recipe, None, {"compile": "on"})
+        with pytest.raises(ValueError, match=r"compile_backend must be one of .*got 'cuda'; e.g. --set "
+                                             r"compile_backend=inductor"):  # fmt: skip
+            resolve(recipe, None, {"compile_backend": "cuda"})
+    path = tmp_path / "run.yaml"
+    path.write_text("compile: sometimes\n")
+    with pytest.raises(ValueError, match=r"compile must be one of .*got 'sometimes'"):
+        resolve("speech", path)
+    assert resolve("image", None, {"compile_backend": "cudagraphs"})["compile_backend"] == "cudagraphs"  # torch's list
 
 
 def test_the_cli_prints_a_warning_line_and_goes_on(warnings_seen, capsys):
