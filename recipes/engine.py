@@ -36,8 +36,8 @@ from multimix_recipes.checkpoint import rng_state_on_cpu
 from multimix_recipes.data import TensorData, epoch_batches, fits_on
 from multimix_recipes.step import SplitLoss, build_step, check_backend, compile_wanted
 
-__all__ = ["Task", "calibrate", "device_line", "evaluate", "mixer_for", "pick_device", "predict", "rng_state_on_cpu",
-           "scores", "steps_per_epoch", "summary", "train"]  # fmt: skip
+__all__ = ["DOMINANT", "Task", "calibrate", "device_line", "evaluate", "mixer_for", "pick_device", "predict",
+           "rng_state_on_cpu", "scores", "split_method", "steps_per_epoch", "summary", "train"]  # fmt: skip
 
 
 def pick_device(name: str, *, cuda_available: bool | None = None, local_rank: str | None = None) -> torch.device:
@@ -69,14 +69,38 @@ def pick_device(name: str, *, cuda_available: bool | None = None, local_rank: st
     return torch.device("cuda", int(local_rank))
 
 
+DOMINANT = "-dominant"  # a method's suffix: its inputs mixed, the label of the larger share (label_mode="dominant")
+
+
+def split_method(method: str) -> tuple[str, str]:
+    """The mixing method and the Mixer's ``label_mode`` a method name asks for.
+
+    ``mixup-dominant`` is ``mixup``'s inputs with the label of the larger share (lam >= 0.5
+    keeps its own; MixupIO in torch-uncertainty; Wang et al., CVPR 2023, on mixup's
+    calibration); any other name keeps mixup's interpolated labels (``lerp``).
+
+    Example:
+        >>> split_method("mixup-dominant"), split_method("cutmix")
+        (('mixup', 'dominant'), ('cutmix', 'lerp'))
+    """
+    if method.endswith(DOMINANT):
+        return method[: -len(DOMINANT)], "dominant"
+    return method, "lerp"
+
+
 def mixer_for(
     config: dict[str, Any], num_classes: int, adapters: dict[str, Callable[[], Any]]
 ) -> multimix.Mixer | None:
-    """The run's Mixer: ``adapters`` maps each mixing method to a factory of its adapter(s); ERM gets None."""
-    if config["method"] not in adapters:
+    """The run's Mixer: ``adapters`` maps each mixing method to a factory of its adapter(s); ERM gets None.
+
+    A ``<method>-dominant`` name builds ``<method>``'s adapters with ``label_mode="dominant"``.
+    """
+    method, label_mode = split_method(config["method"])
+    if method not in adapters:
         return None
-    return multimix.Mixer(adapters[config["method"]](), num_classes, per_sample=config["per_sample"],
-                          label_smoothing=config["label_smoothing"], seed=config["seed"])  # fmt: skip
+    return multimix.Mixer(adapters[method](), num_classes, per_sample=config["per_sample"],
+                          label_smoothing=config["label_smoothing"], label_mode=label_mode,
+                          seed=config["seed"])  # fmt: skip
 
 
 @dataclass
@@ -217,9 +241,13 @@ def summary(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def train(
-    task: Task, config: dict[str, Any], out: Path, *, state: dict[str, Any] | None = None
+    task: Task, config: dict[str, Any], out: Path, *, state: dict[str, Any] | None = None, announce: bool = True
 ) -> dict[str, Any]:
-    """Train ``task`` up to ``config['epochs']`` epochs (from ``state``, a read checkpoint, when resuming)."""
+    """Train ``task`` up to ``config['epochs']`` epochs (from ``state``, a read checkpoint, when resuming).
+
+    ``announce`` prints :func:`device_line` first; the runner, which prints it once before all
+    of its runs, passes False.
+    """
     device = pick_device(config["device"])
     world = distributed.current(device.type)
     if device.type == "cuda":
@@ -235,7 +263,7 @@ def train(
     optimizer = optim.build_optimizer(params, config, fused=fused)
     scheduler = optim.build_scheduler(optimizer, config["epochs"] * steps, steps, config)
     bf16 = use_bf16(config, device)
-    if world.is_main:
+    if world.is_main and announce:
         print(device_line(device, world, bf16), flush=True)
     if fits_on(task.train_set, device):
         task.train_set = task.train_set.to(device)
@@ -308,7 +336,8 @@ def train(
         seconds = time.perf_counter() - started
         train_loss = float(total_loss) / max(len(batches), 1)  # this rank's batches; one read per epoch
         if config["precise_bn"] > 0:
-            recompute_batchnorm(task, device, bf16, config["batch_size"] * 2, config["precise_bn"])
+            recompute_batchnorm(task, device, bf16, config["batch_size"] * 2, config["precise_bn"],
+                                seed=config["seed"])
         result = evaluate(task, device, bf16, world, config["batch_size"] * 2)
         mixer_states = distributed.gather(task.mixer.state_dict() if task.mixer else None, world)
         other_states = distributed.gather({name: h.state_dict() for name, h in task.stateful.items()}, world)

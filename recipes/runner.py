@@ -223,11 +223,11 @@ def run(
 
 def train_one(name: str, config: dict[str, Any], folder: Path, state: dict[str, Any] | None) -> dict[str, Any]:
     """One run: seed, build the recipe's task, train (from ``state`` when resuming); the engine's metrics and the
-    run's seed (``_seed``, for the comparison's reliability figure)."""
+    run's seed (``_seed``, for the comparison's reliability figure). The device line is :func:`run`'s, printed once."""
     torch.manual_seed(config["seed"])  # model initialisation is part of the run
     random.seed(config["seed"])
     task = load(name).build(config)
-    return {**engine.train(task, config, folder, state=state), "_seed": config["seed"]}
+    return {**engine.train(task, config, folder, state=state, announce=False), "_seed": config["seed"]}
 
 
 def _check_parallel(parallel: int) -> None:

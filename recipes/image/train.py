@@ -2,6 +2,7 @@
 
     multimix run image                         # embedded CIFAR-10, CPU-sized defaults (train_limit 10,000)
     multimix run image --compare erm,mixup,regmixup --set seeds=0,1,2
+    multimix run image --compare erm,mixup,mixup-dominant,regmixup     # calibration: ECE before and after T
     multimix run image --config recipes/image/cifar10-paper.yaml    # the mixup paper's 200-epoch run
 
 The images stay uint8 on the device (when they fit) and each batch is augmented there
@@ -205,6 +206,7 @@ def augment(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
 
 
 def build_mixer(config: dict[str, Any], num_classes: int) -> multimix.Mixer | None:
+    """The run's Mixer (None for ERM); ``mixup-dominant`` is mixup with the larger share's label (engine.mixer_for)."""
     alpha = config["alpha"]
     return mixer_for(config, num_classes, {
         "mixup": lambda: Mixup(alpha),

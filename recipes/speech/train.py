@@ -2,11 +2,13 @@
 
     multimix run speech                        # embedded FSDD, takes 0-4 held out
     multimix run speech --set split=speakers --compare erm,mixup,specmix --set seeds=0,1,2   # unseen speakers
+    multimix run speech --compare erm,mixup,mixup-dominant,regmixup    # calibration: ECE before and after T
 
 Clips are padded or cut to ``clip_seconds`` with their valid lengths kept. ``wavemix``
 mixes the waveforms (lengths-aware) before the front end; ``mixup`` (SpecMixup) and
-``specmix`` mix the log-mel spectrograms after it, on the device; ``regmixup`` trains on
-the clean and the SpecMixup batch together. ``spec_augment`` masks time and frequency
+``specmix`` mix the log-mel spectrograms after it, on the device; ``mixup-dominant`` is
+SpecMixup trained on the label of the larger share; ``regmixup`` trains on the clean and
+the SpecMixup batch together. ``spec_augment`` masks time and frequency
 bands of each training clip's log-mel spectrogram after any mixing, as augmentation
 pipelines order them; a masked band becomes silence (the dB scale's floor), with any method.
 """

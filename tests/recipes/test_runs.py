@@ -304,7 +304,7 @@ def test_the_device_line_comes_first_and_the_comparison_figure_names_its_seed(tm
     from multimix_recipes import engine, plots
     from multimix_recipes.image import train as image
 
-    def fake_train(task, config, out, *, state=None):
+    def fake_train(task, config, out, *, state=None, announce=True):
         print("training", config["method"])
         final = {"test_accuracy": 0.5, "test_loss": 0.7}
         return {"final": final, "epochs": [final], "wall_seconds": 0.0, "_logits": torch.eye(2),

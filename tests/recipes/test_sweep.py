@@ -198,7 +198,7 @@ def test_a_row_without_validation_metrics_is_refused():
         choose([stats((0.7, 0.5, 0.7)), aggregate([{"test_accuracy": 0.9}])])
 
 
-def fake_train(task, config, out, *, state=None):
+def fake_train(task, config, out, *, state=None, announce=True):
     """Metrics without training: validation prefers alpha 0.4, the test set alpha 0.2."""
     val, test = {0.2: (0.6, 0.9), 0.4: (0.7, 0.8)}[config["alpha"]]
     final = {"val_accuracy": val + config["seed"] / 100, "val_loss": 1.0, "test_accuracy": test, "test_loss": 0.5,
