@@ -22,12 +22,12 @@ HERE = Path(__file__).resolve().parent
 # name -> (default data, model, the methods train.py implements)
 RECIPES = {
     "image": ("CIFAR-10 (embedded)", "PreAct ResNet-18 on GPU, small CNN on CPU",
-              ("erm", "mixup", "mixup-dominant", "cutmix", "mixup+cutmix", "regmixup", "resizemix", "fmix",
-               "saliencymix", "manifold")),
+              ("erm", "mixup", "cutmix", "mixup+cutmix", "regmixup", "resizemix", "fmix", "saliencymix", "manifold",
+               "mixup-dominant")),
     "speech": ("Free Spoken Digit Dataset (embedded)", "log-mel front end + CNN",
-               ("erm", "mixup", "mixup-dominant", "specmix", "wavemix", "regmixup")),
+               ("erm", "mixup", "specmix", "wavemix", "regmixup", "mixup-dominant")),
     "text": ("movie-review sentences MR (embedded)", "all-MiniLM-L6-v2 wrapped with multimix.wrap",
-             ("erm", "hidden", "hidden-dominant", "embedding", "regmixup")),
+             ("erm", "hidden", "embedding", "regmixup", "hidden-dominant")),
 }  # fmt: skip
 
 

@@ -15,7 +15,8 @@ def test_defaults_resolve_and_name_their_methods(name):
 def test_describe_lists_one_line_per_recipe():
     lines = describe()
     assert [line.split()[0] for line in lines] == ["image", "speech", "text"]
-    assert "methods erm, mixup, mixup-dominant, cutmix, mixup+cutmix, regmixup" in lines[0]
+    assert "methods erm, mixup, cutmix, mixup+cutmix, regmixup, resizemix, fmix, saliencymix, manifold, " \
+           "mixup-dominant (default mixup)" in lines[0]
 
 
 def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
