@@ -63,7 +63,8 @@ def test_text_embedded_mr():
     ("module", "recipe", "match"),
     [
         (image, "image", r"--data '/no/such/place' is neither a dataset name \(\['embedded', 'cifar10'"),
-        (speech, "speech", r"--data '/no/such/place' is neither a dataset name \(\['embedded', 'speech_commands'\]\)"),
+        (speech, "speech", r"--data '/no/such/place' is neither a dataset name "
+                           r"\(\['embedded', 'speech_commands', 'fsdd'\]\)"),
         (text, "text", r"--data '/no/such/place' is neither a dataset name \(\['embedded', 'rotten_tomatoes'"),
     ],
 )
