@@ -10,6 +10,7 @@ member's write.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -59,6 +60,11 @@ class Switch(Adapter):
                 f"Switch takes a non-empty list of adapters (e.g. [Mixup(0.8), CutMix(1.0)]), got {adapters!r}"
             )
         self.adapters = members
+        # Out-of-place twins for the vectorised path, where every member reads the original batch: each
+        # returns a new tensor instead of writing into a copy of the batch made for it (apply reads no alpha).
+        self._readers = [copy.copy(member) for member in members]
+        for reader in self._readers:
+            reader.inplace = False
         super().__init__(members[0].alpha, inplace=all(a.inplace for a in members))
         self.min_ndim = max(a.min_ndim for a in members)
         self.layout = members[0].layout
@@ -114,11 +120,9 @@ class Switch(Adapter):
         label = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
         out = x
         for k, part in active:
-            adapter = self.adapters[k]
             sub = MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed, any_mixed=part.any_mixed,
                           all_mixed=part.all_mixed)  # fmt: skip
-            source = x.clone() if adapter.writes_inplace(x) else x  # every member reads the original batch
-            mixed, lam = adapter.apply(source, sub, part.region, valid)
+            mixed, lam = self._readers[k].apply(x, sub, part.region, valid)
             out = torch.where(row_view(part.chosen, x), mixed, out)
             label = torch.where(part.chosen, lam.to(torch.float64), label)
         return (x.copy_(out) if inplace else out), label
