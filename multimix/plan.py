@@ -147,11 +147,16 @@ def identity_plan(batch_size: int) -> MixPlan:
 
 def random_cycle(batch_size: int, generator: torch.Generator) -> torch.Tensor:
     """A partner map that is one random cycle: ``index[order[k]] = order[k + 1]``, no fixed point for B >= 2."""
+    return torch.from_numpy(_cycle(batch_size, generator))
+
+
+def _cycle(batch_size: int, generator: torch.Generator) -> np.ndarray:
+    """:func:`random_cycle` as a NumPy array."""
     order = torch.randperm(batch_size, generator=generator).numpy()
     index = np.empty_like(order)
     index[order[:-1]] = order[1:]
     index[order[-1]] = order[0]
-    return torch.from_numpy(index)
+    return index
 
 
 def _choose(weights: Sequence[float] | None, count: int, generator: torch.Generator) -> int:
@@ -221,11 +226,9 @@ def _draw(
     switch: str,
 ) -> MixPlan:
     """:func:`draw_plan` for arguments already checked (the Mixer checks them once, when they are set)."""
-    choices = None
-    index = random_cycle(batch_size, generator).numpy() if switch != "sample" else None
     if switch == "sample":
         chosen = _choose_each(weights, len(alphas), batch_size, generator)
-        index = random_cycle(batch_size, generator).numpy()
+        index = _cycle(batch_size, generator)
         lam = np.ones(batch_size)
         for k, alpha in enumerate(alphas):  # each sample's lam from its own adapter's alpha
             members = np.flatnonzero(chosen == k)
@@ -233,11 +236,14 @@ def _draw(
                 lam[members] = beta_values(alpha, int(members.size), generator)
         choice, choices = 0, torch.from_numpy(chosen.astype(np.int64))
     else:
-        choice = _choose(weights, len(alphas), generator) if len(alphas) > 1 else 0
-        if per_sample:
-            lam = beta_values(alphas[choice], batch_size, generator)
-        else:
-            lam = np.full(batch_size, beta_values(alphas[choice], 1, generator)[0])
+        index = _cycle(batch_size, generator)
+        choice, choices = (_choose(weights, len(alphas), generator) if len(alphas) > 1 else 0), None
+        if not per_sample and p == 1.0 and batch_size > 1:  # one lam, every sample mixed with another
+            value = float(beta_values(alphas[choice], 1, generator)[0])
+            mixed = np.full(batch_size, value < 1)
+            return _plan(index, np.full(batch_size, value), choice, False, None, mixed, value < 1, value < 1)
+        lam = beta_values(alphas[choice], batch_size if per_sample else 1, generator)
+        lam = lam if per_sample else np.full(batch_size, lam[0])
     if p < 1.0:
         keep = torch.rand(batch_size, generator=generator, dtype=torch.float64).numpy() >= p
         lam[keep] = 1.0
@@ -245,6 +251,22 @@ def _draw(
     mixed = lam < 1
     if batch_size == 1 or p < 1.0:  # a random cycle has no fixed point for B >= 2
         mixed &= index != np.arange(batch_size)
-    return MixPlan(index=torch.from_numpy(index), lam=torch.from_numpy(lam), choice=choice, per_sample=per_sample,
-                   choices=choices, mixed=torch.from_numpy(mixed), any_mixed=bool(mixed.any()),
-                   all_mixed=bool(mixed.all()))  # fmt: skip
+    return _plan(index, lam, choice, per_sample, choices, mixed, bool(mixed.any()), bool(mixed.all()))
+
+
+def _plan(
+    index: np.ndarray,
+    lam: np.ndarray,
+    choice: int,
+    per_sample: bool,
+    choices: torch.Tensor | None,
+    mixed: np.ndarray,
+    any_mixed: bool,
+    all_mixed: bool,
+) -> MixPlan:
+    """A drawn CPU plan from its NumPy fields, every field given (no ``__post_init__`` work to redo)."""
+    plan = object.__new__(MixPlan)
+    plan.__dict__.update(index=torch.from_numpy(index), lam=torch.from_numpy(lam), choice=choice,
+                         per_sample=per_sample, choices=choices, mixed=torch.from_numpy(mixed),
+                         any_mixed=any_mixed, all_mixed=all_mixed, region=None, host=None)  # fmt: skip
+    return plan
