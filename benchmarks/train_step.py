@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                       # CPU: PreAct ResNet-18, batch 32, a small BERT
     python benchmarks/train_step.py --device cuda         # PreAct-18 at 128 and 512, BERT-base 64x128, bf16
     python benchmarks/train_step.py --device cuda --adapters --bert none   # CutMix, ResizeMix, FMix, SaliencyMix
+    python benchmarks/train_step.py --bert none --rounds 8 --steps 3      # CPU: the image step alone
 
 Each step is forward, backward and an SGD update on data already on the device (as
 the recipes keep CIFAR-10), so the only difference between methods is the mixing
@@ -10,18 +11,19 @@ call and the soft-target loss. Methods run round-robin, ``--steps`` steps each p
 round, so drift on a noisy machine hits them alike; the figure is the median over
 rounds of the time per step, and the overhead is relative to the unmixed step.
 On CUDA: bf16 autocast and channels_last, and each timed block ends with a synchronize.
+Raw rows (one per method and round) go to ``benchmarks/results/`` (``--no-csv``: print only).
 
 ``--compile MODE`` times the step compiled whole instead (PreAct ResNet-18 only), three ways:
 the compiled step without mixing (ERM, one-hot targets), timm's eager mixer feeding that
 same compiled step, and multimix with ``mixer.apply`` inside the compiled step
 (``mixer.plan_for`` on the host before it; adapters ``inplace=False``, as CUDA graphs need).
-Backward runs through AOTAutograd and the SGD step is eager (fused on CUDA). Raw rows go to
-``benchmarks/results/`` (``--no-csv``: print only); on CUDA each step's syncs are counted too
-(``torch.cuda.set_sync_debug_mode``):
+Backward runs through AOTAutograd and the SGD step is eager (fused on CUDA). On CUDA each
+step's syncs are counted too (``torch.cuda.set_sync_debug_mode``):
 
     python benchmarks/train_step.py --device cuda --compile reduce-overhead             # CUDA graphs
     python benchmarks/train_step.py --device cuda --compile max-autotune-no-cudagraphs
-    python benchmarks/train_step.py --compile default --backend aot_eager --batches 4 --size 8   # a CPU check
+    python benchmarks/train_step.py --compile default --batches 32,64 --rounds 8   # CPU: inductor's C++ code
+    python benchmarks/train_step.py --compile default --backend aot_eager --batches 4 --size 8   # a quick CPU check
 """
 
 from __future__ import annotations
@@ -47,17 +49,13 @@ from multimix_recipes.models import PreActResNet18
 NUM_CLASSES = 10
 COLUMNS = ["date", "mode", "backend", "model", "size", "batch", "dtype", "method", "round", "steps", "ms", "syncs",
            "sync_error_mode"]  # fmt: skip
+EAGER_COLUMNS = ["date", "model", "size", "batch", "dtype", "method", "round", "steps", "ms"]
 MODES = ("max-autotune-no-cudagraphs", "reduce-overhead", "default", "max-autotune")
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def interleaved(steps: dict[str, Callable[[], None]], rounds: int, per_round: int, device: torch.device) -> dict:
-    """Median over rounds of the mean time per step (ms) of each method, run round-robin."""
-    return {name: statistics.median(values) for name, values in per_round_ms(steps, rounds, per_round, device).items()}
 
 
 def per_round_ms(steps: dict[str, Callable[[], None]], rounds: int, per_round: int, device: torch.device,
@@ -76,6 +74,15 @@ def per_round_ms(steps: dict[str, Callable[[], None]], rounds: int, per_round: i
             sync(device)
             times[name].append((time.perf_counter() - start) / per_round * 1e3)
     return times
+
+
+def save(benchmark: str, device: torch.device, columns: list[str], times: dict[str, list[float]],
+         fixed: dict[str, object], per_method: dict[str, dict[str, object]] | None = None) -> None:  # fmt: skip
+    """Append one row per method and round of ``times`` (ms per step) to the results file, and say where."""
+    day, extra = datetime.date.today().isoformat(), per_method or {}
+    rows = [{"date": day, **fixed, "method": name, "round": k, "ms": f"{ms:.4f}", **extra.get(name, {})}
+            for name, values in times.items() for k, ms in enumerate(values)]  # fmt: skip
+    print(f"raw rows appended to {append(benchmark, device, rows, columns)}")
 
 
 def image_steps(batch: int, device: torch.device, adapters: bool = False) -> dict[str, Callable[[], None]]:
@@ -209,12 +216,9 @@ def run_compiled(args: argparse.Namespace, device: torch.device, batches: list[i
                f"overhead vs compiled ERM; {seconds:.0f} s with compiling", results)  # fmt: skip
         for name, (count, verdict) in checks.items():
             print(f"{name:<40}syncs per step: {count}; under set_sync_debug_mode('error'): {verdict}")
-        if args.no_csv:
-            continue
-        rows = [{"date": datetime.date.today().isoformat(), **fixed, "batch": batch, "method": name, "round": k,
-                 "steps": steps, "ms": f"{ms:.4f}", **dict(zip(COLUMNS[-2:], checks.get(name, ("", "")), strict=True))}
-                for name, values in times.items() for k, ms in enumerate(values)]  # fmt: skip
-        print(f"raw rows appended to {append('train_step_compiled', device, rows, COLUMNS)}")
+        if not args.no_csv:
+            save("train_step_compiled", device, COLUMNS, times, {**fixed, "batch": batch, "steps": steps},
+                 {name: dict(zip(COLUMNS[-2:], check, strict=True)) for name, check in checks.items()})  # fmt: skip
 
 
 def text_steps(batch: int, length: int, size: str, device: torch.device) -> dict[str, Callable[[], None]]:
@@ -266,12 +270,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", default="inductor", help="with --compile: aot_eager for a CPU check (no mode)")
     parser.add_argument("--mix", choices=["mixup", "cutmix"], default="mixup", help="with --compile: the mixing")
     parser.add_argument("--size", type=int, default=32, help="with --compile: image side (8 for a quick CPU check)")
-    parser.add_argument("--no-csv", action="store_true", help="with --compile: print only, append no rows")
+    parser.add_argument("--no-csv", action="store_true", help="print only, append no rows to benchmarks/results/")
     args = parser.parse_args(argv)
     if args.compile is not None and args.adapters:
         parser.error("--compile times Mixup or CutMix (--mix) against timm; drop --adapters")
-    if args.compile is None and (args.backend, args.mix, args.size, args.no_csv) != ("inductor", "mixup", 32, False):
-        parser.error("--backend, --mix, --size and --no-csv go with --compile MODE; e.g. --compile reduce-overhead")
+    if args.compile is None and (args.backend, args.mix, args.size) != ("inductor", "mixup", 32):
+        parser.error("--backend, --mix and --size go with --compile MODE; e.g. --compile reduce-overhead")
     if args.backend not in torch.compiler.list_backends(exclude_tags=()):
         parser.error(f"--backend {args.backend!r} is not a torch.compile backend; use inductor, or aot_eager on a CPU")
     device = torch.device(args.device)
@@ -286,14 +290,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.compile is not None:
         run_compiled(args, device, batches, rounds, steps)
         return
-    for batch in batches:
-        results = interleaved(image_steps(batch, device, args.adapters), rounds, steps, device)
-        report(f"PreAct ResNet-18, 32x32, batch {batch}", results)
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    runs = [(f"PreAct ResNet-18, 32x32, batch {b}", lambda b=b: image_steps(b, device, args.adapters),
+             {"model": "preact_resnet18", "size": 32, "batch": b}) for b in batches]  # fmt: skip
     bert = args.bert or ("base" if cuda else "small")
     if bert != "none":
         batch, length = (64, 128) if bert == "base" else (16, 64)
-        results = interleaved(text_steps(batch, length, bert, device), rounds, steps, device)
-        report(f"BERT-{bert} from a config, {batch}x{length}", results)
+        runs.append((f"BERT-{bert} from a config, {batch}x{length}", lambda: text_steps(batch, length, bert, device),
+                     {"model": f"bert-{bert}", "size": length, "batch": batch}))  # fmt: skip
+    for title, build, fixed in runs:  # each built just before it runs: one model in memory at a time
+        times = per_round_ms(build(), rounds, steps, device)
+        report(title, {name: statistics.median(values) for name, values in times.items()})
+        if not args.no_csv:
+            save("train_step", device, EAGER_COLUMNS, times,
+                 {**fixed, "dtype": "bf16 autocast" if bf16 else "float32", "steps": steps})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """benchmarks/train_step.py --compile: the step compiled whole runs on a CPU with aot_eager (the CUDA command's
-code path at a tiny size), prints ms per step and the overhead against compiled ERM, and appends raw rows."""
+code path at a tiny size), prints ms per step and the overhead against compiled ERM, and appends raw rows; the
+eager step appends its rows too."""
 
 import csv
 import datetime
@@ -51,8 +52,45 @@ def test_the_compiled_step_runs_on_a_cpu_and_appends_its_rows(tmp_path, monkeypa
     assert all(float(r["ms"]) > 0 and r["syncs"] == "" and r["sync_error_mode"] == "" for r in rows)
 
 
+EAGER = ["timm Mixup batch", "multimix Mixup batch", "multimix Mixup per-sample", "timm CutMix batch",
+         "multimix CutMix batch", "multimix CutMix per-sample", "timm Mixup per-sample (elem)"]  # fmt: skip
+
+
+def test_the_eager_step_appends_a_row_per_method_and_round(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(_results, "RESULTS", tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        train_step.main(["--batches", "2", "--bert", "none", "--rounds", "2", "--steps", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "PreAct ResNet-18, 32x32, batch 2" in out and "raw rows appended to" in out
+    [path] = tmp_path.glob("*.csv")
+    assert path.name == _results.results_path(torch.device("cpu")).name
+    with path.open() as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["benchmark", "device", "card", "torch", "commit", "threads", *train_step.EAGER_COLUMNS]
+    assert [(r["method"], r["round"]) for r in rows] == [(m, k) for m in ["no mixing", *EAGER] for k in ("0", "1")]
+    fixed = {(r["benchmark"], r["model"], r["size"], r["batch"], r["dtype"], r["steps"], r["threads"]) for r in rows}
+    assert fixed == {("train_step", "preact_resnet18", "32", "2", "float32", "1", "2")}
+    assert all(float(r["ms"]) > 0 and r["date"] == datetime.date.today().isoformat() for r in rows)
+
+
+def test_no_csv_prints_the_eager_table_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(_results, "RESULTS", tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        train_step.main(["--batches", "2", "--bert", "none", "--rounds", "1", "--steps", "1", "--no-csv"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert [line[:40].strip() for line in out.splitlines() if line[:40].strip() in EAGER] == EAGER
+    assert "raw rows" not in out and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("args", "message"), [
-    (["--backend", "aot_eager"], "--backend, --mix, --size and --no-csv go with --compile MODE"),
+    (["--backend", "aot_eager"], "--backend, --mix and --size go with --compile MODE"),
+    (["--size", "8", "--no-csv"], "--backend, --mix and --size go with --compile MODE; e.g. --compile reduce-overhead"),
     (["--compile", "default", "--adapters"], "--compile times Mixup or CutMix (--mix) against timm; drop --adapters"),
     (["--compile", "default", "--backend", "nope"], "--backend 'nope' is not a torch.compile backend"),
     (["--compile", "fastest"], "argument --compile: invalid choice: 'fastest'"),
