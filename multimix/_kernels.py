@@ -213,6 +213,23 @@ def paste_boxes(
     return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), box_writer(boxes), inplace=inplace)
 
 
+def paste_window(x: torch.Tensor, plan: MixPlan, box: Sequence[int], *, inplace: bool) -> torch.Tensor:
+    """Paste one box ``[y1, y2, x1, x2)`` (host ints) of each partner into every sample: only the box is moved.
+
+    One gather of the partners' windows and one copy into ``x``'s window (samples the plan
+    leaves unmixed are their own partner, so their window is copied onto itself). Eager
+    only: host ints as slice bounds would make a traced step recompile for every box,
+    so a traced step takes :func:`paste_boxes` with masks.
+    """
+    if not plan.any_mixed:
+        return unchanged(x, inplace)
+    y1, y2, x1, x2 = box
+    out = x if inplace else x.clone()
+    window = out[..., y1:y2, x1:x2]
+    window.copy_(window.index_select(0, plan.index))
+    return out
+
+
 def box_writer(boxes: torch.Tensor) -> Callable[[torch.Tensor, int, torch.Tensor], None]:
     """The CPU loop's write of a box: ``dst[..., y1:y2, x1:x2] = partner[..., y1:y2, x1:x2]`` (host boxes)."""
     box_list = boxes.tolist()

@@ -68,6 +68,23 @@ def test_apply_traces_whole_and_equals_eager(name, make, shape, extra, per_sampl
             assert torch.equal(traced.lengths, eager.lengths)
 
 
+def test_one_graph_for_every_box():
+    """The batch's box is read as host ints only in eager calls: a traced step is not specialised to it."""
+    from torch._dynamo.utils import counters
+
+    mixer = multimix.Mixer(CutMix(1.0, inplace=False), num_classes=5, seed=0)
+    x, y, _ = _batch((B, 3, 16, 16))
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(mixer.apply, fullgraph=True, backend="eager")
+    boxes = set()
+    for _ in range(6):
+        plan = mixer.plan_for(x)
+        boxes.add(plan.region.box)
+        torch.testing.assert_close(compiled(x, y, plan).inputs, mixer.apply(x, y, plan).inputs, rtol=0, atol=0)
+    assert len(boxes) > 1 and counters["stats"]["unique_graphs"] == 1
+
+
 def test_call_is_apply_of_plan_for():
     """``mixer(x, y)`` draws and mixes exactly as ``apply(x, y, plan_for(x))`` from the same generator state."""
     first = multimix.Mixer([Mixup(0.8), CutMix(1.0)], num_classes=5, per_sample=True, seed=0)

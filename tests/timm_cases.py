@@ -16,7 +16,7 @@ def fixed_boxes(monkeypatch, boxes):
         area = (drawn[:, 1] - drawn[:, 0]) * (drawn[:, 3] - drawn[:, 2])
         return drawn, 1.0 - area.double() / (height * width)
 
-    monkeypatch.setattr(multimix.image.mixup_cutmix, "sample_boxes", sample)  # where CutMix looks it up
+    monkeypatch.setattr(multimix.image.mixup_cutmix, "_draw_boxes", sample)  # where CutMix looks it up
 
 
 def timm_boxes(monkeypatch, boxes):

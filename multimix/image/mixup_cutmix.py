@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from multimix._checks import check_generator, check_positive_int, check_tensor
-from multimix._kernels import applied_lam, box_writer, lerp_rows, lerp_writer, paste_boxes
+from multimix._kernels import applied_lam, box_writer, lerp_rows, lerp_writer, paste_boxes, paste_window
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
@@ -107,23 +107,33 @@ def sample_boxes(
     check_positive_int(height, "height")
     check_positive_int(width, "width")
     check_generator(generator)
+    return _draw_boxes(lam.double().numpy(), height, width, generator, minmax=None if minmax is None else
+                       check_minmax(minmax))  # fmt: skip
+
+
+def _draw_boxes(
+    lam: np.ndarray, height: int, width: int, generator: torch.Generator, *, minmax: tuple[float, float] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sample_boxes` for checked arguments (what :meth:`CutMix.draw_region` calls at every batch)."""
     if minmax is not None:
-        return _minmax_boxes(lam.shape[0], height, width, check_minmax(minmax), generator)
-    return _centred_boxes(lam.double().numpy(), height, width, generator)
+        return _minmax_boxes(lam.shape[0], height, width, minmax, generator)
+    return _centred_boxes(lam, height, width, generator)
 
 
 def _centred_boxes(
     lam: np.ndarray, height: int, width: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`sample_boxes` without ``minmax`` for checked arguments: one draw of the centres, NumPy on N numbers."""
-    centres = np.floor(torch.rand(2, lam.shape[0], generator=generator, dtype=torch.float64).numpy()
-                       * np.array([[height], [width]])).astype(np.int64)  # fmt: skip
-    half = np.floor(0.5 * np.sqrt(1.0 - lam) * np.array([[height], [width]])).astype(np.int64)
+    sides = np.array([[height], [width]])
+    centres = torch.rand(2, lam.shape[0], generator=generator, dtype=torch.float64).numpy() * sides
+    half = 0.5 * np.sqrt(1.0 - lam) * sides
+    np.floor(centres, out=centres)
+    np.floor(half, out=half)
+    low, high = np.maximum(centres - half, 0), np.minimum(centres + half, sides)
     boxes = np.empty((lam.shape[0], 4), dtype=np.int64)
-    boxes[:, 0::2] = np.maximum(centres - half, 0).T
-    boxes[:, 1::2] = np.minimum(centres + half, np.array([[height], [width]])).T
-    area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
-    return torch.from_numpy(boxes), torch.from_numpy(1.0 - area / (height * width))
+    boxes[:, 0::2], boxes[:, 1::2] = low.T, high.T
+    sides_kept = high - low
+    return torch.from_numpy(boxes), torch.from_numpy(1.0 - sides_kept[0] * sides_kept[1] / (height * width))
 
 
 def check_minmax(minmax: object, name: str = "minmax") -> tuple[float, float]:
@@ -173,13 +183,8 @@ def box_masks(boxes: torch.Tensor, mixed: torch.Tensor | None, height: int, widt
 
 def _host_box_masks(boxes: np.ndarray, plan: MixPlan, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`box_masks` on the host in NumPy (a handful of numbers: cheaper than torch's dispatch)."""
-    if not plan.per_sample:  # one box: one row and one column mask, repeated
-        y1, y2, x1, x2 = boxes[0].tolist()
-        rows, cols = np.zeros((boxes.shape[0], height), dtype=bool), np.zeros((boxes.shape[0], width), dtype=bool)
-        rows[:, y1:y2], cols[:, x1:x2] = True, True
-    else:
-        rows = (np.arange(height) >= boxes[:, :1]) & (np.arange(height) < boxes[:, 1:2])
-        cols = (np.arange(width) >= boxes[:, 2:3]) & (np.arange(width) < boxes[:, 3:4])
+    rows = (np.arange(height) >= boxes[:, :1]) & (np.arange(height) < boxes[:, 1:2])
+    cols = (np.arange(width) >= boxes[:, 2:3]) & (np.arange(width) < boxes[:, 3:4])
     if not plan.all_mixed:
         rows = rows & plan.mixed.numpy()[:, None]
     return torch.from_numpy(rows), torch.from_numpy(cols)
@@ -192,6 +197,7 @@ class Boxes(NamedTuple):
     kept: torch.Tensor  # (B,) float64, the fraction of each image kept (1 for unmixed samples): the label weight
     rows: torch.Tensor | None = None  # (B, H) bool, rows inside each mixed sample's box (vectorised path)
     cols: torch.Tensor | None = None  # (B, W) bool, columns inside each box (vectorised path)
+    box: tuple[int, int, int, int] | None = None  # the batch's one box as host ints (one lam per batch)
 
 
 class CutMix(Adapter):
@@ -244,12 +250,13 @@ class CutMix(Adapter):
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Boxes:
         lam = plan.region_lam()
         height, width = x.shape[-2], x.shape[-1]
-        boxes, kept = sample_boxes(lam, height, width, generator, minmax=self.minmax)
+        boxes, kept = _draw_boxes(lam.double().numpy(), height, width, generator, minmax=self.minmax)
         n = plan.batch_size
         if not self.correct_lam:
             kept = plan.lam  # timm's correct_lam=False: the label weight is the lam drawn, clipped box or not
         kept = kept.expand(n) if plan.all_mixed else kept_where_mixed(plan, kept)
-        boxes = boxes if plan.per_sample else boxes.expand(n, 4)
+        if not plan.per_sample:  # one box: an eager call moves only its window (paste_window)
+            return Boxes(boxes.expand(n, 4), kept, box=tuple(boxes[0].tolist()))
         if not self.vectorized(x):
             return Boxes(boxes, kept)
         # Row and column masks are built here on the host and moved with the plan (one copy);
@@ -260,11 +267,14 @@ class CutMix(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: Boxes, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         region = Boxes(*region)
+        inplace = self.writes_inplace(x)
+        if region.box is not None and not torch.compiler.is_compiling():  # host ints: nothing read back
+            return paste_window(x, plan, region.box, inplace=inplace), region.kept
         vectorized = self.vectorized(x)
-        if vectorized and region.rows is None:  # drawn for the CPU loop, or boxes given by hand
+        if vectorized and region.rows is None:  # one box, drawn for the CPU loop, or boxes given by hand
             region = region._replace(**box_masks(region.boxes, plan.mixed, x.shape[-2], x.shape[-1]))
-        mixed = paste_boxes(x, plan, region.boxes, inplace=self.writes_inplace(x), vectorized=vectorized,
-                            rows=region.rows, cols=region.cols)  # fmt: skip
+        mixed = paste_boxes(x, plan, region.boxes, inplace=inplace, vectorized=vectorized, rows=region.rows,
+                            cols=region.cols)  # fmt: skip
         return mixed, region.kept
 
     def row_writer(self, x: torch.Tensor, plan: MixPlan, region: Boxes, valid: Validity | None = None):
