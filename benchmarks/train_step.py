@@ -8,8 +8,9 @@
 Each step is forward, backward and an SGD update on data already on the device (as
 the recipes keep CIFAR-10), so the only difference between methods is the mixing
 call and the soft-target loss. Methods run round-robin, ``--steps`` steps each per
-round, so drift on a noisy machine hits them alike; the figure is the median over
-rounds of the time per step, and the overhead is relative to the unmixed step.
+round, so drift on a noisy machine hits them alike; ms/step is the median over rounds,
+and the overhead the median over rounds of each round's time against the unmixed step's
+in the same round (so a round slowed by other work on the machine does not skew it).
 On CUDA: bf16 autocast and channels_last, and each timed block ends with a synchronize.
 Raw rows (one per method and round) go to ``benchmarks/results/`` (``--no-csv``: print only).
 
@@ -211,9 +212,8 @@ def run_compiled(args: argparse.Namespace, device: torch.device, batches: list[i
         times = per_round_ms(contenders, rounds, steps, device, warmup=3)  # the third call replays a CUDA graph
         seconds = time.perf_counter() - start
         checks = {name: sync_check(step) for name, step in contenders.items()} if cuda else {}
-        results = {name: statistics.median(values) for name, values in times.items()}
         report(f"PreAct ResNet-18, {args.size}x{args.size}, batch {batch}, compiled ({args.compile}); "
-               f"overhead vs compiled ERM; {seconds:.0f} s with compiling", results)  # fmt: skip
+               f"overhead vs compiled ERM; {seconds:.0f} s with compiling", times)  # fmt: skip
         for name, (count, verdict) in checks.items():
             print(f"{name:<40}syncs per step: {count}; under set_sync_debug_mode('error'): {verdict}")
         if not args.no_csv:
@@ -250,11 +250,18 @@ def text_steps(batch: int, length: int, size: str, device: torch.device) -> dict
     return {"BERT no mixing": step(base), "BERT multimix.wrap HiddenMix": step(wrapped)}
 
 
-def report(title: str, results: dict[str, float]) -> None:
-    baseline = next(iter(results.values()))
+def overheads(times: dict[str, list[float]]) -> dict[str, float]:
+    """Each method's median over rounds of its time / the first method's time in the same round, minus 1."""
+    baseline = next(iter(times.values()))
+    return {name: statistics.median(ms / base for ms, base in zip(values, baseline, strict=True)) - 1
+            for name, values in times.items()}  # fmt: skip
+
+
+def report(title: str, times: dict[str, list[float]]) -> None:
+    """The median ms per step of each method (``times``: ms per round) and its paired overhead."""
     print(f"\n{title}\n{'method':<40}{'ms/step':>10}{'overhead':>10}")
-    for name, ms in results.items():
-        print(f"{name:<40}{ms:>10.2f}{100 * (ms / baseline - 1):>+9.1f}%")
+    for name, overhead in overheads(times).items():
+        print(f"{name:<40}{statistics.median(times[name]):>10.2f}{100 * overhead:>+9.1f}%")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -300,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
                      {"model": f"bert-{bert}", "size": length, "batch": batch}))  # fmt: skip
     for title, build, fixed in runs:  # each built just before it runs: one model in memory at a time
         times = per_round_ms(build(), rounds, steps, device)
-        report(title, {name: statistics.median(values) for name, values in times.items()})
+        report(title, times)
         if not args.no_csv:
             save("train_step", device, EAGER_COLUMNS, times,
                  {**fixed, "dtype": "bf16 autocast" if bf16 else "float32", "steps": steps})  # fmt: skip

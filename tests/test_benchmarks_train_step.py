@@ -52,6 +52,15 @@ def test_the_compiled_step_runs_on_a_cpu_and_appends_its_rows(tmp_path, monkeypa
     assert all(float(r["ms"]) > 0 and r["syncs"] == "" and r["sync_error_mode"] == "" for r in rows)
 
 
+def test_the_overhead_is_the_median_of_per_round_ratios_so_a_slowed_round_does_not_skew_it(capsys):
+    # round 1 ran while other work held the cores (every method 10x); the ratio of medians would say -20%
+    times = {"no mixing": [100.0, 1000.0, 100.0], "mixed": [110.0, 800.0, 110.0]}
+    assert train_step.overheads(times) == pytest.approx({"no mixing": 0.0, "mixed": 0.1})
+    train_step.report("title", times)
+    assert capsys.readouterr().out.splitlines()[-2:] == [f"{'no mixing':<40}{'100.00':>10}{'+0.0':>9}%",
+                                                         f"{'mixed':<40}{'110.00':>10}{'+10.0':>9}%"]  # fmt: skip
+
+
 EAGER = ["timm Mixup batch", "multimix Mixup batch", "multimix Mixup per-sample", "timm CutMix batch",
          "multimix CutMix batch", "multimix CutMix per-sample", "timm Mixup per-sample (elem)"]  # fmt: skip
 
