@@ -128,6 +128,8 @@ def _samples_may_overlap(x: torch.Tensor) -> bool:
     Sorted by stride, each dimension must step past everything the smaller ones span;
     slices, permutations and channels-last pass, ``expand`` and ``unfold`` windows do not.
     """
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):  # the common layouts, at once
+        return False
     spanned = 1
     for stride, size in sorted((st, sz) for st, sz in zip(x.stride(), x.shape, strict=True) if sz > 1):
         if stride < spanned:

@@ -168,7 +168,7 @@ def lerp_rows(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor, *, inplace: boo
         return unchanged(x, inplace)
     if vectorized:
         partner = x.index_select(0, plan.index)
-        weight = row_view((1.0 - lam).to(x.dtype), x)
+        weight = row_view(torch.rsub(lam, 1.0).to(x.dtype), x)  # torch.rsub: no Python operator wrapper
         if plan.all_mixed:  # one fused pass, no selection of unmixed rows
             return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         return keep_unmixed(torch.lerp(x, partner, weight), x, plan, inplace=inplace)

@@ -363,10 +363,14 @@ class Mixer:
     def _plan(self, fields_: dict[str, torch.Tensor]) -> MixPlan:
         first = next(iter(fields_.values()))
         plan = self.draw(first.shape[0])
-        regions = {name: candidates[min(plan.choice, len(candidates) - 1)].draw_region(x, plan, self.generator)
-                   for (name, candidates), x in zip(self._routes, fields_.values(), strict=True)}  # fmt: skip
-        plan = plan.with_region(regions["inputs"] if self.fields is None else regions)
-        return plan.to(first.device)[0]
+        if self.fields is None:
+            candidates = self._routes[0][1]
+            region = candidates[min(plan.choice, len(candidates) - 1)].draw_region(first, plan, self.generator)
+        else:
+            region = {name: candidates[0].draw_region(x, plan, self.generator)
+                      for (name, candidates), x in zip(self._routes, fields_.values(), strict=True)}  # fmt: skip
+        plan = plan.with_region(region)
+        return plan if first.device.type == "cpu" else plan.to(first.device)[0]
 
     def apply(
         self, inputs: Inputs, targets: torch.Tensor | None, plan: MixPlan, *, lengths: torch.Tensor | None = None
@@ -418,17 +422,19 @@ class Mixer:
         if moved is None:  # a blend: every position follows lam (a partner map only for maps)
             moved = (targets.index_select(0, plan.index) if kind in ("map", "map_rows") else None), label_lam
         partner, weight = moved
+        lam = label_lam.to(torch.float32)
+        if kind == "index" and weight is label_lam:  # float32 rows: the weight converted once, for both
+            weight = lam
         mix = LabelMix(targets, partner, weight, plan.index, plan.any_mixed, kind, self.num_classes,
                        self.label_smoothing, self.label_mode, self.ignore_index)  # fmt: skip
         host = plan.on_host
         if self.fields is None:
             out_lengths = None if validity is None else validity.union(plan).export()
-            return MixedBatch(mixed["inputs"], None, label_lam.to(torch.float32), plan.index, host, host.region,
-                              out_lengths, labels=targets, mix=mix)  # fmt: skip
+            return MixedBatch(mixed["inputs"], None, lam, plan.index, host, host.region, out_lengths, labels=targets,
+                              mix=mix)  # fmt: skip
         out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
         out_inputs.update(mixed)
-        return MixedBatch(out_inputs, None, label_lam.to(torch.float32), plan.index, host, host.region, labels=targets,
-                          mix=mix)  # fmt: skip
+        return MixedBatch(out_inputs, None, lam, plan.index, host, host.region, labels=targets, mix=mix)
 
     def __call__(
         self, inputs: Inputs, targets: torch.Tensor | None = None, *, lengths: torch.Tensor | None = None

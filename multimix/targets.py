@@ -129,7 +129,8 @@ def check_targets(
             )
         if not values or not reads_values(targets, validate):
             return targets
-        low, high = (int(v) for v in torch.aminmax(targets))
+        low, high = torch.aminmax(targets)
+        low, high = int(low), int(high)
         if low < 0 or high >= num_classes:
             bad = low if low < 0 else high
             raise ValueError(f"targets holds label {bad}, outside [0, num_classes={num_classes}); check num_classes")
@@ -313,7 +314,7 @@ def _mixed_rows(
         rows.mul_(own.to(dtype).unsqueeze(1))
         return torch.maximum(rows, partner) if label_mode == "union" else rows.add_(partner)
     own = lam.to(dtype).unsqueeze(1)
-    other = 1.0 - own
+    other = torch.rsub(own, 1.0)
     if targets.dim() == 2:
         rows = smoothed_rows(targets, num_classes, label_smoothing, dtype)
         return rows.index_select(0, index).mul_(other).addcmul_(rows, own)
