@@ -168,11 +168,31 @@ def lerp_rows(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor, *, inplace: boo
         return unchanged(x, inplace)
     if vectorized:
         partner = x.index_select(0, plan.index)
+        if _host_weight(x, plan, lam):  # one lam for the batch, every sample mixed: a host scalar weight
+            weight = 1.0 - float(plan.on_host.lam.numpy()[0])
+            return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         weight = row_view(torch.rsub(lam, 1.0).to(x.dtype), x)  # torch.rsub: no Python operator wrapper
         if plan.all_mixed:  # one fused pass, no selection of unmixed rows
             return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         return keep_unmixed(torch.lerp(x, partner, weight), x, plan, inplace=inplace)
     return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), lerp_writer(lam), inplace=inplace)
+
+
+def _host_weight(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor) -> bool:
+    """Whether a blend may take its weight as a host scalar: no weight tensor built on the device.
+
+    For one lam per batch with every sample mixed, in an eager call (a traced step takes
+    the tensor, or each lam would be a new graph), in float32 or float64, where the
+    kernel rounds a scalar weight exactly as a weight tensor of ``x``'s dtype (bfloat16 and
+    float16 round the tensor to their own precision first: see :func:`applied_lam`).
+    """
+    return (
+        not plan.per_sample
+        and plan.all_mixed
+        and lam is plan.lam
+        and x.dtype in (torch.float32, torch.float64)
+        and not torch.compiler.is_compiling()
+    )
 
 
 def lerp_writer(lam: torch.Tensor) -> Callable[[torch.Tensor, int, torch.Tensor], None]:
