@@ -2,7 +2,8 @@
 
 ``torch.distributions`` cannot take a generator, and a generator is what makes a
 resumed run draw the same plans. Beta comes from two Gamma variates (Marsaglia and
-Tsang, 2000), in log space so that tiny alphas do not underflow. Each round takes one
+Tsang, 2000), in log space so that tiny alphas do not underflow; Beta(1, 1), the most
+used alpha, is the uniform distribution and takes one uniform per value. Each round takes one
 block of uniforms from the generator (normals by Box-Muller), because on a handful of
 numbers the host cost is the number of calls, not the arithmetic.
 """
@@ -90,6 +91,8 @@ def sample_beta(alpha: float, count: int, generator: torch.Generator) -> torch.T
 
 def beta_values(alpha: float, count: int, generator: torch.Generator) -> np.ndarray:
     """:func:`sample_beta` for arguments already checked, as a float64 NumPy array."""
+    if alpha == 1.0:  # Beta(1, 1) is the uniform distribution on [0, 1]: one uniform per value, exactly
+        return torch.rand(count, generator=generator, dtype=torch.float64).numpy()
     if 2 * count <= _SMALL:
         logs = _log_gammas_small(alpha, 2 * count, generator)
         return np.array([_sigmoid(a - b) for a, b in zip(logs[:count], logs[count:], strict=True)])
