@@ -255,7 +255,7 @@ class CutMix(Adapter):
         if not self.correct_lam:
             kept = plan.lam  # timm's correct_lam=False: the label weight is the lam drawn, clipped box or not
         kept = kept.expand(n) if plan.all_mixed else kept_where_mixed(plan, kept)
-        if not plan.per_sample:  # one box: an eager call moves only its window (paste_window)
+        if not plan.per_sample:  # one box: a vectorised eager call moves only its window (paste_window)
             return Boxes(boxes.expand(n, 4), kept, box=tuple(boxes[0].tolist()))
         if not self.vectorized(x):
             return Boxes(boxes, kept)
@@ -267,10 +267,9 @@ class CutMix(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: Boxes, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         region = Boxes(*region)
-        inplace = self.writes_inplace(x)
-        if region.box is not None and not torch.compiler.is_compiling():  # host ints: nothing read back
+        inplace, vectorized = self.writes_inplace(x), self.vectorized(x)
+        if region.box is not None and vectorized and not torch.compiler.is_compiling():  # host ints: no read-back
             return paste_window(x, plan, region.box, inplace=inplace), region.kept
-        vectorized = self.vectorized(x)
         if vectorized and region.rows is None:  # one box, drawn for the CPU loop, or boxes given by hand
             region = region._replace(**box_masks(region.boxes, plan.mixed, x.shape[-2], x.shape[-1]))
         mixed = paste_boxes(x, plan, region.boxes, inplace=inplace, vectorized=vectorized, rows=region.rows,
