@@ -108,6 +108,19 @@ def test_torchvision_box_rule():
     assert kept[4] == 1.0
 
 
+@settings(max_examples=200, deadline=None)
+@given(lam=st.floats(0, 1), seed=st.integers(0, 2**31), h=st.integers(1, 300), w=st.integers(1, 300))
+def test_one_box_is_the_numpy_rule_on_the_same_uniforms(lam, seed, h, w):
+    """The batch's one box (plain floats) is the vectorised NumPy rule applied to the same two uniforms."""
+    one, one_kept = sample_boxes(torch.tensor([lam], dtype=torch.float64), h, w, torch.Generator().manual_seed(seed))
+    u = torch.rand(2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy()
+    sides = np.array([h, w])
+    centre, half = np.floor(u * sides), np.floor(0.5 * np.sqrt(1.0 - np.float64(lam)) * sides)
+    low, high = np.maximum(centre - half, 0), np.minimum(centre + half, sides)
+    assert one.tolist() == [[int(low[0]), int(high[0]), int(low[1]), int(high[1])]]
+    assert float(one_kept[0]) == 1.0 - (high[0] - low[0]) * (high[1] - low[1]) / (h * w)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     batch=st.integers(1, 9),
