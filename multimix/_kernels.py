@@ -190,6 +190,7 @@ def _host_weight(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor) -> bool:
         not plan.per_sample
         and plan.all_mixed
         and lam is plan.lam
+        and plan.on_host.device.type == "cpu"  # a plan built by hand on a device has no host copy to read
         and x.dtype in (torch.float32, torch.float64)
         and not torch.compiler.is_compiling()
     )

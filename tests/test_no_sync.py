@@ -194,3 +194,14 @@ def test_image_adapters_launch_few_kernels_per_call(adapter, per_sample):
     x, y = torch.empty(B, 3, 32, 32, device=META), labels()
     mixer(x, y)  # the first call fills the per-size caches
     assert device_kernels(lambda: mixer(x, y)) <= KERNEL_BUDGET[adapter][per_sample]
+
+
+def test_a_plan_built_by_hand_on_the_device_mixes_without_a_host_copy():
+    """A per-batch plan made on the device (no host plan beside it) takes the blend weight as a tensor."""
+    from multimix.plan import MixPlan
+
+    index = torch.arange(B, device=META).roll(1)
+    lam = torch.full((B,), 0.25, dtype=torch.float64, device=META)
+    plan = MixPlan(index, lam, mixed=torch.ones(B, dtype=torch.bool, device=META), any_mixed=True, all_mixed=True)
+    mixed, label_lam = Mixup(1.0).apply(torch.empty(B, 3, 4, 4, device=META), plan, None)
+    assert mixed.device == META and label_lam is lam
