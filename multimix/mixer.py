@@ -282,7 +282,7 @@ class Mixer:
         data and so trace under ``torch.compile``.
         """
         if self.fields is None:
-            if isinstance(inputs, Mapping):
+            if not isinstance(inputs, torch.Tensor) and isinstance(inputs, Mapping):
                 raise TypeError("got a dict batch but this Mixer has no field names; build it with {field: adapter}")
             if targets is None and need_targets:
                 raise ValueError("targets is missing: call mixer(inputs, targets)")
@@ -316,7 +316,9 @@ class Mixer:
                 )
         if targets is not None:
             first = next(iter(fields_.values()))
-            label_shape = self._routes[0][1][0].label_shape(first)
+            # label maps follow the adapter's positions; class indices (B,) need no shape
+            multi_dim = not isinstance(targets, torch.Tensor) or targets.dim() > 1
+            label_shape = self._routes[0][1][0].label_shape(first) if multi_dim else None
             check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate,
                           values=values, label_shape=label_shape, ignore_index=self.ignore_index)  # fmt: skip
             if target_kind(targets) == "map" and self.label_smoothing > 0:
