@@ -45,6 +45,11 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+# Read once, when the benchmark imports this module (as it starts): the code a long run measures is the code it
+# loaded, whatever the working tree holds by the time its rows are written.
+MEASURED = commit()
+
+
 def results_path(device: torch.device) -> Path:
     """``results/<card>-torch<version>.csv`` for ``device``'s card and the torch imported."""
     slug = re.sub(r"[^a-z0-9]+", "-", card_name(device).lower()).strip("-")
@@ -56,7 +61,7 @@ def append(benchmark: str, device: torch.device, rows: Iterable[dict[str, Any]],
     path = results_path(device)
     RESULTS.mkdir(exist_ok=True)
     fixed = {"benchmark": benchmark, "device": device.type, "card": card_name(device), "torch": torch.__version__,
-             "commit": commit(), "threads": torch.get_num_threads() if device.type == "cpu" else ""}  # fmt: skip
+             "commit": MEASURED, "threads": torch.get_num_threads() if device.type == "cpu" else ""}  # fmt: skip
     fields = [*fixed, *columns]
     new = not path.exists()
     if not new:

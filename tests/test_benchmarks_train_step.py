@@ -150,3 +150,13 @@ def test_gpu_checks_refuses_an_unknown_step_before_anything_runs(tmp_path):
     assert done.stderr.splitlines() == ["gpu_checks.sh: STEPS names an unknown step 'compiled'; choose from: gpu-tests "
                                         "train-step-compiled adapters-224 adapters-32 train-step-adapters image-mix "
                                         "train-step-autotune recipe-throughput"]  # fmt: skip
+
+
+def test_rows_carry_the_commit_read_when_the_run_started(tmp_path, monkeypatch):
+    """A long run's rows name the code it loaded, not the working tree's state when they are written."""
+    monkeypatch.setattr(_results, "RESULTS", tmp_path)
+    monkeypatch.setattr(_results, "commit", lambda: "changed-since")
+    path = _results.append("probe", torch.device("cpu"), [{"x": 1}], ["x"])
+    with path.open() as file:
+        [row] = list(csv.DictReader(file))
+    assert row["commit"] == _results.MEASURED != "changed-since"
