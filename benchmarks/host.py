@@ -176,7 +176,8 @@ def _contenders(mode: str, x: torch.Tensor, num_classes: int) -> dict[str, Calla
 
 
 def main() -> None:
-    """Print the host time of one call per library, dispatch-bound (tiny CPU batch) and on meta, side by side."""
+    """Print the host time of one call per library, dispatch-bound (tiny CPU batch) and on meta, side by side, and
+    the device kernels each call launches (counted on meta)."""
     import argparse
 
     from _results import append
@@ -193,8 +194,10 @@ def main() -> None:
               "meta": (torch.device("meta"), (args.batch, 3, 224, 224))}  # fmt: skip
     rows = []
     print(f"host time of one call, us (median of {args.rounds} interleaved rounds); batch {args.batch}")
-    print(f"{'where':<22}{'mode':<15}{'multimix':>10}{'timm':>10}{'torchvision':>13}{'multimix/timm':>15}")
+    print(f"{'where':<22}{'mode':<15}{'multimix':>10}{'timm':>10}{'torchvision':>13}{'multimix/timm':>15}"
+          f"{'device kernels':>16}")  # fmt: skip
     timm_batch: dict[tuple[str, str], float] = {}
+    timm_kernels: dict[str, int | None] = {}
     for where, (device, shape) in places.items():
         for mode in modes:
             x = torch.rand(shape) if device.type == "cpu" else torch.empty(shape, device=device)
@@ -214,7 +217,12 @@ def main() -> None:
             ratio = f"{med['multimix'] / anchor:.2f}x" if anchor else "-"
             cells = [f"{med[name]:>10.0f}" if name in med else f"{'-':>10}" for name in ("multimix", "timm")]
             tv = f"{med['torchvision']:>13.0f}" if "torchvision" in med else f"{'-':>13}"
-            print(f"{where:<22}{mode:<15}{''.join(cells)}{tv}{ratio:>15}")
+            kernels = "-"
+            if device.type == "meta":  # what a GPU call launches: multimix / timm (timm's per-batch call)
+                counts = {name: device_kernels(fn) for name, fn in calls.items() if name in med}
+                anchor_kernels = timm_kernels.setdefault(method, counts.get("timm"))
+                kernels = f"{counts['multimix']} / {anchor_kernels if anchor_kernels is not None else '-'}"
+            print(f"{where:<22}{mode:<15}{''.join(cells)}{tv}{ratio:>15}{kernels:>16}")
             rows += [{"place": where, "mode": mode, "library": name, "round": k, "us": f"{t:.1f}"}
                      for name, ts in times.items() for k, t in enumerate(ts)]  # fmt: skip
     print("per-sample rows compare with timm's per-batch call of the same method")
