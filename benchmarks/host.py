@@ -164,6 +164,8 @@ def _contenders(mode: str, x: torch.Tensor, num_classes: int) -> dict[str, Calla
             calls["timm"] = lambda: timm_mixer(x, y)
         except ImportError:
             pass
+        if method == "mixup" and x.device.type == "cpu":
+            calls["straight-line"] = straight_line_mixup(x, y, num_classes)
         try:
             from torchvision.transforms import v2
 
@@ -173,6 +175,34 @@ def _contenders(mode: str, x: torch.Tensor, num_classes: int) -> dict[str, Calla
         except ImportError:
             pass
     return calls
+
+
+def straight_line_mixup(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> Callable[[], torch.Tensor]:
+    """multimix's per-batch Mixup work as bare torch calls, no library around them: the CPU label-range check,
+    the partner cycle and Beta(1, 1) lam from a generator, the blend, and the targets by two scatters.
+
+    What the operations alone cost; the difference to the multimix row is the library's own host work.
+    """
+    import numpy as np
+
+    generator = torch.Generator().manual_seed(0)
+
+    def call() -> torch.Tensor:
+        low, high = torch.aminmax(y)
+        if int(low) < 0 or int(high) >= num_classes:
+            raise ValueError(f"labels must lie in [0, {num_classes})")
+        order = torch.randperm(x.shape[0], generator=generator).numpy()
+        cycle = np.empty_like(order)
+        cycle[order[:-1]], cycle[order[-1]] = order[1:], order[0]
+        index = torch.from_numpy(cycle)
+        lam = float(torch.rand(1, generator=generator, dtype=torch.float64)[0])
+        x.lerp_(x.index_select(0, index), 1.0 - lam)
+        own = torch.full((x.shape[0], 1), lam)
+        labels = y.unsqueeze(1)
+        targets = torch.zeros(x.shape[0], num_classes).scatter_add_(1, labels, own)
+        return targets.scatter_add_(1, labels.index_select(0, index), torch.rsub(own, 1.0))
+
+    return call
 
 
 def main() -> None:
@@ -198,6 +228,7 @@ def main() -> None:
           f"{'device kernels':>16}")  # fmt: skip
     timm_batch: dict[tuple[str, str], float] = {}
     timm_kernels: dict[str, int | None] = {}
+    floor: float | None = None
     for where, (device, shape) in places.items():
         for mode in modes:
             x = torch.rand(shape) if device.type == "cpu" else torch.empty(shape, device=device)
@@ -213,6 +244,7 @@ def main() -> None:
             method = mode.split()[0]
             if "timm" in med:
                 timm_batch[(where, method)] = med["timm"]
+            floor = med.get("straight-line", floor)
             anchor = timm_batch.get((where, method))
             ratio = f"{med['multimix'] / anchor:.2f}x" if anchor else "-"
             cells = [f"{med[name]:>10.0f}" if name in med else f"{'-':>10}" for name in ("multimix", "timm")]
@@ -226,6 +258,8 @@ def main() -> None:
             rows += [{"place": where, "mode": mode, "library": name, "round": k, "us": f"{t:.1f}"}
                      for name, ts in times.items() for k, t in enumerate(ts)]  # fmt: skip
     print("per-sample rows compare with timm's per-batch call of the same method")
+    if floor is not None:
+        print(f"multimix's per-batch Mixup operations as bare torch calls (straight_line_mixup): {floor:.0f} us")
     if not args.no_csv:
         path = append("host", torch.device("cpu"), rows, ["place", "mode", "library", "round", "us"])
         print(f"raw rows appended to {path}")
