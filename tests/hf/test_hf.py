@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 from conftest import fixed_plan  # noqa: E402
 from tiny_models import ENCODER_CASES as CASES  # noqa: E402
 from tiny_models import ENCODER_COMMON as COMMON  # noqa: E402
+from tiny_models import ast as tiny_ast  # noqa: E402
 from tiny_models import encoder as tiny  # noqa: E402
 
 import multimix  # noqa: E402
@@ -266,13 +267,7 @@ def test_vision_model_with_mask_adapters_is_trained_on_the_pixels_its_targets_de
 
 
 def test_audio_model_mixes_input_values():
-    config = transformers.ASTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, patch_size=16,
-        frequency_stride=16, time_stride=16, max_length=32, num_mel_bins=32, num_labels=3,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    base = transformers.ASTForAudioClassification(config)
+    base = tiny_ast(max_length=32)
     features, labels = torch.randn(4, 32, 32), torch.tensor([0, 1, 2, 0])
     plan = fixed_plan([3, 2, 1, 0], 0.6)
     model = with_plan(multimix.wrap(base, SpecMixup(1.0, inplace=False)).train(), plan)

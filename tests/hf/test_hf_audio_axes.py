@@ -9,6 +9,7 @@ import multimix.hf.wrapper
 from multimix.audio import SpecMix, SpecMixup
 
 transformers = pytest.importorskip("transformers")
+from tiny_models import ast as tiny_ast  # noqa: E402
 
 
 def spectrograms(frames: int = 48, bins: int = 20) -> torch.Tensor:
@@ -39,13 +40,7 @@ def test_time_axis_minus_two_is_the_transposed_layout(path, inplace):
 
 
 def test_wrap_of_ast_puts_the_time_bands_on_its_time_axis():
-    config = transformers.ASTConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64, patch_size=16,
-        frequency_stride=16, time_stride=16, max_length=48, num_mel_bins=32, num_labels=3,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    base = transformers.ASTForAudioClassification(config)
+    base = tiny_ast(num_hidden_layers=1)
     adapter = SpecMix(1.0, time_bands=1, freq_bands=1)
     model = multimix.wrap(base, adapter, seed=0).train()
     assert model.adapter.time_axis == -2 and adapter.time_axis is None  # a copy is configured, not the caller's

@@ -8,7 +8,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
-from tiny_models import vit  # noqa: E402
+from tiny_models import ast, vit  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForAudioClassification,
     AutoModelForImageClassification,
@@ -30,15 +30,6 @@ def bert():
         max_position_embeddings=32, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
     return transformers.BertForSequenceClassification(config)
-
-
-def ast():
-    config = transformers.ASTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, patch_size=16,
-        frequency_stride=16, time_stride=16, max_length=48, num_mel_bins=32, num_labels=3,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-    )  # fmt: skip
-    return transformers.ASTForAudioClassification(config)
 
 
 def samples(kind: str, n: int = 16) -> list[dict]:

@@ -35,6 +35,9 @@ DECODERS = {
                                               num_attention_heads=4, num_key_value_heads=2, **_DECODER_SMALL),
 }  # fmt: skip
 
+AST = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, patch_size=16,
+           frequency_stride=16, time_stride=16, max_length=48, num_mel_bins=32, num_labels=3, hidden_dropout_prob=0.0,
+           attention_probs_dropout_prob=0.0)  # fmt: skip
 VIT = dict(image_size=8, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
            intermediate_size=64, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
 
@@ -61,6 +64,12 @@ def decoder(name: str, impl: str = "eager") -> torch.nn.Module:
 def vit(**overrides) -> torch.nn.Module:
     """An image classifier on 8 x 8 pixels (patches of 4, 3 labels)."""
     return _quiet(lambda: transformers.ViTForImageClassification(transformers.ViTConfig(**{**VIT, **overrides})))
+
+
+def ast(**overrides) -> torch.nn.Module:
+    """An audio spectrogram transformer on 32 mel bins x 48 frames (patches of 16, 3 labels)."""
+    config = transformers.ASTConfig(**{**AST, **overrides})
+    return _quiet(lambda: transformers.ASTForAudioClassification(config))
 
 
 def tagger(num_labels: int = 5) -> torch.nn.Module:
