@@ -30,6 +30,12 @@ def fixed_plan(index, lam, *, per_sample: bool = True) -> MixPlan:
     return MixPlan(index=index, lam=lam, per_sample=per_sample)
 
 
+def with_plan(model, plan: MixPlan):
+    """Make a wrapped model's mixer draw ``plan`` at every step (its hooks and targets follow it)."""
+    model.mixer.draw = lambda batch_size: plan
+    return model
+
+
 def flip_index(batch_size: int) -> torch.Tensor:
     """timm's pairing: sample i is mixed with B - 1 - i."""
     return torch.arange(batch_size - 1, -1, -1)

@@ -4,7 +4,7 @@ import pytest
 import timm.models.vision_transformer as timm_vit
 import torch
 import torchvision
-from conftest import fixed_plan
+from conftest import fixed_plan, with_plan
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -13,11 +13,6 @@ from multimix.manifold import ManifoldModel, wrap_module
 from multimix.text import HiddenMix
 
 C = 5
-
-
-def with_plan(model, plan):
-    model.mixer.draw = lambda batch_size: plan
-    return model
 
 
 def hooks_on(model):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
-from conftest import fixed_plan  # noqa: E402
+from conftest import fixed_plan, with_plan  # noqa: E402
 from tiny_models import ENCODER_CASES as CASES  # noqa: E402
 from tiny_models import ENCODER_COMMON as COMMON  # noqa: E402
 from tiny_models import ast as tiny_ast  # noqa: E402
@@ -36,11 +36,6 @@ def hooks_on(model) -> int:
 def unwrapped_hooks(model) -> int:
     """Hooks left on the base model once it is unwrapped: a wrapped model keeps its hooks, unwrap takes them off."""
     return hooks_on(multimix.unwrap(model))
-
-
-def with_plan(model, plan):
-    model.mixer.draw = lambda batch_size: plan
-    return model
 
 
 @pytest.mark.parametrize(("name", "impl"), CASES)

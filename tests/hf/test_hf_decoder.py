@@ -3,7 +3,7 @@
 
 import pytest
 import torch
-from conftest import fixed_plan
+from conftest import fixed_plan, with_plan
 
 transformers = pytest.importorskip("transformers")
 from tiny_models import DECODERS  # noqa: E402
@@ -21,11 +21,6 @@ def batch():
         ids[row, length:] = 0
         mask[row, length:] = 0
     return ids, mask, torch.tensor([0, 1, 2, 1])
-
-
-def with_plan(model, plan):
-    model.mixer.draw = lambda batch_size: plan
-    return model
 
 
 CASES = [(name, impl) for name in DECODERS for impl in ("eager", "sdpa")]
