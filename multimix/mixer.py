@@ -421,12 +421,11 @@ class Mixer:
                 moved = adapter.mix_label_map(targets, x, plan, region)
             mixed[name], lam = adapter.apply(x, plan, region, validity)
             label_lam = lam if label_lam is None else label_lam
-        if moved is None:  # a blend: every position follows lam (a partner map only for maps)
-            moved = (targets.index_select(0, plan.index) if kind in ("map", "map_rows") else None), label_lam
-        partner, weight = moved
         lam = label_lam.to(torch.float32)
-        if kind == "index" and weight is label_lam:  # float32 rows: the weight converted once, for both
-            weight = lam
+        if moved is None:  # a blend: every position follows lam (a partner map only for maps)
+            partner = targets.index_select(0, plan.index) if kind in ("map", "map_rows") else None
+            moved = partner, (lam if kind == "index" else label_lam)  # index targets give float32 rows: lam as is
+        partner, weight = moved
         mix = LabelMix(targets, partner, weight, plan.index, plan.any_mixed, kind, self.num_classes,
                        self.label_smoothing, self.label_mode, self.ignore_index)  # fmt: skip
         host = plan.on_host
