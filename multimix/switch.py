@@ -80,9 +80,6 @@ class Switch(Adapter):
             x = adapter.check_input(x, name)
         return x
 
-    def writes_inplace(self, x: torch.Tensor) -> bool:
-        return all(adapter.writes_inplace(x) for adapter in self.adapters)
-
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> list[Part | None]:
         """Each member's share of the plan (None where no sample chose it) and the region it draws for it."""
         if plan.choices is None and not plan.any_mixed:  # mixing off: the identity plan chooses nothing

@@ -469,3 +469,14 @@ def test_drop_in_pickles_for_dataloader_workers():
     torch.testing.assert_close(copy(x.clone(), torch.arange(6) % 3), ours(x.clone(), torch.arange(6) % 3))
     with pytest.raises(AttributeError, match=r"fixed at construction"):
         copy.mode = "elem"
+
+
+@pytest.mark.parametrize("side", [8, 160])  # the vectorised path and the CPU loop
+def test_a_switch_built_out_of_place_leaves_the_batch_unchanged(side):
+    switch = Switch([Mixup(0.8), CutMix(1.0)])
+    switch.inplace = False
+    mixer = multimix.Mixer(switch, num_classes=3, per_sample=True, seed=0)
+    x = torch.rand(6, 3, side, side, generator=torch.Generator().manual_seed(0))
+    before = x.clone()
+    out = mixer(x, torch.arange(6) % 3)
+    assert torch.equal(x, before) and not torch.equal(out.inputs, before)

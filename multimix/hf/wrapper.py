@@ -49,6 +49,7 @@ from multimix.hf.hooks import (
 )
 from multimix.losses import binary_cross_entropy, mixed_token_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
+from multimix.switch import Switch
 from multimix.targets import check_targets, mixed_targets
 from multimix.text import POOLED, HiddenMix
 
@@ -86,7 +87,10 @@ SPECTROGRAM_TIME_AXIS = {"audio-spectrogram-transformer": -2, "whisper": -1, "sp
 
 def _for_model(adapter: Adapter, model: nn.Module) -> Adapter:
     """A copy that returns new tensors (the wrapper never writes into the caller's ``pixel_values``), with the
-    spectrogram time axis of a model wrap knows when the adapter leaves ``time_axis`` None."""
+    spectrogram time axis of a model wrap knows when the adapter leaves ``time_axis`` None. A ``Switch`` is
+    rebuilt from its members' copies."""
+    if isinstance(adapter, Switch):
+        return Switch([_for_model(member, model) for member in adapter.adapters])
     adapter = copy.copy(adapter)
     adapter.inplace = False
     model_type = getattr(getattr(model, "config", None), "model_type", None)

@@ -424,3 +424,17 @@ def test_the_wrapped_model_is_a_view_of_the_base_class_and_deep_copies():
         model.train()(input_ids=ids, attention_mask=mask, labels=labels).loss,
     )
     assert twin.bert.encoder.layer[0] is twin.encoder_layers[0]  # the copy's hooks sit on the copy's layers
+
+
+def test_wrap_with_a_switch_never_writes_into_the_callers_pixels():
+    from tiny_models import vit
+
+    from multimix.image import CutMix
+    from multimix.switch import Switch
+
+    model = multimix.wrap(vit(), Switch([Mixup(0.8), CutMix(1.0)]), seed=0).train()
+    pixels = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    before = pixels.clone()
+    model(pixel_values=pixels, labels=torch.tensor([0, 1, 2, 0]))
+    assert torch.equal(pixels, before)
+    assert not model.mixer.adapters[0].inplace and not any(m.inplace for m in model.mixer.adapters[0].adapters)
