@@ -360,9 +360,10 @@ class Mixer:
             (torch.Size([8, 10]), True)
         """
         fields_, _ = self._split(inputs, targets, lengths, need_targets=False)
-        return self._plan(fields_)
+        return self._plan(fields_)[0]
 
-    def _plan(self, fields_: dict[str, torch.Tensor]) -> MixPlan:
+    def _plan(self, fields_: dict[str, torch.Tensor], extra: Any = None) -> tuple[MixPlan, Any]:
+        """The placed plan, and ``extra`` (labels, lengths) moved to the inputs' device in the same copy."""
         first = next(iter(fields_.values()))
         plan = self.draw(first.shape[0])
         if self.fields is None:
@@ -371,8 +372,7 @@ class Mixer:
         else:
             region = {name: candidates[0].draw_region(x, plan, self.generator)
                       for (name, candidates), x in zip(self._routes, fields_.values(), strict=True)}  # fmt: skip
-        plan = plan.with_region(region)
-        return plan if first.device.type == "cpu" else plan.to(first.device)[0]
+        return plan.with_region(region).to(first.device, extra)
 
     def apply(
         self, inputs: Inputs, targets: torch.Tensor | None, plan: MixPlan, *, lengths: torch.Tensor | None = None
@@ -456,7 +456,8 @@ class Mixer:
                 ``(B, T)`` along the last axis; the mixed ones come back on the batch.
         """
         fields_, targets = self._split(inputs, targets, lengths)
-        return self._apply(inputs, fields_, targets, self._plan(fields_), lengths)
+        plan, (targets, lengths) = self._plan(fields_, (targets, lengths))  # one copy to the device for all three
+        return self._apply(inputs, fields_, targets, plan, lengths)
 
     def draw(self, batch_size: int) -> MixPlan:
         """Draw the next plan from the generator; the identity plan while mixing is off or ``p == 0``."""

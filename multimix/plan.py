@@ -127,11 +127,13 @@ class MixPlan:
     def to(self, device: torch.device, extra: Any = None) -> tuple[MixPlan, Any]:
         """Place the plan, its region and ``extra`` (labels, lengths) on ``device`` in one copy.
 
-        Returns the placed plan and ``extra`` with its CPU tensors moved. On the CPU,
-        or when the plan is already there, both come back unchanged.
+        Returns the placed plan and ``extra`` with its CPU tensors moved. On the CPU the
+        CPU plan comes back, and ``extra`` unchanged.
         """
-        if device.type == "cpu" or self.device == device:
-            return self, extra
+        if device.type == "cpu":
+            return self.on_host, extra
+        if self.device == device:
+            return self, to_device(extra, device)
         host = self.on_host
         moved, extra = to_device(((host.index, host.lam, host.mixed, host.choices, host.region), extra), device)
         index, lam, mixed, choices, region = moved

@@ -205,3 +205,30 @@ def test_a_plan_built_by_hand_on_the_device_mixes_without_a_host_copy():
     plan = MixPlan(index, lam, mixed=torch.ones(B, dtype=torch.bool, device=META), any_mixed=True, all_mixed=True)
     mixed, label_lam = Mixup(1.0).apply(torch.empty(B, 3, 4, 4, device=META), plan, None)
     assert mixed.device == META and label_lam is lam
+
+
+def test_a_call_moves_plan_labels_and_lengths_to_the_device_in_one_copy():
+    """CPU labels and lengths travel with the plan: one host-to-device copy per call, not one per tensor."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountCopies(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            if func is torch.ops.aten._to_copy.default and args[0].device.type == "cpu" and out.device == META:
+                CountCopies.count += 1
+            return out
+
+    mixer = multimix.Mixer(WaveMix(1.0), num_classes=C, seed=0)
+    waves, lengths = torch.empty(B, 64, device=META), torch.full((B,), 40)
+    with CountCopies():
+        mixer(waves, labels("cpu"), lengths=lengths)
+    assert CountCopies.count == 1
+
+
+def test_a_placed_plan_asked_for_the_cpu_gives_its_host_plan():
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=C, seed=0)
+    placed = mixer.plan_for(torch.empty(B, 3, 4, 4, device=META))
+    assert placed.device == META and placed.to(torch.device("cpu"))[0] is placed.on_host
