@@ -81,7 +81,7 @@ class Switch(Adapter):
         return x
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> list[Part | None]:
-        """Each member's share of the plan (None where no sample chose it) and the region it draws for it."""
+        """Each member's share of the plan (None where none of its samples is mixed) and the region it draws."""
         if plan.choices is None and not plan.any_mixed:  # mixing off: the identity plan chooses nothing
             return [None] * len(self.adapters)
         if plan.choices is None:
@@ -92,10 +92,10 @@ class Switch(Adapter):
         parts: list[Part | None] = []
         for k, adapter in enumerate(self.adapters):
             chosen = choices == k
-            if not chosen.any():
+            mixes = chosen & mixed  # its samples left unmixed (by p, or partnered with themselves) keep lam 1
+            if not mixes.any():  # nothing for it to mix: no region, no pass over the batch
                 parts.append(None)
                 continue
-            mixes = chosen & mixed  # its samples left unmixed (by p, or partnered with themselves) keep lam 1
             sub = MixPlan(torch.from_numpy(np.where(mixes, index, own)), torch.from_numpy(np.where(mixes, lam, 1.0)),
                           choice=k, per_sample=True, mixed=torch.from_numpy(mixes))  # fmt: skip
             region = adapter.draw_region(x, sub, generator)

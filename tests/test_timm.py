@@ -480,3 +480,10 @@ def test_a_switch_built_out_of_place_leaves_the_batch_unchanged(side):
     before = x.clone()
     out = mixer(x, torch.arange(6) % 3)
     assert torch.equal(x, before) and not torch.equal(out.inputs, before)
+
+
+def test_a_member_whose_samples_are_all_unmixed_draws_and_mixes_nothing():
+    plan = switched_plan([1, 0, 3, 2], [0.4, 0.4, 1.0, 1.0], [0, 0, 1, 1])  # CutMix's two samples keep lam 1
+    switch = Switch([Mixup(0.8), CutMix(1.0)])
+    region = switch.draw_region(torch.rand(4, 3, 8, 8), plan, torch.Generator().manual_seed(0))
+    assert region[0] is not None and region[1] is None
