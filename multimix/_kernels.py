@@ -158,17 +158,18 @@ def applied_lam(lam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return lam
 
 
-def lerp_rows(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor, *, inplace: bool, vectorized: bool) -> torch.Tensor:
-    """Return ``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i.
+def lerp_rows(x: torch.Tensor, plan: MixPlan, *, inplace: bool, vectorized: bool) -> torch.Tensor:
+    """Return ``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i, ``lam`` being ``plan.lam``.
 
-    ``plan`` and ``lam`` ``(B,)`` are on ``x``'s device; samples the plan leaves
-    unmixed keep their exact values. The vectorised path is tensor ops only.
+    ``plan`` is on ``x``'s device; samples the plan leaves unmixed keep their exact
+    values. The vectorised path is tensor ops only.
     """
+    lam = plan.lam
     if not plan.any_mixed:
         return unchanged(x, inplace)
     if vectorized:
         partner = x.index_select(0, plan.index)
-        if _host_weight(x, plan, lam):  # one lam for the batch, every sample mixed: a host scalar weight
+        if _host_weight(x, plan):  # one lam for the batch, every sample mixed: a host scalar weight
             weight = 1.0 - float(plan.on_host.lam.numpy()[0])
             return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         weight = row_view(torch.rsub(lam, 1.0).to(x.dtype), x)  # torch.rsub: no Python operator wrapper
@@ -178,7 +179,7 @@ def lerp_rows(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor, *, inplace: boo
     return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), lerp_writer(lam), inplace=inplace)
 
 
-def _host_weight(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor) -> bool:
+def _host_weight(x: torch.Tensor, plan: MixPlan) -> bool:
     """Whether a blend may take its weight as a host scalar: no weight tensor built on the device.
 
     For one lam per batch with every sample mixed, in an eager call (a traced step takes
@@ -189,7 +190,6 @@ def _host_weight(x: torch.Tensor, plan: MixPlan, lam: torch.Tensor) -> bool:
     return (
         not plan.per_sample
         and plan.all_mixed
-        and lam is plan.lam
         and plan.on_host.device.type == "cpu"  # a plan built by hand on a device has no host copy to read
         and x.dtype in (torch.float32, torch.float64)
         and not torch.compiler.is_compiling()

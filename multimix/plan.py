@@ -240,10 +240,6 @@ def _draw(
     else:
         index = _cycle(batch_size, generator)
         choice, choices = (_choose(weights, len(alphas), generator) if len(alphas) > 1 else 0), None
-        if not per_sample and p == 1.0 and batch_size > 1:  # one lam, every sample mixed with another
-            value = float(beta_values(alphas[choice], 1, generator)[0])
-            mixed = np.full(batch_size, value < 1)
-            return _plan(index, np.full(batch_size, value), choice, False, None, mixed, value < 1, value < 1)
         lam = beta_values(alphas[choice], batch_size if per_sample else 1, generator)
         lam = lam if per_sample else np.full(batch_size, lam[0])
     if p < 1.0:

@@ -102,7 +102,7 @@ class HiddenMix(Adapter):
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: None = None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return lerp_rows(x, plan, plan.lam, inplace=False, vectorized=True), plan.lam
+        return lerp_rows(x, plan, inplace=False, vectorized=True), plan.lam
 
     def __repr__(self) -> str:
         return f"HiddenMix(alpha={self.alpha!r}, layers={self.layers!r})"

@@ -63,7 +63,7 @@ def test_lerp_rows_matches_formula(inplace, vectorized, dtype):
     original = x.clone()
     w = lam.view(-1, 1, 1, 1)
     expected = (w * original.double() + (1 - w) * original.double()[index]).to(dtype)
-    out = lerp_rows(x, MixPlan(index, lam), lam, inplace=inplace, vectorized=vectorized)
+    out = lerp_rows(x, MixPlan(index, lam), inplace=inplace, vectorized=vectorized)
     tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}.get(dtype, 1e-6)
     torch.testing.assert_close(out, expected, atol=tol, rtol=tol)
     assert out.dtype == dtype
@@ -78,7 +78,7 @@ def test_lerp_rows_keeps_channels_last(inplace, vectorized):
     x = torch.randn(4, 3, 6, 6).to(memory_format=torch.channels_last)
     original = x.clone()
     index, lam = torch.tensor([3, 2, 1, 0]), torch.full((4,), 0.25, dtype=torch.float64)
-    out = lerp_rows(x, MixPlan(index, lam), lam, inplace=inplace, vectorized=vectorized)
+    out = lerp_rows(x, MixPlan(index, lam), inplace=inplace, vectorized=vectorized)
     assert out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, 0.25 * original + 0.75 * original[index])
 

@@ -61,7 +61,7 @@ class Mixup(Adapter):
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        mixed = lerp_rows(x, plan, plan.lam, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
+        mixed = lerp_rows(x, plan, inplace=self.writes_inplace(x), vectorized=self.vectorized(x))
         return mixed, applied_lam(plan.lam, x)
 
     def row_writer(self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None):
