@@ -269,7 +269,7 @@ class SpecMix(_SpectrogramAdapter):
             return unchanged(x, inplace), torch.ones_like(region.kept)
         ft = self._as_ft(x)
         mixed = self._apply_ft(ft, plan, region, inplace)
-        out = x if inplace and mixed is not x and self.time_axis == -2 else self._as_ft(mixed)
+        out = x if inplace else self._as_ft(mixed)  # in place, the bands were written into x through ft
         return out, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))
 
     def mix_label_map(
