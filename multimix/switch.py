@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from multimix._kernels import apply_rowwise, row_view
+from multimix._kernels import apply_rowwise, row_view, unchanged
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
@@ -115,12 +115,15 @@ class Switch(Adapter):
                 host = plan.on_host
                 return apply_rowwise(x, host.index.tolist(), host.mixed.tolist(), write, inplace=inplace), label
         label = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
-        out = x
+        if not active:
+            return unchanged(x, inplace), label
+        out = None
         for k, part in active:
             sub = MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed, any_mixed=part.any_mixed,
                           all_mixed=part.all_mixed)  # fmt: skip
             mixed, lam = self._readers[k].apply(x, sub, part.region, valid)
-            out = torch.where(row_view(part.chosen, x), mixed, out)
+            # a member's result is x, bit for bit, outside its own mixed samples: the first needs no selection
+            out = mixed if out is None else torch.where(row_view(part.chosen, x), mixed, out)
             label = torch.where(part.chosen, lam.to(torch.float64), label)
         return (x.copy_(out) if inplace else out), label
 

@@ -487,3 +487,17 @@ def test_a_member_whose_samples_are_all_unmixed_draws_and_mixes_nothing():
     switch = Switch([Mixup(0.8), CutMix(1.0)])
     region = switch.draw_region(torch.rand(4, 3, 8, 8), plan, torch.Generator().manual_seed(0))
     assert region[0] is not None and region[1] is None
+
+
+def test_the_vectorised_switch_equals_the_loop_bit_for_bit_with_infinities():
+    """Each member's result is the batch outside its own mixed samples: an unmixed sample holding inf stays inf."""
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    x[2, 0, 0, 0] = float("inf")
+    plan = switched_plan([1, 0, 3, 2], [0.4, 0.7, 1.0, 0.3], [0, 1, 0, 1])  # sample 2 (Mixup's) keeps lam 1
+    results = []
+    for path in (looped, vectorised):
+        switch = path(Switch([Mixup(0.8), CutMix(1.0)]))
+        region = switch.draw_region(x, plan, torch.Generator().manual_seed(0))
+        results.append(switch.apply(x.clone(), plan, region))
+    (loop, loop_lam), (vector, vector_lam) = results
+    assert torch.equal(loop, vector) and torch.equal(loop_lam, vector_lam) and torch.isinf(vector[2, 0, 0, 0])
