@@ -30,7 +30,7 @@ from torch import nn
 
 from multimix.losses import binary_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
-from multimix.plan import MixPlan
+from multimix.plan import MixPlan, placed_on
 from multimix.targets import check_targets, mixed_targets, smoothed_rows
 from multimix.text import HiddenMix
 
@@ -68,11 +68,7 @@ class _Step:
     placed: dict[str, MixPlan] = field(default_factory=dict)
 
     def on(self, device: torch.device) -> MixPlan:
-        if device == self.plan.device:
-            return self.plan
-        if str(device) not in self.placed:
-            self.placed[str(device)] = self.plan.to(device)[0]
-        return self.placed[str(device)]
+        return placed_on(self.plan, self.placed, device)
 
 
 class _Slot:

@@ -141,6 +141,17 @@ class MixPlan:
         return placed, extra
 
 
+def placed_on(plan: MixPlan, cache: dict[str, MixPlan], device: torch.device) -> MixPlan:
+    """``plan`` on ``device``: itself where it lies, else placed once and kept in ``cache`` (a step's layers on
+    other devices: model parallelism, offloading)."""
+    if device == plan.device:
+        return plan
+    key = str(device)
+    if key not in cache:
+        cache[key] = plan.to(device)[0]
+    return cache[key]
+
+
 def identity_plan(batch_size: int) -> MixPlan:
     """The plan that mixes nothing: every sample keeps itself with lam = 1."""
     check_positive_int(batch_size, "batch_size")

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from multimix.adapter import Adapter
-from multimix.plan import MixPlan
+from multimix.plan import MixPlan, placed_on
 from multimix.text import POOLED
 
 __all__: list[str] = []  # used by multimix.hf.wrapper; not part of the public API
@@ -125,12 +125,7 @@ class Step:
 
     def on(self, device: torch.device) -> MixPlan:
         """The plan on ``device``: the batch's own, or placed once for a layer on another device."""
-        if device == self.plan.device:
-            return self.plan
-        key = str(device)
-        if key not in self.placed:
-            self.placed[key] = self.plan.to(device)[0]
-        return self.placed[key]
+        return placed_on(self.plan, self.placed, device)
 
 
 class Slot:
