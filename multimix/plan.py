@@ -260,7 +260,8 @@ def _draw(
     mixed = lam < 1
     if batch_size == 1 or p < 1.0:  # a random cycle has no fixed point for B >= 2
         mixed &= index != np.arange(batch_size)
-    return _plan(index, lam, choice, per_sample, choices, mixed, bool(mixed.any()), bool(mixed.all()))
+    all_mixed = bool(mixed.all())
+    return _plan(index, lam, choice, per_sample, choices, mixed, all_mixed or bool(mixed.any()), all_mixed)
 
 
 def _plan(

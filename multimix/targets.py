@@ -228,11 +228,11 @@ def smoothed_rows(
     """:func:`soft_targets` for targets already checked by :func:`check_targets` (no second pass over them)."""
     if dtype is None:
         dtype = targets.dtype if targets.is_floating_point() and targets.dim() == 2 else torch.float32
-    if targets.dim() == 1:
-        rows = torch.zeros(targets.shape[0], num_classes, dtype=dtype, device=targets.device)
-        rows.scatter_(1, targets.long().unsqueeze(1), 1.0)
-    else:
-        rows = targets.to(dtype=dtype, copy=True)
+    if targets.dim() == 1:  # timm's on and off values, written at once
+        off = label_smoothing / num_classes
+        rows = torch.full((targets.shape[0], num_classes), off, dtype=dtype, device=targets.device)
+        return rows.scatter_(1, targets.long().unsqueeze(1), 1.0 - label_smoothing + off)
+    rows = targets.to(dtype=dtype, copy=True)
     if label_smoothing > 0:
         rows.mul_(1.0 - label_smoothing).add_(label_smoothing / num_classes)
     return rows
@@ -313,17 +313,9 @@ def _mixed_rows(
         partner = rows.index_select(0, index).mul_(other.to(dtype).unsqueeze(1))
         rows.mul_(own.to(dtype).unsqueeze(1))
         return torch.maximum(rows, partner) if label_mode == "union" else rows.add_(partner)
-    own = lam.to(dtype).unsqueeze(1)
-    other = torch.rsub(own, 1.0)
-    if targets.dim() == 2:
-        rows = smoothed_rows(targets, num_classes, label_smoothing, dtype)
-        return rows.index_select(0, index).mul_(other).addcmul_(rows, own)
-    if label_smoothing > 0:
-        own, other = own * (1.0 - label_smoothing), other * (1.0 - label_smoothing)
-    labels = targets.long().unsqueeze(1)
-    out = torch.full((targets.shape[0], num_classes), label_smoothing / num_classes, dtype=dtype, device=targets.device)
-    out.scatter_add_(1, labels, own)
-    return out.scatter_add_(1, labels.index_select(0, index), other)
+    rows = smoothed_rows(targets, num_classes, label_smoothing, dtype)
+    # lerp from the partner's row: a class both rows hold stays exactly at its value
+    return rows.index_select(0, index).lerp_(rows, lam.to(dtype).unsqueeze(1))
 
 
 class LabelMix(NamedTuple):
