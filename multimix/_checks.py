@@ -85,6 +85,18 @@ def check_generator(generator: object) -> torch.Generator:
     return generator
 
 
+def check_generator_state(state: object, name: str) -> torch.Tensor:
+    """Return a CPU ``torch.Generator`` state (the uint8 tensor of ``get_state()``) after checking it loads."""
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
+        raise TypeError(f"{name} must be the uint8 tensor of Generator.get_state(), got {state!r:.80}")
+    state = state.cpu()
+    try:
+        torch.Generator().set_state(state)
+    except RuntimeError as error:
+        raise ValueError(f"{name} is not a CPU generator state: {error}") from None
+    return state
+
+
 def reads_values(x: torch.Tensor, validate: bool) -> bool:
     """Whether value checks on ``x`` may read its data: always on the CPU, on accelerators only if asked.
 

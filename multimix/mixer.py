@@ -11,16 +11,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import default_collate, get_worker_info
 
-from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability
+from multimix._checks import check_generator, check_generator_state, check_positive_int, check_probability
 from multimix.adapter import Adapter
 from multimix.batch import Inputs, MixedBatch
-from multimix.lengths import Validity, check_lengths
+from multimix.inputs import CallInputs
+from multimix.lengths import Validity
 from multimix.plan import SWITCHES, MixPlan, _draw, identity_plan
 from multimix.schedule import Schedule
 from multimix.switch import Switch
-from multimix.targets import LabelMix, check_label_mode, check_targets, target_kind
+from multimix.targets import LabelMix, check_label_mode, target_kind
+from multimix.workers import WorkerCopies
 
 __all__ = ["MixedBatch", "Mixer"]
 
@@ -46,7 +47,7 @@ def _adapter_weights(switch_prob: float | Sequence[float] | None, count: int) ->
     return weights
 
 
-class Mixer:
+class Mixer(CallInputs, WorkerCopies):
     """Draw one mixing plan per batch and apply it to inputs and targets.
 
     Args:
@@ -225,12 +226,7 @@ class Mixer:
 
     def state_dict(self) -> dict[str, Any]:
         """Generator state and schedule, so a resumed run draws the same plans."""
-        return {
-            "generator": self.generator.get_state(),
-            "enabled": self._schedule.enabled,
-            "epoch": self._schedule.epoch,
-            "alphas": [a.alpha for a in self._schedule.adapters],
-        }
+        return {"generator": self.generator.get_state(), **self._schedule.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved; everything is checked before anything changes."""
@@ -239,104 +235,12 @@ class Mixer:
         missing = {"generator", "enabled", "epoch", "alphas"} - set(state)
         if missing:
             raise ValueError(f"state is missing keys {sorted(missing)}; pass what Mixer.state_dict() returned")
-        alphas = state["alphas"]
-        adapters = self._schedule.adapters
-        if not isinstance(alphas, Sequence) or len(alphas) != len(adapters):
-            raise ValueError(f"state['alphas'] must hold one alpha per adapter ({len(adapters)}), got {alphas!r}")
-        alphas = [check_alpha(alpha, f"state['alphas'][{i}]") for i, alpha in enumerate(alphas)]
-        if not isinstance(state["enabled"], bool):
-            raise TypeError(f"state['enabled'] must be a bool, got {state['enabled']!r}")
-        epoch = state["epoch"]
-        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
-            raise ValueError(f"state['epoch'] must be an int >= 0 or None, got {epoch!r}")
-        generator_state = state["generator"]
-        if not isinstance(generator_state, torch.Tensor) or generator_state.dtype != torch.uint8:
-            raise TypeError(
-                f"state['generator'] must be the uint8 tensor of Generator.get_state(), got {generator_state!r:.80}"
-            )
-        probe = torch.Generator()
-        try:
-            probe.set_state(generator_state.cpu())
-        except RuntimeError as error:
-            raise ValueError(f"state['generator'] is not a CPU generator state: {error}") from None
-        self.generator.set_state(generator_state.cpu())
-        for adapter, alpha in zip(adapters, alphas, strict=True):
-            adapter.alpha = alpha
-        self._schedule.enabled = state["enabled"]
-        self._schedule.epoch = epoch
-        self._schedule.publish()
+        schedule = self._schedule.checked_state(state)
+        generator_state = check_generator_state(state["generator"], "state['generator']")
+        self.generator.set_state(generator_state)
+        self._schedule.load_state_dict(schedule)
 
     # ------------------------------------------------------------------ call
-    def _split(
-        self,
-        inputs: Inputs,
-        targets: torch.Tensor | None,
-        lengths: torch.Tensor | None,
-        *,
-        need_targets: bool = True,
-        values: bool = True,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """Return the fields to mix and the targets, checking everything before any write or draw.
-
-        ``values=False`` keeps to the checks of shapes, dtypes and layouts, which read no
-        data and so trace under ``torch.compile``.
-        """
-        if self.fields is None:
-            if not isinstance(inputs, torch.Tensor) and isinstance(inputs, Mapping):
-                raise TypeError("got a dict batch but this Mixer has no field names; build it with {field: adapter}")
-            if targets is None and need_targets:
-                raise ValueError("targets is missing: call mixer(inputs, targets)")
-            fields_ = {"inputs": inputs}
-        else:
-            if not isinstance(inputs, Mapping):
-                raise TypeError(f"this Mixer mixes dict batches with fields {self.fields}, got {type(inputs).__name__}")
-            missing = [name for name in self.fields if name not in inputs]
-            if missing:
-                raise ValueError(f"batch has no field(s) {missing}; it has {sorted(inputs)}")
-            if targets is None and (need_targets or self.target_key in inputs):
-                if self.target_key not in inputs:
-                    raise ValueError(f"batch has no targets under {self.target_key!r}; pass targets or set target_key")
-                targets = inputs[self.target_key]
-            fields_ = {name: inputs[name] for name in self.fields}
-        batch_size = None
-        for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
-            for candidate in candidates:
-                candidate.check_input(x, name)
-            if batch_size is not None and x.shape[0] != batch_size:
-                raise ValueError(f"field {name!r} has batch size {x.shape[0]}, other fields {batch_size}")
-            batch_size = x.shape[0]
-        if values and self.fields is not None:
-            _check_disjoint(fields_, self._routes)
-        device = next(iter(fields_.values())).device
-        for name, value in (("targets", targets), ("lengths", lengths)):
-            if isinstance(value, torch.Tensor) and value.device != device and value.device.type != "cpu":
-                raise ValueError(
-                    f"{name} is on {value.device} but the inputs are on {device}; put them on the inputs' device "
-                    f"(or leave them on the CPU: they are moved with the plan)"
-                )
-        if targets is not None:
-            first = next(iter(fields_.values()))
-            # label maps follow the adapter's positions; class indices (B,) need no shape
-            multi_dim = not isinstance(targets, torch.Tensor) or targets.dim() > 1
-            label_shape = self._routes[0][1][0].label_shape(first) if multi_dim else None
-            check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate,
-                          values=values, label_shape=label_shape, ignore_index=self.ignore_index)  # fmt: skip
-            if target_kind(targets) == "map" and self.label_smoothing > 0:
-                raise ValueError(
-                    f"label_smoothing={self.label_smoothing} is not folded into integer label maps; build the Mixer "
-                    "without it and smooth in the criterion, e.g. nn.CrossEntropyLoss(label_smoothing=0.1)"
-                )
-        if lengths is not None:
-            if self.switch == "sample":
-                raise ValueError("lengths= works with one adapter per batch; build the Mixer with switch='batch'")
-            if self.fields is not None:
-                raise ValueError("lengths= works with tensor batches; a dict-built Mixer mixes fields without lengths")
-            for adapter in self.adapters:
-                if not adapter.takes_lengths:
-                    raise ValueError(f"{type(adapter).__name__} does not take lengths; they are for audio adapters")
-            check_lengths(lengths, batch_size, fields_["inputs"].shape[-1], validate=self.validate, values=values)
-        return fields_, targets
-
     def plan_for(
         self, inputs: Inputs, targets: torch.Tensor | None = None, *, lengths: torch.Tensor | None = None
     ) -> MixPlan:
@@ -469,50 +373,6 @@ class Mixer:
             return _draw(batch_size, candidates[0].alphas, self.generator, self.weights, True, self.p, "sample")
         alphas = [adapter.alpha for adapter in candidates]  # each checked when it was set
         return _draw(batch_size, alphas, self.generator, self.weights, self.per_sample, self.p, "batch")
-
-    def seed_worker(self) -> None:
-        """In a DataLoader worker, reseed the plan generator once from the worker's seed, and follow the schedule.
-
-        Each worker holds a copy of the mixer; without this they would all draw the
-        same plans. The worker seed comes from the DataLoader's generator, so runs stay
-        reproducible. The copy also applies the epoch and ``enabled`` the main process
-        set since (``set_epoch`` reaches persistent workers). A no-op in the main process.
-        """
-        info = get_worker_info()
-        if info is None:
-            return
-        if self._worker_seed != info.seed:
-            self._worker_seed = info.seed
-            self.generator.manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
-        self._schedule.follow_main_process()
-
-    def collate(self, samples: Sequence[Any]) -> MixedBatch:
-        """A ``DataLoader`` ``collate_fn``: stack with ``default_collate``, then mix in the worker.
-
-        Samples are ``(input, target)`` pairs, or dicts for a dict-built mixer. Each
-        worker reseeds its copy of the plan generator from the DataLoader's per-worker
-        seed, so workers draw different plans and runs stay reproducible.
-        """
-        self.seed_worker()
-        batch = default_collate(samples)
-        if isinstance(batch, Mapping):
-            return self(dict(batch))
-        if not isinstance(batch, (list, tuple)) or len(batch) != 2:
-            raise ValueError("collate expects samples that are (input, target) pairs or dicts")
-        return self(batch[0], batch[1])
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle the generator as its state bytes, so the mixer reaches spawned DataLoader workers."""
-        state = dict(self.__dict__)
-        # bytes, not a tensor: a temporary tensor sent to a spawned worker by file descriptor could be
-        # freed before the worker opens it
-        state["generator"] = self.generator.get_state().numpy().tobytes()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        generator = torch.Generator()
-        generator.set_state(torch.frombuffer(bytearray(state["generator"]), dtype=torch.uint8))
-        self.__dict__.update({**state, "generator": generator})  # bypasses __setattr__: attributes restored as saved
 
     def __repr__(self) -> str:
         adapters = dict(zip(self.fields, self.adapters, strict=True)) if self.fields else self.adapters

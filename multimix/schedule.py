@@ -8,7 +8,8 @@ before drawing, so ``set_epoch`` reaches every worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import get_worker_info
@@ -46,6 +47,31 @@ class Schedule:
         self.enabled = self.off_epoch is None or epoch < self.off_epoch
         if get_worker_info() is None:
             self.publish()
+
+    def state_dict(self) -> dict[str, Any]:
+        """``enabled``, the epoch and each adapter's current alpha: the schedule's part of a resume."""
+        return {"enabled": self.enabled, "epoch": self.epoch, "alphas": [a.alpha for a in self.adapters]}
+
+    def checked_state(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The schedule's part of ``state`` after checking it, changing nothing (a load checks all before it writes)."""
+        alphas = state["alphas"]
+        if not isinstance(alphas, Sequence) or len(alphas) != len(self.adapters):
+            raise ValueError(f"state['alphas'] must hold one alpha per adapter ({len(self.adapters)}), got {alphas!r}")
+        alphas = [check_alpha(alpha, f"state['alphas'][{i}]") for i, alpha in enumerate(alphas)]
+        if not isinstance(state["enabled"], bool):
+            raise TypeError(f"state['enabled'] must be a bool, got {state['enabled']!r}")
+        epoch = state["epoch"]
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+            raise ValueError(f"state['epoch'] must be an int >= 0 or None, got {epoch!r}")
+        return {"enabled": state["enabled"], "epoch": epoch, "alphas": alphas}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Apply a state from :meth:`checked_state` and publish it to DataLoader workers."""
+        for adapter, alpha in zip(self.adapters, state["alphas"], strict=True):
+            adapter.alpha = alpha
+        self.enabled = state["enabled"]
+        self.epoch = state["epoch"]
+        self.publish()
 
     def publish(self) -> None:
         """Share the epoch and ``enabled`` with DataLoader workers."""

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from multimix._checks import check_float_tensor, check_generator, check_writable
+from multimix._checks import check_float_tensor, check_generator, check_generator_state, check_writable
 from multimix._transfer import to_device
 from multimix.mixer import MixedBatch
 
@@ -143,10 +143,10 @@ class SpecAugment:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        generator_state = state.get("generator") if isinstance(state, dict) else None
-        if not isinstance(generator_state, torch.Tensor) or generator_state.dtype != torch.uint8:
+        """Restore what :meth:`state_dict` saved; a state that does not load changes nothing."""
+        if not isinstance(state, dict) or "generator" not in state:
             raise TypeError(f"state must be what SpecAugment.state_dict() returned, got {state!r:.80}")
-        self.generator.set_state(generator_state)
+        self.generator.set_state(check_generator_state(state["generator"], "state['generator']"))
 
     def __repr__(self) -> str:
         return (

@@ -110,8 +110,18 @@ def test_no_host_device_sync_on_meta():
         (lambda: SpecAugment(seed=0)(torch.zeros(2, 3, 4, dtype=torch.long)), TypeError, r"floating-point tensor"),
         (lambda: SpecAugment(seed=0)(torch.randn(1, 4, 5).expand(3, 4, 5)), ValueError, r"share memory"),
         (lambda: SpecAugment(seed=0).load_state_dict({}), TypeError, r"state must be what SpecAugment.state_dict"),
+        (lambda: SpecAugment(seed=0).load_state_dict({"generator": torch.zeros(3)}), TypeError,
+         r"state\['generator'\] must be the uint8 tensor of Generator.get_state"),
     ],
 )  # fmt: skip
 def test_errors(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_a_generator_state_that_does_not_load_changes_nothing():
+    augment = SpecAugment(seed=0)
+    before = augment.generator.get_state()
+    with pytest.raises(ValueError, match=r"state\['generator'\] is not a CPU generator state"):
+        augment.load_state_dict({"generator": torch.zeros(7, dtype=torch.uint8)})
+    assert torch.equal(augment.generator.get_state(), before)

@@ -1,0 +1,128 @@
+"""A Mixer call's arguments: which fields to mix, and every check made before anything is drawn or written.
+
+Shapes, dtypes and layouts are checked at every call (they cost no read and trace under
+``torch.compile``); values (label range, target rows, lengths) where reading them costs
+nothing, as :func:`~multimix.targets.check_targets` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from multimix.adapter import Adapter
+from multimix.batch import Inputs
+from multimix.lengths import check_lengths
+from multimix.targets import check_targets, target_kind
+
+__all__: list[str] = []
+
+
+class CallInputs:
+    """The Mixer's checks of a call (a base class, so the checks read the Mixer's own configuration)."""
+
+    # the Mixer's configuration that the checks read
+    adapters: list[Adapter]
+    fields: list[str] | None
+    _routes: list[tuple[str, list[Adapter]]]
+    num_classes: int
+    target_key: str
+    switch: str
+    label_smoothing: float
+    multi_label: bool
+    ignore_index: int
+    validate: bool
+
+    def _split(
+        self,
+        inputs: Inputs,
+        targets: torch.Tensor | None,
+        lengths: torch.Tensor | None,
+        *,
+        need_targets: bool = True,
+        values: bool = True,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Return the fields of a call to mix and its targets, checking everything before any write or draw.
+
+        ``values=False`` keeps to the checks of shapes, dtypes and layouts, which read no
+        data and so trace under ``torch.compile``.
+        """
+        if self.fields is None:
+            if not isinstance(inputs, torch.Tensor) and isinstance(inputs, Mapping):
+                raise TypeError("got a dict batch but this Mixer has no field names; build it with {field: adapter}")
+            if targets is None and need_targets:
+                raise ValueError("targets is missing: call mixer(inputs, targets)")
+            fields_ = {"inputs": inputs}
+        else:
+            if not isinstance(inputs, Mapping):
+                raise TypeError(f"this Mixer mixes dict batches with fields {self.fields}, got {type(inputs).__name__}")
+            missing = [name for name in self.fields if name not in inputs]
+            if missing:
+                raise ValueError(f"batch has no field(s) {missing}; it has {sorted(inputs)}")
+            if targets is None and (need_targets or self.target_key in inputs):
+                if self.target_key not in inputs:
+                    raise ValueError(f"batch has no targets under {self.target_key!r}; pass targets or set target_key")
+                targets = inputs[self.target_key]
+            fields_ = {name: inputs[name] for name in self.fields}
+        batch_size = None
+        for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
+            for candidate in candidates:
+                candidate.check_input(x, name)
+            if batch_size is not None and x.shape[0] != batch_size:
+                raise ValueError(f"field {name!r} has batch size {x.shape[0]}, other fields {batch_size}")
+            batch_size = x.shape[0]
+        if values and self.fields is not None:
+            _check_disjoint(fields_, self._routes)
+        device = next(iter(fields_.values())).device
+        for name, value in (("targets", targets), ("lengths", lengths)):
+            if isinstance(value, torch.Tensor) and value.device != device and value.device.type != "cpu":
+                raise ValueError(
+                    f"{name} is on {value.device} but the inputs are on {device}; put them on the inputs' device "
+                    f"(or leave them on the CPU: they are moved with the plan)"
+                )
+        if targets is not None:
+            first = next(iter(fields_.values()))
+            # label maps follow the adapter's positions; class indices (B,) need no shape
+            multi_dim = not isinstance(targets, torch.Tensor) or targets.dim() > 1
+            label_shape = self._routes[0][1][0].label_shape(first) if multi_dim else None
+            check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate,
+                          values=values, label_shape=label_shape, ignore_index=self.ignore_index)  # fmt: skip
+            if target_kind(targets) == "map" and self.label_smoothing > 0:
+                raise ValueError(
+                    f"label_smoothing={self.label_smoothing} is not folded into integer label maps; build the Mixer "
+                    "without it and smooth in the criterion, e.g. nn.CrossEntropyLoss(label_smoothing=0.1)"
+                )
+        if lengths is not None:
+            if self.switch == "sample":
+                raise ValueError("lengths= works with one adapter per batch; build the Mixer with switch='batch'")
+            if self.fields is not None:
+                raise ValueError("lengths= works with tensor batches; a dict-built Mixer mixes fields without lengths")
+            for adapter in self.adapters:
+                if not adapter.takes_lengths:
+                    raise ValueError(f"{type(adapter).__name__} does not take lengths; they are for audio adapters")
+            check_lengths(lengths, batch_size, fields_["inputs"].shape[-1], validate=self.validate, values=values)
+        return fields_, targets
+
+
+def _byte_span(x: torch.Tensor) -> tuple[int, int]:
+    """The first and one-past-last byte a tensor view can touch (from its strides, no data read)."""
+    start = x.data_ptr()
+    reach = sum((size - 1) * stride for size, stride in zip(x.shape, x.stride(), strict=True) if size > 0)
+    return start, start + (reach + 1) * x.element_size()
+
+
+def _check_disjoint(fields_: dict[str, torch.Tensor], routes: list[tuple[str, list[Adapter]]]) -> None:
+    """Refuse dict batches whose fields share memory when one is written in place: it would be mixed twice."""
+    spans = []
+    for (name, candidates), x in zip(routes, fields_.values(), strict=True):
+        if x.device.type == "meta" or x.numel() == 0 or not any(a.writes_inplace(x) for a in candidates):
+            continue
+        spans.append((name, *_byte_span(x)))
+    for k, (name, start, end) in enumerate(spans):
+        for other, other_start, other_end in spans[:k]:
+            if start < other_end and other_start < end:
+                raise ValueError(
+                    f"fields {other!r} and {name!r} share memory, so mixing in place would mix it twice; "
+                    f"pass separate tensors (e.g. batch[{name!r}].clone()) or build the adapters with inplace=False"
+                )
