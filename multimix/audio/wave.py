@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged
+from multimix._kernels import applied_lam, apply_rowwise, keep_unmixed, lerp_rows, row_view, unchanged
 from multimix.adapter import Adapter
 from multimix.audio.spectrogram import AUDIO_INPUTS, time_view
 from multimix.lengths import Validity
@@ -79,7 +79,7 @@ class WaveMix(Adapter):
     def label_lam(self, x: torch.Tensor, plan: MixPlan, valid: Validity | None, vectorized: bool) -> torch.Tensor:
         """The label weight of each item's own target under ``label_weight`` (computed before mixing)."""
         if self.label_weight == "lam" or (self.label_weight == "duration" and valid is None):
-            return plan.lam
+            return applied_lam(plan.lam, x)  # the weight the blend really applies, rounded to x's dtype
         if self.label_weight == "duration":
             size = valid.counts()
             own, other = plan.lam * size, (1.0 - plan.lam) * size.index_select(0, plan.index)
@@ -96,18 +96,15 @@ class WaveMix(Adapter):
         if not plan.any_mixed:
             return unchanged(x, inplace), plan.lam
         label = self.label_lam(x, plan, valid, vectorized)
+        if valid is None:  # every sample valid throughout: Mixup's blend
+            return lerp_rows(x, plan, inplace=inplace, vectorized=vectorized), label
         if vectorized:
-            silenced = x if valid is None else x * time_view(valid.mask, x)
+            silenced = x * time_view(valid.mask, x)
             weight = row_view((1.0 - plan.lam).to(x.dtype), x)
             mixed = torch.lerp(silenced, silenced.index_select(0, plan.index), weight)
             return keep_unmixed(mixed, x, plan, inplace=inplace), label
         lams, index = plan.lam.tolist(), plan.index.tolist()
-        if valid is None:
-
-            def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-                dst.lerp_(partner, 1.0 - lams[i])
-
-        elif valid.lengths is not None:  # prefix masks: slices, no temporaries
+        if valid.lengths is not None:  # prefix masks: slices, no temporaries
             lengths = valid.lengths.tolist()
 
             def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:

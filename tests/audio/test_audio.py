@@ -296,3 +296,21 @@ def test_audio_low_precision_matches_float32(dtype, path, make, shape, lengths):
     assert low.inputs.dtype == dtype
     torch.testing.assert_close(low.inputs.float(), full.inputs, atol=0.05, rtol=0.02)
     torch.testing.assert_close(low.lam, full.lam, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("label_weight", ["lam", "duration"])
+def test_bf16_wavemix_without_lengths_labels_the_lam_it_applied_and_blends_as_mixup(label_weight):
+    """Without lengths WaveMix is Mixup's blend: in bfloat16 its label follows the rounded weight, as Mixup's."""
+    waves = torch.randn(8, 2, 64, generator=torch.Generator().manual_seed(0)).bfloat16()
+    labels = torch.arange(8) % 4
+    wave = multimix.Mixer(WaveMix(1.0, label_weight=label_weight, inplace=False), num_classes=4, per_sample=True,
+                          seed=3)(waves, labels)  # fmt: skip
+    image = multimix.Mixer(Mixup(1.0, inplace=False), num_classes=4, per_sample=True, seed=3)(
+        waves.unsqueeze(-1), labels
+    )
+    applied = 1.0 - (1.0 - wave.plan.lam).to(torch.bfloat16).double()
+    assert torch.equal(wave.lam, applied.float())
+    assert (applied - wave.plan.lam).abs().max() > 1e-4  # the drawn lam would be off by this much
+    assert torch.equal(wave.lam, image.lam)
+    assert torch.equal(wave.inputs, image.inputs.squeeze(-1))
+    torch.testing.assert_close(wave.targets, image.targets, rtol=0, atol=0)
