@@ -66,6 +66,7 @@ class _Step:
     point: str | int
     grad: bool
     placed: dict[str, MixPlan] = field(default_factory=dict)
+    lam: torch.Tensor | None = None  # the label lam the blend applied (rounded to the hidden state's dtype)
 
     def on(self, device: torch.device) -> MixPlan:
         return placed_on(self.plan, self.placed, device)
@@ -104,11 +105,13 @@ class _MixHook:
                 "so the mixing would be missing from the backward pass; use use_reentrant=False"
             )
         if torch.compiler.is_compiling():
-            return self.adapter.apply(h, step.on(h.device), None)[0]
+            mixed, step.lam = self.adapter.apply(h, step.on(h.device), None)
+            return mixed
         # The mixing saves its own tensors (not the checkpoint's): a checkpointed region that
         # ends here recomputes exactly what it saved in the forward pass.
         with torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
-            return self.adapter.apply(h, step.on(h.device), None)[0]
+            mixed, step.lam = self.adapter.apply(h, step.on(h.device), None)
+        return mixed
 
     def __call__(self, module: nn.Module, args: tuple, output: Any) -> Any:
         step = self.slot.step
@@ -231,9 +234,10 @@ class ManifoldModel(nn.Module):
             x = _MixHook(self.adapter, self._slot, INPUT).mix(x, step)
         logits = self.base_model(x, *args, **kwargs)
         plan = step.on(labels.device)
-        targets = mixed_targets(labels, plan, plan.lam, mixer.num_classes, mixer.label_smoothing,
+        lam = plan.lam if step.lam is None else step.lam.to(labels.device)  # the weight the blend applied
+        targets = mixed_targets(labels, plan, lam, mixer.num_classes, mixer.label_smoothing,
                                 label_mode=mixer.label_mode)  # fmt: skip
-        return ManifoldOutput(logits, targets, self._loss(logits, targets), plan.lam, plan.index, step.point)
+        return ManifoldOutput(logits, targets, self._loss(logits, targets), lam, plan.index, step.point)
 
 
 # torch.compile skips the call's own frame and compiles the forward it calls; the draw runs eagerly as a whole.

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from multimix._kernels import lerp_rows
+from multimix._kernels import applied_lam, lerp_rows
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
@@ -102,7 +102,7 @@ class HiddenMix(Adapter):
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: None = None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return lerp_rows(x, plan, inplace=False, vectorized=True), plan.lam
+        return lerp_rows(x, plan, inplace=False, vectorized=True), applied_lam(plan.lam, x)
 
     def __repr__(self) -> str:
         return f"HiddenMix(alpha={self.alpha!r}, layers={self.layers!r})"

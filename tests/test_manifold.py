@@ -233,3 +233,17 @@ def test_multimix_wrap_and_unwrap_take_any_module():
     assert isinstance(wrapped, ManifoldModel) and multimix.unwrap(wrapped) is model
     out = wrapped.train()(torch.rand(4, 3, 32, 32), labels=torch.tensor([0, 1, 2, 3]))
     torch.testing.assert_close(out.loss, multimix.soft_cross_entropy(out.logits, out.targets))
+
+
+def test_bf16_hidden_states_label_the_lam_the_blend_applied():
+    """In bfloat16 the blend rounds 1 - lam to the hidden state's dtype: targets and out.lam follow the rounded one."""
+    x, y = batch(12)
+    plan = fixed_plan([1, 2, 3, 0], [0.7, 0.2, 0.55, 0.9])
+    base = cnn().bfloat16().train()
+    model = with_plan(wrap_module(base, HiddenMix(1.0, layers=["features.3"]), C), plan)
+    out = model(x.bfloat16(), labels=y)
+    applied = 1.0 - (1.0 - plan.lam).to(torch.bfloat16).double()
+    assert (applied - plan.lam).abs().max() > 1e-4  # the drawn lam would be off by this much
+    torch.testing.assert_close(out.lam, applied, rtol=0, atol=0)
+    expected = multimix.mix_targets(torch.eye(C)[y], plan.index, applied)
+    torch.testing.assert_close(out.targets, expected, rtol=0, atol=1e-7)

@@ -122,6 +122,7 @@ class Step:
     inputs: dict[str, Any] = field(default_factory=dict)
     placed: dict[str, MixPlan] = field(default_factory=dict)
     united: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    lam: torch.Tensor | None = None  # the label lam the hidden-state blend applied (rounded to its dtype)
 
     def on(self, device: torch.device) -> MixPlan:
         """The plan on ``device``: the batch's own, or placed once for a layer on another device."""
@@ -141,7 +142,9 @@ class _Hooks:
         self.site, self.slot = site, slot
 
     def mix(self, h: torch.Tensor, step: Step) -> torch.Tensor:
-        return self.site.adapter.apply(h, step.on(h.device), None)[0]
+        """Blend ``h`` by the step's plan and keep the lam it applied for the targets."""
+        mixed, step.lam = self.site.adapter.apply(h, step.on(h.device), None)
+        return mixed
 
     def _unite(self, value: Any, step: Step) -> Any:
         if not isinstance(value, torch.Tensor) or value.dim() < 1 or value.shape[0] != step.plan.batch_size:

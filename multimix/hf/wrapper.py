@@ -384,12 +384,13 @@ class MixupModel(nn.Module):
         if isinstance(self.adapter, HiddenMix):
             outputs = base_forward(**inputs)
             plan = step.on(labels.device)
+            lam = plan.lam if step.lam is None else step.lam.to(labels.device)  # the weight the blend applied
             if self.token_labels:
                 loss = mixed_token_cross_entropy(outputs.logits, labels.to(outputs.logits.device), plan.index,
-                                                 plan.lam, label_mode=self.mixer.label_mode,
+                                                 lam, label_mode=self.mixer.label_mode,
                                                  ignore_index=self.mixer.ignore_index)  # fmt: skip
                 return self._result(outputs, loss, return_dict)
-            targets = mixed_targets(labels, plan, plan.lam, self.mixer.num_classes, self.mixer.label_smoothing,
+            targets = mixed_targets(labels, plan, lam, self.mixer.num_classes, self.mixer.label_smoothing,
                                     label_mode=self.mixer.label_mode)  # fmt: skip
         else:
             field, x, lengths = self._mixed_field(inputs)

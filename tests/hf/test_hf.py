@@ -438,3 +438,19 @@ def test_wrap_with_a_switch_never_writes_into_the_callers_pixels():
     model(pixel_values=pixels, labels=torch.tensor([0, 1, 2, 0]))
     assert torch.equal(pixels, before)
     assert not model.mixer.adapters[0].inplace and not any(m.inplace for m in model.mixer.adapters[0].adapters)
+
+
+def test_bf16_hidden_mix_targets_follow_the_lam_the_blend_applied():
+    """A bfloat16 model's blend rounds 1 - lam: the loss scores targets mixed by the rounded lam, not the drawn one."""
+    base = tiny("bert").bfloat16().train()
+    ids, mask, labels = text_batch()
+    plan = fixed_plan([1, 2, 3, 0], [0.7, 0.2, 0.55, 0.9])
+    out = with_plan(multimix.wrap(base, HiddenMix(1.0, layers=(2,))).train(), plan)(
+        input_ids=ids, attention_mask=mask, labels=labels
+    )
+    applied = 1.0 - (1.0 - plan.lam).to(torch.bfloat16).double()
+    assert (applied - plan.lam).abs().max() > 1e-4
+    want = multimix.soft_cross_entropy(out.logits, multimix.mix_targets(torch.eye(3)[labels], plan.index, applied))
+    drawn = multimix.soft_cross_entropy(out.logits, multimix.mix_targets(torch.eye(3)[labels], plan.index, plan.lam))
+    torch.testing.assert_close(out.loss, want, rtol=0, atol=0)
+    assert not torch.equal(out.loss, drawn)
