@@ -12,11 +12,11 @@ from typing import Any
 
 from multimix.adapter import Adapter
 from multimix.calibration import brier_score, fit_temperature, negative_log_likelihood
+from multimix.criterion import mixed_loss
 from multimix.losses import (
     BinaryCrossEntropy,
     SoftTargetCrossEntropy,
     binary_cross_entropy,
-    mixed_loss,
     regmixup_loss,
     soft_cross_entropy,
 )

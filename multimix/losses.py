@@ -12,10 +12,6 @@ debugging), ``validate=False`` skips them even on the CPU.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
-from functools import lru_cache
-from inspect import signature
 from numbers import Real
 
 import torch
@@ -24,25 +20,23 @@ from torch import nn
 
 from multimix._checks import check_probability, check_tensor
 from multimix.mixer import MixedBatch
-from multimix.plan import MixPlan
-from multimix.targets import LabelMix, label_weights
+from multimix.targets import label_weights
 
 __all__ = [
     "BinaryCrossEntropy",
     "SoftTargetCrossEntropy",
     "binary_cross_entropy",
     "mixed_cross_entropy",
-    "mixed_loss",
     "regmixup_loss",
     "soft_cross_entropy",
 ]
 
-_REDUCTIONS = ("mean", "sum", "none")
+REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_reduction(reduction: object) -> str:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+def check_reduction(reduction: object) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction
 
 
@@ -52,7 +46,7 @@ def _check_logits_and_targets(
     """Check shapes and dtypes (no sync); check values only on the CPU or with ``validate=True``."""
     logits = check_tensor(logits, "logits")
     targets = check_tensor(targets, "targets")
-    _check_reduction(reduction)
+    check_reduction(reduction)
     if logits.dim() != 2 or not logits.is_floating_point():
         raise ValueError(f"logits must be a float tensor (B, C), got shape {tuple(logits.shape)} dtype {logits.dtype}")
     if targets.device != logits.device:
@@ -97,7 +91,7 @@ def _check_target_values(targets: torch.Tensor, num_classes: int, max_target: fl
         raise ValueError(f"soft targets must be {bound}, got values in [{low}, {high}]")
 
 
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+def reduce_loss(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
 
 
@@ -135,7 +129,7 @@ def soft_cross_entropy(
     log_probs = F.log_softmax(logits.float(), dim=-1)
     if targets.dim() == 1:
         return F.nll_loss(log_probs, targets.long(), reduction=reduction)
-    return _reduce(-(targets.to(log_probs.dtype) * log_probs).sum(dim=-1), reduction)
+    return reduce_loss(-(targets.to(log_probs.dtype) * log_probs).sum(dim=-1), reduction)
 
 
 def mixed_cross_entropy(
@@ -185,7 +179,7 @@ def mixed_cross_entropy(
     loss = -(own * picked[:, 0] + other * picked[:, 1])
     if label_smoothing > 0:
         loss = loss.mul(1.0 - label_smoothing).sub_(log_probs.mean(dim=-1), alpha=label_smoothing)
-    return _reduce(loss, _check_reduction(reduction))
+    return reduce_loss(loss, check_reduction(reduction))
 
 
 def mixed_token_cross_entropy(
@@ -235,7 +229,7 @@ class SoftTargetCrossEntropy(nn.Module):
 
     def __init__(self, reduction: str = "mean", *, validate: bool | None = None) -> None:
         super().__init__()
-        self.reduction = _check_reduction(reduction)
+        self.reduction = check_reduction(reduction)
         self.validate = validate
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor | MixedBatch) -> torch.Tensor:
@@ -337,7 +331,7 @@ class BinaryCrossEntropy(nn.Module):
         if target_threshold is not None:
             check_probability(target_threshold, "target_threshold")
         self.target_threshold = target_threshold
-        self.reduction = _check_reduction(reduction)
+        self.reduction = check_reduction(reduction)
         self.validate = validate
         self.register_buffer("pos_weight", pos_weight)
 
@@ -350,169 +344,3 @@ class BinaryCrossEntropy(nn.Module):
             reduction=self.reduction,
             validate=self.validate,
         )
-
-
-@lru_cache(maxsize=64)
-def _takes_reduction(criterion: Callable) -> bool:
-    try:
-        return "reduction" in signature(criterion).parameters
-    except (TypeError, ValueError):  # callables without a signature
-        return False
-
-
-def mixed_loss(
-    criterion: Callable[..., torch.Tensor],
-    logits: torch.Tensor,
-    batch: MixedBatch | MixPlan,
-    labels: torch.Tensor | None = None,
-    *,
-    reduction: str | None = None,
-) -> torch.Tensor:
-    """``lam * criterion(logits, y) + (1 - lam) * criterion(logits, y[index])`` per sample, for any criterion.
-
-    For losses that take class indices (focal loss, ``nn.CrossEntropyLoss(label_smoothing=...)``);
-    mixup's loss as Zhang et al. (2018) write it. From a :class:`~multimix.MixedBatch`,
-    ``y`` is the labels it was mixed from and ``lam`` the label weight the adapter applied
-    (CutMix's kept area), so with cross-entropy this is :func:`soft_cross_entropy` of
-    ``batch.targets``; from a :class:`~multimix.plan.MixPlan` and ``labels``, the plan's lam.
-
-    Args:
-        criterion: ``criterion(logits, labels)``; a module with a ``reduction`` attribute
-            runs with ``"none"`` (then restored), a function with a ``reduction``
-            parameter gets ``"none"``, any other must return a ``(B,)`` loss.
-        logits: ``(B, C)`` logits of the mixed batch.
-        batch: the :class:`~multimix.MixedBatch` a Mixer returned, or a plan, on the
-            logits' device (``batch.to(device)``, ``plan.to(device)[0]``). The old order
-            ``(criterion, logits, labels, batch)``, given positionally, still runs (with a
-            FutureWarning).
-        labels: ``(B,)`` class indices (or ``(B, C)`` rows) before mixing; default
-            ``batch.labels``, the ones the Mixer was given. Required with a plan.
-        reduction: ``"mean"`` (over samples), ``"sum"`` or ``"none"``; None takes the
-            criterion's own ``reduction`` if it has one, else ``"mean"``.
-
-    Example:
-        >>> import multimix
-        >>> y = torch.tensor([0, 1, 2, 3])
-        >>> batch = multimix.Mixer(multimix.image.Mixup(1.0), num_classes=4, seed=0)(torch.rand(4, 3, 8, 8), y)
-        >>> logits = torch.randn(4, 4)
-        >>> loss = mixed_loss(nn.CrossEntropyLoss(), logits, batch)
-        >>> bool(torch.allclose(loss, multimix.soft_cross_entropy(logits, batch.targets)))
-        True
-    """
-    if isinstance(batch, torch.Tensor) and isinstance(labels, (MixedBatch, MixPlan)):
-        warnings.warn(
-            "mixed_loss(criterion, logits, labels, batch) is the old argument order; call "
-            "mixed_loss(criterion, logits, batch) (the batch holds its labels) or mixed_loss(criterion, logits, "
-            "batch, labels)",
-            FutureWarning,
-            stacklevel=2,
-        )
-        batch, labels = labels, batch
-    if not callable(criterion):
-        raise TypeError(f"criterion must be callable as criterion(logits, labels), got {type(criterion).__name__}")
-    mix = None
-    if isinstance(batch, MixedBatch):
-        lam, index, any_mixed, mix = batch.lam, batch.index, batch.plan.any_mixed, batch.mix
-        if mix is not None and mix.kind in ("map", "map_rows"):
-            return _map_loss(criterion, logits, mix if labels is None else mix._replace(labels=labels), reduction)
-        if labels is None:
-            labels = batch.labels
-        if labels is None:
-            raise ValueError("this MixedBatch holds no labels (it was not made by a Mixer call): pass labels=")
-    elif isinstance(batch, MixPlan):
-        lam, index, any_mixed = batch.lam, batch.index, batch.any_mixed
-        if labels is None:
-            raise ValueError("mixed_loss with a plan needs labels: mixed_loss(criterion, logits, plan, labels)")
-    else:
-        raise TypeError(
-            f"batch must be the MixedBatch a multimix.Mixer returned (or a MixPlan with labels), got "
-            f"{type(batch).__name__}"
-        )
-    logits, labels = check_tensor(logits, "logits"), check_tensor(labels, "labels")
-    own = getattr(criterion, "reduction", None)
-    reduction = _check_reduction(reduction if reduction is not None else own if own in _REDUCTIONS else "mean")
-    size = lam.shape[0]
-    if logits.dim() < 1 or logits.shape[0] != size or labels.dim() < 1 or labels.shape[0] != size:
-        raise ValueError(
-            f"logits and labels must hold the batch's {size} samples, got shapes {tuple(logits.shape)} and "
-            f"{tuple(labels.shape)}; pass the labels given to the Mixer, not batch.targets"
-        )
-    for name, value in (("labels", labels), ("batch.lam", lam), ("batch.index", index)):
-        if value.device != logits.device:
-            raise ValueError(
-                f"{name} is on {value.device}, logits on {logits.device}; "
-                "move them (batch.to(device), plan.to(device)[0])"
-            )
-    kwargs = {"reduction": "none"} if own is None and _takes_reduction(criterion) else {}
-    if own is not None:
-        criterion.reduction = "none"
-    try:
-        own_loss = criterion(logits, labels, **kwargs)
-        # an unmixed batch (p, mixing off) is known on the host: no second call
-        partner = criterion(logits, labels.index_select(0, index), **kwargs) if any_mixed else own_loss
-    finally:
-        if own is not None:
-            criterion.reduction = own
-    if own_loss.shape != (size,):
-        raise ValueError(
-            f"criterion must return a per-sample loss of shape ({size},), got {tuple(own_loss.shape)}; give it "
-            "reduction='none' (e.g. functools.partial(F.cross_entropy, reduction='none'))"
-        )
-    lam = lam.to(own_loss.dtype)
-    if mix is not None and mix.label_mode != "lerp":
-        own_weight, other_weight = label_weights(lam, mix.label_mode)
-        return _reduce(own_weight * own_loss + other_weight * partner, reduction)
-    return _reduce(lam * own_loss + (1 - lam) * partner, reduction)
-
-
-def _per_position(criterion: Callable[..., torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``criterion(logits, labels)`` with ``reduction="none"`` (a module's attribute restored after)."""
-    own = getattr(criterion, "reduction", None)
-    kwargs = {"reduction": "none"} if own is None and _takes_reduction(criterion) else {}
-    if own is not None:
-        criterion.reduction = "none"
-    try:
-        return criterion(logits, labels, **kwargs)
-    finally:
-        if own is not None:
-            criterion.reduction = own
-
-
-def _map_loss(
-    criterion: Callable[..., torch.Tensor], logits: torch.Tensor, mix: LabelMix, reduction: str | None
-) -> torch.Tensor:
-    """:func:`mixed_loss` for label maps: each position's loss weighted by the weights of its two labels.
-
-    ``"mean"`` divides by the weight of the valid labels, ``sum(w_a * [y_a valid] + w_b *
-    [y_b valid])`` (the criterion's ``ignore_index``, else the Mixer's): torch's mean over
-    the pixels that are not ignored, when a region takes every position whole.
-    """
-    own = getattr(criterion, "reduction", None)
-    reduction = _check_reduction(reduction if reduction is not None else own if own in _REDUCTIONS else "mean")
-    logits = check_tensor(logits, "logits")
-    if logits.device != mix.labels.device:
-        raise ValueError(f"the batch's labels are on {mix.labels.device}, logits on {logits.device}; batch.to(device)")
-    ignore = getattr(criterion, "ignore_index", mix.ignore_index)
-    positions = mix.labels.shape if mix.kind == "map" else mix.labels.shape[:-1]
-    own_weight, other_weight = mix.position_weights()
-    if mix.kind == "map" and own_weight.dtype == torch.bool:  # whole positions: one call on the map they show
-        shown = torch.where(own_weight, mix.labels, mix.partner)
-        loss = _per_position(criterion, logits, shown)
-        weight = (shown != ignore).to(loss.dtype)
-    else:
-        own_loss = _per_position(criterion, logits, mix.labels)
-        own_weight, other_weight = own_weight.to(own_loss.dtype), other_weight.to(own_loss.dtype)
-        loss = own_weight * own_loss + other_weight * _per_position(criterion, logits, mix.partner)
-        weight = None
-        if mix.kind == "map":
-            weight = own_weight * (mix.labels != ignore) + other_weight * (mix.partner != ignore)
-    if tuple(loss.shape[: len(positions)]) != tuple(positions):
-        raise ValueError(
-            f"criterion must return a loss per position of shape {tuple(positions)}, got {tuple(loss.shape)}; give it "
-            "reduction='none' (e.g. nn.CrossEntropyLoss(ignore_index=255), whose reduction mixed_loss sets)"
-        )
-    if reduction == "none":
-        return loss
-    if reduction == "sum" or weight is None:
-        return _reduce(loss, reduction)
-    return loss.sum() / weight.sum()

@@ -1,0 +1,183 @@
+"""``mixed_loss``: mixup's loss for any criterion that takes class indices (or label maps).
+
+``lam * criterion(logits, y) + (1 - lam) * criterion(logits, y[index])`` per sample, as
+Zhang et al. (2018) write it, for focal losses, ``nn.CrossEntropyLoss(label_smoothing=...)``
+or a segmentation criterion with ``ignore_index``; the soft-target losses are in
+:mod:`multimix.losses`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from functools import lru_cache
+from inspect import signature
+
+import torch
+
+from multimix._checks import check_tensor
+from multimix.losses import REDUCTIONS, check_reduction, reduce_loss
+from multimix.mixer import MixedBatch
+from multimix.plan import MixPlan
+from multimix.targets import LabelMix, label_weights
+
+__all__ = ["mixed_loss"]
+
+
+@lru_cache(maxsize=64)
+def _takes_reduction(criterion: Callable) -> bool:
+    try:
+        return "reduction" in signature(criterion).parameters
+    except (TypeError, ValueError):  # callables without a signature
+        return False
+
+
+def mixed_loss(
+    criterion: Callable[..., torch.Tensor],
+    logits: torch.Tensor,
+    batch: MixedBatch | MixPlan,
+    labels: torch.Tensor | None = None,
+    *,
+    reduction: str | None = None,
+) -> torch.Tensor:
+    """``lam * criterion(logits, y) + (1 - lam) * criterion(logits, y[index])`` per sample, for any criterion.
+
+    For losses that take class indices (focal loss, ``nn.CrossEntropyLoss(label_smoothing=...)``);
+    mixup's loss as Zhang et al. (2018) write it. From a :class:`~multimix.MixedBatch`,
+    ``y`` is the labels it was mixed from and ``lam`` the label weight the adapter applied
+    (CutMix's kept area), so with cross-entropy this is :func:`soft_cross_entropy` of
+    ``batch.targets``; from a :class:`~multimix.plan.MixPlan` and ``labels``, the plan's lam.
+
+    Args:
+        criterion: ``criterion(logits, labels)``; a module with a ``reduction`` attribute
+            runs with ``"none"`` (then restored), a function with a ``reduction``
+            parameter gets ``"none"``, any other must return a ``(B,)`` loss.
+        logits: ``(B, C)`` logits of the mixed batch.
+        batch: the :class:`~multimix.MixedBatch` a Mixer returned, or a plan, on the
+            logits' device (``batch.to(device)``, ``plan.to(device)[0]``). The old order
+            ``(criterion, logits, labels, batch)``, given positionally, still runs (with a
+            FutureWarning).
+        labels: ``(B,)`` class indices (or ``(B, C)`` rows) before mixing; default
+            ``batch.labels``, the ones the Mixer was given. Required with a plan.
+        reduction: ``"mean"`` (over samples), ``"sum"`` or ``"none"``; None takes the
+            criterion's own ``reduction`` if it has one, else ``"mean"``.
+
+    Example:
+        >>> import multimix
+        >>> y = torch.tensor([0, 1, 2, 3])
+        >>> batch = multimix.Mixer(multimix.image.Mixup(1.0), num_classes=4, seed=0)(torch.rand(4, 3, 8, 8), y)
+        >>> logits = torch.randn(4, 4)
+        >>> loss = mixed_loss(torch.nn.CrossEntropyLoss(), logits, batch)
+        >>> bool(torch.allclose(loss, multimix.soft_cross_entropy(logits, batch.targets)))
+        True
+    """
+    if isinstance(batch, torch.Tensor) and isinstance(labels, (MixedBatch, MixPlan)):
+        warnings.warn(
+            "mixed_loss(criterion, logits, labels, batch) is the old argument order; call "
+            "mixed_loss(criterion, logits, batch) (the batch holds its labels) or mixed_loss(criterion, logits, "
+            "batch, labels)",
+            FutureWarning,
+            stacklevel=2,
+        )
+        batch, labels = labels, batch
+    if not callable(criterion):
+        raise TypeError(f"criterion must be callable as criterion(logits, labels), got {type(criterion).__name__}")
+    mix = None
+    if isinstance(batch, MixedBatch):
+        lam, index, any_mixed, mix = batch.lam, batch.index, batch.plan.any_mixed, batch.mix
+        if mix is not None and mix.kind in ("map", "map_rows"):
+            return _map_loss(criterion, logits, mix if labels is None else mix._replace(labels=labels), reduction)
+        if labels is None:
+            labels = batch.labels
+        if labels is None:
+            raise ValueError("this MixedBatch holds no labels (it was not made by a Mixer call): pass labels=")
+    elif isinstance(batch, MixPlan):
+        lam, index, any_mixed = batch.lam, batch.index, batch.any_mixed
+        if labels is None:
+            raise ValueError("mixed_loss with a plan needs labels: mixed_loss(criterion, logits, plan, labels)")
+    else:
+        raise TypeError(
+            f"batch must be the MixedBatch a multimix.Mixer returned (or a MixPlan with labels), got "
+            f"{type(batch).__name__}"
+        )
+    logits, labels = check_tensor(logits, "logits"), check_tensor(labels, "labels")
+    own = getattr(criterion, "reduction", None)
+    reduction = check_reduction(reduction if reduction is not None else own if own in REDUCTIONS else "mean")
+    size = lam.shape[0]
+    if logits.dim() < 1 or logits.shape[0] != size or labels.dim() < 1 or labels.shape[0] != size:
+        raise ValueError(
+            f"logits and labels must hold the batch's {size} samples, got shapes {tuple(logits.shape)} and "
+            f"{tuple(labels.shape)}; pass the labels given to the Mixer, not batch.targets"
+        )
+    for name, value in (("labels", labels), ("batch.lam", lam), ("batch.index", index)):
+        if value.device != logits.device:
+            raise ValueError(
+                f"{name} is on {value.device}, logits on {logits.device}; "
+                "move them (batch.to(device), plan.to(device)[0])"
+            )
+    own_loss = _per_position(criterion, logits, labels)
+    # an unmixed batch (p, mixing off) is known on the host: no second call
+    partner = _per_position(criterion, logits, labels.index_select(0, index)) if any_mixed else own_loss
+    if own_loss.shape != (size,):
+        raise ValueError(
+            f"criterion must return a per-sample loss of shape ({size},), got {tuple(own_loss.shape)}; give it "
+            "reduction='none' (e.g. functools.partial(F.cross_entropy, reduction='none'))"
+        )
+    lam = lam.to(own_loss.dtype)
+    if mix is not None and mix.label_mode != "lerp":
+        own_weight, other_weight = label_weights(lam, mix.label_mode)
+        return reduce_loss(own_weight * own_loss + other_weight * partner, reduction)
+    return reduce_loss(lam * own_loss + (1 - lam) * partner, reduction)
+
+
+def _per_position(criterion: Callable[..., torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``criterion(logits, labels)`` with ``reduction="none"`` (a module's attribute restored after)."""
+    own = getattr(criterion, "reduction", None)
+    kwargs = {"reduction": "none"} if own is None and _takes_reduction(criterion) else {}
+    if own is not None:
+        criterion.reduction = "none"
+    try:
+        return criterion(logits, labels, **kwargs)
+    finally:
+        if own is not None:
+            criterion.reduction = own
+
+
+def _map_loss(
+    criterion: Callable[..., torch.Tensor], logits: torch.Tensor, mix: LabelMix, reduction: str | None
+) -> torch.Tensor:
+    """:func:`mixed_loss` for label maps: each position's loss weighted by the weights of its two labels.
+
+    ``"mean"`` divides by the weight of the valid labels, ``sum(w_a * [y_a valid] + w_b *
+    [y_b valid])`` (the criterion's ``ignore_index``, else the Mixer's): torch's mean over
+    the pixels that are not ignored, when a region takes every position whole.
+    """
+    own = getattr(criterion, "reduction", None)
+    reduction = check_reduction(reduction if reduction is not None else own if own in REDUCTIONS else "mean")
+    logits = check_tensor(logits, "logits")
+    if logits.device != mix.labels.device:
+        raise ValueError(f"the batch's labels are on {mix.labels.device}, logits on {logits.device}; batch.to(device)")
+    ignore = getattr(criterion, "ignore_index", mix.ignore_index)
+    positions = mix.labels.shape if mix.kind == "map" else mix.labels.shape[:-1]
+    own_weight, other_weight = mix.position_weights()
+    if mix.kind == "map" and own_weight.dtype == torch.bool:  # whole positions: one call on the map they show
+        shown = torch.where(own_weight, mix.labels, mix.partner)
+        loss = _per_position(criterion, logits, shown)
+        weight = (shown != ignore).to(loss.dtype)
+    else:
+        own_loss = _per_position(criterion, logits, mix.labels)
+        own_weight, other_weight = own_weight.to(own_loss.dtype), other_weight.to(own_loss.dtype)
+        loss = own_weight * own_loss + other_weight * _per_position(criterion, logits, mix.partner)
+        weight = None
+        if mix.kind == "map":
+            weight = own_weight * (mix.labels != ignore) + other_weight * (mix.partner != ignore)
+    if tuple(loss.shape[: len(positions)]) != tuple(positions):
+        raise ValueError(
+            f"criterion must return a loss per position of shape {tuple(positions)}, got {tuple(loss.shape)}; give it "
+            "reduction='none' (e.g. nn.CrossEntropyLoss(ignore_index=255), whose reduction mixed_loss sets)"
+        )
+    if reduction == "none":
+        return loss
+    if reduction == "sum" or weight is None:
+        return reduce_loss(loss, reduction)
+    return loss.sum() / weight.sum()
