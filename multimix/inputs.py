@@ -2,7 +2,7 @@
 
 Shapes, dtypes and layouts are checked at every call (they cost no read and trace under
 ``torch.compile``); values (label range, target rows, lengths) where reading them costs
-nothing, as :func:`~multimix.targets.check_targets` says.
+nothing, as :func:`~multimix.target_checks.check_targets` says.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 from multimix.adapter import Adapter
 from multimix.batch import Inputs
 from multimix.lengths import check_lengths
-from multimix.targets import check_targets, target_kind
+from multimix.target_checks import check_targets
+from multimix.targets import target_kind
 
 __all__: list[str] = []
 

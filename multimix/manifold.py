@@ -31,7 +31,8 @@ from torch import nn
 from multimix.losses import binary_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
 from multimix.plan import MixPlan, placed_on
-from multimix.targets import check_targets, mixed_targets, smoothed_rows
+from multimix.target_checks import check_targets
+from multimix.targets import mixed_targets, smoothed_rows
 from multimix.text import HiddenMix
 
 __all__ = ["ManifoldModel", "ManifoldOutput", "wrap_module"]

@@ -37,7 +37,7 @@ from multimix._checks import check_probability
 from multimix._timm_plans import TimmMixer
 from multimix._timm_samples import stack_samples
 from multimix.image.mixup_cutmix import check_minmax
-from multimix.targets import check_targets
+from multimix.target_checks import check_targets
 
 try:  # timm's PrefetchLoader forwards mixup_enabled only to an instance of its own class
     from timm.data.mixup import FastCollateMixup as _TimmFastCollateMixup

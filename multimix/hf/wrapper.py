@@ -50,7 +50,8 @@ from multimix.hf.hooks import (
 from multimix.losses import binary_cross_entropy, mixed_token_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
 from multimix.switch import Switch
-from multimix.targets import check_targets, mixed_targets
+from multimix.target_checks import check_targets
+from multimix.targets import mixed_targets
 from multimix.text import POOLED, HiddenMix
 
 __all__ = ["MixupModel", "wrap_model"]
