@@ -159,7 +159,7 @@ def test_no_sync_on_cuda(make, options):
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from host import device_kernels, sync_warnings  # noqa: E402  (the benchmarks' counters, tested here too)
+from host import device_kernels, straight_line_mixup, sync_warnings  # noqa: E402  (the benchmarks' helpers, tested)
 
 
 def test_device_kernels_counts_device_work_only():
@@ -168,6 +168,15 @@ def test_device_kernels_counts_device_work_only():
     assert device_kernels(lambda: host.add(1).sum()) == 0  # nor does work on the host
     assert device_kernels(lambda: (x + 1).sum(0)) == 2
     assert device_kernels(lambda: host.to(META)) == 1  # a copy to the device is one
+
+
+def test_the_straight_line_floor_does_the_mixers_work_exactly():
+    """host.py's bare-torch line of a per-batch Mixup call gives the Mixer's inputs and targets, bit for bit."""
+    x, y = torch.rand(16, 3, 4, 4, generator=torch.Generator().manual_seed(2)), torch.arange(16) % 5
+    bare = x.clone()
+    targets = straight_line_mixup(bare, y, 5)()
+    out = multimix.Mixer(Mixup(1.0), num_classes=5, seed=0)(x, y)
+    assert torch.equal(bare, out.inputs) and torch.equal(targets, out.targets)
 
 
 def test_sync_count_skips_the_debug_modes_own_notice():
