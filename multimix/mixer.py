@@ -19,32 +19,11 @@ from multimix.inputs import CallInputs
 from multimix.lengths import Validity
 from multimix.plan import SWITCHES, MixPlan, _draw, identity_plan
 from multimix.schedule import Schedule
-from multimix.switch import Switch
+from multimix.switch import Switch, adapter_weights
 from multimix.targets import LabelMix, check_label_mode, target_kind
 from multimix.workers import WorkerCopies
 
 __all__ = ["MixedBatch", "Mixer"]
-
-
-def _adapter_weights(switch_prob: float | Sequence[float] | None, count: int) -> list[float] | None:
-    """Turn timm-style ``switch_prob`` into one selection weight per adapter."""
-    if switch_prob is None:
-        return None
-    if isinstance(switch_prob, (int, float)) and not isinstance(switch_prob, bool):
-        if count != 2:
-            raise ValueError(
-                f"switch_prob={switch_prob!r} as a single number needs exactly two adapters (the probability of "
-                f"the second, as timm's switch_prob), got {count}; pass one probability per adapter instead"
-            )
-        second = check_probability(switch_prob, "switch_prob")
-        return [1.0 - second, second]
-    weights = [check_probability(w, f"switch_prob[{i}]") for i, w in enumerate(switch_prob)]
-    if len(weights) != count or sum(weights) <= 0:
-        raise ValueError(
-            f"switch_prob must give one probability per adapter ({count}) with a positive sum, "
-            f"got {list(switch_prob)!r}"
-        )
-    return weights
 
 
 class Mixer(CallInputs, WorkerCopies):
@@ -154,7 +133,7 @@ class Mixer(CallInputs, WorkerCopies):
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise TypeError(f"ignore_index must be an int (torch's default is -100), got {ignore_index!r}")
         self.ignore_index = ignore_index
-        self.weights = _adapter_weights(switch_prob, len(self.adapters)) if self.fields is None else None
+        self.weights = adapter_weights(switch_prob, len(self.adapters)) if self.fields is None else None
         if self.fields is not None and switch_prob is not None:
             raise ValueError(
                 "switch_prob chooses between a list of adapters; a dict of adapters mixes every field each batch"

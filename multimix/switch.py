@@ -17,12 +17,34 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from multimix._checks import check_probability
 from multimix._kernels import apply_rowwise, row_view, unchanged
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
 __all__ = ["Switch"]
+
+
+def adapter_weights(switch_prob: float | Sequence[float] | None, count: int) -> list[float] | None:
+    """Turn timm-style ``switch_prob`` into one selection weight per adapter."""
+    if switch_prob is None:
+        return None
+    if isinstance(switch_prob, (int, float)) and not isinstance(switch_prob, bool):
+        if count != 2:
+            raise ValueError(
+                f"switch_prob={switch_prob!r} as a single number needs exactly two adapters (the probability of "
+                f"the second, as timm's switch_prob), got {count}; pass one probability per adapter instead"
+            )
+        second = check_probability(switch_prob, "switch_prob")
+        return [1.0 - second, second]
+    weights = [check_probability(w, f"switch_prob[{i}]") for i, w in enumerate(switch_prob)]
+    if len(weights) != count or sum(weights) <= 0:
+        raise ValueError(
+            f"switch_prob must give one probability per adapter ({count}) with a positive sum, "
+            f"got {list(switch_prob)!r}"
+        )
+    return weights
 
 
 class Part(NamedTuple):
