@@ -20,7 +20,6 @@ labels handed to an HF head would silently switch it to multi-label BCE.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import warnings
 from collections import OrderedDict
@@ -37,6 +36,7 @@ except ImportError as error:  # pragma: no cover - exercised only without transf
     raise ImportError('multimix.hf needs transformers: pip install "transformers>=4.40" (or multimix[hf])') from error
 
 from multimix.adapter import Adapter
+from multimix.hf.adapters import check_token_labels, checked_adapters, for_model
 from multimix.hf.hooks import (
     LAST_TOKEN_HEAD,
     Site,
@@ -49,7 +49,6 @@ from multimix.hf.hooks import (
 )
 from multimix.losses import binary_cross_entropy, mixed_token_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
-from multimix.switch import Switch
 from multimix.target_checks import check_targets
 from multimix.targets import mixed_targets
 from multimix.text import POOLED, HiddenMix
@@ -58,46 +57,6 @@ __all__ = ["MixupModel", "wrap_model"]
 
 # Inputs that carry the batch; the first one given sets the batch size.
 _BATCH_INPUTS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "input_features")
-
-
-def _adapters(adapter: Adapter | Sequence[Adapter]) -> list[Adapter]:
-    """The adapter(s) given to :func:`wrap` as a list, checked."""
-    adapters = list(adapter) if isinstance(adapter, (list, tuple)) else [adapter]
-    if not adapters:
-        raise ValueError("adapter is an empty list; pass an adapter such as HiddenMix(1.0) or Mixup(0.8)")
-    for item in adapters:
-        if not isinstance(item, Adapter):
-            raise TypeError(f"adapter must be a multimix adapter such as HiddenMix(1.0), got {type(item).__name__}")
-    hidden = [isinstance(item, HiddenMix) for item in adapters]
-    if any(hidden) and len(adapters) > 1:
-        raise ValueError("HiddenMix mixes inside the model and cannot be switched with input adapters; pass it alone")
-    if not any(hidden):
-        fields = {item.hf_inputs for item in adapters}
-        if len(fields) != 1 or not next(iter(fields)):
-            raise TypeError(
-                f"wrap does not know where to apply {', '.join(type(a).__name__ for a in adapters)}: an adapter must "
-                "declare the model inputs it mixes (Adapter.hf_inputs), and switched adapters must mix the same ones"
-            )
-    return adapters
-
-
-# Where time runs in the spectrogram inputs of the audio models wrap knows (config.model_type -> time_axis):
-# AST's input_values are (B, T, F); Whisper's input_features (B, F, T); Speech2Text's (B, T, F).
-SPECTROGRAM_TIME_AXIS = {"audio-spectrogram-transformer": -2, "whisper": -1, "speech_to_text": -2}
-
-
-def _for_model(adapter: Adapter, model: nn.Module) -> Adapter:
-    """A copy that returns new tensors (the wrapper never writes into the caller's ``pixel_values``), with the
-    spectrogram time axis of a model wrap knows when the adapter leaves ``time_axis`` None. A ``Switch`` is
-    rebuilt from its members' copies."""
-    if isinstance(adapter, Switch):
-        return Switch([_for_model(member, model) for member in adapter.adapters])
-    adapter = copy.copy(adapter)
-    adapter.inplace = False
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if getattr(adapter, "time_axis", -1) is None and model_type in SPECTROGRAM_TIME_AXIS:
-        adapter.time_axis = SPECTROGRAM_TIME_AXIS[model_type]
-    return adapter
 
 
 _HOOK_DICTS = (
@@ -175,7 +134,7 @@ class MixupModel(nn.Module):
                 f"num_classes={num_classes} disagrees with the head's config.num_labels={num_labels}; "
                 "leave num_classes out or load the model with num_labels=num_classes"
             )
-        adapters = _adapters(adapter)
+        adapters = checked_adapters(adapter)
         self.adapter = adapters[0]
         self.multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
         mixer_kwargs.setdefault("per_sample", True)
@@ -214,7 +173,7 @@ class MixupModel(nn.Module):
             register(self._multimix_site, self._multimix_slot)
             self._multimix_hooked = True
         else:
-            mixing = [_for_model(item, self) for item in adapters]
+            mixing = [for_model(item, self) for item in adapters]
             self.mixer = Mixer(mixing if len(mixing) > 1 else mixing[0], num_labels, multi_label=self.multi_label,
                                **mixer_kwargs)  # fmt: skip
             self.adapter = mixing[0]
@@ -332,7 +291,7 @@ class MixupModel(nn.Module):
             plan = mixer.plan_for(x, labels, lengths=lengths)
             return Step(plan, None, inputs=inputs)
         if self.token_labels:
-            _check_token_labels(labels, batch, mixer.num_classes, mixer.ignore_index, mixer.validate)
+            check_token_labels(labels, batch, mixer.num_classes, mixer.ignore_index, mixer.validate)
         else:
             check_targets(labels, mixer.num_classes, batch.shape[0], multi_label=self.multi_label,
                           validate=mixer.validate)  # fmt: skip
@@ -420,26 +379,6 @@ def _base_class_name(model: nn.Module) -> str:
     """The class name of the model under any PEFT wrapping (``*ForTokenClassification``, ...)."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     return type(inner).__name__
-
-
-def _check_token_labels(labels: object, batch: torch.Tensor, num_classes: int, ignore_index: int,
-                        validate: bool) -> None:  # fmt: skip
-    """Token labels ``(B, T)``: integers in ``[0, num_classes)`` or ``ignore_index``, one per position of the batch."""
-    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(
-            f"token labels must be an integer tensor (B, T), got {getattr(labels, 'dtype', type(labels).__name__)}"
-        )
-    if labels.shape != batch.shape[:2]:
-        raise ValueError(
-            f"token labels must have one label per token, shape {tuple(batch.shape[:2])}, got {tuple(labels.shape)}"
-        )
-    if labels.device.type == "cpu" or validate:
-        bad = (labels != ignore_index) & ((labels < 0) | (labels >= num_classes))
-        if bool(bad.any()):
-            value = int(labels[bad][0])
-            raise ValueError(
-                f"token labels hold {value}, outside [0, num_classes={num_classes}) and not ignore_index={ignore_index}"
-            )
 
 
 def _restore(base: nn.Module, own: dict[str, Any]) -> MixupModel:

@@ -5,7 +5,7 @@ import torch
 from conftest import fixed_plan, looped, vectorised
 
 import multimix
-import multimix.hf.wrapper
+import multimix.hf.adapters
 from multimix.audio import SpecMix, SpecMixup
 
 transformers = pytest.importorskip("transformers")
@@ -52,7 +52,7 @@ def test_wrap_of_ast_puts_the_time_bands_on_its_time_axis():
     mask = region.time_mask[:, :, None] | region.freq_mask[:, None, :]
     torch.testing.assert_close(mixed, torch.where(mask, features[plan.index], features), rtol=0, atol=0)
     whisper = transformers.WhisperConfig()
-    assert multimix.hf.wrapper.SPECTROGRAM_TIME_AXIS[whisper.model_type] == -1
+    assert multimix.hf.adapters.SPECTROGRAM_TIME_AXIS[whisper.model_type] == -1
 
 
 def test_axis_errors():
