@@ -281,10 +281,13 @@ def mixed_maps(
     weight = weight.view(*weight.shape, *([1] * (positions + 1 - weight.dim())))
     own, other = label_weights(weight, label_mode)
     if labels.is_floating_point():
-        rows = smoothed_rows(labels.flatten(0, -2), num_classes, label_smoothing).view(labels.shape)
-        partner = smoothed_rows(partner.flatten(0, -2), num_classes, label_smoothing).view(labels.shape)
-        rows, partner = rows * own.unsqueeze(-1).to(rows.dtype), partner * other.unsqueeze(-1).to(rows.dtype)
-        return torch.maximum(rows, partner) if label_mode == "union" else rows.add_(partner)
+        own, other = own.unsqueeze(-1).to(labels.dtype), other.unsqueeze(-1).to(labels.dtype)
+        if label_mode == "union":  # each source's rows smoothed, then the larger of the two
+            rows = smoothed_rows(labels.flatten(0, -2), num_classes, label_smoothing).view(labels.shape)
+            partner = smoothed_rows(partner.flatten(0, -2), num_classes, label_smoothing).view(labels.shape)
+            return torch.maximum(rows.mul_(own), partner.mul_(other))
+        mixed = (labels * own).add_(partner * other)  # the weights sum to 1: smoothing the mix smooths both
+        return mixed.mul_(1.0 - label_smoothing).add_(label_smoothing / num_classes) if label_smoothing else mixed
     if own.dtype == torch.bool:
         return torch.where(own.expand(labels.shape), labels, partner)
     out = torch.zeros(labels.shape[0], num_classes, *labels.shape[1:], dtype=torch.float32, device=labels.device)

@@ -11,6 +11,7 @@ from torch import nn
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
 from multimix.audio.spectrogram import Bands
+from multimix.targets import label_weights
 
 C, FREQ, T = 3, 8, 20
 
@@ -130,3 +131,19 @@ def test_frame_labels_of_another_length_are_refused():
     with pytest.raises(ValueError, match=r"rows must have the inputs' positions, shape \(B, 20, 3\), got \(6, 20, 4\)"):
         mixer(x, torch.zeros(6, T, 4))
     assert torch.equal(mixer.generator.get_state(), state)
+
+
+@pytest.mark.parametrize("mode", ["lerp", "dominant", "original", "union"])
+def test_smoothed_frame_rows_are_the_smoothed_rows_of_each_source_weighed_by_mode(mode):
+    """With label smoothing, each source's rows are smoothed as timm smooths class rows, then weighed by the mode."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, FREQ, T, generator=g)
+    rows = F.one_hot(torch.randint(0, C, (4, T), generator=g), C).float()
+    mixer = multimix.Mixer(SpecMix(1.0), num_classes=C, per_sample=True, label_mode=mode, label_smoothing=0.1, seed=0)
+    out = mixer(x, rows)
+    smooth = rows * 0.9 + 0.1 / C
+    own, other = (w.float().unsqueeze(-1) for w in label_weights(out.mix.weight, mode))
+    combine = torch.maximum if mode == "union" else torch.add
+    torch.testing.assert_close(out.targets, combine(own * smooth, other * smooth[out.index]))
+    if mode != "union":
+        torch.testing.assert_close(out.targets.sum(-1), torch.ones(4, T))
