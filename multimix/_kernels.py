@@ -146,6 +146,11 @@ def in_layout_of(x: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
     return result.contiguous(memory_format=layout)
 
 
+def partner_weights(lam: torch.Tensor, dtype: torch.dtype) -> list[float]:
+    """``1 - lam`` rounded to ``dtype``, as host floats: the partner's weight a blend of that dtype applies."""
+    return torch.rsub(lam, 1.0).to(dtype).tolist()
+
+
 def applied_lam(lam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The label weight a blend of ``x`` by ``1 - lam`` really applies: the weight is rounded to ``x``'s dtype.
 
@@ -176,7 +181,7 @@ def lerp_rows(x: torch.Tensor, plan: MixPlan, *, inplace: bool, vectorized: bool
         if plan.all_mixed:  # one fused pass, no selection of unmixed rows
             return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         return keep_unmixed(torch.lerp(x, partner, weight), x, plan, inplace=inplace)
-    return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), lerp_writer(lam), inplace=inplace)
+    return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), lerp_writer(lam, x.dtype), inplace=inplace)
 
 
 def _host_weight(x: torch.Tensor, plan: MixPlan) -> bool:
@@ -196,9 +201,13 @@ def _host_weight(x: torch.Tensor, plan: MixPlan) -> bool:
     )
 
 
-def lerp_writer(lam: torch.Tensor) -> Callable[[torch.Tensor, int, torch.Tensor], None]:
-    """The CPU loop's write of a blend: ``dst = lerp(dst, partner, 1 - lam[i])`` (``lam`` on the host)."""
-    weights = (1.0 - lam).tolist()
+def lerp_writer(lam: torch.Tensor, dtype: torch.dtype) -> Callable[[torch.Tensor, int, torch.Tensor], None]:
+    """The CPU loop's write of a blend: ``dst = lerp(dst, partner, 1 - lam[i])`` (``lam`` on the host).
+
+    The weights are rounded to the samples' ``dtype`` first, as the vectorised blend rounds its
+    weight tensor, so both paths apply (and label) the same weight: :func:`applied_lam`.
+    """
+    weights = partner_weights(lam, dtype)
 
     def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
         dst.lerp_(partner, weights[i])

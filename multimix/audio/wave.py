@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from multimix._kernels import applied_lam, apply_rowwise, keep_unmixed, lerp_rows, row_view, unchanged
+from multimix._kernels import applied_lam, apply_rowwise, keep_unmixed, lerp_rows, partner_weights, row_view, unchanged
 from multimix.adapter import Adapter
 from multimix.audio.spectrogram import AUDIO_INPUTS, time_view
 from multimix.lengths import Validity
@@ -77,17 +77,19 @@ class WaveMix(Adapter):
         return torch.tensor(energies, dtype=torch.float64)
 
     def label_lam(self, x: torch.Tensor, plan: MixPlan, valid: Validity | None, vectorized: bool) -> torch.Tensor:
-        """The label weight of each item's own target under ``label_weight`` (computed before mixing)."""
+        """The label weight of each item's own target under ``label_weight`` (computed before mixing), from the
+        lam the blend really applies (rounded to ``x``'s dtype)."""
+        lam = applied_lam(plan.lam, x)
         if self.label_weight == "lam" or (self.label_weight == "duration" and valid is None):
-            return applied_lam(plan.lam, x)  # the weight the blend really applies, rounded to x's dtype
+            return lam
         if self.label_weight == "duration":
             size = valid.counts()
-            own, other = plan.lam * size, (1.0 - plan.lam) * size.index_select(0, plan.index)
+            own, other = lam * size, (1.0 - lam) * size.index_select(0, plan.index)
         else:
             size = self._energies(x, valid, vectorized)
-            own, other = plan.lam.square() * size, (1.0 - plan.lam).square() * size.index_select(0, plan.index)
+            own, other = lam.square() * size, (1.0 - lam).square() * size.index_select(0, plan.index)
         total = own + other
-        return torch.where(total > 0, own / total.clamp(min=1e-300), plan.lam)
+        return torch.where(total > 0, own / total.clamp(min=1e-300), lam)
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
@@ -103,21 +105,22 @@ class WaveMix(Adapter):
             weight = row_view((1.0 - plan.lam).to(x.dtype), x)
             mixed = torch.lerp(silenced, silenced.index_select(0, plan.index), weight)
             return keep_unmixed(mixed, x, plan, inplace=inplace), label
-        lams, index = plan.lam.tolist(), plan.index.tolist()
+        # the partner's weight rounded to x's dtype, as the vectorised blend applies it (and the label reads it)
+        weights, index = partner_weights(plan.lam, x.dtype), plan.index.tolist()
         if valid.lengths is not None:  # prefix masks: slices, no temporaries
             lengths = valid.lengths.tolist()
 
             def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
                 own, other = lengths[i], lengths[index[i]]
                 dst[..., own:].zero_()
-                dst.mul_(lams[i])
-                dst[..., :other].add_(partner[..., :other], alpha=1.0 - lams[i])
+                dst.mul_(1.0 - weights[i])
+                dst[..., :other].add_(partner[..., :other], alpha=weights[i])
 
         else:
             mask = valid.mask.to(x.dtype)
 
             def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-                dst.mul_(mask[i] * lams[i]).add_(partner * mask[index[i]], alpha=1.0 - lams[i])
+                dst.mul_(mask[i]).mul_(1.0 - weights[i]).add_(partner * mask[index[i]], alpha=weights[i])
 
         return apply_rowwise(x, index, plan.mixed.tolist(), write, inplace=inplace), label
 

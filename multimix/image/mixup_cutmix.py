@@ -65,7 +65,7 @@ class Mixup(Adapter):
         return mixed, applied_lam(plan.lam, x)
 
     def row_writer(self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None):
-        return lerp_writer(plan.lam), plan.lam
+        return lerp_writer(plan.lam, x.dtype), applied_lam(plan.lam, x)
 
     def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return image_label_shape(x)

@@ -314,3 +314,28 @@ def test_bf16_wavemix_without_lengths_labels_the_lam_it_applied_and_blends_as_mi
     assert torch.equal(wave.lam, image.lam)
     assert torch.equal(wave.inputs, image.inputs.squeeze(-1))
     torch.testing.assert_close(wave.targets, image.targets, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("lengths", [None, "lengths", "mask"])
+@pytest.mark.parametrize("label_weight", ["lam", "duration"])
+def test_bf16_wavemix_loop_blends_by_the_weight_it_labels(lengths, label_weight):
+    """On the CPU loop (clips of 16,000 samples) a bfloat16 blend applies 1 - lam rounded to bfloat16, as the
+    vectorised path does, and labels that weight: the loop gives the vectorised path's inputs and labels."""
+    g = torch.Generator().manual_seed(4)
+    waves, labels = torch.randn(4, 16000, generator=g).bfloat16(), torch.tensor([0, 1, 2, 1])
+    valid = torch.tensor([16000, 9000, 12000, 16000])
+    given = {None: None, "lengths": valid, "mask": torch.arange(16000) < valid[:, None]}[lengths]
+    outs = []
+    for path in (looped, vectorised):
+        mixer = multimix.Mixer(path(WaveMix(1.0, label_weight=label_weight, inplace=False)), num_classes=3,
+                               per_sample=True, seed=5)  # fmt: skip
+        outs.append(mixer(waves, labels, lengths=given))
+    loop, vector = outs
+    applied = 1.0 - (1.0 - loop.plan.lam).to(torch.bfloat16).double()
+    if label_weight == "lam" or lengths is None:
+        assert torch.equal(loop.lam, applied.float())
+    torch.testing.assert_close(loop.lam, vector.lam, rtol=0, atol=1e-7)
+    if lengths is None:
+        assert torch.equal(loop.inputs, vector.inputs)  # both lerp with the same bf16 weight
+    else:  # the loop multiplies and adds (two roundings to bf16), the vectorised path lerps (one)
+        torch.testing.assert_close(loop.inputs.float(), vector.inputs.float(), rtol=0, atol=2e-2)

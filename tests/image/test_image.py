@@ -244,3 +244,12 @@ def test_bf16_mixup_labels_the_lam_it_applied():
     want = x.bfloat16().double() + (1.0 - applied).view(-1, 1, 1, 1) * (partner - x.bfloat16().double())
     torch.testing.assert_close(out.inputs.double(), want, atol=1e-2, rtol=0)  # bf16 output rounding only
     torch.testing.assert_close(out.targets.sum(1), torch.ones(8))
+
+
+def test_bf16_mixup_loop_applies_the_rounded_weight_as_the_vectorised_path():
+    """The CPU loop rounds 1 - lam to bfloat16 as the vectorised blend does: same pixels, same label lam."""
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)).bfloat16()
+    mixers = [multimix.Mixer(path(Mixup(1.0, inplace=False)), num_classes=4, per_sample=True, seed=1)
+              for path in (looped, vectorised)]  # fmt: skip
+    outs = [mixer(x, torch.arange(6) % 4) for mixer in mixers]
+    assert torch.equal(outs[0].inputs, outs[1].inputs) and torch.equal(outs[0].lam, outs[1].lam)
