@@ -80,3 +80,12 @@ def test_every_docs_page_is_in_the_nav():
     for page in listed:
         assert (ROOT / "docs" / page).exists() or page in generated, f"mkdocs.yml's nav names {page}, which is missing"
     assert re.search(r"^site/$", (ROOT / ".gitignore").read_text(), flags=re.M)
+
+
+def test_members_from_unpublished_base_classes_are_documented_on_the_class():
+    """``Mixer.collate`` and ``Mixer.seed_worker`` live on a base class without a page: the Mixer's page shows them."""
+    import multimix
+
+    assert hooks.unpublished_members(multimix.Mixer) == ["seed_worker", "collate"]
+    assert hooks.unpublished_members(multimix.image.Mixup) == []  # Adapter has its own page
+    assert "      inherited_members: [seed_worker, collate]" in hooks.reference_pages()["reference/multimix.md"]

@@ -53,8 +53,25 @@ def module_page(module: str, elsewhere: dict[str, str] | None = None) -> str:
             lines += [f"## `{module}.{name}`", "", f"The same object as [`{path}`]({page}#{path}).", ""]
             continue
         lines += [f"::: {path}", "    options:", "      show_root_heading: true",
-                  "      show_root_full_path: false", f"      heading: \"{module}.{name}\"", ""]  # fmt: skip
+                  "      show_root_full_path: false", f"      heading: \"{module}.{name}\""]  # fmt: skip
+        inherited = unpublished_members(getattr(importlib.import_module(module), name))
+        lines += [f"      inherited_members: [{', '.join(inherited)}]"] if inherited else []
+        lines += [""]
     return "\n".join(lines)
+
+
+def unpublished_members(value: object) -> list[str]:
+    """Public members a class inherits from multimix base classes that no module exports (``Mixer.collate`` from
+    its worker-side base): documented on the class itself, since their own class has no page."""
+    if not isinstance(value, type):
+        return []
+    exported = {id(getattr(importlib.import_module(m), n)) for m in MODULES for n in importlib.import_module(m).__all__}
+    names: list[str] = []
+    for base in value.__mro__[1:]:
+        if not base.__module__.startswith("multimix") or id(base) in exported:
+            continue
+        names += [n for n in vars(base) if not n.startswith("_") and n not in vars(value) and n not in names]
+    return names
 
 
 def reference_pages() -> dict[str, str]:
