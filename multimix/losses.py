@@ -35,6 +35,7 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def check_reduction(reduction: object) -> str:
+    """Return ``reduction`` after checking it is one of torch's: ``"mean"``, ``"sum"`` or ``"none"``."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction
@@ -92,6 +93,7 @@ def _check_target_values(targets: torch.Tensor, num_classes: int, max_target: fl
 
 
 def reduce_loss(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce per-sample (or per-position) losses as ``reduction`` says, torch's way."""
     return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
 
 

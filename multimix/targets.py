@@ -141,9 +141,9 @@ def mixed_targets(
 
     The one place where the Mixer and the model wrappers build their targets; ``plan``
     and ``lam`` (the label weight the adapter applied) are on the targets' device.
-    Class indices are scattered straight into the mixed rows (``s / C`` everywhere, plus
-    ``(1 - s) * lam`` at the label and ``(1 - s) * (1 - lam)`` at the partner's label):
-    a few small in-place kernels, no full ``(B, C)`` temporaries to blend. Tensor ops only.
+    Each sample's smoothed row (class indices written at timm's on and off values) is
+    lerped from its partner's by lam, so a class both rows hold keeps its value exactly:
+    two ``(B, C)`` buffers and five kernels for class indices. Tensor ops only.
 
     Args:
         targets: class indices ``(B,)`` or rows ``(B, C)``.
