@@ -363,26 +363,3 @@ class Mixer(CallInputs, WorkerCopies):
             + (f"ignore_index={self.ignore_index}, " if self.ignore_index != -100 else "")
             + f"multi_label={self.multi_label})"
         )
-
-
-def _byte_span(x: torch.Tensor) -> tuple[int, int]:
-    """The first and one-past-last byte a tensor view can touch (from its strides, no data read)."""
-    start = x.data_ptr()
-    reach = sum((size - 1) * stride for size, stride in zip(x.shape, x.stride(), strict=True) if size > 0)
-    return start, start + (reach + 1) * x.element_size()
-
-
-def _check_disjoint(fields_: dict[str, torch.Tensor], routes: list[tuple[str, list[Adapter]]]) -> None:
-    """Refuse dict batches whose fields share memory when one is written in place: it would be mixed twice."""
-    spans = []
-    for (name, candidates), x in zip(routes, fields_.values(), strict=True):
-        if x.device.type == "meta" or x.numel() == 0 or not any(a.writes_inplace(x) for a in candidates):
-            continue
-        spans.append((name, *_byte_span(x)))
-    for k, (name, start, end) in enumerate(spans):
-        for other, other_start, other_end in spans[:k]:
-            if start < other_end and other_start < end:
-                raise ValueError(
-                    f"fields {other!r} and {name!r} share memory, so mixing in place would mix it twice; "
-                    f"pass separate tensors (e.g. batch[{name!r}].clone()) or build the adapters with inplace=False"
-                )
