@@ -36,7 +36,7 @@ from multimix import image
 from multimix._checks import check_probability
 from multimix._timm_plans import TimmMixer
 from multimix._timm_samples import stack_samples
-from multimix.image.mixup_cutmix import check_minmax
+from multimix.image.boxes import check_minmax
 from multimix.target_checks import check_targets
 
 try:  # timm's PrefetchLoader forwards mixup_enabled only to an instance of its own class

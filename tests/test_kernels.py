@@ -10,7 +10,7 @@ from multimix._kernels import (
     lerp_rows,
     paste_boxes,
 )
-from multimix.image.mixup_cutmix import box_masks
+from multimix.image.boxes import box_masks
 from multimix.plan import MixPlan
 
 

@@ -7,8 +7,9 @@ region; ``SaliencyMix`` (Uddin et al., ICLR 2021) centres the box on the partner
 saliency peak. All write into the batch by default (``inplace=False`` for a new tensor).
 """
 
+from multimix.image.boxes import sample_boxes
 from multimix.image.fmix import FMix
-from multimix.image.mixup_cutmix import CutMix, Mixup, sample_boxes
+from multimix.image.mixup_cutmix import CutMix, Mixup
 from multimix.image.resizemix import ResizeMix
 from multimix.image.saliencymix import SaliencyMix
 

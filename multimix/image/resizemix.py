@@ -10,7 +10,8 @@ import torch
 
 from multimix._kernels import apply_rowwise, unchanged, where_into
 from multimix.adapter import Adapter
-from multimix.image.mixup_cutmix import _IMAGE_INPUTS, image_label_shape, kept_where_mixed, region_labels
+from multimix.image.boxes import kept_where_mixed
+from multimix.image.mixup_cutmix import _IMAGE_INPUTS, image_label_shape, region_labels
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 

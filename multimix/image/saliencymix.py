@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from multimix._kernels import box_writer, paste_boxes, unchanged
 from multimix.adapter import Adapter
-from multimix.image.mixup_cutmix import _IMAGE_INPUTS, box_masks, image_label_shape, region_labels
+from multimix.image.boxes import box_masks
+from multimix.image.mixup_cutmix import _IMAGE_INPUTS, image_label_shape, region_labels
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 

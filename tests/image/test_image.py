@@ -9,7 +9,7 @@ from torchvision.transforms import v2
 
 import multimix
 from multimix.image import CutMix, Mixup, sample_boxes
-from multimix.image.mixup_cutmix import Boxes
+from multimix.image.boxes import Boxes
 from multimix.targets import mix_targets, soft_targets
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 import multimix
 from multimix.image import CutMix, FMix, Mixup, ResizeMix, SaliencyMix
-from multimix.image.mixup_cutmix import Boxes
+from multimix.image.boxes import Boxes
 from multimix.switch import Switch
 
 C, IGNORE = 5, 255
