@@ -144,8 +144,9 @@ def box_masks(boxes: torch.Tensor, mixed: torch.Tensor | None, height: int, widt
 
 def _host_box_masks(boxes: np.ndarray, plan: MixPlan, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`box_masks` on the host in NumPy (a handful of numbers: cheaper than torch's dispatch)."""
-    rows = (np.arange(height) >= boxes[:, :1]) & (np.arange(height) < boxes[:, 1:2])
-    cols = (np.arange(width) >= boxes[:, 2:3]) & (np.arange(width) < boxes[:, 3:4])
+    positions = np.arange(max(height, width))  # rows and columns compared at once, as box_masks does
+    inside = (positions >= boxes[:, 0::2, None]) & (positions < boxes[:, 1::2, None])  # (B, 2, max(H, W))
+    rows, cols = inside[:, 0, :height], inside[:, 1, :width]
     if not plan.all_mixed:
         rows = rows & plan.mixed.numpy()[:, None]
     return torch.from_numpy(rows), torch.from_numpy(cols)
