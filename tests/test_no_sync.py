@@ -205,6 +205,15 @@ def test_image_adapters_launch_few_kernels_per_call(adapter, per_sample):
     assert device_kernels(lambda: mixer(x, y)) <= KERNEL_BUDGET[adapter][per_sample]
 
 
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_specmix_with_every_sample_mixed_makes_no_pass_to_select_them(per_sample):
+    """The host knows every sample is mixed (p=1): the band mask and the label lam take no selection pass."""
+    mixer = multimix.Mixer(SpecMix(1.0), num_classes=C, per_sample=per_sample, seed=0)
+    x, y = torch.empty(B, 40, 100, device=META), labels()
+    mixer(x, y)
+    assert device_kernels(lambda: mixer(x, y).targets) <= 9  # 12 when unmixed samples were selected on the device
+
+
 def test_a_plan_built_by_hand_on_the_device_mixes_without_a_host_copy():
     """A per-batch plan made on the device (no host plan beside it) takes the blend weight as a tensor."""
     from multimix.plan import MixPlan

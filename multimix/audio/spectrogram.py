@@ -270,6 +270,8 @@ class SpecMix(_SpectrogramAdapter):
         ft = self._as_ft(x)
         mixed = self._apply_ft(ft, plan, region, inplace)
         out = x if inplace else self._as_ft(mixed)  # in place, the bands were written into x through ft
+        if plan.all_mixed:  # known on the host: no selection of unmixed samples
+            return out, region.kept
         return out, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))
 
     def mix_label_map(
@@ -287,7 +289,9 @@ class SpecMix(_SpectrogramAdapter):
         """Paste the bands into ``x`` seen as ``(..., F, T)`` (in place through a view when ``inplace``)."""
         if self.vectorized(x):
             mask = region.freq_mask.unsqueeze(2) | region.time_mask.unsqueeze(1)
-            mask = (mask & plan.mixed.view(-1, 1, 1)).view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:])
+            if not plan.all_mixed:  # known on the host: every sample mixed needs no pass over the mask
+                mask = mask & plan.mixed.view(-1, 1, 1)
+            mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:])
             partner = x.index_select(0, plan.index)
             mixed = where_into(mask, partner, x) if inplace else torch.where(mask, partner, x)
         else:
