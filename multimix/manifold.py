@@ -234,8 +234,13 @@ class ManifoldModel(nn.Module):
         if step.point == INPUT:
             x = _MixHook(self.adapter, self._slot, INPUT).mix(x, step)
         logits = self.base_model(x, *args, **kwargs)
+        if step.lam is None:  # the hook that mixes never ran: the labels must not be mixed either
+            raise ValueError(
+                f"layers holds {step.point!r}, a submodule {type(self.base_model).__name__}.forward did not run, so "
+                "nothing was mixed; name submodules the forward calls (see model.named_modules())"
+            )
         plan = step.on(labels.device)
-        lam = plan.lam if step.lam is None else step.lam.to(labels.device)  # the weight the blend applied
+        lam = step.lam.to(labels.device)  # the weight the blend applied (rounded to the hidden state's dtype)
         targets = mixed_targets(labels, plan, lam, mixer.num_classes, mixer.label_smoothing,
                                 label_mode=mixer.label_mode)  # fmt: skip
         return ManifoldOutput(logits, targets, self._loss(logits, targets), lam, plan.index, step.point)

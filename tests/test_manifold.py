@@ -247,3 +247,23 @@ def test_bf16_hidden_states_label_the_lam_the_blend_applied():
     torch.testing.assert_close(out.lam, applied, rtol=0, atol=0)
     expected = multimix.mix_targets(torch.eye(C)[y], plan.index, applied)
     torch.testing.assert_close(out.targets, expected, rtol=0, atol=1e-7)
+
+
+def test_a_layer_the_forward_never_runs_is_refused_instead_of_mixing_only_the_labels():
+    """A named submodule that the forward skips mixes nothing: mixing the labels alone would train on wrong targets."""
+
+    class Skips(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.unused, self.head = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, C)
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    model = wrap_module(Skips(), HiddenMix(1.0, layers=["unused"]), C, seed=0).train()
+    with pytest.raises(ValueError, match=r"layers holds 'unused', a submodule Skips.forward did not run"):
+        model(torch.randn(6, 4), labels=torch.arange(6) % C)
+    assert model._slot.step is None  # no step left behind
+    body = wrap_module(Skips(), HiddenMix(1.0, layers=["body"]), C, seed=0).train()
+    out = body(torch.randn(6, 4), labels=torch.arange(6) % C)
+    assert out.layer == "body" and out.lam.shape == (6,)

@@ -343,8 +343,13 @@ class MixupModel(nn.Module):
         inputs["return_dict"] = True
         if isinstance(self.adapter, HiddenMix):
             outputs = base_forward(**inputs)
+            if step.lam is None:  # no hook mixed: the labels must not be mixed either
+                raise RuntimeError(
+                    f"the mixing hooks on {type(self._multimix_base).__name__}'s layers did not run in this forward "
+                    "(removed by other code?); after multimix.unwrap(model) the next train step hooks them again"
+                )
             plan = step.on(labels.device)
-            lam = plan.lam if step.lam is None else step.lam.to(labels.device)  # the weight the blend applied
+            lam = step.lam.to(labels.device)  # the weight the blend applied (rounded to the hidden state's dtype)
             if self.token_labels:
                 loss = mixed_token_cross_entropy(outputs.logits, labels.to(outputs.logits.device), plan.index,
                                                  lam, label_mode=self.mixer.label_mode,

@@ -454,3 +454,16 @@ def test_bf16_hidden_mix_targets_follow_the_lam_the_blend_applied():
     drawn = multimix.soft_cross_entropy(out.logits, multimix.mix_targets(torch.eye(3)[labels], plan.index, plan.lam))
     torch.testing.assert_close(out.loss, want, rtol=0, atol=0)
     assert not torch.equal(out.loss, drawn)
+
+
+def test_hooks_removed_behind_the_wrappers_back_fail_loudly_instead_of_mixing_only_the_labels():
+    model = multimix.wrap(tiny("bert"), HiddenMix(1.0, layers=(2,)), seed=0).train()
+    ids, mask, labels = text_batch()
+    model(input_ids=ids, attention_mask=mask, labels=labels)  # hooked: mixes
+    for layer in model.encoder_layers:  # another library clears the layers' hooks; the wrapper still thinks it hooked
+        layer._forward_hooks.clear()
+        layer._forward_pre_hooks.clear()
+    with pytest.raises(RuntimeError, match=r"the mixing hooks on BertForSequenceClassification's layers did not run"):
+        model(input_ids=ids, attention_mask=mask, labels=labels)
+    multimix.unwrap(model)  # as the error says: the next train step of the wrapped model hooks the layers again
+    assert torch.isfinite(model(input_ids=ids, attention_mask=mask, labels=labels).loss)
