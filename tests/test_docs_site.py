@@ -88,4 +88,5 @@ def test_members_from_unpublished_base_classes_are_documented_on_the_class():
 
     assert hooks.unpublished_members(multimix.Mixer) == ["seed_worker", "collate"]
     assert hooks.unpublished_members(multimix.image.Mixup) == []  # Adapter has its own page
+    assert hooks.unpublished_members(multimix.audio.SpecMix) == []  # its private base overrides Adapter's own API
     assert "      inherited_members: [seed_worker, collate]" in hooks.reference_pages()["reference/multimix.md"]

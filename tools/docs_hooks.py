@@ -66,11 +66,13 @@ def unpublished_members(value: object) -> list[str]:
     if not isinstance(value, type):
         return []
     exported = {id(getattr(importlib.import_module(m), n)) for m in MODULES for n in importlib.import_module(m).__all__}
+    published = [base for base in value.__mro__ if id(base) in exported and base is not value]
     names: list[str] = []
     for base in value.__mro__[1:]:
         if not base.__module__.startswith("multimix") or id(base) in exported:
             continue
-        names += [n for n in vars(base) if not n.startswith("_") and n not in vars(value) and n not in names]
+        names += [n for n in vars(base) if not n.startswith("_") and n not in vars(value) and n not in names
+                  and not any(n in vars(other) for other in published)]  # fmt: skip  (documented on its own page)
     return names
 
 

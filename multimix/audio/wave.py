@@ -105,22 +105,23 @@ class WaveMix(Adapter):
             weight = row_view((1.0 - plan.lam).to(x.dtype), x)
             mixed = torch.lerp(silenced, silenced.index_select(0, plan.index), weight)
             return keep_unmixed(mixed, x, plan, inplace=inplace), label
-        # the partner's weight rounded to x's dtype, as the vectorised blend applies it (and the label reads it)
-        weights, index = partner_weights(plan.lam, x.dtype), plan.index.tolist()
+        # the partner's weight rounded to x's dtype, as the vectorised blend applies it, and the own weight it leaves
+        weights, owns = partner_weights(plan.lam, x.dtype), applied_lam(plan.lam, x).tolist()
+        index = plan.index.tolist()
         if valid.lengths is not None:  # prefix masks: slices, no temporaries
             lengths = valid.lengths.tolist()
 
             def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
                 own, other = lengths[i], lengths[index[i]]
                 dst[..., own:].zero_()
-                dst.mul_(1.0 - weights[i])
+                dst.mul_(owns[i])
                 dst[..., :other].add_(partner[..., :other], alpha=weights[i])
 
         else:
             mask = valid.mask.to(x.dtype)
 
             def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
-                dst.mul_(mask[i]).mul_(1.0 - weights[i]).add_(partner * mask[index[i]], alpha=weights[i])
+                dst.mul_(mask[i]).mul_(owns[i]).add_(partner * mask[index[i]], alpha=weights[i])
 
         return apply_rowwise(x, index, plan.mixed.tolist(), write, inplace=inplace), label
 

@@ -339,3 +339,19 @@ def test_bf16_wavemix_loop_blends_by_the_weight_it_labels(lengths, label_weight)
         assert torch.equal(loop.inputs, vector.inputs)  # both lerp with the same bf16 weight
     else:  # the loop multiplies and adds (two roundings to bf16), the vectorised path lerps (one)
         torch.testing.assert_close(loop.inputs.float(), vector.inputs.float(), rtol=0, atol=2e-2)
+
+
+def test_float32_wavemix_loop_with_lengths_weighs_each_source_by_the_drawn_lam_exactly():
+    """In float32 the loop's own weight is lam itself, not 1 - (1 - lam): the result is lam * x + (1 - lam) * partner,
+    each source silenced beyond its length, bit for bit."""
+    g = torch.Generator().manual_seed(6)
+    waves, valid = torch.randn(4, 6000, generator=g), torch.tensor([6000, 3000, 4500, 6000])
+    out = multimix.Mixer(looped(WaveMix(1.0, label_weight="lam", inplace=False)), num_classes=3, per_sample=True,
+                         seed=6)(waves, torch.tensor([0, 1, 2, 1]), lengths=valid)  # fmt: skip
+    lam, index = out.plan.lam.tolist(), out.index.tolist()
+    for i, j in enumerate(index):
+        want = waves[i].clone()
+        want[valid[i] :] = 0
+        want.mul_(lam[i])
+        want[: valid[j]].add_(waves[j][: valid[j]], alpha=1.0 - lam[i])
+        assert torch.equal(out.inputs[i], want), i
