@@ -141,6 +141,8 @@ else:  # a fresh run resumes
 out["after"] = draw(mixer), draw(bare)
 with open(f"{folder}/{phase}-rank{rank}.json", "w") as f:
     json.dump(out, f)
+accelerator.wait_for_everyone()
+accelerator.end_training()  # destroys the process group: gloo may abort at exit with one left alive
 """
 
 
