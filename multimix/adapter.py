@@ -84,6 +84,14 @@ class Adapter(ABC):
         """
         return None
 
+    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Any) -> Any:
+        """``region`` with what :meth:`mix_label_map` and :meth:`apply` would each compute from it on the device
+        (FMix's mask, SaliencyMix's boxes), computed once; ``region`` as it is by default.
+
+        The Mixer calls it for a call with label maps, on the unmixed ``x``. Tensor ops only.
+        """
+        return region
+
     def mix_label_map(
         self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Any
     ) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -301,6 +301,7 @@ class Mixer(CallInputs, WorkerCopies):
             region = plan.region if self.fields is None else plan.region[name]
             adapter = candidates[min(plan.choice, len(candidates) - 1)]
             if label_lam is None and kind in ("map", "map_rows"):  # before apply writes x: the region reads it
+                region = adapter.prepare(x, plan, region)  # what labels and pixels both need, computed once
                 moved = adapter.mix_label_map(targets, x, plan, region)
             mixed[name], lam = adapter.apply(x, plan, region, validity)
             label_lam = lam if label_lam is None else label_lam

@@ -205,6 +205,23 @@ def test_image_adapters_launch_few_kernels_per_call(adapter, per_sample):
     assert device_kernels(lambda: mixer(x, y)) <= KERNEL_BUDGET[adapter][per_sample]
 
 
+# With label maps, the region both need (FMix's mask, SaliencyMix's boxes around the saliency peaks) is computed once:
+# (per batch, per sample); computed for the labels and again for the pixels they took 17/29, 36/48 and 66/66.
+MAP_KERNEL_BUDGET = {"hard FMix": (16, 28), "soft FMix": (31, 43), "SaliencyMix": (47, 47)}
+MAP_ADAPTERS = {"hard FMix": lambda: FMix(1.0), "soft FMix": lambda: FMix(1.0, max_soft=0.2),
+                "SaliencyMix": lambda: SaliencyMix(1.0)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(MAP_KERNEL_BUDGET))
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_label_maps_share_the_region_the_pixels_take(name, per_sample):
+    mixer = multimix.Mixer(MAP_ADAPTERS[name](), num_classes=C, per_sample=per_sample, seed=0)
+    x = torch.empty(B, 3, 32, 32, device=META)
+    maps = torch.zeros(B, 32, 32, dtype=torch.long, device=META)
+    mixer(x, maps)
+    assert device_kernels(lambda: mixer(x, maps).targets) <= MAP_KERNEL_BUDGET[name][per_sample]
+
+
 @pytest.mark.parametrize("per_sample", [False, True])
 def test_specmix_with_every_sample_mixed_makes_no_pass_to_select_them(per_sample):
     """The host knows every sample is mixed (p=1): the band mask and the label lam take no selection pass."""

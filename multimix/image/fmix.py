@@ -88,6 +88,7 @@ class Fourier(NamedTuple):
     noise: torch.Tensor  # (B, h, w) float32 coarse noise (one map shared by the batch without per_sample)
     high: torch.Tensor  # (B,) float32: above it the mask is 1
     low: torch.Tensor  # (B,) float32: below it 0; linear in between (max_soft > 0), else low == high
+    mask: torch.Tensor | None = None  # (B or 1, H, W), from FMix.prepare when label maps are mixed too
 
 
 class FMix(Adapter):
@@ -140,6 +141,8 @@ class FMix(Adapter):
 
     def mask(self, x: torch.Tensor, region: Fourier) -> torch.Tensor:
         """``(B or 1, H, W)`` weight of each sample's own pixels (bool when binary), on ``x``'s device."""
+        if region.mask is not None:  # computed once by prepare
+            return region.mask
         noise = region.noise.unsqueeze(1)
         if noise.shape[-2:] != x.shape[-2:]:
             noise = F.interpolate(noise, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -167,6 +170,10 @@ class FMix(Adapter):
 
     def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return image_label_shape(x)
+
+    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Fourier) -> Fourier:
+        """The region with its mask, which the labels and the pixels then share."""
+        return region._replace(mask=self.mask(x, region)) if plan.any_mixed else region
 
     def mix_label_map(
         self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Fourier

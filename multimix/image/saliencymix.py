@@ -65,6 +65,7 @@ class Halves(NamedTuple):
 
     offsets: torch.Tensor  # (B, 4) long [-half_h, half_h, -half_w, half_w]; 0 for unmixed samples (an empty box)
     limits: torch.Tensor  # (2, 4) long: [0, 0, 0, 0] and [H, H, W, W], the clip of each box coordinate
+    boxes: torch.Tensor | None = None  # (B, 4) long, from SaliencyMix.prepare when label maps are mixed too
 
 
 class SaliencyMix(Adapter):
@@ -99,6 +100,8 @@ class SaliencyMix(Adapter):
 
     def boxes(self, x: torch.Tensor, plan: MixPlan, region: Halves) -> torch.Tensor:
         """``(B, 4)`` long ``[y1, y2, x1, x2)`` on ``x``'s device: each box around its partner's peak, clipped."""
+        if region.boxes is not None:  # computed once by prepare
+            return region.boxes
         centre = _peak_centres(x, self.grid).index_select(0, plan.index)
         return torch.clamp(centre.add_(region.offsets), min=region.limits[0], max=region.limits[1])
 
@@ -121,6 +124,10 @@ class SaliencyMix(Adapter):
 
     def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return image_label_shape(x)
+
+    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Halves) -> Halves:
+        """The region with its boxes (the saliency peaks of the unmixed ``x``), which labels and pixels then share."""
+        return region._replace(boxes=self.boxes(x, plan, region)) if plan.any_mixed else region
 
     def mix_label_map(
         self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Halves
