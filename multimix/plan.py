@@ -158,13 +158,8 @@ def identity_plan(batch_size: int) -> MixPlan:
     return MixPlan(torch.arange(batch_size), torch.ones(batch_size, dtype=torch.float64))
 
 
-def random_cycle(batch_size: int, generator: torch.Generator) -> torch.Tensor:
-    """A partner map that is one random cycle: ``index[order[k]] = order[k + 1]``, no fixed point for B >= 2."""
-    return torch.from_numpy(_cycle(batch_size, generator))
-
-
 def _cycle(batch_size: int, generator: torch.Generator) -> np.ndarray:
-    """:func:`random_cycle` as a NumPy array."""
+    """A partner map that is one random cycle: ``index[order[k]] = order[k + 1]``, no fixed point for B >= 2."""
     order = torch.randperm(batch_size, generator=generator).numpy()
     index = np.empty_like(order)
     index[order[:-1]] = order[1:]

@@ -124,8 +124,13 @@ def mix_targets(rows: torch.Tensor, index: torch.Tensor, lam: torch.Tensor) -> t
             f"mix_targets needs rows (B, C), index (B,) and lam (B,); got {tuple(rows.shape)}, "
             f"{tuple(index.shape)} and {tuple(lam.shape)}"
         )
-    weight = lam.to(device=rows.device, dtype=rows.dtype).unsqueeze(1)
-    return torch.lerp(rows[index.to(rows.device)], rows, weight)
+    return _lerp_from_partner(rows, index.to(rows.device), lam.to(rows.device))
+
+
+def _lerp_from_partner(rows: torch.Tensor, index: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """:func:`mix_targets` for checked arguments on one device: each row lerped from its partner's, so a class both
+    rows hold stays exactly at its value."""
+    return rows.index_select(0, index).lerp_(rows, lam.to(rows.dtype).unsqueeze(1))
 
 
 def mixed_targets(
@@ -184,9 +189,7 @@ def _mixed_rows(
         partner = rows.index_select(0, index).mul_(other.to(dtype).unsqueeze(1))
         rows.mul_(own.to(dtype).unsqueeze(1))
         return torch.maximum(rows, partner) if label_mode == "union" else rows.add_(partner)
-    rows = smoothed_rows(targets, num_classes, label_smoothing, dtype)
-    # lerp from the partner's row: a class both rows hold stays exactly at its value
-    return rows.index_select(0, index).lerp_(rows, lam.to(dtype).unsqueeze(1))
+    return _lerp_from_partner(smoothed_rows(targets, num_classes, label_smoothing, dtype), index, lam)
 
 
 class LabelMix(NamedTuple):
