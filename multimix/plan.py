@@ -247,7 +247,10 @@ def _draw(
         index = _cycle(batch_size, generator)
         choice, choices = (_choose(weights, len(alphas), generator) if len(alphas) > 1 else 0), None
         lam = beta_values(alphas[choice], batch_size if per_sample else 1, generator)
-        lam = lam if per_sample else np.full(batch_size, lam[0])
+        if not (per_sample or p < 1.0 or batch_size == 1):  # one lam, every sample on the cycle: all mixed or none
+            mixed = bool(lam[0] < 1)
+            return _plan(index, lam.repeat(batch_size), choice, False, None, np.full(batch_size, mixed), mixed, mixed)
+        lam = lam if per_sample else lam.repeat(batch_size)
     if p < 1.0:
         keep = torch.rand(batch_size, generator=generator, dtype=torch.float64).numpy() >= p
         lam[keep] = 1.0

@@ -102,7 +102,8 @@ def smoothed_rows(
     if targets.dim() == 1:  # timm's on and off values, written at once
         off = label_smoothing / num_classes
         rows = torch.full((targets.shape[0], num_classes), off, dtype=dtype, device=targets.device)
-        return rows.scatter_(1, targets.long().unsqueeze(1), 1.0 - label_smoothing + off)
+        labels = targets if targets.dtype == torch.int64 else targets.long()
+        return rows.scatter_(1, labels.unsqueeze(1), 1.0 - label_smoothing + off)
     rows = targets.to(dtype=dtype, copy=True)
     if label_smoothing > 0:
         rows.mul_(1.0 - label_smoothing).add_(label_smoothing / num_classes)
