@@ -7,7 +7,8 @@ mixing adapter) and ``PadCollate`` pads variable-length clips for a ``DataLoader
 
 from multimix.audio.collate import PadCollate
 from multimix.audio.specaugment import Masks, SpecAugment
-from multimix.audio.spectrogram import SpecMix, SpecMixup, logaddexp_mix
+from multimix.audio.specmix import SpecMix
+from multimix.audio.spectrogram import SpecMixup, logaddexp_mix
 from multimix.audio.wave import WaveMix
 
 __all__ = ["Masks", "PadCollate", "SpecAugment", "SpecMix", "SpecMixup", "WaveMix", "logaddexp_mix"]

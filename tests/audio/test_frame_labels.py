@@ -10,7 +10,7 @@ from torch import nn
 
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
-from multimix.audio.spectrogram import Bands
+from multimix.audio.specmix import Bands
 from multimix.targets import label_weights
 
 C, FREQ, T = 3, 8, 20

@@ -1,0 +1,150 @@
+"""SpecMix (Kim et al., Interspeech 2021): time and frequency bands of the partner pasted into a spectrogram.
+
+Unlike :class:`~multimix.audio.SpecMixup`'s blend, each position keeps one source, so the
+label weight is the area kept, per sample; the bands also label frame-wise targets.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from multimix._checks import check_positive_int
+from multimix._kernels import apply_rowwise, unchanged, where_into
+from multimix.audio.spectrogram import _SpectrogramAdapter
+from multimix.lengths import Validity
+from multimix.plan import MixPlan
+
+__all__ = ["SpecMix"]
+
+
+class Bands(NamedTuple):
+    """SpecMix bands per sample: ``[start, end)`` on the time and frequency axes, the area kept, and their masks."""
+
+    time: torch.Tensor  # (B, time_bands, 2) long
+    freq: torch.Tensor  # (B, freq_bands, 2) long
+    kept: torch.Tensor  # (B,) float64
+    freq_mask: torch.Tensor  # (B, F) bool, bins taken from the partner
+    time_mask: torch.Tensor  # (B, T) bool, frames taken from the partner
+
+
+def _band_mask(bands: torch.Tensor, size: int) -> torch.Tensor:
+    steps = torch.arange(size).view(1, 1, size)
+    return ((steps >= bands[..., :1]) & (steps < bands[..., 1:])).any(dim=1)
+
+
+def _draw_bands(cut: torch.Tensor, count: int, size: int, max_width: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` bands per row covering about ``cut * size`` steps in all, each at most ``max_width``."""
+    total = (cut * size).round().long()
+    widths = torch.stack([(total + k) // count for k in range(count)], dim=1).clamp(max=max_width)
+    starts = (torch.rand(cut.shape[0], count, generator=generator, dtype=torch.float64) * (size - widths + 1)).long()
+    return torch.stack([starts, starts + widths], dim=2)
+
+
+class SpecMix(_SpectrogramAdapter):
+    """Time and frequency bands pasted from the partner (Kim et al., Interspeech 2021), labelled.
+
+    The plan's lam sets how much is cut: each axis loses about ``1 - sqrt(lam)`` of its
+    length, split over ``time_bands`` / ``freq_bands`` bands of at most
+    ``max_time_width`` frames / ``max_freq_width`` bins. The label weight is the
+    fraction of the spectrogram actually kept from the sample itself, per sample.
+    Spectrograms are ``(B, F, T)`` (``time_axis=-1``, the default when None) or
+    ``(B, T, F)`` with ``time_axis=-2`` (HF AST's ``input_values``: ``multimix.wrap``
+    sets it for the models it knows when left None).
+
+    Example:
+        >>> import multimix
+        >>> out = multimix.Mixer(SpecMix(1.0), num_classes=2, per_sample=True, seed=0)(
+        ...     torch.randn(4, 40, 100), torch.tensor([0, 1, 0, 1]))
+        >>> bool(torch.allclose(out.targets.sum(1), torch.ones(4)))
+        True
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        *,
+        time_bands: int = 2,
+        freq_bands: int = 2,
+        max_time_width: int | None = None,
+        max_freq_width: int | None = None,
+        time_axis: int | None = None,
+        inplace: bool = True,
+    ) -> None:
+        super().__init__(alpha, inplace=inplace)
+        self._set_time_axis(time_axis)
+        self.time_bands = check_positive_int(time_bands, "time_bands")
+        self.freq_bands = check_positive_int(freq_bands, "freq_bands")
+        self.max_time_width = None if max_time_width is None else check_positive_int(max_time_width, "max_time_width")
+        self.max_freq_width = None if max_freq_width is None else check_positive_int(max_freq_width, "max_freq_width")
+
+    def check_input(self, x: object, name: str = "inputs") -> torch.Tensor:
+        x = super().check_input(x, name)
+        ft = self._as_ft(x)
+        limits = (("max_time_width", "time", ft.shape[-1]), ("max_freq_width", "frequency", ft.shape[-2]))
+        for width, axis, size in limits:
+            value = getattr(self, width)
+            if value is not None and value > size:
+                raise ValueError(f"{width}={value} is larger than the {axis} axis of {name} ({size}); use <= {size}")
+        return x
+
+    def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Bands:
+        freq_bins, frames = self._as_ft(x).shape[-2:]
+        lam = plan.region_lam()
+        cut = 1.0 - lam.sqrt()
+        time = _draw_bands(cut, self.time_bands, frames, self.max_time_width or frames, generator)
+        freq = _draw_bands(cut, self.freq_bands, freq_bins, self.max_freq_width or freq_bins, generator)
+        fmask, tmask = _band_mask(freq, freq_bins), _band_mask(time, frames)
+        cut_frames, cut_bins = tmask.sum(1).double(), fmask.sum(1).double()
+        kept = 1.0 - (cut_frames * freq_bins + cut_bins * frames - cut_frames * cut_bins) / (freq_bins * frames)
+        n = plan.batch_size
+        return Bands(
+            time.expand(n, -1, -1), freq.expand(n, -1, -1), kept.expand(n), fmask.expand(n, -1), tmask.expand(n, -1)
+        )
+
+    def apply(
+        self, x: torch.Tensor, plan: MixPlan, region: Bands, valid: Validity | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inplace = self.writes_inplace(x)
+        self._check_valid(valid)
+        if not plan.any_mixed:
+            return unchanged(x, inplace), torch.ones_like(region.kept)
+        ft = self._as_ft(x)
+        mixed = self._apply_ft(ft, plan, region, inplace)
+        out = x if inplace else self._as_ft(mixed)  # in place, the bands were written into x through ft
+        if plan.all_mixed:  # known on the host: no selection of unmixed samples
+            return out, region.kept
+        return out, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))
+
+    def mix_label_map(
+        self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Bands
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each frame's own weight is the share of its bins it keeps: 0 in a time band, ``1 - cut / F`` elsewhere."""
+        region = Bands(*region)
+        bins = region.freq_mask.shape[-1]
+        kept = 1.0 - region.freq_mask.sum(1, keepdim=True, dtype=torch.float64) / bins  # (B, 1)
+        own = torch.where(region.time_mask, 0.0, kept)
+        own = torch.where(plan.mixed.view(-1, 1), own, 1.0)
+        return labels.index_select(0, plan.index), own
+
+    def _apply_ft(self, x: torch.Tensor, plan: MixPlan, region: Bands, inplace: bool) -> torch.Tensor:
+        """Paste the bands into ``x`` seen as ``(..., F, T)`` (in place through a view when ``inplace``)."""
+        if self.vectorized(x):
+            mask = region.freq_mask.unsqueeze(2) | region.time_mask.unsqueeze(1)
+            if not plan.all_mixed:  # known on the host: every sample mixed needs no pass over the mask
+                mask = mask & plan.mixed.view(-1, 1, 1)
+            mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:])
+            partner = x.index_select(0, plan.index)
+            mixed = where_into(mask, partner, x) if inplace else torch.where(mask, partner, x)
+        else:
+            time, freq = region.time.tolist(), region.freq.tolist()
+
+            def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
+                for start, end in time[i]:
+                    dst[..., start:end].copy_(partner[..., start:end])
+                for start, end in freq[i]:
+                    dst[..., start:end, :].copy_(partner[..., start:end, :])
+
+            mixed = apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
+        return mixed
