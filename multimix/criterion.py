@@ -16,7 +16,7 @@ from inspect import signature
 import torch
 
 from multimix._checks import check_tensor
-from multimix.losses import REDUCTIONS, check_reduction, reduce_loss
+from multimix.loss_checks import REDUCTIONS, check_reduction, reduce_loss
 from multimix.mixer import MixedBatch
 from multimix.plan import MixPlan
 from multimix.targets import LabelMix, label_weights

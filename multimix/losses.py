@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multimix._checks import check_probability, check_tensor
+from multimix._checks import check_probability
+from multimix.loss_checks import check_logits_and_targets, check_reduction, reduce_loss
 from multimix.mixer import MixedBatch
 from multimix.targets import label_weights
 
@@ -30,72 +31,6 @@ __all__ = [
     "regmixup_loss",
     "soft_cross_entropy",
 ]
-
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def check_reduction(reduction: object) -> str:
-    """Return ``reduction`` after checking it is one of torch's: ``"mean"``, ``"sum"`` or ``"none"``."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
-
-
-def _check_logits_and_targets(
-    logits: object, targets: object, reduction: str, validate: bool | None, *, max_target: float | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check shapes and dtypes (no sync); check values only on the CPU or with ``validate=True``."""
-    logits = check_tensor(logits, "logits")
-    targets = check_tensor(targets, "targets")
-    check_reduction(reduction)
-    if logits.dim() != 2 or not logits.is_floating_point():
-        raise ValueError(f"logits must be a float tensor (B, C), got shape {tuple(logits.shape)} dtype {logits.dtype}")
-    if targets.device != logits.device:
-        raise ValueError(f"targets must be on the device of logits ({logits.device}), got {targets.device}")
-    if targets.dim() == 1:
-        if targets.is_floating_point() or targets.dtype == torch.bool:
-            raise TypeError(
-                f"class-index targets (B,) must be integers, got dtype {targets.dtype}; "
-                "convert with .long(), or pass soft rows (B, C)"
-            )
-        if targets.shape[0] != logits.shape[0]:
-            raise ValueError(f"targets has batch size {targets.shape[0]}, logits {logits.shape[0]}")
-    elif targets.shape != logits.shape:
-        raise ValueError(
-            f"soft targets must have the shape of logits {tuple(logits.shape)}, got {tuple(targets.shape)}"
-        )
-    if validate is None:  # traced, values are not read: a value check would break the graph
-        validate = targets.device.type == "cpu" and not torch.compiler.is_compiling()
-    if validate and targets.numel() > 0:
-        _check_target_values(targets, logits.shape[1], max_target)
-    return logits, targets
-
-
-def _check_target_values(targets: torch.Tensor, num_classes: int, max_target: float | None) -> None:
-    """Value checks: each reads the tensor back, so callers run them on the CPU or on request."""
-    if targets.dim() == 1:
-        low, high = int(targets.min()), int(targets.max())
-        if low == -100:
-            raise ValueError(
-                "targets contain -100 (torch's ignore_index); multimix losses have no ignore_index: "
-                "drop those samples first, e.g. keep = targets != -100; loss(logits[keep], targets[keep])"
-            )
-        if low < 0 or high >= num_classes:
-            raise ValueError(f"class-index targets must lie in [0, {num_classes}), got values in [{low}, {high}]")
-        return
-    rows = targets.float()
-    if not bool(torch.isfinite(rows).all()):
-        raise ValueError("soft targets contain NaN or inf; build them with multimix.soft_targets or mix_targets")
-    low, high = float(rows.min()), float(rows.max())
-    if low < 0 or (max_target is not None and high > max_target):
-        bound = "[0, 1]" if max_target is not None else ">= 0"
-        raise ValueError(f"soft targets must be {bound}, got values in [{low}, {high}]")
-
-
-def reduce_loss(loss: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Reduce per-sample (or per-position) losses as ``reduction`` says, torch's way."""
-    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
-
 
 def soft_cross_entropy(
     logits: torch.Tensor, targets: torch.Tensor | MixedBatch, reduction: str = "mean", *, validate: bool | None = None
@@ -123,11 +58,11 @@ def soft_cross_entropy(
     if isinstance(targets, MixedBatch):
         mix = targets.mix
         if mix is not None and mix.kind == "index" and mix.label_mode != "union":
-            _check_logits_and_targets(logits, mix.labels, reduction, validate)
+            check_logits_and_targets(logits, mix.labels, reduction, validate)
             return mixed_cross_entropy(logits, mix.labels, mix.index, mix.weight, label_smoothing=mix.label_smoothing,
                                        label_mode=mix.label_mode, reduction=reduction)  # fmt: skip
         targets = targets.targets
-    logits, targets = _check_logits_and_targets(logits, targets, reduction, validate)
+    logits, targets = check_logits_and_targets(logits, targets, reduction, validate)
     log_probs = F.log_softmax(logits.float(), dim=-1)
     if targets.dim() == 1:
         return F.nll_loss(log_probs, targets.long(), reduction=reduction)
@@ -309,7 +244,7 @@ def binary_cross_entropy(
         >>> round(float(binary_cross_entropy(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))), 4)
         0.6931
     """
-    logits, targets = _check_logits_and_targets(logits, targets, reduction, validate, max_target=1.0)
+    logits, targets = check_logits_and_targets(logits, targets, reduction, validate, max_target=1.0)
     if targets.dim() == 1:
         targets = F.one_hot(targets.long(), logits.shape[1])
     targets = targets.to(torch.float32)
