@@ -1,4 +1,5 @@
-"""What a wrapped Hugging Face model mixes and is given: its adapters, checked and fitted to it, and token labels.
+"""What a wrapped Hugging Face model mixes and is given: its head, its adapters checked and fitted to it, and token
+labels.
 
 The wrapper never writes into the caller's inputs, so input adapters are copied with
 ``inplace=False``; spectrogram adapters take the time axis of the audio models wrap knows.
@@ -13,10 +14,32 @@ import torch
 from torch import nn
 
 from multimix.adapter import Adapter
+from multimix.hf.hooks import LAST_TOKEN_HEAD
 from multimix.switch import Switch
 from multimix.text import HiddenMix
 
 __all__: list[str] = []
+
+
+def head_labels(model: nn.Module, num_classes: int | None) -> int:
+    """The number of classes of ``model``'s classification head, checked against ``num_classes`` when given."""
+    config = getattr(model, "config", None)
+    num_labels = getattr(config, "num_labels", None)
+    name = type(getattr(model, "_multimix_base", model)).__name__
+    has_head = any(hasattr(model, head) for head in ("classifier", LAST_TOKEN_HEAD))
+    if config is None or not has_head or not isinstance(num_labels, int):
+        raise ValueError(
+            f"{name} has no classification head (.classifier or .score); wrap a *ForSequenceClassification, "
+            "*ForImageClassification or *ForAudioClassification model"
+        )
+    if num_labels < 2:
+        raise ValueError(f"the model's head has num_labels={num_labels}; mixup needs a classifier with >= 2 classes")
+    if num_classes is not None and num_classes != num_labels:
+        raise ValueError(
+            f"num_classes={num_classes} disagrees with the head's config.num_labels={num_labels}; "
+            "leave num_classes out or load the model with num_labels=num_classes"
+        )
+    return num_labels
 
 
 def checked_adapters(adapter: Adapter | Sequence[Adapter]) -> list[Adapter]:

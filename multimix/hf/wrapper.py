@@ -20,9 +20,7 @@ labels handed to an HF head would silently switch it to multi-label BCE.
 
 from __future__ import annotations
 
-import inspect
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -36,7 +34,7 @@ except ImportError as error:  # pragma: no cover - exercised only without transf
     raise ImportError('multimix.hf needs transformers: pip install "transformers>=4.40" (or multimix[hf])') from error
 
 from multimix.adapter import Adapter
-from multimix.hf.adapters import check_token_labels, checked_adapters, for_model
+from multimix.hf.adapters import check_token_labels, checked_adapters, for_model, head_labels
 from multimix.hf.hooks import (
     LAST_TOKEN_HEAD,
     Site,
@@ -47,6 +45,7 @@ from multimix.hf.hooks import (
     register,
     unregister,
 )
+from multimix.hf.view import model_view
 from multimix.losses import binary_cross_entropy, mixed_token_cross_entropy, soft_cross_entropy
 from multimix.mixer import Mixer
 from multimix.target_checks import check_targets
@@ -59,53 +58,6 @@ __all__ = ["MixupModel", "wrap_model"]
 _BATCH_INPUTS = ("input_ids", "inputs_embeds", "pixel_values", "input_values", "input_features")
 
 
-_HOOK_DICTS = (
-    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks",
-)  # fmt: skip
-_CLASSES: dict[type, type] = {}
-
-
-def _mixup_class(cls: type) -> type:
-    """The subclass of ``cls`` whose ``forward`` mixes: made once per class, named after it."""
-    if cls not in _CLASSES:
-        base_forward = cls.forward
-
-        def forward(self: MixupModel, *args: Any, **kwargs: Any) -> Any:
-            return MixupModel.forward(self, *args, **kwargs)
-
-        # The Trainer keeps the dataset columns the forward's signature names: the base model's.
-        forward.__signature__ = inspect.signature(base_forward)
-        forward.__doc__ = MixupModel.forward.__doc__
-        namespace = {"forward": forward, "__module__": __name__, "_multimix_positional": _positional(base_forward)}
-        _CLASSES[cls] = type(f"Mixup{cls.__name__}", (MixupModel, cls), namespace)
-    return _CLASSES[cls]
-
-
-def _positional(forward: Any) -> tuple[str, ...]:
-    """Names of the base forward's positional parameters (after ``self``), for positional calls."""
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    names = [p.name for p in inspect.signature(forward).parameters.values() if p.kind in kinds]
-    return tuple(names[1:])
-
-
-def _view(model: nn.Module) -> MixupModel:
-    """A module of :func:`_mixup_class` sharing ``model``'s submodules, parameters, buffers and config.
-
-    Nothing is copied but the top-level flags and hooks: the state dict, ``save_pretrained``
-    and every parameter are the base model's own.
-    """
-    view = object.__new__(_mixup_class(type(model)))
-    state = dict(model.__dict__)
-    state.pop("forward", None)  # an instance-level forward (accelerate patches one in) would bypass the mixing
-    for name in _HOOK_DICTS:
-        if name in state:
-            state[name] = OrderedDict(state[name])
-    view.__dict__.update(state)
-    object.__setattr__(view, "_multimix_base", model)  # not a registered child: no second copy in the state dict
-    return view
-
-
 class MixupModel(nn.Module):
     """A Hugging Face classifier that trains on mixed inputs or hidden states; made by :func:`wrap`.
 
@@ -116,24 +68,9 @@ class MixupModel(nn.Module):
     _multimix_positional: tuple[str, ...] = ()
 
     def _setup(self, adapter: Adapter | Sequence[Adapter], num_classes: int | None, **mixer_kwargs: Any) -> None:
-        config = getattr(self, "config", None)
-        num_labels = getattr(config, "num_labels", None)
+        config = self.config
+        num_labels = head_labels(self, num_classes)
         name = type(self._multimix_base).__name__
-        has_head = any(hasattr(self, head) for head in ("classifier", LAST_TOKEN_HEAD))
-        if config is None or not has_head or not isinstance(num_labels, int):
-            raise ValueError(
-                f"{name} has no classification head (.classifier or .score); wrap a *ForSequenceClassification, "
-                "*ForImageClassification or *ForAudioClassification model"
-            )
-        if num_labels < 2:
-            raise ValueError(
-                f"the model's head has num_labels={num_labels}; mixup needs a classifier with >= 2 classes"
-            )
-        if num_classes is not None and num_classes != num_labels:
-            raise ValueError(
-                f"num_classes={num_classes} disagrees with the head's config.num_labels={num_labels}; "
-                "leave num_classes out or load the model with num_labels=num_classes"
-            )
         adapters = checked_adapters(adapter)
         self.adapter = adapters[0]
         self.multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
@@ -387,7 +324,7 @@ def _base_class_name(model: nn.Module) -> str:
 
 
 def _restore(base: nn.Module, own: dict[str, Any]) -> MixupModel:
-    view = _view(base)
+    view = model_view(base, MixupModel)
     view.__dict__.update(own)
     return view
 
@@ -425,6 +362,6 @@ def wrap_model(
         model = model._multimix_base
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a Hugging Face classifier (an nn.Module), got {type(model).__name__}")
-    view = _view(model)
+    view = model_view(model, MixupModel)
     view._setup(adapter, num_classes, **mixer_kwargs)
     return view
