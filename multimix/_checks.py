@@ -85,6 +85,20 @@ def check_generator(generator: object) -> torch.Generator:
     return generator
 
 
+def seeded_generator(seed: object, generator: object) -> torch.Generator:
+    """A CPU generator from ``seed=`` or ``generator=`` (at most one of them); with neither, seeded from torch's
+    global RNG, so ``torch.manual_seed`` fixes it."""
+    if seed is not None and generator is not None:
+        raise ValueError("pass seed= or generator=, not both")
+    if generator is not None:
+        return check_generator(generator)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)))
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    return torch.Generator().manual_seed(seed)
+
+
 def check_generator_state(state: object, name: str) -> torch.Tensor:
     """Return a CPU ``torch.Generator`` state (the uint8 tensor of ``get_state()``) after checking it loads."""
     if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:

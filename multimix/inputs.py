@@ -1,4 +1,5 @@
-"""A Mixer call's arguments: which fields to mix, and every check made before anything is drawn or written.
+"""A Mixer's arguments: which fields it mixes with which adapters, and every check of a call made before anything
+is drawn or written.
 
 Shapes, dtypes and layouts are checked at every call (they cost no read and trace under
 ``torch.compile``); values (label range, target rows, lengths) where reading them costs
@@ -7,7 +8,7 @@ nothing, as :func:`~multimix.target_checks.check_targets` says.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -19,6 +20,33 @@ from multimix.targets import target_kind
 
 __all__: list[str] = []
 
+Route = tuple[str, list[Adapter]]
+
+
+def adapter_routes(adapters: object) -> tuple[list[Adapter], list[str] | None, list[Route]]:
+    """The Mixer's ``adapters`` argument checked: the adapters, the field names (None for tensor batches) and the
+    routes, one shape for both modes: each route is a field and the adapters it may be mixed by (a list of adapters
+    is one route with several candidates, one chosen per batch)."""
+    fields: list[str] | None = None
+    if isinstance(adapters, Adapter):
+        members = [adapters]
+    elif isinstance(adapters, Mapping):
+        fields, members = list(adapters), list(adapters.values())
+        if not fields or not all(isinstance(k, str) for k in fields):
+            raise ValueError(f"adapters as a dict must map field names (str) to adapters, got keys {fields!r}")
+    elif isinstance(adapters, Sequence) and not isinstance(adapters, str):
+        members = list(adapters)
+        if not members:
+            raise ValueError("adapters is an empty list; pass at least one adapter, e.g. Mixup(1.0)")
+    else:
+        raise TypeError(f"adapters must be an Adapter, a list or a dict of them, got {type(adapters).__name__}")
+    for i, adapter in enumerate(members):
+        if not isinstance(adapter, Adapter):
+            raise TypeError(f"adapters[{i}] must be a multimix Adapter (e.g. Mixup(1.0)), got {type(adapter).__name__}")
+    if fields is None:
+        return members, None, [("inputs", members)]
+    return members, fields, [(name, [adapter]) for name, adapter in zip(fields, members, strict=True)]
+
 
 class CallInputs:
     """The Mixer's checks of a call (a base class, so the checks read the Mixer's own configuration)."""
@@ -26,7 +54,7 @@ class CallInputs:
     # the Mixer's configuration that the checks read
     adapters: list[Adapter]
     fields: list[str] | None
-    _routes: list[tuple[str, list[Adapter]]]
+    _routes: list[Route]
     num_classes: int
     target_key: str
     switch: str

@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from multimix._checks import check_generator, check_generator_state, check_positive_int, check_probability
+from multimix._checks import check_positive_int, check_probability, seeded_generator
 from multimix.adapter import Adapter
 from multimix.batch import Inputs, MixedBatch
-from multimix.inputs import CallInputs
+from multimix.inputs import CallInputs, adapter_routes
 from multimix.lengths import Validity
 from multimix.plan import SWITCHES, MixPlan, _draw, identity_plan
-from multimix.schedule import Schedule
+from multimix.schedule import Schedule, Scheduled
 from multimix.switch import Switch, adapter_weights
 from multimix.targets import LabelMix, check_label_mode, target_kind
 from multimix.workers import WorkerCopies
@@ -26,7 +26,7 @@ from multimix.workers import WorkerCopies
 __all__ = ["MixedBatch", "Mixer"]
 
 
-class Mixer(CallInputs, WorkerCopies):
+class Mixer(CallInputs, WorkerCopies, Scheduled):
     """Draw one mixing plan per batch and apply it to inputs and targets.
 
     Args:
@@ -95,31 +95,7 @@ class Mixer(CallInputs, WorkerCopies):
         target_key: str = "labels",
         validate: bool = False,
     ) -> None:
-        if isinstance(adapters, Adapter):
-            self.adapters: list[Adapter] = [adapters]
-            self.fields: list[str] | None = None
-        elif isinstance(adapters, Mapping):
-            self.fields = list(adapters)
-            self.adapters = list(adapters.values())
-            if not self.fields or not all(isinstance(k, str) for k in self.fields):
-                raise ValueError(f"adapters as a dict must map field names (str) to adapters, got keys {self.fields!r}")
-        elif isinstance(adapters, Sequence) and not isinstance(adapters, str):
-            self.adapters, self.fields = list(adapters), None
-            if not self.adapters:
-                raise ValueError("adapters is an empty list; pass at least one adapter, e.g. Mixup(1.0)")
-        else:
-            raise TypeError(f"adapters must be an Adapter, a list or a dict of them, got {type(adapters).__name__}")
-        for i, adapter in enumerate(self.adapters):
-            if not isinstance(adapter, Adapter):
-                raise TypeError(
-                    f"adapters[{i}] must be a multimix Adapter (e.g. Mixup(1.0)), got {type(adapter).__name__}"
-                )
-        # One shape for both modes: each route is a field and the adapters it may be mixed by;
-        # a list of adapters is one route with several candidates (one chosen per batch).
-        if self.fields is None:
-            self._routes: list[tuple[str, list[Adapter]]] = [("inputs", self.adapters)]
-        else:
-            self._routes = [(name, [adapter]) for name, adapter in zip(self.fields, self.adapters, strict=True)]
+        self.adapters, self.fields, self._routes = adapter_routes(adapters)
         self.num_classes = check_positive_int(num_classes, "num_classes")
         for name, flag in (("per_sample", per_sample), ("multi_label", multi_label), ("validate", validate)):
             if not isinstance(flag, bool):
@@ -153,16 +129,8 @@ class Mixer(CallInputs, WorkerCopies):
             self._routes = [("inputs", [Switch(self.adapters)])]
         if isinstance(self._routes[0][1][0], Switch) and not per_sample:
             raise ValueError("a Switch draws one lam per sample from each sample's adapter; pass per_sample=True")
-        if seed is not None and generator is not None:
-            raise ValueError("pass seed= or generator=, not both")
-        if generator is None:
-            if seed is None:
-                seed = int(torch.randint(0, 2**62, (1,)))
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
-            generator = torch.Generator().manual_seed(seed)
-        self.generator = check_generator(generator)
-        self.seed = seed if seed is not None else int(generator.initial_seed())
+        self.generator = seeded_generator(seed, generator)
+        self.seed = seed if seed is not None else int(self.generator.initial_seed())
         if off_epoch is not None and (isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0):
             raise ValueError(f"off_epoch must be an int >= 0 or None, got {off_epoch!r}")
         if alpha_schedule is not None and not callable(alpha_schedule):
@@ -178,19 +146,6 @@ class Mixer(CallInputs, WorkerCopies):
         if type(self) is Mixer:
             self._built = True
 
-    # ------------------------------------------------------------------ schedule
-    @property
-    def enabled(self) -> bool:
-        """Whether calls mix; when False they only turn targets into (smoothed) soft rows."""
-        return self._schedule.enabled
-
-    @enabled.setter
-    def enabled(self, value: bool) -> None:
-        if not isinstance(value, bool):
-            raise TypeError(f"enabled must be a bool, got {value!r}")
-        self._schedule.enabled = value
-        self._schedule.publish()
-
     def __setattr__(self, name: str, value: Any) -> None:
         """Refuse attributes the Mixer does not have: a leftover ``mixer.mixup_enabled = False`` would do nothing."""
         known = name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)
@@ -199,25 +154,6 @@ class Mixer(CallInputs, WorkerCopies):
             raise AttributeError(f"Mixer has no attribute {name!r}, so setting it would do nothing{hint}")
         super().__setattr__(name, value)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Apply ``off_epoch`` and ``alpha_schedule`` for ``epoch``; call it at each epoch start."""
-        self._schedule.set_epoch(epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Generator state and schedule, so a resumed run draws the same plans."""
-        return {"generator": self.generator.get_state(), **self._schedule.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved; everything is checked before anything changes."""
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be the dict Mixer.state_dict() returned, got {type(state).__name__}")
-        missing = {"generator", "enabled", "epoch", "alphas"} - set(state)
-        if missing:
-            raise ValueError(f"state is missing keys {sorted(missing)}; pass what Mixer.state_dict() returned")
-        schedule = self._schedule.checked_state(state)
-        generator_state = check_generator_state(state["generator"], "state['generator']")
-        self.generator.set_state(generator_state)
-        self._schedule.load_state_dict(schedule)
 
     # ------------------------------------------------------------------ call
     def plan_for(

@@ -1,4 +1,5 @@
-"""The Mixer's epoch schedule: ``off_epoch``, ``alpha_schedule`` and ``enabled``, shared with DataLoader workers.
+"""The Mixer's epoch schedule (``off_epoch``, ``alpha_schedule``, ``enabled``), shared with DataLoader workers, and
+its resume state.
 
 A Mixer used as ``collate_fn`` runs in every worker on a copy made when the worker
 started; persistent workers keep theirs across epochs. The main process publishes
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import get_worker_info
 
-from multimix._checks import check_alpha
+from multimix._checks import check_alpha, check_generator_state
 from multimix.adapter import Adapter
 
 __all__: list[str] = []
@@ -83,3 +84,42 @@ class Schedule:
         if epoch >= 0 and epoch != self.epoch:
             self.set_epoch(epoch)
         self.enabled = bool(enabled)
+
+
+class Scheduled:
+    """The Mixer's epochs and resume (a base class: it reads the Mixer's generator and :class:`Schedule`)."""
+
+    generator: torch.Generator
+    _schedule: Schedule
+
+    @property
+    def enabled(self) -> bool:
+        """Whether calls mix; when False they only turn targets into (smoothed) soft rows."""
+        return self._schedule.enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"enabled must be a bool, got {value!r}")
+        self._schedule.enabled = value
+        self._schedule.publish()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Apply ``off_epoch`` and ``alpha_schedule`` for ``epoch``; call it at each epoch start."""
+        self._schedule.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state and schedule, so a resumed run draws the same plans."""
+        return {"generator": self.generator.get_state(), **self._schedule.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; everything is checked before anything changes."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be the dict Mixer.state_dict() returned, got {type(state).__name__}")
+        missing = {"generator", "enabled", "epoch", "alphas"} - set(state)
+        if missing:
+            raise ValueError(f"state is missing keys {sorted(missing)}; pass what Mixer.state_dict() returned")
+        schedule = self._schedule.checked_state(state)
+        generator_state = check_generator_state(state["generator"], "state['generator']")
+        self.generator.set_state(generator_state)
+        self._schedule.load_state_dict(schedule)

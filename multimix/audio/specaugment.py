@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from multimix._checks import check_float_tensor, check_generator, check_generator_state, check_writable
+from multimix._checks import check_float_tensor, check_generator_state, check_writable, seeded_generator
 from multimix._transfer import to_device
 from multimix.mixer import MixedBatch
 
@@ -99,13 +99,7 @@ class SpecAugment:
         if not isinstance(inplace, bool):
             raise TypeError(f"inplace must be a bool, got {type(inplace).__name__} {inplace!r}")
         self.value, self.inplace = float(value), inplace
-        if seed is not None and generator is not None:
-            raise ValueError("pass seed= or generator=, not both")
-        if generator is None:
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-                raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
-            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) if seed is None else seed)
-        self.generator = check_generator(generator)
+        self.generator = seeded_generator(seed, generator)
 
     def draw(self, batch_size: int, freq_bins: int, frames: int) -> Masks:
         """Draw one call's masks on the CPU: frequency bands first, then time bands."""
