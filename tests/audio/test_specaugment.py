@@ -104,6 +104,8 @@ def test_no_host_device_sync_on_meta():
         (lambda: SpecAugment(value="zero"), TypeError, r"value must be a float .*got str 'zero'"),
         (lambda: SpecAugment(inplace=1), TypeError, r"inplace must be a bool, got int 1"),
         (lambda: SpecAugment(seed=1, generator=torch.Generator()), ValueError, r"pass seed= or generator=, not both"),
+        (lambda: SpecAugment(seed=True), TypeError, r"seed must be an int, got bool True"),
+        (lambda: SpecAugment(generator=0), TypeError, r"generator must be a torch.Generator, got int"),
         (lambda: SpecAugment(seed=0)(torch.randn(4, 10)), ValueError,
          r"inputs must have at least 3 dimensions \(B, F, T\) or \(B, C, F, T\), got shape \(4, 10\)"),
         (lambda: SpecAugment(seed=0)(torch.randn(1, 1, 1, 2, 2)), ValueError, r"at most 4 dimensions"),
