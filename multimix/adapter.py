@@ -116,7 +116,9 @@ class Adapter(ABC):
         CPU original, ``plan.any_mixed`` / ``plan.all_mixed`` are known on the host), and
         the returned lam must be too: nothing here may read values back from the device.
         ``valid`` holds the valid steps of the last axis, for adapters with
-        ``takes_lengths``; None means all steps are valid.
+        ``takes_lengths``; None means all steps are valid. The lam returned may be the
+        plan's or the region's own tensor (or a view of it), not a copy: the Mixer reports
+        a fresh float32 one (``MixedBatch.lam``); clone it before writing into it.
         """
 
     def row_writer(
