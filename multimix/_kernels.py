@@ -195,7 +195,7 @@ def _host_weight(x: torch.Tensor, plan: MixPlan) -> bool:
     return (
         not plan.per_sample
         and plan.all_mixed
-        and (plan.host is not None or plan.index.is_cpu)  # a plan built by hand on a device has no host copy
+        and plan.on_host.index.is_cpu  # a plan built by hand on a device has no CPU copy to read
         and x.dtype in (torch.float32, torch.float64)
         and not torch.compiler.is_compiling()
     )

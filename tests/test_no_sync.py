@@ -240,6 +240,14 @@ def test_a_plan_built_by_hand_on_the_device_mixes_without_a_host_copy():
     plan = MixPlan(index, lam, mixed=torch.ones(B, dtype=torch.bool, device=META), any_mixed=True, all_mixed=True)
     mixed, label_lam = Mixup(1.0).apply(torch.empty(B, 3, 4, 4, device=META), plan, None)
     assert mixed.device == META and label_lam is lam
+    # placed on another device from there (model parallelism): its host is still on a device, never read
+    from multimix.plan import placed_on
+
+    other = torch.device("meta", 0)
+    placed = placed_on(plan, {}, other)
+    assert placed.host is plan
+    mixed, _ = Mixup(1.0, inplace=False).apply(torch.empty(B, 3, 4, 4, device=other), placed, None)
+    assert mixed.shape == (B, 3, 4, 4) and mixed.device.type == "meta"
 
 
 def test_a_call_moves_plan_labels_and_lengths_to_the_device_in_one_copy():

@@ -68,8 +68,8 @@ class MixupModel(nn.Module):
     _multimix_positional: tuple[str, ...] = ()
 
     def _setup(self, adapter: Adapter | Sequence[Adapter], num_classes: int | None, **mixer_kwargs: Any) -> None:
-        config = self.config
         num_labels = head_labels(self, num_classes)
+        config = self.config
         name = type(self._multimix_base).__name__
         adapters = checked_adapters(adapter)
         self.adapter = adapters[0]

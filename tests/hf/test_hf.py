@@ -290,6 +290,11 @@ def test_audio_model_mixes_input_values():
             ValueError,
             r"BertModel has no classification head",
         ),
+        (  # no config at all: the same error, from the wrapper for HF models itself
+            lambda: multimix.hf.wrap_model(torch.nn.Linear(2, 3), HiddenMix(1.0)),
+            ValueError,
+            r"Linear has no classification head",
+        ),
         (
             lambda: multimix.wrap(tiny("bert", num_labels=1), HiddenMix(1.0)),
             ValueError,
