@@ -258,6 +258,7 @@ def _draw(
     mixed = lam < 1
     if batch_size == 1 or p < 1.0:  # a random cycle has no fixed point for B >= 2
         mixed &= index != np.arange(batch_size)
+        lam[~mixed] = 1.0  # a sample that is its own partner keeps all of itself (B = 1)
     all_mixed = bool(mixed.all())
     return _plan(index, lam, choice, per_sample, choices, mixed, all_mixed or bool(mixed.any()), all_mixed)
 

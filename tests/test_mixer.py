@@ -66,6 +66,11 @@ def test_odd_batches_and_a_batch_of_one(n):
     torch.testing.assert_close(out.targets.sum(1), torch.ones(n))
     if n == 1:
         assert out.index.tolist() == [0]
+        for adapter in (Mixup(1.0), CutMix(1.0)):  # unmixed: label weight 1, as the plan's lam
+            for per_sample in (False, True):
+                one = multimix.Mixer(adapter, num_classes=5, per_sample=per_sample, seed=0)(x.clone(), y)
+                assert one.lam.tolist() == [1.0] and one.plan.lam.tolist() == [1.0]
+                torch.testing.assert_close(one.inputs, x)
 
 
 def test_p_zero_and_disabled_are_identity_with_smoothing_kept():

@@ -41,6 +41,8 @@ def test_plan_invariants(batch, per_sample, p, seed):
     assert ((plan.lam >= 0) & (plan.lam <= 1)).all()
     unmixed = plan.lam == 1
     assert torch.equal(plan.index[unmixed], torch.arange(batch)[unmixed])
+    own_partner = plan.index == torch.arange(batch)  # and the converse: no lam < 1 without a partner (B = 1)
+    assert (plan.lam[own_partner] == 1).all() and not plan.mixed[own_partner].any()
     if p == 1.0:
         assert sorted(plan.index.tolist()) == list(range(batch))  # a permutation
     if not per_sample and p == 1.0:
