@@ -90,7 +90,7 @@ def check_targets(
     if not multi_label:
         sums = targets.sum(dim=1, dtype=torch.float64)
         worst = float(sums[(sums - 1).abs().argmax()])
-        if abs(worst - 1) > 1e-3:
+        if abs(worst - 1) > max(1e-3, torch.finfo(targets.dtype).eps):  # bfloat16 rows round by up to eps / 2
             raise ValueError(
                 f"single-label target rows must sum to 1, found a row summing to {worst:.4g}; "
                 "for multi-hot targets build the Mixer with multi_label=True"

@@ -4,6 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import multimix
+from multimix.image import Mixup
 from multimix.targets import mix_targets, soft_targets
 
 
@@ -67,3 +69,14 @@ def test_soft_target_errors(targets, kwargs, error, match):
 def test_mix_targets_shape_error():
     with pytest.raises(ValueError, match=r"mix_targets needs rows \(B, C\), index \(B,\) and lam \(B,\)"):
         mix_targets(torch.eye(3), torch.arange(2), torch.ones(3))
+
+
+@pytest.mark.parametrize("num_classes", [100, 1000])
+def test_bfloat16_probability_rows_are_accepted_while_rows_that_do_not_sum_to_one_are_not(num_classes):
+    """Rounding rows to bfloat16 moves their sums by up to half its eps (0.4%); more than its eps is an error."""
+    rows = soft_targets(torch.arange(4), num_classes, label_smoothing=0.1).bfloat16()
+    out = multimix.Mixer(Mixup(1.0), num_classes=num_classes, seed=0)(torch.rand(4, 3, 8, 8), rows)
+    torch.testing.assert_close(out.targets.sum(1).float(), torch.ones(4), atol=1e-2, rtol=0)
+    with pytest.raises(ValueError, match=r"single-label target rows must sum to 1, found a row summing to 1.0[12]"):
+        multimix.Mixer(Mixup(1.0), num_classes=num_classes, seed=0)(torch.rand(4, 3, 8, 8), rows * 1.02)
+
