@@ -147,26 +147,31 @@ class SpecMixup(_SpectrogramAdapter):
             if self.domain == "power":
                 mixed = logaddexp_mix(x, partner, row_view(plan.lam, x), db=self.db)
             else:  # a weighted sum, not lerp: log 0 (-inf) mixes to -inf instead of NaN
-                # Weights no smaller than the dtype's tiniest normal: a lam that rounds to 0 would
-                # turn -inf * 0 into NaN, where the limit of the mix is -inf.
-                tiny = torch.finfo(x.dtype).tiny
-                partner.mul_(row_view((1.0 - plan.lam).to(x.dtype).clamp_(min=tiny), x))  # ours to scale
-                own = row_view(plan.lam.to(x.dtype, copy=True).clamp_(min=tiny), x)
+                own, other = self._log_weights(plan.lam, x.dtype)
+                partner.mul_(row_view(other, x))  # ours to scale
+                own = row_view(own, x)
                 if plan.all_mixed and inplace:
                     return x.mul_(own).add_(partner), plan.lam
                 mixed = x.mul(own).add_(partner)
             return keep_unmixed(mixed, x, plan, inplace=inplace), plan.lam
-        lams = plan.lam.tolist()
+        # the log domain's weights as the vectorised path rounds them, so both paths give the same values
+        own, other = (self._log_weights(plan.lam, x.dtype) if self.domain == "log" else (None, None))
 
         def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
             if self.domain == "power":
                 dst.copy_(logaddexp_mix(dst, partner, plan.lam[i], db=self.db))
             else:
-                tiny = torch.finfo(dst.dtype).tiny  # as in the vectorised path: never -inf * 0
-                dst.mul_(max(lams[i], tiny)).add_(partner, alpha=max(1.0 - lams[i], tiny))
+                dst.mul_(own[i]).add_(partner.mul(other[i]))
 
         mixed = apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
         return mixed, plan.lam
+
+    @staticmethod
+    def _log_weights(lam: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log domain's weights of each sample and of its partner, in ``dtype``, no smaller than its tiniest
+        normal: a lam that rounds to 0 would turn -inf * 0 into NaN, where the limit of the mix is -inf."""
+        tiny = torch.finfo(dtype).tiny
+        return lam.to(dtype, copy=True).clamp_(min=tiny), torch.rsub(lam, 1.0).to(dtype).clamp_(min=tiny)
 
     def __repr__(self) -> str:
         return (

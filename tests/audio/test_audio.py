@@ -67,6 +67,19 @@ def test_logaddexp_mix_handles_extreme_values():
     torch.testing.assert_close(out, torch.tensor([1e4 + math.log(0.5)] * 2))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("domain", ["log", "power"])
+def test_spec_mixup_loop_equals_the_vectorised_path_in_every_dtype(dtype, domain):
+    """Both paths weigh each sample by the same dtype-rounded weights (the loop used host floats and a fused add)."""
+    x = (torch.randn(4, 8, 16, generator=torch.Generator().manual_seed(0)) * 30 - 40).to(dtype)
+    x[1, :, :3] = -math.inf  # silence, log 0
+    for per_sample in (False, True):
+        plan = multimix.Mixer(SpecMixup(1.0), num_classes=4, per_sample=per_sample, p=0.75, seed=1).draw(4)
+        a, _ = looped(SpecMixup(1.0, domain=domain)).apply(x.clone(), plan, None)
+        b, _ = vectorised(SpecMixup(1.0, domain=domain)).apply(x.clone(), plan, None)
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("domain", ["log", "power"])
 def test_spec_mixup_low_precision(dtype, domain):
