@@ -3,8 +3,8 @@
 A :class:`MixPlan` is drawn once per batch on the CPU from a ``torch.Generator`` and
 then applied by every adapter, hook and target mixer of that batch, so images, audio,
 hidden states and labels always agree (kornia separates drawing from applying the
-same way). The draw order is fixed: adapter choice, partner map, lam, then the
-per-sample ``p`` coin. Two mixers with the same seed, ``per_sample`` and alpha therefore
+same way). The draw order is fixed: partner map, adapter choice (with several
+adapters), lam, then the per-sample ``p`` coin. Two mixers with the same seed, ``per_sample`` and alpha therefore
 draw the same ``index`` and ``lam`` whatever their adapter; adapter-specific draws (a
 CutMix box, SpecMix bands) come after. With ``switch="sample"`` (timm's ``mode="elem"``)
 the adapter is chosen per sample, before the partner map, and each lam is drawn from
