@@ -24,12 +24,24 @@ from multimix.targets import LabelMix, label_weights
 __all__ = ["mixed_loss"]
 
 
-@lru_cache(maxsize=64)
-def _takes_reduction(criterion: Callable) -> bool:
+def _has_reduction(criterion: Callable) -> bool:
     try:
         return "reduction" in signature(criterion).parameters
     except (TypeError, ValueError):  # callables without a signature
         return False
+
+
+_cached_has_reduction = lru_cache(maxsize=64)(_has_reduction)
+
+
+def _takes_reduction(criterion: Callable) -> bool:
+    """Whether ``criterion`` takes ``reduction=``: its signature read once for the usual (hashable) functions and
+    modules, at every call for an unhashable one (a dataclass with ``eq=True``)."""
+    try:
+        hash(criterion)
+    except TypeError:
+        return _has_reduction(criterion)
+    return _cached_has_reduction(criterion)
 
 
 def mixed_loss(

@@ -71,6 +71,24 @@ def test_focal_loss_function_gets_reduction_none():
     torch.testing.assert_close(multimix.mixed_loss(per_sample, logits, batch, reduction="sum"), expected.sum())
 
 
+def test_an_unhashable_criterion_is_called_like_any_other():
+    """A dataclass with eq=True has no hash: its signature is read without the cache."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Focal:
+        gamma: float = 2.0
+
+        def __call__(self, logits, labels, reduction="mean"):
+            return focal(logits, labels, self.gamma, reduction)
+
+    logits, y, batch = mixed()
+    lam = batch.lam
+    expected = lam * focal(logits, y, reduction="none") + (1 - lam) * focal(logits, y[batch.index], reduction="none")
+    for _ in range(2):
+        torch.testing.assert_close(multimix.mixed_loss(Focal(), logits, batch), expected.mean())
+
+
 def test_module_reduction_is_used_and_restored():
     logits, _y, batch = mixed()
     criterion = nn.CrossEntropyLoss(reduction="sum")
