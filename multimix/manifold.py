@@ -297,5 +297,5 @@ def wrap_module(model: nn.Module, adapter: HiddenMix, num_classes: int, **mixer_
             UserWarning,
             stacklevel=2,
         )
-        model = model.base_model
+        model = model.release()  # its hooks off the base model (it hooks again if it trains again)
     return ManifoldModel(model, adapter, num_classes, **mixer_kwargs)

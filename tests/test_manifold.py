@@ -148,6 +148,10 @@ def test_disable_mixing_and_double_wrap():
     with pytest.warns(UserWarning, match=r"already wrapped"):
         again = wrap_module(model, HiddenMix(1.0, layers=["features.3"]), C)
     assert again.base_model is base
+    hooks = lambda: sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in base.modules())  # noqa: E731
+    assert multimix.unwrap(again) is base and hooks() == 0  # the first wrapper's hooks went with it
+    model(x, labels=torch.arange(4) % C)  # the first wrapper hooks again when it trains again
+    assert hooks() == 1
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients():

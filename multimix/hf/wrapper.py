@@ -359,7 +359,7 @@ def wrap_model(
             UserWarning,
             stacklevel=2,
         )
-        model = model._multimix_base
+        model = model.release()  # its hooks off the base model (it hooks again if it trains again)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a Hugging Face classifier (an nn.Module), got {type(model).__name__}")
     view = model_view(model, MixupModel)

@@ -185,6 +185,11 @@ def test_wrapping_twice_warns_and_wraps_the_base():
     with pytest.warns(UserWarning, match="already wrapped by multimix"):
         twice = multimix.wrap(once, HiddenMix(0.5))
     assert multimix.unwrap(twice) is base
+    hooks = lambda: sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in base.modules())  # noqa: E731
+    assert hooks() == 0  # neither wrapper's hooks are left on the base model
+    ids, mask, labels = text_batch()
+    once.train()(input_ids=ids, attention_mask=mask, labels=labels)  # the first wrapper hooks again to train
+    assert hooks() > 0
 
 
 def test_trainer_runs_two_steps_with_gradient_accumulation(tmp_path):
