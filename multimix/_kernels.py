@@ -163,13 +163,20 @@ def applied_lam(lam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return lam
 
 
-def lerp_rows(x: torch.Tensor, plan: MixPlan, *, inplace: bool, vectorized: bool) -> torch.Tensor:
+def lerp_rows(
+    x: torch.Tensor, plan: MixPlan, *, inplace: bool, vectorized: bool, static: bool = False
+) -> torch.Tensor:
     """Return ``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i, ``lam`` being ``plan.lam``.
 
     ``plan`` is on ``x``'s device; samples the plan leaves unmixed keep their exact
-    values. The vectorised path is tensor ops only.
+    values. The vectorised path is tensor ops only. ``static`` (out of place) reads none of
+    the plan's host flags, so a traced step is one graph for every plan, mixed or not
+    (the same values: unmixed rows are selected, not computed).
     """
     lam = plan.lam
+    if static:
+        weight = row_view(torch.rsub(lam, 1.0).to(x.dtype), x)
+        return torch.where(row_view(plan.mixed, x), torch.lerp(x, x.index_select(0, plan.index), weight), x)
     if not plan.any_mixed:
         return unchanged(x, inplace)
     if vectorized:

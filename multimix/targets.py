@@ -180,8 +180,9 @@ def _mixed_rows(
     label_smoothing: float,
     label_mode: str,
 ) -> torch.Tensor:
-    """:func:`mixed_targets` from the partner map and the host's ``any_mixed``."""
-    if not any_mixed or label_mode == "original":
+    """:func:`mixed_targets` from the partner map and the host's ``any_mixed`` (traced, not read: an unmixed row is
+    its own partner at lam = 1, so the lerp gives its row exactly, and a step needs no graph for unmixed batches)."""
+    if (not torch.compiler.is_compiling() and not any_mixed) or label_mode == "original":
         return smoothed_rows(targets, num_classes, label_smoothing)
     dtype = targets.dtype if targets.is_floating_point() and targets.dim() == 2 else torch.float32
     if label_mode != "lerp":

@@ -30,6 +30,9 @@ def _mixup_class(cls: type, wrapper: type[nn.Module]) -> type:
         def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
             return wrapper.forward(self, *args, **kwargs)
 
+        # A code object of its own per class: torch.compile counts its recompile limit per code object,
+        # so wrapped models of several classes compiled in one process do not share one budget.
+        forward.__code__ = forward.__code__.replace(co_name="forward")
         # The Trainer keeps the dataset columns the forward's signature names: the base model's.
         forward.__signature__ = inspect.signature(base_forward)
         forward.__doc__ = wrapper.forward.__doc__

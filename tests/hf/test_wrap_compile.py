@@ -79,6 +79,35 @@ def test_compiled_wrapped_model_has_no_graph_break_and_gives_eagers_losses(name,
     assert 1 <= backend.frame_count <= 4  # one graph per mixing point at most, never one per step
 
 
+@pytest.mark.parametrize(("make", "adapter", "kind", "num_classes"), [
+    (encoder, lambda: HiddenMix(1.0, layers=(0, 1, 2, 3, "pooled")), "text", None),
+    (cnn, lambda: HiddenMix(1.0, layers=[0, "1", "3"]), "plain", 3),
+], ids=["bert", "cnn"])  # fmt: skip
+def test_one_graph_per_mixing_point_whatever_samples_p_leaves_unmixed(make, adapter, kind, num_classes):
+    """With p < 1 a batch may be mixed in all, some or none of its samples: the blend and the targets read none of
+    that in a trace, so the graphs stay one per mixing point (below torch.compile's recompile limit of 8)."""
+    torch.manual_seed(0)
+    base = make().train()
+    eager = multimix.wrap(base, adapter(), num_classes, p=0.5, seed=3).train()
+    twin = multimix.wrap(copy.deepcopy(base), adapter(), num_classes, p=0.5, seed=3).train()
+    torch._dynamo.reset()
+    backend = CompileCounter()
+    compiled = torch.compile(twin, backend=backend, fullgraph=True)
+    inputs = _inputs(kind)
+    for _ in range(24):  # p=0.5 over 4 samples: batches with every, some and no sample mixed
+        expected = _call(eager, {k: v.clone() for k, v in inputs.items()})
+        got = _call(compiled, {k: v.clone() for k, v in inputs.items()})
+        torch.testing.assert_close(got.loss, expected.loss, atol=1e-5, rtol=1e-5)
+    assert backend.frame_count <= len(adapter().layers)
+
+
+def test_each_wrapped_class_compiles_under_its_own_recompile_budget():
+    """torch.compile caches graphs per code object: wrapped models of two classes do not share one forward's."""
+    bert, vit_model = multimix.wrap(encoder(), HiddenMix(1.0)), multimix.wrap(vit(), Mixup(1.0))
+    assert type(bert).forward.__code__ is not type(vit_model).forward.__code__
+    assert type(multimix.wrap(encoder(), HiddenMix(1.0))) is type(bert)  # one class per base class, as before
+
+
 def test_the_bare_models_compile_without_graph_breaks_too():
     """The anchor: what a wrapped model is held to."""
     for make, kind in ((vit, "pixels"), (encoder, "text")):
