@@ -39,6 +39,8 @@ class Adapter(ABC):
     max_ndim: ClassVar[int | None] = None
     layout: ClassVar[str] = "(B, ...)"
     takes_lengths: ClassVar[bool] = False  # whether calls may pass lengths / a padding mask on the last axis
+    # whether, given lengths, a sample takes its partner's values only on its own valid steps (so its lengths hold)
+    keeps_lengths: ClassVar[bool] = False
     hf_inputs: ClassVar[tuple[str, ...]] = ()  # model inputs that multimix.wrap mixes with this adapter
 
     def __init__(self, alpha: float = 1.0, *, inplace: bool = True) -> None:
@@ -84,11 +86,12 @@ class Adapter(ABC):
         """
         return None
 
-    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Any) -> Any:
+    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Any, valid: Validity | None = None) -> Any:
         """``region`` with what :meth:`mix_label_map` and :meth:`apply` would each compute from it on the device
-        (FMix's mask, SaliencyMix's boxes), computed once; ``region`` as it is by default.
+        (FMix's mask, SaliencyMix's boxes, SpecMix's bands fitted to ``valid`` lengths), computed once; ``region``
+        as it is by default.
 
-        The Mixer calls it for a call with label maps, on the unmixed ``x``. Tensor ops only.
+        The Mixer calls it for a call with label maps or lengths, on the unmixed ``x``. Tensor ops only.
         """
         return region
 

@@ -66,11 +66,13 @@ class MixedBatch:
         plan: the drawn :class:`~multimix.plan.MixPlan` (on the CPU).
         region: what the adapter drew beyond the plan (CutMix boxes, on the CPU; what an
             adapter draws on the device, FMix's per-sample noise off the CPU, stays there), per
-            field for dict batches. With ``switch="sample"``, a list with each adapter's
+            field for dict batches; for a call given ``lengths``, as the adapter fitted it to them (SpecMix's
+            bands on each clip's valid frames, on the device). With ``switch="sample"``, a list with each adapter's
             :class:`~multimix.switch.Part` (its share of the plan and the region it drew, over
             the whole batch), None for an adapter no sample chose.
         lengths: for calls given ``lengths``, the mixed lengths ``(B,)`` or padding
-            mask ``(B, T)``: a mixed item is valid wherever either source was.
+            mask ``(B, T)``: a mixed item is valid wherever either source was (an adapter that
+            takes the partner only on a sample's own valid steps, ``keeps_lengths``, keeps them).
         labels: the targets the Mixer was given (class indices ``(B,)`` or rows
             ``(B, C)``), unmixed, on the inputs' device: what :func:`~multimix.mixed_loss`
             scores a criterion against.

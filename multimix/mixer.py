@@ -236,9 +236,10 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
         for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
             region = plan.region if self.fields is None else plan.region[name]
             adapter = candidates[min(plan.choice, len(candidates) - 1)]
-            if label_lam is None and kind in ("map", "map_rows"):  # before apply writes x: the region reads it
-                region = adapter.prepare(x, plan, region)  # what labels and pixels both need, computed once
-                moved = adapter.mix_label_map(targets, x, plan, region)
+            maps = kind in ("map", "map_rows")
+            if label_lam is None and (maps or validity is not None):  # before apply writes x: the region reads it
+                region = adapter.prepare(x, plan, region, validity)  # what labels and pixels both need, once
+                moved = adapter.mix_label_map(targets, x, plan, region) if maps else None
             mixed[name], lam = adapter.apply(x, plan, region, validity)
             label_lam = lam if label_lam is None else label_lam
         lam = label_lam.to(torch.float32)
@@ -250,9 +251,12 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
                        self.label_smoothing, self.label_mode, self.ignore_index)  # fmt: skip
         host = plan.on_host
         if self.fields is None:
-            out_lengths = None if validity is None else validity.union(plan).export()
-            return MixedBatch(mixed["inputs"], None, lam, plan.index, host, host.region, out_lengths, labels=targets,
-                              mix=mix)  # fmt: skip
+            if validity is None:
+                return MixedBatch(mixed["inputs"], None, lam, plan.index, host, host.region, labels=targets, mix=mix)
+            # the region as the adapter fitted it to the lengths (on the device), and the lengths of the mix
+            out_validity = validity if adapter.keeps_lengths else validity.union(plan)
+            return MixedBatch(mixed["inputs"], None, lam, plan.index, host, region, out_validity.export(),
+                              labels=targets, mix=mix)  # fmt: skip
         out_inputs = {k: v for k, v in inputs.items() if k != self.target_key}
         out_inputs.update(mixed)
         return MixedBatch(out_inputs, None, lam, plan.index, host, host.region, labels=targets, mix=mix)

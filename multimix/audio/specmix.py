@@ -20,13 +20,20 @@ __all__ = ["SpecMix"]
 
 
 class Bands(NamedTuple):
-    """SpecMix bands per sample: ``[start, end)`` on the time and frequency axes, the area kept, and their masks."""
+    """SpecMix bands per sample: ``[start, end)`` on the time and frequency axes, the area kept, and their masks.
+
+    Given lengths, the time bands are fitted to each clip's valid frames (``time`` counts
+    valid frames, ``span`` marks them): what :meth:`SpecMix.apply` pastes and labels.
+    """
 
     time: torch.Tensor  # (B, time_bands, 2) long
     freq: torch.Tensor  # (B, freq_bands, 2) long
     kept: torch.Tensor  # (B,) float64
     freq_mask: torch.Tensor  # (B, F) bool, bins taken from the partner
     time_mask: torch.Tensor  # (B, T) bool, frames taken from the partner
+    time_draws: torch.Tensor | None = None  # (B, time_bands) float64, the uniforms that place the time bands
+    cut: torch.Tensor | None = None  # (B,) float64, the share of each axis cut: 1 - sqrt(lam)
+    span: torch.Tensor | None = None  # (B, T) bool, the frames the bands may take (fitted to lengths); None: all
 
 
 def _band_mask(bands: torch.Tensor, size: int) -> torch.Tensor:
@@ -34,11 +41,14 @@ def _band_mask(bands: torch.Tensor, size: int) -> torch.Tensor:
     return ((steps >= bands[..., :1]) & (steps < bands[..., 1:])).any(dim=1)
 
 
-def _draw_bands(cut: torch.Tensor, count: int, size: int, max_width: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` bands per row covering about ``cut * size`` steps in all, each at most ``max_width``."""
-    total = (cut * size).round().long()
-    widths = torch.stack([(total + k) // count for k in range(count)], dim=1).clamp(max=max_width)
-    starts = (torch.rand(cut.shape[0], count, generator=generator, dtype=torch.float64) * (size - widths + 1)).long()
+def _bands(cut: torch.Tensor, draws: torch.Tensor, size: int | torch.Tensor, max_width: int | None) -> torch.Tensor:
+    """``count`` bands per row covering about ``cut * size`` steps in all, each at most ``max_width`` (``size``: an
+    int, or each row's own as ``(B, 1)``), placed by the uniforms ``draws`` ``(B, count)``. Tensor ops only."""
+    count = draws.shape[1]
+    total = (cut.unsqueeze(1) * size).round().long()
+    widths = torch.cat([(total + k) // count for k in range(count)], dim=1)
+    widths = torch.minimum(widths, torch.as_tensor(size if max_width is None else max_width).to(widths))
+    starts = (draws * (size - widths + 1)).long()
     return torch.stack([starts, starts + widths], dim=2)
 
 
@@ -48,7 +58,9 @@ class SpecMix(_SpectrogramAdapter):
     The plan's lam sets how much is cut: each axis loses about ``1 - sqrt(lam)`` of its
     length, split over ``time_bands`` / ``freq_bands`` bands of at most
     ``max_time_width`` frames / ``max_freq_width`` bins. The label weight is the
-    fraction of the spectrogram actually kept from the sample itself, per sample.
+    fraction of the spectrogram actually kept from the sample itself, per sample. Given
+    lengths (or a padding mask), the bands stay on each clip's valid frames and the label
+    weight is the share of those kept (see docs/audio.md).
     Spectrograms are ``(B, F, T)`` (``time_axis=-1``, the default when None) or
     ``(B, T, F)`` with ``time_axis=-2`` (HF AST's ``input_values``: ``multimix.wrap``
     sets it for the models it knows when left None).
@@ -60,6 +72,8 @@ class SpecMix(_SpectrogramAdapter):
         >>> bool(torch.allclose(out.targets.sum(1), torch.ones(4)))
         True
     """
+
+    keeps_lengths = True  # given lengths, the bands stay on each clip's own valid frames
 
     def __init__(
         self,
@@ -91,23 +105,45 @@ class SpecMix(_SpectrogramAdapter):
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Bands:
         freq_bins, frames = self._as_ft(x).shape[-2:]
-        lam = plan.region_lam()
-        cut = 1.0 - lam.sqrt()
-        time = _draw_bands(cut, self.time_bands, frames, self.max_time_width or frames, generator)
-        freq = _draw_bands(cut, self.freq_bands, freq_bins, self.max_freq_width or freq_bins, generator)
+        cut = 1.0 - plan.region_lam().sqrt()
+        rows = cut.shape[0]
+        time_draws = torch.rand(rows, self.time_bands, generator=generator, dtype=torch.float64)
+        freq_draws = torch.rand(rows, self.freq_bands, generator=generator, dtype=torch.float64)
+        time = _bands(cut, time_draws, frames, self.max_time_width)
+        freq = _bands(cut, freq_draws, freq_bins, self.max_freq_width)
         fmask, tmask = _band_mask(freq, freq_bins), _band_mask(time, frames)
         cut_frames, cut_bins = tmask.sum(1).double(), fmask.sum(1).double()
         kept = 1.0 - (cut_frames * freq_bins + cut_bins * frames - cut_frames * cut_bins) / (freq_bins * frames)
         n = plan.batch_size
-        return Bands(
-            time.expand(n, -1, -1), freq.expand(n, -1, -1), kept.expand(n), fmask.expand(n, -1), tmask.expand(n, -1)
-        )
+        return Bands(time.expand(n, -1, -1), freq.expand(n, -1, -1), kept.expand(n), fmask.expand(n, -1),
+                     tmask.expand(n, -1), time_draws.expand(n, -1), cut.expand(n))  # fmt: skip
+
+    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Bands, valid: Validity | None = None) -> Bands:
+        """With lengths, the bands fitted to each clip's valid frames (once, for the labels and the pixels)."""
+        region = Bands(*region)
+        if valid is None or region.span is not None:
+            return region
+        self._check_valid(valid)
+        span = valid.mask  # (B, T) True on valid frames
+        frames = valid.counts()  # (B,) float64
+        freq_bins = region.freq_mask.shape[-1]
+        # the same draws, over each clip's own frames: a band covers valid frames by their rank
+        time = _bands(region.cut, region.time_draws, frames.long().unsqueeze(1), self.max_time_width)
+        rank = (span.long().cumsum(1) - 1).unsqueeze(1)  # (B, 1, T)
+        in_band = (rank >= time[..., :1]) & (rank < time[..., 1:])
+        tmask = (in_band & span.unsqueeze(1)).any(dim=1)
+        cut_frames, cut_bins = tmask.sum(1, dtype=torch.float64), region.freq_mask.sum(1, dtype=torch.float64)
+        area = frames * freq_bins
+        cut_area = cut_frames * freq_bins + cut_bins * frames - cut_frames * cut_bins
+        kept = torch.where(area > 0, 1.0 - cut_area / area.clamp(min=1.0), 1.0)  # an empty clip loses nothing
+        return region._replace(time=time, time_mask=tmask, kept=kept, span=span)
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Bands, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace = self.writes_inplace(x)
         self._check_valid(valid)
+        region = self.prepare(x, plan, region, valid)
         if not plan.any_mixed:
             return unchanged(x, inplace), torch.ones_like(region.kept)
         ft = self._as_ft(x)
@@ -125,13 +161,17 @@ class SpecMix(_SpectrogramAdapter):
         bins = region.freq_mask.shape[-1]
         kept = 1.0 - region.freq_mask.sum(1, keepdim=True, dtype=torch.float64) / bins  # (B, 1)
         own = torch.where(region.time_mask, 0.0, kept)
+        if region.span is not None:  # fitted to lengths: padding frames take nothing
+            own = torch.where(region.span, own, 1.0)
         own = torch.where(plan.mixed.view(-1, 1), own, 1.0)
         return labels.index_select(0, plan.index), own
 
     def _apply_ft(self, x: torch.Tensor, plan: MixPlan, region: Bands, inplace: bool) -> torch.Tensor:
         """Paste the bands into ``x`` seen as ``(..., F, T)`` (in place through a view when ``inplace``)."""
-        if self.vectorized(x):
-            mask = region.freq_mask.unsqueeze(2) | region.time_mask.unsqueeze(1)
+        if self.vectorized(x) or region.span is not None:  # fitted bands are masks, not ranges of frames
+            freq = region.freq_mask.unsqueeze(2)
+            freq = freq if region.span is None else freq & region.span.unsqueeze(1)
+            mask = freq | region.time_mask.unsqueeze(1)
             if not plan.all_mixed:  # known on the host: every sample mixed needs no pass over the mask
                 mask = mask & plan.mixed.view(-1, 1, 1)
             mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:])

@@ -171,7 +171,7 @@ class FMix(Adapter):
     def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return image_label_shape(x)
 
-    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Fourier) -> Fourier:
+    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Fourier, valid: Validity | None = None) -> Fourier:
         """The region with its mask, which the labels and the pixels then share."""
         return region._replace(mask=self.mask(x, region)) if plan.any_mixed else region
 

@@ -125,7 +125,7 @@ class SaliencyMix(Adapter):
     def label_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return image_label_shape(x)
 
-    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Halves) -> Halves:
+    def prepare(self, x: torch.Tensor, plan: MixPlan, region: Halves, valid: Validity | None = None) -> Halves:
         """The region with its boxes (the saliency peaks of the unmixed ``x``), which labels and pixels then share."""
         return region._replace(boxes=self.boxes(x, plan, region)) if plan.any_mixed else region
 

@@ -1,0 +1,101 @@
+"""SpecMix with lengths: its bands fall on each clip's valid frames, and its label weight is the share of them kept."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import looped, vectorised
+
+import multimix
+from multimix.audio import SpecMix
+
+FREQ, T, PAD = 12, 40, -100.0
+LENGTHS = torch.tensor([10, 40, 25, 0, 33, 18])
+
+
+def padded(lengths=LENGTHS):
+    """Clip i holds the value i + 1 on its valid frames and PAD after them: a cell's value names its source."""
+    x = torch.full((len(lengths), FREQ, T), PAD)
+    for i, n in enumerate(lengths.tolist()):
+        x[i, :, :n] = i + 1
+    return x
+
+
+def mixed(per_sample=True, seed=0, lengths=LENGTHS, adapter=None, **options):
+    mixer = multimix.Mixer(adapter or SpecMix(1.0, **options), num_classes=6, per_sample=per_sample, seed=seed)
+    return mixer(padded(lengths), torch.arange(len(lengths)), lengths=lengths)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_bands_fall_on_valid_frames_and_the_label_weight_is_the_share_of_them_kept(per_sample, seed):
+    out = mixed(per_sample, seed, time_bands=2, freq_bands=2)
+    for i, n in enumerate(LENGTHS.tolist()):
+        clip = out.inputs[i]
+        assert (clip[:, n:] == PAD).all()  # padding frames take nothing from the partner
+        assert not out.region.time_mask[i, n:].any()
+        own = (clip[:, :n] == i + 1).double().mean() if n else torch.tensor(1.0, dtype=torch.float64)
+        assert float(out.lam[i]) == pytest.approx(float(own), abs=1e-6)
+    assert (out.lam < 1).any()  # the bands took something
+
+
+def test_a_padding_mask_gives_what_the_lengths_give():
+    by_lengths = mixed(seed=2)
+    mask = torch.arange(T).unsqueeze(0) < LENGTHS.unsqueeze(1)
+    mixer = multimix.Mixer(SpecMix(1.0), num_classes=6, per_sample=True, seed=2)
+    by_mask = mixer(padded(), torch.arange(len(LENGTHS)), lengths=mask)
+    assert torch.equal(by_mask.inputs, by_lengths.inputs) and torch.equal(by_mask.lam, by_lengths.lam)
+    assert torch.equal(by_mask.lengths, mask) and torch.equal(by_lengths.lengths, LENGTHS)  # each clip's own
+
+
+def test_bands_follow_the_valid_frames_of_a_mask_that_is_not_a_prefix():
+    """Left padding: the time bands count valid frames by rank, wherever they lie."""
+    mask = torch.arange(T).flip(0).unsqueeze(0) < LENGTHS.unsqueeze(1)  # valid frames at the end
+    x = torch.where(mask.unsqueeze(1), torch.arange(1.0, 7.0).view(6, 1, 1), PAD).expand(6, FREQ, T).clone()
+    out = multimix.Mixer(SpecMix(1.0), num_classes=6, per_sample=True, seed=1)(x, torch.arange(6), lengths=mask)
+    for i in range(6):
+        assert (out.inputs[i][:, ~mask[i]] == PAD).all()
+        assert not (out.region.time_mask[i] & ~mask[i]).any()
+        n = int(mask[i].sum())
+        own = (out.inputs[i][:, mask[i]] == i + 1).double().mean() if n else torch.tensor(1.0, dtype=torch.float64)
+        assert float(out.lam[i]) == pytest.approx(float(own), abs=1e-6)
+
+
+def test_full_length_clips_mix_as_without_lengths():
+    full = torch.full((6,), T)
+    with_lengths = mixed(seed=3, lengths=full)
+    plain = multimix.Mixer(SpecMix(1.0), num_classes=6, per_sample=True, seed=3)(padded(full), torch.arange(6))
+    assert torch.equal(with_lengths.inputs, plain.inputs) and torch.equal(with_lengths.lam, plain.lam)
+
+
+def test_frame_labels_follow_the_fitted_bands():
+    """A frame in a time band is the partner's; elsewhere in the clip it keeps 1 - cut bins / F; padding keeps all."""
+    mixer = multimix.Mixer(SpecMix(1.0), num_classes=3, per_sample=True, seed=0)
+    frames = torch.arange(T).repeat(6, 1) % 3
+    out = mixer(padded(), frames, lengths=LENGTHS)
+    region, own = out.region, out.mix.weight
+    kept_bins = 1 - region.freq_mask.sum(1, keepdim=True, dtype=torch.float64) / FREQ
+    expected = torch.where(region.time_mask, 0.0, torch.where(region.span, kept_bins, 1.0))
+    expected = torch.where(out.plan.mixed.view(-1, 1), expected, 1.0)
+    torch.testing.assert_close(own.double(), expected)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_the_cpu_loop_the_vectorised_path_and_a_traced_step_agree(per_sample):
+    mixer = multimix.Mixer(SpecMix(1.0), num_classes=6, per_sample=per_sample, seed=4)
+    plan = mixer.plan_for(padded())
+    y = torch.arange(6)
+    outs = [multimix.Mixer(path(SpecMix(1.0)), num_classes=6, per_sample=per_sample).apply(padded(), y, plan,
+                                                                                       lengths=LENGTHS)
+            for path in (looped, vectorised)]  # fmt: skip
+    torch._dynamo.reset()
+    traced = torch.compile(mixer.apply, fullgraph=True, backend="eager")(padded(), y, plan, lengths=LENGTHS)
+    for out in (outs[1], traced):
+        assert torch.equal(out.inputs, outs[0].inputs) and torch.equal(out.lam, outs[0].lam)
+        assert torch.equal(out.targets, outs[0].targets)
+
+
+def test_lengths_with_time_on_the_second_to_last_axis_are_refused():
+    mixer = multimix.Mixer(SpecMix(1.0, time_axis=-2), num_classes=6, per_sample=True, seed=0)
+    with pytest.raises(ValueError, match=r"lengths / padding masks run along the last axis"):
+        mixer(torch.randn(6, T, FREQ), torch.arange(6), lengths=torch.full((6,), 5))
