@@ -238,7 +238,9 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             adapter = candidates[min(plan.choice, len(candidates) - 1)]
             maps = kind in ("map", "map_rows")
             if label_lam is None and (maps or validity is not None):  # before apply writes x: the region reads it
-                region = adapter.prepare(x, plan, region, validity)  # what labels and pixels both need, once
+                # what labels and pixels both need, once (the lengths only to adapters that take them)
+                region = adapter.prepare(x, plan, region) if validity is None else \
+                    adapter.prepare(x, plan, region, validity)  # fmt: skip
                 moved = adapter.mix_label_map(targets, x, plan, region) if maps else None
             mixed[name], lam = adapter.apply(x, plan, region, validity)
             label_lam = lam if label_lam is None else label_lam

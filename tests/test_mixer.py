@@ -324,3 +324,16 @@ def test_mixer_invariants(n, per_sample, p, use_cutmix, smoothing, seed, loop):
         assert torch.equal(out.inputs, original) and torch.equal(out.index, torch.arange(n))
     if p == 1.0:
         assert sorted(out.index.tolist()) == list(range(n))  # a permutation
+
+
+def test_an_adapter_overriding_prepare_with_three_arguments_still_mixes_label_maps():
+    """``prepare(x, plan, region)`` as adapters wrote it before lengths: the Mixer passes lengths only with lengths."""
+
+    class PreparedCutMix(CutMix):
+        def prepare(self, x, plan, region):
+            return region
+
+    x, masks = torch.rand(4, 3, 8, 8), torch.randint(0, 3, (4, 8, 8))
+    out = multimix.Mixer(PreparedCutMix(1.0), num_classes=3, seed=0)(x.clone(), masks)
+    plain = multimix.Mixer(CutMix(1.0), num_classes=3, seed=0)(x.clone(), masks)
+    assert torch.equal(out.inputs, plain.inputs) and torch.equal(out.targets, plain.targets)
