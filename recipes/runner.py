@@ -188,7 +188,8 @@ def run(
         if not world.is_main:
             return
         config, state, target = configs[k], states[k], targets[k]
-        configuration.save(config, target)
+        # a seed folder's config.yaml reruns that one run: its own seed, not the list beside it
+        configuration.save({**config, "seeds": []} if len(seeds) > 1 else config, target)
         alpha = config["regmixup_alpha"] if config["method"] == "regmixup" else config["alpha"]
         print(f"== {name}: {rows[k]} (alpha {alpha}, seed {config['seed']}) -> {folders[k]}{_status(state, config)}")
         if target.name != "config.yaml":

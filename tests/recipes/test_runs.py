@@ -319,3 +319,9 @@ def test_the_device_line_comes_first_and_the_comparison_figure_names_its_seed(tm
     assert lines[0] == "device cpu, world size 1, precision fp32"
     assert lines[1].startswith("== image: erm (alpha 0.2, seed 7) -> ") and lines[2] == "training erm"
     assert seeds == [("comparison_reliability.png", 7)]  # each method's first run is on the first seed
+    # a seed folder's config.yaml reruns that run alone (docs/recipes.md: "it runs again with --config")
+    from multimix_recipes.config import resolve
+
+    saved = tmp_path / "mixup" / "seed3" / "config.yaml"
+    again = resolve("image", str(saved), {})
+    assert again["seed"] == 3 and again["seeds"] == [] and again["method"] == "mixup"
