@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 import multimix
+from multimix.manifold import ManifoldModel
 from multimix_recipes import checkpoint, distributed, optim, plots
 from multimix_recipes.batchnorm import recompute_batchnorm
 from multimix_recipes.checkpoint import rng_state_on_cpu
@@ -240,6 +241,12 @@ def summary(history: list[dict[str, Any]]) -> dict[str, Any]:
             "train_seconds_total": sum(h.get("train_seconds", 0.0) for h in history)}  # fmt: skip
 
 
+def trained_weights(model: nn.Module) -> nn.Module:
+    """The module whose weights a checkpoint holds: the network itself, also when ``multimix.wrap`` trains it with
+    manifold mixup (the wrapper's own state dict prefixes every key), so a checkpoint loads without multimix."""
+    return model.base_model if isinstance(model, ManifoldModel) else model
+
+
 def train(
     task: Task, config: dict[str, Any], out: Path, *, state: dict[str, Any] | None = None, announce: bool = True
 ) -> dict[str, Any]:
@@ -280,7 +287,7 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if state is not None:
-        model.load_state_dict(state["model"])
+        trained_weights(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         optim.set_fused(optimizer, fused)  # compile may change on resume
         scheduler.load_state_dict(state["scheduler"])
@@ -356,7 +363,7 @@ def train(
                  f"ECE {last['test_ece_calibrated']:.4f}" if "test_ece_calibrated" in last else ""),
               flush=True)  # fmt: skip
         checkpoint.write({
-            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "epoch": epoch, "model": trained_weights(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "mixers": mixer_states, "stateful": other_states,
             "rng": checkpoint.rng_state(), "history": history, "config": config,
         }, out / "checkpoint.pt")  # fmt: skip

@@ -45,6 +45,12 @@ def test_each_recipe_trains_a_few_steps(tmp_path, recipe, method, extra, capsys)
     assert f"results in {tmp_path.resolve()}" in capsys.readouterr().out
     metrics = check_outputs(tmp_path)
     assert metrics["method"] == method and metrics["device"] == "cpu"
+    if recipe == "image":  # the trained network's weights, for every method (manifold's wrapper adds no prefix)
+        from multimix_recipes import models
+
+        config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+        network = models.build(config["model"], 3, 10, torch.device("cpu"))
+        network.load_state_dict(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
     if recipe == "text":  # a Hugging Face directory beside metrics.json, with the trained weights
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -55,7 +61,9 @@ def test_each_recipe_trains_a_few_steps(tmp_path, recipe, method, extra, capsys)
         assert AutoTokenizer.from_pretrained(tmp_path / "model")("a fine film")["input_ids"][0] == 101
 
 
-@pytest.mark.parametrize(("recipe", "keys"), [("image", {}), ("speech", {"spec_augment": True})])
+@pytest.mark.parametrize(("recipe", "keys"), [
+    ("image", {}), ("image", {"method": "manifold"}), ("speech", {"spec_augment": True}),
+])  # fmt: skip
 def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch, recipe, keys):
     """Model, mixer and augmentation state (SpecAugment's mask generator) all continue where they stopped."""
     overrides = {**TINY, "epochs": 2, "method": "mixup", **keys}
