@@ -153,14 +153,23 @@ def load_source(
 ) -> Any:
     """What ``--data`` names, loaded: the embedded set, a named (downloaded) one, or a local folder or CSV file."""
     data = config["data"]
+    check_source(data, names, local_kind)
     if data == "embedded":
         return embedded(config)
     if data in names:
         return named(data, config)
+    return local(Path(data), config)
+
+
+def check_source(data: str, names: Collection[str], local_kind: str = "folder") -> None:
+    """Refuse a ``--data`` that is neither the embedded set, a dataset name nor an existing folder (or CSV file)."""
+    if data == "embedded" or data in names:
+        return
     path = Path(data)
-    if path.is_dir() if local_kind == "folder" else path.is_file():
-        return local(path, config)
-    raise ValueError(f"--data {data!r} is neither a dataset name ({['embedded', *names]}) nor an existing {local_kind}")
+    if not (path.is_dir() if local_kind == "folder" else path.is_file()):
+        raise ValueError(
+            f"--data {data!r} is neither a dataset name ({['embedded', *names]}) nor an existing {local_kind}"
+        )
 
 
 def require_classes(classes: list[str], data: str) -> list[str]:

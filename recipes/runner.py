@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from multimix_recipes import checkpoint, distributed, embedded, engine, load, plots
+from multimix_recipes import checkpoint, data, distributed, embedded, engine, load, plots
 from multimix_recipes import config as configuration
 from multimix_recipes import parallel as side_by_side
 from multimix_recipes import sweep as sweeping
@@ -161,6 +161,9 @@ def run(
                for m, value, seed in runs]  # fmt: skip
     downloads = [embedded.embedded_or_download(name, c) for c in configs]  # a wheel has no recipes/data/
     configs = [c for c, _ in downloads]
+    recipe = load(name)
+    for c in configs:  # a --data that names nothing is refused before a header is printed or a file written
+        data.check_source(c["data"], recipe.NAMED, getattr(recipe, "LOCAL_DATA", "folder"))
     device = engine.pick_device(configs[0]["device"])  # a bad --device fails here
     if device.type == "cuda":
         torch.cuda.set_device(device)  # before NCCL starts, so each rank talks from its own GPU

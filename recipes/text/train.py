@@ -37,6 +37,7 @@ from multimix_recipes.engine import Task, split_method
 from multimix_recipes.step import SplitLoss
 
 # name -> (hub path, subset, text column, label column)
+LOCAL_DATA = "CSV"  # what a --data path names: a CSV of text,label
 NAMED = {"rotten_tomatoes": ("rotten_tomatoes", None, "text", "label"),
          "sst2": ("glue", "sst2", "sentence", "label"), "trec": ("CogComp/trec", None, "text", "coarse_label"),
          "ag_news": ("ag_news", None, "text", "label")}  # fmt: skip
@@ -148,7 +149,7 @@ def load_csv(path: Path, config: dict[str, Any]) -> tuple[list, list, list[str]]
 
 def load_data(config: dict[str, Any]) -> tuple[list, list, list, list[str]]:
     """Train, validation (a seeded ``val_size`` carved out of the training rows), test, class names."""
-    train, test, classes = load_source(config, load_embedded, load_named, NAMED, load_csv, local_kind="CSV")
+    train, test, classes = load_source(config, load_embedded, load_named, NAMED, load_csv, local_kind=LOCAL_DATA)
     require_classes(classes, config["data"])
     limits = (config["train_limit"], config["test_limit"])
     train, test = (rows if limit is None else rows[:limit] for rows, limit in zip((train, test), limits, strict=True))

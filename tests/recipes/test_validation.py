@@ -167,6 +167,10 @@ def test_no_warning_for_defaults_settings_that_apply_or_a_saved_config(warnings_
                                                         r"'false'\], got 'sometimes'; e.g. --set compile=true"),
         (["run", "text", "--set", "compile_backend=inductr"], r"multimix: error: compile_backend must be one of "
                                                               r"\[.*'inductor'.*\], got 'inductr'"),
+        (["run", "image", "--data", "/no/such/folder"],
+         r"multimix: error: --data '/no/such/folder' is neither a dataset name \(\['embedded', 'cifar10', .*\]\) "
+         r"nor an existing folder"),
+        (["run", "text", "--data", "/no/such.csv"], r"nor an existing CSV"),
     ],
 )
 def test_the_cli_refuses_before_anything_is_written(tmp_path, capsys, argv, match):
