@@ -30,7 +30,6 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 import multimix
-from multimix.manifold import ManifoldModel
 from multimix_recipes import checkpoint, distributed, optim, plots
 from multimix_recipes.batchnorm import recompute_batchnorm
 from multimix_recipes.checkpoint import rng_state_on_cpu
@@ -128,6 +127,8 @@ class Task:
         stateful: other random state to checkpoint with the run, by name: objects with
             ``state_dict``/``load_state_dict`` (the speech recipe's SpecAugment generator),
             saved per rank like the mixer's, so a resumed run draws what it would have.
+        network: the network whose weights checkpoints hold when ``model`` wraps it
+            (``multimix.wrap`` for manifold mixup), so they load without multimix; None: ``model``.
     """
 
     model: nn.Module
@@ -143,6 +144,7 @@ class Task:
     save: Callable[[Path], None] | None = None
     val_set: Dataset | None = None
     stateful: dict[str, Any] = field(default_factory=dict)
+    network: nn.Module | None = None
 
 
 def use_bf16(config: dict[str, Any], device: torch.device) -> bool:
@@ -241,12 +243,6 @@ def summary(history: list[dict[str, Any]]) -> dict[str, Any]:
             "train_seconds_total": sum(h.get("train_seconds", 0.0) for h in history)}  # fmt: skip
 
 
-def trained_weights(model: nn.Module) -> nn.Module:
-    """The module whose weights a checkpoint holds: the network itself, also when ``multimix.wrap`` trains it with
-    manifold mixup (the wrapper's own state dict prefixes every key), so a checkpoint loads without multimix."""
-    return model.base_model if isinstance(model, ManifoldModel) else model
-
-
 def train(
     task: Task, config: dict[str, Any], out: Path, *, state: dict[str, Any] | None = None, announce: bool = True
 ) -> dict[str, Any]:
@@ -265,6 +261,7 @@ def train(
     compiled = compile_wanted(config["compile"], device, config["epochs"] * steps, split)
     out.mkdir(parents=True, exist_ok=True)
     model = task.model.to(device)
+    weights = task.network if task.network is not None else model  # what checkpoints hold
     params = [p for p in model.parameters() if p.requires_grad]
     fused = compiled and device.type == "cuda"  # a compiled step launches few kernels: the optimizer's in one
     optimizer = optim.build_optimizer(params, config, fused=fused)
@@ -287,7 +284,7 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if state is not None:
-        trained_weights(model).load_state_dict(state["model"])
+        weights.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         optim.set_fused(optimizer, fused)  # compile may change on resume
         scheduler.load_state_dict(state["scheduler"])
@@ -363,7 +360,7 @@ def train(
                  f"ECE {last['test_ece_calibrated']:.4f}" if "test_ece_calibrated" in last else ""),
               flush=True)  # fmt: skip
         checkpoint.write({
-            "epoch": epoch, "model": trained_weights(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "epoch": epoch, "model": weights.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "mixers": mixer_states, "stateful": other_states,
             "rng": checkpoint.rng_state(), "history": history, "config": config,
         }, out / "checkpoint.pt")  # fmt: skip

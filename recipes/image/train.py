@@ -232,7 +232,7 @@ def build(config: dict[str, Any]) -> Task:
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     mean, std = (torch.tensor(v, device=device).view(1, -1, 1, 1) for v in MEAN_STD[channels])
-    mixer = build_mixer(config, len(classes))
+    mixer, network = build_mixer(config, len(classes)), model
     if config["method"] == "manifold":  # the hidden states are mixed inside the model by multimix.wrap
         name = type(model).__name__
         layers = MANIFOLD_LAYERS["preact_resnet18" if name == "PreActResNet18" else "small_cnn"]
@@ -281,4 +281,4 @@ def build(config: dict[str, Any]) -> Task:
         return model(prepare(batch[0])), batch[1]
 
     return Task(model, train_set, test_set, train_loss, test_logits, mixer=mixer, class_names=classes,
-                val_set=val_set)  # fmt: skip
+                val_set=val_set, network=network)  # fmt: skip
