@@ -127,11 +127,12 @@ class SpecMix(_SpectrogramAdapter):
         span = valid.mask  # (B, T) True on valid frames
         frames = valid.counts()  # (B,) float64
         freq_bins = region.freq_mask.shape[-1]
-        # the same draws, over each clip's own frames: a band covers valid frames by their rank
-        time = _bands(region.cut, region.time_draws, frames.long().unsqueeze(1), self.max_time_width)
-        rank = (span.long().cumsum(1) - 1).unsqueeze(1)  # (B, 1, T)
-        in_band = (rank >= time[..., :1]) & (rank < time[..., 1:])
-        tmask = (in_band & span.unsqueeze(1)).any(dim=1)
+        if region.time_draws is None or region.cut is None:  # bands given by hand: where they are, on valid frames
+            time, tmask = region.time, region.time_mask & span
+        else:  # the same draws, over each clip's own frames: a band covers valid frames by their rank
+            time = _bands(region.cut, region.time_draws, frames.long().unsqueeze(1), self.max_time_width)
+            rank = (span.long().cumsum(1) - 1).unsqueeze(1)  # (B, 1, T)
+            tmask = ((rank >= time[..., :1]) & (rank < time[..., 1:]) & span.unsqueeze(1)).any(dim=1)
         cut_frames, cut_bins = tmask.sum(1, dtype=torch.float64), region.freq_mask.sum(1, dtype=torch.float64)
         area = frames * freq_bins
         cut_area = cut_frames * freq_bins + cut_bins * frames - cut_frames * cut_bins

@@ -99,3 +99,24 @@ def test_lengths_with_time_on_the_second_to_last_axis_are_refused():
     mixer = multimix.Mixer(SpecMix(1.0, time_axis=-2), num_classes=6, per_sample=True, seed=0)
     with pytest.raises(ValueError, match=r"lengths / padding masks run along the last axis"):
         mixer(torch.randn(6, T, FREQ), torch.arange(6), lengths=torch.full((6,), 5))
+
+
+def test_bands_given_by_hand_stay_where_they_are_on_the_valid_frames():
+    """A region built by hand has no draws to fit: its bands are kept, cut to each clip's frames."""
+    from conftest import fixed_plan
+
+    from multimix.audio.specmix import Bands
+
+    lengths = torch.tensor([10, 40])
+    time, freq = torch.tensor([[[5, 20]], [[5, 20]]]), torch.tensor([[[0, 3]], [[0, 3]]])
+    fmask = torch.zeros(2, FREQ, dtype=torch.bool)
+    fmask[:, :3] = True
+    tmask = torch.zeros(2, T, dtype=torch.bool)
+    tmask[:, 5:20] = True
+    bands = Bands(time, freq, torch.zeros(2, dtype=torch.float64), fmask, tmask)
+    plan = fixed_plan([1, 0], [0.5, 0.5]).with_region(bands)
+    out = multimix.Mixer(SpecMix(1.0), num_classes=6).apply(padded(lengths), torch.arange(2), plan, lengths=lengths)
+    assert (out.inputs[0, :, 10:] == PAD).all() and (out.inputs[0, 3:, 5:10] == 2).all()
+    own = 1 - (5 * FREQ + 3 * 10 - 5 * 3) / (FREQ * 10)  # 5 frames of the clip's 10, and 3 bins elsewhere
+    assert float(out.lam[0]) == pytest.approx(own)
+
