@@ -4,9 +4,9 @@ A :class:`MixPlan` is drawn once per batch on the CPU from a ``torch.Generator``
 then applied by every adapter, hook and target mixer of that batch, so images, audio,
 hidden states and labels always agree (kornia separates drawing from applying the
 same way). The draw order is fixed: partner map, adapter choice (with several
-adapters), lam, then the per-sample ``p`` coin. Two mixers with the same seed,
-``per_sample`` and alpha therefore draw the same ``index`` and ``lam`` whatever their
-adapter (a list of one adapter or several alike); adapter-specific draws (a
+adapters), lam, then the per-sample ``p`` coin. Two mixers of one adapter each with the
+same seed, ``per_sample`` and alpha therefore draw the same ``index`` and ``lam`` whatever
+their adapter (and any number of adapters the same ``index``); adapter-specific draws (a
 CutMix box, SpecMix bands) come after. With ``switch="sample"`` (timm's ``mode="elem"``)
 the adapter is chosen per sample, before the partner map, and each lam is drawn from
 its own adapter's alpha.
