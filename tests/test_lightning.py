@@ -273,7 +273,7 @@ def test_ddp_ranks_draw_different_plans_and_checkpoint_every_rank(tmp_path):
     job = subprocess.run(
         [sys.executable, __file__, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
     )
-    assert job.returncode == 0, job.stderr[-4000:]
+    assert job.returncode == 0, f"exit code {job.returncode}; stderr ends: {job.stderr[-4000:]}"
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     saved = torch.load(tmp_path / "ddp.ckpt", weights_only=True)["callbacks"]["MixupCallback"]
     assert saved["world_size"] == 2 and set(saved["ranks"]) == {0, 1}

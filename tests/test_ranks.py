@@ -166,7 +166,7 @@ def test_accelerate_two_processes_resume_each_ranks_own_plans(tmp_path):
             [torchrun, "--nproc_per_node", "2", "--standalone", str(script), phase, str(tmp_path)],
             env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-        assert job.returncode == 0, job.stderr[-4000:]
+        assert job.returncode == 0, f"exit code {job.returncode}; stderr ends: {job.stderr[-4000:]}"
     got = {(phase, r): json.loads((tmp_path / f"{phase}-rank{r}.json").read_text()) for phase in ("save", "load")
            for r in (0, 1)}  # fmt: skip
     saved = torch.load(tmp_path / "checkpoint" / "custom_checkpoint_0.pkl", weights_only=False)
