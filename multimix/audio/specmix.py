@@ -52,6 +52,16 @@ def _bands(cut: torch.Tensor, draws: torch.Tensor, size: int | torch.Tensor, max
     return torch.stack([starts, starts + widths], dim=2)
 
 
+def _kept(time_mask: torch.Tensor, freq_mask: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` float64 share of each clip's ``frames`` x bins that no band takes (all of it for a clip of no frames):
+    the label weight. ``frames``: each clip's own ``(B,)``, or the axis length for all."""
+    cut_frames, cut_bins = time_mask.sum(1, dtype=torch.float64), freq_mask.sum(1, dtype=torch.float64)
+    bins = freq_mask.shape[-1]
+    area = frames * bins
+    cut_area = cut_frames * bins + cut_bins * frames - cut_frames * cut_bins
+    return torch.where(area > 0, 1.0 - cut_area / area.clamp(min=1.0), 1.0)
+
+
 class SpecMix(_SpectrogramAdapter):
     """Time and frequency bands pasted from the partner (Kim et al., Interspeech 2021), labelled.
 
@@ -112,8 +122,7 @@ class SpecMix(_SpectrogramAdapter):
         time = _bands(cut, time_draws, frames, self.max_time_width)
         freq = _bands(cut, freq_draws, freq_bins, self.max_freq_width)
         fmask, tmask = _band_mask(freq, freq_bins), _band_mask(time, frames)
-        cut_frames, cut_bins = tmask.sum(1).double(), fmask.sum(1).double()
-        kept = 1.0 - (cut_frames * freq_bins + cut_bins * frames - cut_frames * cut_bins) / (freq_bins * frames)
+        kept = _kept(tmask, fmask, torch.tensor(float(frames), dtype=torch.float64))
         n = plan.batch_size
         return Bands(time.expand(n, -1, -1), freq.expand(n, -1, -1), kept.expand(n), fmask.expand(n, -1),
                      tmask.expand(n, -1), time_draws.expand(n, -1), cut.expand(n))  # fmt: skip
@@ -126,18 +135,13 @@ class SpecMix(_SpectrogramAdapter):
         self._check_valid(valid)
         span = valid.mask  # (B, T) True on valid frames
         frames = valid.counts()  # (B,) float64
-        freq_bins = region.freq_mask.shape[-1]
         if region.time_draws is None or region.cut is None:  # bands given by hand: where they are, on valid frames
             time, tmask = region.time, region.time_mask & span
         else:  # the same draws, over each clip's own frames: a band covers valid frames by their rank
             time = _bands(region.cut, region.time_draws, frames.long().unsqueeze(1), self.max_time_width)
             rank = (span.long().cumsum(1) - 1).unsqueeze(1)  # (B, 1, T)
             tmask = ((rank >= time[..., :1]) & (rank < time[..., 1:]) & span.unsqueeze(1)).any(dim=1)
-        cut_frames, cut_bins = tmask.sum(1, dtype=torch.float64), region.freq_mask.sum(1, dtype=torch.float64)
-        area = frames * freq_bins
-        cut_area = cut_frames * freq_bins + cut_bins * frames - cut_frames * cut_bins
-        kept = torch.where(area > 0, 1.0 - cut_area / area.clamp(min=1.0), 1.0)  # an empty clip loses nothing
-        return region._replace(time=time, time_mask=tmask, kept=kept, span=span)
+        return region._replace(time=time, time_mask=tmask, kept=_kept(tmask, region.freq_mask, frames), span=span)
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Bands, valid: Validity | None = None
