@@ -47,6 +47,7 @@ def main() -> None:
         torchaudio.transforms.AmplitudeToDB(top_db=80),
     ).to(device)
     spec = front_end(waves)
+    frames = (lengths // 160 + 1).clamp(max=spec.shape[-1])  # each clip's valid frames (hop 160), as the recipe has
     front_ms = median_ms(lambda: front_end(waves), args.reps, device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
     print(f"{args.batch} clips x {args.seconds:g} s at {args.sample_rate} Hz -> log-mel {tuple(spec.shape)} on {where}")
@@ -59,6 +60,7 @@ def main() -> None:
         ("SpecMixup log", SpecMixup(1.0), spec, None),
         ("SpecMixup power (dB)", SpecMixup(1.0, domain="power", db=True), spec, None),
         ("SpecMix (2 time + 2 freq bands)", SpecMix(1.0), spec, None),
+        ("SpecMix, frame lengths", SpecMix(1.0), spec, frames),
         ("WaveMix, lengths, duration label", WaveMix(1.0), waves, lengths),
         ("WaveMix, lengths, energy label", WaveMix(1.0, label_weight="energy"), waves, lengths),
     ]
