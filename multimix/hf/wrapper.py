@@ -68,13 +68,15 @@ class MixupModel(HiddenStateSite, nn.Module):
         mixer_kwargs.setdefault("per_sample", True)
         self.accepts_loss_kwargs = False  # Trainer must divide the loss for gradient accumulation itself
         self._mixing = True
-        # Decoder classifiers score every token and pool at the last non-padding one.
-        self.pools_last_token = isinstance(getattr(self, LAST_TOKEN_HEAD, None), nn.Module) and (
-            getattr(config, "pad_token_id", None) is not None
-        )
         self._multimix_slot = Slot()
         self._multimix_site: Site | None = None
         self.token_labels = _base_class_name(self._multimix_base).endswith("ForTokenClassification")
+        # Decoder sequence classifiers score every token and pool at the last non-padding one; a decoder
+        # token classifier's head (also named .score) labels every token and pools nothing.
+        self.pools_last_token = not self.token_labels and (
+            isinstance(getattr(self, LAST_TOKEN_HEAD, None), nn.Module)
+            and getattr(config, "pad_token_id", None) is not None
+        )
         if self.token_labels and not isinstance(self.adapter, HiddenMix):
             raise TypeError(
                 f"{name} labels every token: mix its hidden states with HiddenMix(1.0), not "

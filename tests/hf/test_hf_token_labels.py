@@ -102,3 +102,27 @@ def test_a_token_classifier_mixes_hidden_states_only():
         multimix.wrap(tagger(C), Mixup(1.0))
     with pytest.raises(ValueError, match=r"labels every token and has no pooled representation"):
         multimix.wrap(tagger(C), HiddenMix(1.0, layers=("pooled",)))
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen2"])
+def test_a_decoder_token_classifiers_head_sees_every_tokens_own_mixed_state(name):
+    """Its head is named .score like a decoder sequence classifier's, but it labels every token: no last-token
+    pooling may move any position's state (it did: each mixed row's last token took another position's)."""
+    from tiny_models import decoder_tagger
+
+    base = decoder_tagger(name, C)
+    ids, mask, labels = tagged_batch()
+    ids = ids.masked_fill(mask == 0, 0)  # pad_token_id 0 at the padding
+    model = multimix.wrap(base, HiddenMix(1.0, layers=(1,)), seed=0).train()
+    assert not model.pools_last_token
+    model.mixer.draw = lambda batch_size: fixed_plan([1, 2, 3, 0], [0.7, 0.4, 0.55, 0.2])
+    seen = {}
+    norm = base.model.norm.register_forward_hook(lambda m, a, out: seen.__setitem__("final", out))
+    head = base.score.register_forward_pre_hook(lambda m, a: seen.__setitem__("head", a[0]))
+    try:
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    finally:
+        norm.remove(), head.remove()
+    assert torch.equal(seen["head"], seen["final"])  # dropout is off: the head reads the final states as they are
+    want = reference_loss(out.logits.detach(), labels, torch.tensor([1, 2, 3, 0]), torch.tensor([0.7, 0.4, 0.55, 0.2]))
+    assert float(out.loss) == pytest.approx(want, rel=1e-5)

@@ -76,3 +76,10 @@ def tagger(num_labels: int = 5) -> torch.nn.Module:
     """A BERT token classifier (2 layers, ``num_labels`` tags)."""
     config = transformers.BertConfig(**{**ENCODER_COMMON, "num_hidden_layers": 2, "num_labels": num_labels})
     return _quiet(lambda: transformers.BertForTokenClassification(config))
+
+
+def decoder_tagger(name: str = "llama", num_labels: int = 5) -> torch.nn.Module:
+    """A token classifier of decoder ``name`` (2 layers, pad_token_id 0; its per-token head is ``.score``)."""
+    config = DECODERS[name]()
+    config.num_labels, config.classifier_dropout = num_labels, 0.0
+    return _quiet(lambda: transformers.AutoModelForTokenClassification.from_config(config))
