@@ -96,15 +96,15 @@ class HiddenStateSite:
         else:
             check_targets(labels, mixer.num_classes, batch.shape[0], multi_label=self.multi_label,
                           validate=mixer.validate)  # fmt: skip
+        input_ids = inputs.get("input_ids")
+        if POOLED in self.mix_points and self.pools_last_token and input_ids is None:  # refused before any draw
+            raise ValueError(
+                f"{type(self._multimix_base).__name__} pools at each row's last token, found from input_ids; "
+                "pass input_ids to mix at layers='pooled', or mix at encoder layers only"
+            )
         self._current_site()
         drawn = mixer.draw(batch.shape[0])
         point = self.adapter.choose(self.mix_points, mixer.generator)
-        input_ids = inputs.get("input_ids")
-        if point == POOLED and self.pools_last_token and input_ids is None:
-            raise ValueError(
-                f"{type(self._multimix_base).__name__} pools at each row's last token, found from input_ids; "
-                "pass input_ids to mix at layers='pooled', or mix at an encoder layer"
-            )
         mask = inputs.get("attention_mask")
         if mask is not None and self.pools_with_mask:
             mask = mask.clone()  # the hooks unite this copy, never the caller's

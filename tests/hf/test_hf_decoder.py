@@ -102,6 +102,21 @@ def test_gpt2_pooled_mixing_mixes_each_rows_own_last_token():
     torch.testing.assert_close(out.logits, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("layers", ["pooled", (1, "pooled")])
+def test_pooled_mixing_without_input_ids_is_refused_before_anything_is_drawn(layers):
+    """The last token is found from input_ids: without them the call is refused at every step (not only on the
+    steps that draw 'pooled'), and the refused call leaves the generator where it was."""
+    base = tiny("gpt2")
+    ids, mask, labels = batch()
+    model = multimix.wrap(base, HiddenMix(1.0, layers=layers), seed=0).train()
+    embeds = base.transformer.wte(ids).detach()
+    state = model.mixer.generator.get_state()
+    for _ in range(3):
+        with pytest.raises(ValueError, match="pools at each row's last token, found from input_ids"):
+            model(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+    assert torch.equal(model.mixer.generator.get_state(), state)
+
+
 peft = pytest.importorskip("peft")
 
 
