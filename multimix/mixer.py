@@ -12,15 +12,16 @@ from typing import Any
 
 import torch
 
-from multimix._checks import check_positive_int, check_probability, seeded_generator
+from multimix._checks import check_positive_int, seeded_generator
 from multimix.adapter import Adapter
 from multimix.batch import Inputs, MixedBatch
 from multimix.inputs import CallInputs, adapter_routes
 from multimix.lengths import Validity
 from multimix.plan import SWITCHES, MixPlan, _draw, identity_plan
 from multimix.schedule import Schedule, Scheduled
+from multimix.settings import CHECKS, FIXED
 from multimix.switch import Switch, adapter_weights
-from multimix.targets import LabelMix, check_label_mode, target_kind
+from multimix.targets import LabelMix, target_kind
 from multimix.workers import WorkerCopies
 
 __all__ = ["MixedBatch", "Mixer"]
@@ -96,18 +97,9 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
         validate: bool = False,
     ) -> None:
         self.adapters, self.fields, self._routes = adapter_routes(adapters)
-        self.num_classes = check_positive_int(num_classes, "num_classes")
-        for name, flag in (("per_sample", per_sample), ("multi_label", multi_label), ("validate", validate)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
-        self.per_sample = per_sample
-        self.multi_label = multi_label
-        self.validate = validate
-        self.p = check_probability(p, "p")
-        self.label_smoothing = check_probability(label_smoothing, "label_smoothing")
-        self.label_mode = check_label_mode(label_mode)
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise TypeError(f"ignore_index must be an int (torch's default is -100), got {ignore_index!r}")
+        self.num_classes = num_classes
+        self.per_sample, self.multi_label, self.validate = per_sample, multi_label, validate  # each checked when set
+        self.p, self.label_smoothing, self.label_mode = p, label_smoothing, label_mode
         self.ignore_index = ignore_index
         self.weights = adapter_weights(switch_prob, len(self.adapters)) if self.fields is None else None
         if self.fields is not None and switch_prob is not None:
@@ -131,29 +123,29 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             raise ValueError("a Switch draws one lam per sample from each sample's adapter; pass per_sample=True")
         self.generator = seeded_generator(seed, generator)
         self.seed = seed if seed is not None else int(self.generator.initial_seed())
-        if off_epoch is not None and (isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0):
-            raise ValueError(f"off_epoch must be an int >= 0 or None, got {off_epoch!r}")
-        if alpha_schedule is not None and not callable(alpha_schedule):
-            raise TypeError(f"alpha_schedule must be a callable epoch -> factor, got {type(alpha_schedule).__name__}")
-        if not isinstance(target_key, str):
-            raise TypeError(f"target_key must be a str, got {type(target_key).__name__} {target_key!r}")
-        self.off_epoch = off_epoch
-        self.alpha_schedule = alpha_schedule
         self.target_key = target_key
         members = self._routes[0][1][0].adapters if isinstance(self._routes[0][1][0], Switch) else self.adapters
-        self._schedule = Schedule(members, off_epoch, alpha_schedule)
+        self._schedule = Schedule(members, None, None)
+        self.off_epoch, self.alpha_schedule = off_epoch, alpha_schedule  # checked and kept by the schedule
         self._worker_seed: int | None = None
         if type(self) is Mixer:
             self._built = True
 
     def __setattr__(self, name: str, value: Any) -> None:
-        """Refuse attributes the Mixer does not have: a leftover ``mixer.mixup_enabled = False`` would do nothing."""
-        known = name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)
-        if self.__dict__.get("_built") and not known:
-            hint = "; to switch mixing off use mixer.enabled = False" if "enable" in name else ""
-            raise AttributeError(f"Mixer has no attribute {name!r}, so setting it would do nothing{hint}")
+        """Check a setting as the constructor does, and refuse attributes the Mixer does not have (a leftover
+        ``mixer.mixup_enabled = False`` would do nothing) or cannot change once built."""
+        if name in CHECKS:
+            value = CHECKS[name](value, name)
+        if self.__dict__.get("_built"):
+            known = name.startswith("_") or name in self.__dict__ or hasattr(type(self), name)
+            if not known:
+                hint = "; to switch mixing off use mixer.enabled = False" if "enable" in name else ""
+                raise AttributeError(f"Mixer has no attribute {name!r}, so setting it would do nothing{hint}")
+            if name in FIXED:
+                raise AttributeError(f"Mixer.{name} is fixed when the Mixer is built; {FIXED[name]}")
+            if name == "per_sample" and not value and isinstance(self._routes[0][1][0], Switch):
+                raise ValueError("a Switch draws one lam per sample from each sample's adapter; per_sample stays True")
         super().__setattr__(name, value)
-
 
     # ------------------------------------------------------------------ call
     def plan_for(

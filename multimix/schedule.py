@@ -17,6 +17,7 @@ from torch.utils.data import get_worker_info
 
 from multimix._checks import check_alpha, check_generator_state
 from multimix.adapter import Adapter
+from multimix.settings import check_alpha_schedule, check_off_epoch
 
 __all__: list[str] = []
 
@@ -37,15 +38,21 @@ class Schedule:
         self.shared = torch.tensor([-1, 1], dtype=torch.long).share_memory_()
 
     def set_epoch(self, epoch: int) -> None:
-        """Apply ``off_epoch`` and ``alpha_schedule`` for ``epoch``; in the main process, publish it to workers."""
+        """Apply ``off_epoch`` and ``alpha_schedule`` for ``epoch``; in the main process, publish it to workers.
+
+        Each setting the Mixer was not given leaves its part alone: without ``alpha_schedule``
+        an alpha set by hand stays, without ``off_epoch`` so does ``enabled``.
+        """
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        factor = 1.0 if self.alpha_schedule is None else float(self.alpha_schedule(epoch))
-        alphas = [check_alpha(base * factor, f"alpha_schedule({epoch}) * alpha") for base in self.base_alphas]
-        for adapter, alpha in zip(self.adapters, alphas, strict=True):
-            adapter.alpha = alpha
+        if self.alpha_schedule is not None:
+            factor = float(self.alpha_schedule(epoch))
+            alphas = [check_alpha(base * factor, f"alpha_schedule({epoch}) * alpha") for base in self.base_alphas]
+            for adapter, alpha in zip(self.adapters, alphas, strict=True):
+                adapter.alpha = alpha
         self.epoch = epoch
-        self.enabled = self.off_epoch is None or epoch < self.off_epoch
+        if self.off_epoch is not None:
+            self.enabled = epoch < self.off_epoch
         if get_worker_info() is None:
             self.publish()
 
@@ -103,6 +110,24 @@ class Scheduled:
             raise TypeError(f"enabled must be a bool, got {value!r}")
         self._schedule.enabled = value
         self._schedule.publish()
+
+    @property
+    def off_epoch(self) -> int | None:
+        """From this epoch on, :meth:`set_epoch` switches mixing off (timm's ``mixup_off_epoch``); None: never."""
+        return self._schedule.off_epoch
+
+    @off_epoch.setter
+    def off_epoch(self, value: int | None) -> None:
+        self._schedule.off_epoch = check_off_epoch(value)
+
+    @property
+    def alpha_schedule(self) -> Callable[[int], float] | None:
+        """``epoch -> factor``: :meth:`set_epoch` sets each adapter's alpha to its initial alpha times the factor."""
+        return self._schedule.alpha_schedule
+
+    @alpha_schedule.setter
+    def alpha_schedule(self, value: Callable[[int], float] | None) -> None:
+        self._schedule.alpha_schedule = check_alpha_schedule(value)
 
     def set_epoch(self, epoch: int) -> None:
         """Apply ``off_epoch`` and ``alpha_schedule`` for ``epoch``; call it at each epoch start."""

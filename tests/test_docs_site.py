@@ -86,7 +86,7 @@ def test_members_from_unpublished_base_classes_are_documented_on_the_class():
     """``Mixer.collate``, ``Mixer.set_epoch``, ... live on base classes without a page: the Mixer's page shows them."""
     import multimix
 
-    schedule = ["enabled", "set_epoch", "state_dict", "load_state_dict"]
+    schedule = ["enabled", "off_epoch", "alpha_schedule", "set_epoch", "state_dict", "load_state_dict"]
     assert hooks.unpublished_members(multimix.Mixer) == ["seed_worker", "collate", *schedule]
     assert hooks.unpublished_members(multimix.image.Mixup) == []  # Adapter has its own page
     assert hooks.unpublished_members(multimix.audio.SpecMix) == []  # its private base overrides Adapter's own API

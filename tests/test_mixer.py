@@ -337,3 +337,49 @@ def test_an_adapter_overriding_prepare_with_three_arguments_still_mixes_label_ma
     out = multimix.Mixer(PreparedCutMix(1.0), num_classes=3, seed=0)(x.clone(), masks)
     plain = multimix.Mixer(CutMix(1.0), num_classes=3, seed=0)(x.clone(), masks)
     assert torch.equal(out.inputs, plain.inputs) and torch.equal(out.targets, plain.targets)
+
+
+def test_set_epoch_leaves_alone_what_no_schedule_setting_governs():
+    """Without alpha_schedule an alpha set by hand stays; without off_epoch so does enabled (callbacks call
+    set_epoch every epoch, and it used to undo both)."""
+    adapter = Mixup(1.0)
+    mixer = multimix.Mixer(adapter, num_classes=5, seed=0)
+    adapter.alpha, mixer.enabled = 0.2, False
+    mixer.set_epoch(1)
+    assert adapter.alpha == 0.2 and not mixer.enabled and mixer.state_dict()["epoch"] == 1
+    scheduled = multimix.Mixer(Mixup(1.0), num_classes=5, off_epoch=2, alpha_schedule=lambda e: 0.5, seed=0)
+    scheduled.enabled = False
+    scheduled.set_epoch(1)  # the schedule governs both: epoch 1 < off_epoch mixes, at half the initial alpha
+    assert scheduled.enabled and scheduled.adapters[0].alpha == 0.5
+
+
+def test_settings_assigned_later_are_checked_and_take_effect():
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=5, seed=0)
+    mixer.off_epoch = 1  # the schedule reads it: set_epoch(3) switches mixing off
+    mixer.set_epoch(3)
+    assert not mixer.enabled and mixer.off_epoch == 1
+    mixer.alpha_schedule = lambda epoch: 2.0
+    mixer.set_epoch(0)
+    assert mixer.adapters[0].alpha == 2.0 and mixer.enabled
+    mixer.p, mixer.label_smoothing = 0.5, 0.1
+    assert (mixer.p, mixer.label_smoothing) == (0.5, 0.1)
+    state = mixer.state_dict()
+    for name, value, error, match in [
+        ("p", 7.0, ValueError, r"p must be in \[0, 1\], got 7.0"),
+        ("label_smoothing", 2.0, ValueError, r"label_smoothing must be in \[0, 1\], got 2.0"),
+        ("num_classes", 0, ValueError, r"num_classes"),
+        ("label_mode", "mean", ValueError, r"label_mode must be one of"),
+        ("per_sample", 1, TypeError, r"per_sample must be a bool, got int 1"),
+        ("ignore_index", "x", TypeError, r"ignore_index must be an int"),
+        ("off_epoch", -1, ValueError, r"off_epoch must be an int >= 0 or None, got -1"),
+        ("alpha_schedule", 3, TypeError, r"alpha_schedule must be a callable"),
+        ("seed", 5, AttributeError, r"Mixer.seed is fixed .*mixer.generator.manual_seed\(seed\)"),
+        ("switch", "sample", AttributeError, r"Mixer.switch is fixed"),
+    ]:
+        with pytest.raises(error, match=match):
+            setattr(mixer, name, value)
+    assert (mixer.p, mixer.label_smoothing, mixer.off_epoch, mixer.seed) == (0.5, 0.1, 1, 0)
+    assert torch.equal(mixer.state_dict()["generator"], state["generator"])
+    switched = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=5, per_sample=True, switch="sample")
+    with pytest.raises(ValueError, match="per_sample stays True"):
+        switched.per_sample = False
