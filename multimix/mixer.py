@@ -183,7 +183,7 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
         else:
             region = {name: candidates[0].draw_region(x, plan, self.generator)
                       for (name, candidates), x in zip(self._routes, fields_.values(), strict=True)}  # fmt: skip
-        return plan.with_region(region).to(first.device, extra)
+        return plan.with_region(region, _sample_shape(fields_)).to(first.device, extra)
 
     def apply(
         self, inputs: Inputs, targets: torch.Tensor | None, plan: MixPlan, *, lengths: torch.Tensor | None = None
@@ -193,19 +193,33 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
         Tensor operations only, decided by the plan's host values: nothing is read back
         from the device and no shape depends on a value, so ``torch.compile(...,
         fullgraph=True)`` captures it and a CUDA graph can replay it. Shapes and dtypes
-        are checked (statically); values were checked by :meth:`plan_for`. In eager mode
+        are checked; values too in eager mode, as a Mixer call checks them (never while traced). In eager mode
         adapters write into ``inputs`` (their ``inplace`` default); under ``torch.compile``
         the writes are functionalised.
         """
         if not isinstance(plan, MixPlan):
             raise TypeError(f"plan must be the MixPlan that mixer.plan_for(inputs) returned, got {type(plan).__name__}")
-        fields_, targets = self._split(inputs, targets, lengths, values=False)
+        # eager calls check values as a Mixer call does (plan_for may not have seen the targets); traced ones cannot
+        fields_, targets = self._split(inputs, targets, lengths, values=not torch.compiler.is_compiling())
         first = next(iter(fields_.values()))
         if first.shape[0] != plan.batch_size or plan.device != first.device:
             raise ValueError(
                 f"plan was drawn for {plan.batch_size} samples on {plan.device}, but inputs hold {first.shape[0]} on "
                 f"{first.device}; draw it with mixer.plan_for(inputs) for this batch"
             )
+        if plan.sample_shape is not None and plan.sample_shape != _sample_shape(fields_):
+            raise ValueError(
+                f"plan was drawn for samples of shape {plan.sample_shape}, but inputs hold {_sample_shape(fields_)}; "
+                "its region fits the inputs it was drawn for: draw it with mixer.plan_for(inputs) for this batch"
+            )
+        for name, candidates in self._routes:
+            region = plan.region if self.fields is None else (plan.region or {}).get(name)
+            adapter = candidates[min(plan.choice, len(candidates) - 1)]
+            if region is None and type(adapter).draw_region is not Adapter.draw_region:
+                raise ValueError(
+                    f"plan holds no region for {type(adapter).__name__} (a MixPlan built by hand?), which mixes "
+                    "a region it draws on the host; draw the plan with mixer.plan_for(inputs)"
+                )
         return self._apply(inputs, fields_, targets, plan, lengths)
 
     def _apply(
@@ -298,3 +312,10 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             + (f"ignore_index={self.ignore_index}, " if self.ignore_index != -100 else "")
             + f"multi_label={self.multi_label})"
         )
+
+
+def _sample_shape(fields_: dict[str, torch.Tensor]) -> Any:
+    """One sample's shape, per field for dict batches: what a plan's region was drawn for."""
+    if list(fields_) == ["inputs"]:
+        return tuple(fields_["inputs"].shape[1:])
+    return {name: tuple(x.shape[1:]) for name, x in fields_.items()}

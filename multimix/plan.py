@@ -65,6 +65,9 @@ class MixPlan:
         region: what the adapter drew beyond the plan (a box, bands), set by
             :meth:`multimix.Mixer.plan_for`; per field for dict batches.
         host: the CPU plan this one was placed from (None for a CPU plan).
+        sample_shape: the shape of one sample (``x.shape[1:]``, per field for dict batches)
+            the region was drawn for, so :meth:`multimix.Mixer.apply` refuses other
+            inputs; None for a plan built by hand.
     """
 
     index: torch.Tensor
@@ -77,6 +80,7 @@ class MixPlan:
     all_mixed: bool | None = field(default=None, repr=False, compare=False)
     region: Any = field(default=None, repr=False, compare=False)
     host: MixPlan | None = field(default=None, repr=False, compare=False)
+    sample_shape: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mixed is None:
@@ -119,10 +123,11 @@ class MixPlan:
         first = int(mixed[0]) if mixed.size else 0
         return host.lam[first : first + 1]
 
-    def with_region(self, region: Any) -> MixPlan:
-        """This CPU plan carrying ``region`` (a copy of the fields as they are: nothing recomputed)."""
+    def with_region(self, region: Any, sample_shape: Any = None) -> MixPlan:
+        """This CPU plan carrying ``region``, drawn for samples of ``sample_shape`` (a copy of the fields as they
+        are: nothing recomputed)."""
         plan = object.__new__(MixPlan)
-        plan.__dict__.update(self.__dict__, region=region)
+        plan.__dict__.update(self.__dict__, region=region, sample_shape=sample_shape)
         return plan
 
     def to(self, device: torch.device, extra: Any = None) -> tuple[MixPlan, Any]:
@@ -277,6 +282,6 @@ def _plan(
     """A drawn CPU plan from its NumPy fields, every field given (no ``__post_init__`` work to redo)."""
     plan = object.__new__(MixPlan)
     plan.__dict__.update(index=torch.from_numpy(index), lam=torch.from_numpy(lam), choice=choice,
-                         per_sample=per_sample, choices=choices, mixed=torch.from_numpy(mixed),
-                         any_mixed=any_mixed, all_mixed=all_mixed, region=None, host=None)  # fmt: skip
+                         per_sample=per_sample, choices=choices, mixed=torch.from_numpy(mixed), any_mixed=any_mixed,
+                         all_mixed=all_mixed, region=None, host=None, sample_shape=None)  # fmt: skip
     return plan

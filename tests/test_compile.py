@@ -168,6 +168,44 @@ def test_apply_refuses_a_plan_for_another_batch():
         mixer.apply(torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), {})
 
 
+@pytest.mark.parametrize("make", [lambda: CutMix(1.0), lambda: multimix.image.ResizeMix(1.0), lambda: SpecMix(1.0)])
+def test_apply_refuses_a_plan_drawn_for_other_sample_shapes_or_with_no_region(make):
+    """A region fits the samples it was drawn for (a 16 x 16 box on 32 x 32 images reported the wrong lam), and a
+    plan built by hand has none (it failed inside the adapter)."""
+    mixer = multimix.Mixer(make(), num_classes=4, seed=1)
+    x, labels = torch.randn(4, 3, 32, 32), torch.arange(4)
+    x0 = x.clone()
+    with pytest.raises(ValueError, match=r"plan was drawn for samples of shape \(3, 16, 16\), but inputs hold "
+                                         r"\(3, 32, 32\)"):  # fmt: skip
+        mixer.apply(x, labels, mixer.plan_for(torch.randn(4, 3, 16, 16)))
+    hand_made = multimix.MixPlan(torch.tensor([1, 0, 3, 2]), torch.full((4,), 0.5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=rf"plan holds no region for {type(mixer.adapters[0]).__name__} "
+                                         r"\(a MixPlan built by hand\?\)"):  # fmt: skip
+        mixer.apply(x, labels, hand_made)
+    assert torch.equal(x, x0)  # refused before anything was written
+    torch.testing.assert_close(multimix.Mixer(Mixup(1.0), num_classes=4).apply(x, labels, hand_made).inputs,
+                               0.5 * x0 + 0.5 * x0[[1, 0, 3, 2]])  # a blend needs no region  # fmt: skip
+
+
+def test_apply_checks_label_row_and_length_values_in_eager_mode():
+    """plan_for is often given the inputs alone (as its example), so apply checks what it is given, before writing."""
+    images = torch.rand(8, 3, 16, 16)
+    before = images.clone()
+    mixer = multimix.Mixer(CutMix(1.0), num_classes=10, seed=0)
+    plan = mixer.plan_for(images)
+    with pytest.raises(ValueError, match=r"targets holds label 99, outside \[0, num_classes=10\)"):
+        mixer.apply(images, torch.tensor([0, 1, 2, 3, 4, 5, 6, 99]), plan)
+    assert torch.equal(images, before)
+    rows = multimix.Mixer(Mixup(1.0), num_classes=3, seed=0)
+    x = torch.rand(4, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"target rows must hold values in \[0, 1\]"):
+        rows.apply(x, torch.tensor([[2.0, -1.0, 0.0]] * 4), rows.plan_for(x))
+    spec = multimix.Mixer(SpecMix(1.0), num_classes=3, seed=0)
+    s = torch.randn(4, 16, 20)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[0, 20\]"):
+        spec.apply(s, torch.arange(4) % 3, spec.plan_for(s), lengths=torch.tensor([50, -3, 5, 5]))
+
+
 def test_plan_for_checks_before_drawing():
     mixer = multimix.Mixer(Mixup(1.0), num_classes=5, seed=0)
     state = mixer.generator.get_state()
