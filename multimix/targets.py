@@ -300,5 +300,5 @@ def mixed_maps(
     for source, share in ((labels, own), (partner, other)):
         valid = source != ignore_index
         share = torch.where(valid, share.to(out.dtype), 0.0).unsqueeze(1)
-        out.scatter_reduce_(1, torch.where(valid, source, 0).unsqueeze(1), share, reduce)
+        out.scatter_reduce_(1, torch.where(valid, source, 0).long().unsqueeze(1), share, reduce)  # uint8 PNG masks too
     return out

@@ -175,3 +175,25 @@ def test_bad_maps_are_refused_before_anything_changes(targets, kwargs, error, ma
 def test_ignore_index_must_be_an_int():
     with pytest.raises(TypeError, match=r"ignore_index must be an int \(torch's default is -100\), got 2.5"):
         multimix.Mixer(CutMix(1.0), num_classes=C, ignore_index=2.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32])
+@pytest.mark.parametrize(
+    ("make", "shape", "label_shape"),
+    [
+        (lambda: Mixup(1.0), (4, 3, 8, 8), (4, 8, 8)),
+        (lambda: multimix.image.FMix(1.0, max_soft=0.2), (4, 3, 8, 8), (4, 8, 8)),
+        (lambda: CutMix(1.0), (4, 3, 8, 8), (4, 8, 8)),
+        (lambda: multimix.audio.SpecMixup(1.0), (4, 16, 20), (4, 20)),
+        (lambda: multimix.audio.SpecMix(1.0), (4, 16, 20), (4, 20)),
+    ],
+)
+def test_narrow_integer_maps_mix_as_int64_maps_do(make, shape, label_shape, dtype):
+    """PNG masks load as uint8 (ignore 255): blends scattered them as indices, which torch refuses below int32."""
+    ignore = 255 if dtype == torch.uint8 else -100
+    maps = torch.randint(0, 5, label_shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    maps[0, 0] = ignore
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    got = multimix.Mixer(make(), num_classes=5, ignore_index=ignore, seed=0)(x.clone(), maps).targets
+    want = multimix.Mixer(make(), num_classes=5, ignore_index=ignore, seed=0)(x.clone(), maps.long()).targets
+    torch.testing.assert_close(got if got.is_floating_point() else got.long(), want, rtol=0, atol=0)
