@@ -8,7 +8,7 @@ bands, waveforms, hidden states) and which label weight that really applied.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -77,6 +77,11 @@ class Adapter(ABC):
         Plain Python values pass through, for decisions made on the host.
         """
         return None
+
+    def check_lengths(self) -> None:
+        """Refuse lengths this adapter cannot follow; the Mixer asks before it draws anything for a call with them."""
+        if not self.takes_lengths:
+            raise ValueError(f"{type(self).__name__} does not take lengths; they are for audio adapters")
 
     def label_shape(self, x: torch.Tensor) -> tuple[int | None, ...] | None:
         """The positions of ``x`` that label maps follow (``(H, W)``, frames ``(T,)``; None for an axis of any length).
@@ -157,3 +162,16 @@ class Adapter(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha!r}, inplace={self.inplace!r})"
+
+
+def agreed_label_shape(adapters: Sequence[Adapter], x: torch.Tensor) -> tuple[int | None, ...] | None:
+    """The positions label maps follow, which every adapter that may be chosen must agree on (a map that fits
+    SpecMixup's frames cannot follow FMix's time-frequency mask)."""
+    shapes = {type(adapter).__name__: adapter.label_shape(x) for adapter in adapters}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(
+            f"targets: label maps follow the positions an adapter mixes, and these adapters mix different ones "
+            f"({', '.join(f'{name}: {shape}' for name, shape in shapes.items())}); give such a Mixer class labels, "
+            "or choose adapters whose label positions agree"
+        )
+    return next(iter(shapes.values()))

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from multimix.adapter import Adapter
+from multimix.adapter import Adapter, agreed_label_shape
 from multimix.batch import Inputs
 from multimix.lengths import check_lengths
+from multimix.switch import Switch
 from multimix.target_checks import check_targets
 from multimix.targets import target_kind
 
@@ -43,6 +44,11 @@ def adapter_routes(adapters: object) -> tuple[list[Adapter], list[str] | None, l
     for i, adapter in enumerate(members):
         if not isinstance(adapter, Adapter):
             raise TypeError(f"adapters[{i}] must be a multimix Adapter (e.g. Mixup(1.0)), got {type(adapter).__name__}")
+        if isinstance(adapter, Switch) and (len(members) > 1 or fields is not None):
+            raise ValueError(
+                "a Switch chooses an adapter per sample and must be the Mixer's only adapter: Mixer(Switch([...]), "
+                "per_sample=True), or pass its members as the list with switch='sample'"
+            )
     if fields is None:
         return members, None, [("inputs", members)]
     return members, fields, [(name, [adapter]) for name, adapter in zip(fields, members, strict=True)]
@@ -114,7 +120,7 @@ class CallInputs:
             first = next(iter(fields_.values()))
             # label maps follow the adapter's positions; class indices (B,) need no shape
             multi_dim = not isinstance(targets, torch.Tensor) or targets.dim() > 1
-            label_shape = self._routes[0][1][0].label_shape(first) if multi_dim else None
+            label_shape = agreed_label_shape(self._routes[0][1], first) if multi_dim else None
             check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate,
                           values=values, label_shape=label_shape, ignore_index=self.ignore_index)  # fmt: skip
             if target_kind(targets) == "map" and self.label_smoothing > 0:
@@ -128,8 +134,7 @@ class CallInputs:
             if self.fields is not None:
                 raise ValueError("lengths= works with tensor batches; a dict-built Mixer mixes fields without lengths")
             for adapter in self.adapters:
-                if not adapter.takes_lengths:
-                    raise ValueError(f"{type(adapter).__name__} does not take lengths; they are for audio adapters")
+                adapter.check_lengths()
             check_lengths(lengths, batch_size, fields_["inputs"].shape[-1], validate=self.validate, values=values)
         return fields_, targets
 

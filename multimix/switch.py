@@ -19,7 +19,7 @@ import torch
 
 from multimix._checks import check_probability
 from multimix._kernels import apply_rowwise, row_view, unchanged
-from multimix.adapter import Adapter
+from multimix.adapter import Adapter, agreed_label_shape
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
@@ -150,7 +150,7 @@ class Switch(Adapter):
         return (x.copy_(out) if inplace else out), label
 
     def label_shape(self, x: torch.Tensor) -> tuple[int | None, ...] | None:
-        return self.adapters[0].label_shape(x)
+        return agreed_label_shape(self.adapters, x)
 
     def mix_label_map(
         self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: list[Part | None]

@@ -91,12 +91,17 @@ class _SpectrogramAdapter(Adapter):
         """Frame labels follow the time axis: ``(B, T)`` class indices or ``(B, T, C)`` rows."""
         return (self._as_ft(x).shape[-1],)
 
-    def _check_valid(self, valid: Validity | None) -> None:
-        if valid is not None and self.time_axis == -2:
+    def check_lengths(self) -> None:
+        """Lengths run along the last axis: they fit time on it (``time_axis=-1``) only."""
+        if self.time_axis == -2:
             raise ValueError(
                 "lengths / padding masks run along the last axis, but time_axis=-2 puts time on the second-to-last; "
                 "pass spectrograms (B, F, T) with time_axis=-1, or no lengths"
             )
+
+    def _check_valid(self, valid: Validity | None) -> None:
+        if valid is not None:
+            self.check_lengths()
 
 
 class SpecMixup(_SpectrogramAdapter):

@@ -95,10 +95,35 @@ def test_the_cpu_loop_the_vectorised_path_and_a_traced_step_agree(per_sample):
         assert torch.equal(out.targets, outs[0].targets)
 
 
-def test_lengths_with_time_on_the_second_to_last_axis_are_refused():
-    mixer = multimix.Mixer(SpecMix(1.0, time_axis=-2), num_classes=6, per_sample=True, seed=0)
+@pytest.mark.parametrize("adapter", [SpecMix(1.0, time_axis=-2), multimix.audio.SpecMixup(1.0, time_axis=-2)])
+def test_lengths_with_time_on_the_second_to_last_axis_are_refused_before_the_draw(adapter):
+    mixer = multimix.Mixer(adapter, num_classes=6, per_sample=True, seed=0)
+    state = mixer.generator.get_state()
     with pytest.raises(ValueError, match=r"lengths / padding masks run along the last axis"):
         mixer(torch.randn(6, T, FREQ), torch.arange(6), lengths=torch.full((6,), 5))
+    assert torch.equal(mixer.generator.get_state(), state)
+
+
+@pytest.mark.parametrize("switch", ["batch", "sample"])
+def test_frame_labels_are_refused_when_the_adapters_label_different_positions(switch):
+    """SpecMixup's frame labels (B, T) cannot follow FMix's (F, T) mask: refused at once, not on the calls that
+    happen to draw FMix (a RuntimeError after the draw)."""
+    mixer = multimix.Mixer([multimix.audio.SpecMixup(1.0), multimix.image.FMix(1.0)], num_classes=3, per_sample=True,
+                           switch=switch, seed=0)  # fmt: skip
+    state = mixer.generator.get_state()
+    with pytest.raises(ValueError, match=r"targets: label maps follow .* \(SpecMixup: \(20,\), FMix: \(40, 20\)\)"):
+        mixer(torch.randn(6, 40, 20), torch.randint(0, 3, (6, 20)))
+    assert torch.equal(mixer.generator.get_state(), state)
+    assert mixer(torch.randn(6, 40, 20), torch.randint(0, 3, (6,))).targets.shape == (6, 3)  # class labels mix
+
+
+def test_a_switch_is_the_mixers_only_adapter():
+    from multimix.switch import Switch
+
+    for adapters in ([multimix.image.Mixup(1.0), Switch([multimix.image.Mixup(1.0), multimix.image.CutMix(1.0)])],
+                     {"x": Switch([multimix.image.Mixup(1.0), multimix.image.CutMix(1.0)])}):  # fmt: skip
+        with pytest.raises(ValueError, match=r"a Switch chooses an adapter per sample and must be the Mixer's only"):
+            multimix.Mixer(adapters, num_classes=3, per_sample=True)
 
 
 def test_bands_given_by_hand_stay_where_they_are_on_the_valid_frames():
