@@ -153,14 +153,16 @@ class SpecMixup(_SpectrogramAdapter):
                 mixed = logaddexp_mix(x, partner, row_view(plan.lam, x), db=self.db)
             else:  # a weighted sum, not lerp: log 0 (-inf) mixes to -inf instead of NaN
                 own, other = self._log_weights(plan.lam, x.dtype)
+                lam = self._log_label(plan.lam, own, other)
                 partner.mul_(row_view(other, x))  # ours to scale
                 own = row_view(own, x)
                 if plan.all_mixed and inplace:
-                    return x.mul_(own).add_(partner), plan.lam
-                mixed = x.mul(own).add_(partner)
+                    return x.mul_(own).add_(partner), lam
+                return keep_unmixed(x.mul(own).add_(partner), x, plan, inplace=inplace), lam
             return keep_unmixed(mixed, x, plan, inplace=inplace), plan.lam
         # the log domain's weights as the vectorised path rounds them, so both paths give the same values
         own, other = (self._log_weights(plan.lam, x.dtype) if self.domain == "log" else (None, None))
+        lam = plan.lam if own is None else self._log_label(plan.lam, own, other)
 
         def write(dst: torch.Tensor, i: int, partner: torch.Tensor) -> None:
             if self.domain == "power":
@@ -169,7 +171,17 @@ class SpecMixup(_SpectrogramAdapter):
                 dst.mul_(own[i]).add_(partner.mul(other[i]))
 
         mixed = apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), write, inplace=inplace)
-        return mixed, plan.lam
+        return mixed, lam
+
+    @staticmethod
+    def _log_label(lam: torch.Tensor, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """The share of its own sample that a log-domain mix holds: ``own / (own + other)`` of the weights as rounded
+        in bfloat16 or float16 (where they need not sum to 1: up to 8% off at small lam); the drawn lam in wider
+        dtypes, whose rounding is below float32's label precision."""
+        if own.dtype not in (torch.bfloat16, torch.float16):
+            return lam
+        own, other = own.to(lam.dtype), other.to(lam.dtype)
+        return own / (own + other)
 
     @staticmethod
     def _log_weights(lam: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,6 +80,22 @@ def test_spec_mixup_loop_equals_the_vectorised_path_in_every_dtype(dtype, domain
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_spec_mixup_log_domain_labels_the_share_its_rounded_weights_hold(path, dtype):
+    """In the log domain each side has its own weight; rounded to bfloat16 they need not sum to 1 (lam 0.0085 kept
+    0.0078125 of the sample): the label is own / (own + other) of the rounded weights; float32 keeps the drawn lam."""
+    lam = torch.tensor([0.0085, 0.6, 0.3, 0.97], dtype=torch.float64)
+    plan = fixed_plan([2, 0, 1, 3], lam.tolist())
+    x = spectrogram().to(dtype)
+    mixed, label = path(SpecMixup(1.0)).apply(x.clone(), plan, None)
+    own, other = lam.to(dtype).double(), (1 - lam).to(dtype).double()
+    partner = x[[2, 0, 1, 3]]
+    torch.testing.assert_close(mixed, x * own.to(dtype).view(4, 1, 1) + partner * other.to(dtype).view(4, 1, 1))
+    want = own / (own + other) if dtype != torch.float32 else lam
+    torch.testing.assert_close(label.double(), want, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("domain", ["log", "power"])
 def test_spec_mixup_low_precision(dtype, domain):
