@@ -21,8 +21,10 @@ lam ~ Beta(alpha, alpha) comes from :func:`multimix.beta.sample_beta` (the same 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -83,6 +85,14 @@ class MixPlan:
     sample_shape: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        index, lam = self.index, self.lam
+        if not isinstance(index, torch.Tensor) or not isinstance(lam, torch.Tensor):
+            raise TypeError(f"MixPlan needs index and lam tensors, got {type(index).__name__} and {type(lam).__name__}")
+        if index.dim() != 1 or lam.shape != index.shape or index.is_floating_point() or not lam.is_floating_point():
+            raise ValueError(
+                f"MixPlan needs an integer index (B,) and a float lam (B,) of the same length, got index "
+                f"{tuple(index.shape)} {index.dtype} and lam {tuple(lam.shape)} {lam.dtype}"
+            )
         if self.mixed is None:
             if self.host is not None:
                 mixed = self.host.mixed.to(self.index.device)
@@ -227,7 +237,21 @@ def draw_plan(
         raise ValueError(f"switch must be 'batch' (one adapter per batch) or 'sample' (one per sample), got {switch!r}")
     if switch == "sample" and not per_sample:
         raise ValueError("switch='sample' draws one lam per sample from each sample's adapter; pass per_sample=True")
-    return _draw(batch_size, alphas, generator, weights, per_sample, p, switch)
+    return _draw(batch_size, alphas, generator, _checked_weights(weights, len(alphas)), per_sample, p, switch)
+
+
+def _checked_weights(weights: Sequence[float] | None, count: int) -> list[float] | None:
+    """``weights`` after checking they give each of ``count`` adapters a finite share >= 0, with a positive sum."""
+    if weights is None:
+        return None
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+        raise TypeError(f"weights must be a sequence of {count} numbers (one per alpha), got {weights!r}")
+    values = [float(w) if isinstance(w, Real) and not isinstance(w, bool) else math.nan for w in weights]
+    if len(values) != count or not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+        raise ValueError(
+            f"weights must give each of the {count} alphas a finite weight >= 0, with a positive sum; got {weights!r}"
+        )
+    return values
 
 
 def _draw(

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multimix.beta import sample_beta
-from multimix.plan import draw_plan, identity_plan
+from multimix.plan import MixPlan, draw_plan, identity_plan
 
 
 @pytest.mark.parametrize("alpha", [0.05, 0.2, 1.0, 4.0, 50.0])
@@ -99,3 +99,30 @@ def test_beta_plain_float_and_numpy_paths_draw_the_same_gammas(shape, count):
     small = _log_gammas_small(shape, count, torch.Generator().manual_seed(count))
     large = _log_gammas(shape, count, torch.Generator().manual_seed(count))
     np.testing.assert_allclose(small, large, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("weights", "error", "match"), [
+    ([1.0], ValueError, r"weights must give each of the 2 alphas a finite weight >= 0, with a positive sum; got \["),
+    ([-1, 2], ValueError, r"got \[-1, 2\]"),
+    ([float("nan"), 1], ValueError, r"got \[nan, 1\]"),
+    ([0, 0], ValueError, r"got \[0, 0\]"),
+    ("ab", TypeError, r"weights must be a sequence of 2 numbers"),
+])  # fmt: skip
+def test_draw_plan_checks_its_weights(weights, error, match):
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    with pytest.raises(error, match=match):
+        draw_plan(4, [1.0, 1.0], generator, weights=weights)
+    assert torch.equal(generator.get_state(), state)
+    choices = {draw_plan(4, [1.0, 1.0], generator, weights=[0, 2]).choice for _ in range(20)}
+    assert choices == {1}  # a zero weight is never chosen
+
+
+def test_a_plan_built_by_hand_needs_index_and_lam_of_one_length():
+    with pytest.raises(ValueError, match=r"MixPlan needs an integer index \(B,\) and a float lam \(B,\) of the same "
+                                         r"length, got index \(4,\) torch.int64 and lam \(3,\)"):  # fmt: skip
+        MixPlan(torch.arange(4), torch.ones(3))
+    with pytest.raises(ValueError, match=r"lam \(4,\) torch.int64"):
+        MixPlan(torch.arange(4), torch.ones(4, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"MixPlan needs index and lam tensors, got list and Tensor"):
+        MixPlan([1, 0], torch.ones(2))

@@ -66,9 +66,17 @@ def test_soft_target_errors(targets, kwargs, error, match):
         soft_targets(targets, 3, **kwargs)
 
 
-def test_mix_targets_shape_error():
-    with pytest.raises(ValueError, match=r"mix_targets needs rows \(B, C\), index \(B,\) and lam \(B,\)"):
-        mix_targets(torch.eye(3), torch.arange(2), torch.ones(3))
+@pytest.mark.parametrize(("rows", "index", "lam", "error", "match"), [
+    (torch.eye(3), torch.arange(2), torch.ones(3), ValueError, r"mix_targets needs rows \(B, C\)"),
+    (torch.eye(2), [1, 0], torch.ones(2), TypeError, r"index must be a torch.Tensor, got list"),
+    (torch.eye(2), torch.tensor([1, 0]), 0.5, TypeError, r"lam must be a torch.Tensor, got float"),
+    (torch.eye(2), torch.tensor([1, 5]), torch.ones(2), ValueError, r"index must hold partners in \[0, 2\)"),
+    (torch.eye(2), torch.tensor([1, 0]), torch.tensor([1.5, 0.5]), ValueError, r"lam must lie in \[0, 1\]"),
+    (torch.eye(2).long(), torch.tensor([1, 0]), torch.ones(2), TypeError, r"float rows and an integer index"),
+])  # fmt: skip
+def test_mix_targets_errors(rows, index, lam, error, match):
+    with pytest.raises(error, match=match):
+        mix_targets(rows, index, lam)
 
 
 @pytest.mark.parametrize("num_classes", [100, 1000])
