@@ -113,7 +113,7 @@ def _rows(path: Path) -> list[tuple[str, str]]:
             if any(field.strip() for field in fields):  # blank lines hold no row
                 if len(fields) > len(names):
                     raise ValueError(f"--data {path} line {line}: {len(fields)} fields, the header has {len(names)} "
-                                     '({header}); quote a text that holds commas ("a, b")')  # fmt: skip
+                                     f'({", ".join(names)}); quote a text that holds commas ("a, b")')  # fmt: skip
                 if len(fields) <= label or not fields[label].strip():
                     raise ValueError(f"--data {path} line {line}: the row has no label; give every row one")
                 rows.append((fields[text] if len(fields) > text else "", fields[label].strip()))

@@ -49,7 +49,7 @@ def test_numeric_labels_are_ordered_as_numbers(tmp_path):
         (b"text,label\na,pos\nb\nc,neg\n", r"bad.csv line 3: the row has no label; give every row one"),
         (b"text,label\na,pos\nb,\nc,neg\n", r"bad.csv line 3: the row has no label"),
         (b'text,label\n"a\nlong one",pos\nb,neg\nc,pos,extra\n',
-         r"bad.csv line 5: 3 fields, the header has 2 .*quote a text that holds commas"),
+         r"bad.csv line 5: 3 fields, the header has 2 \(text, label\); quote a text that holds commas"),
         ("text,label\nça va,pos\nnon,neg\n".encode("latin-1"), r"bad.csv line 2: not UTF-8 \(byte 0xe7 at offset 11\); "
                                                                r"save the CSV as UTF-8 \(in Excel: CSV UTF-8\)"),
         (b"sentence,y\na,1\n", r"bad.csv line 1: the header must name the columns text,label; got \['sentence', 'y'\]"),
