@@ -75,6 +75,22 @@ def test_resume_of_an_interrupted_compare_keeps_finished_runs_and_starts_the_res
     assert set(json.loads((tmp_path / "comparison.json").read_text())) == {"erm", "mixup", "cutmix"}
 
 
+def test_resume_of_a_compare_stopped_before_any_checkpoint_starts_its_runs(tmp_path, fake):
+    """A --parallel run stopped in its first epoch has run folders but no checkpoint: --resume (what the interrupt
+    message says to run) starts them; where no run folder exists at all, --resume is refused (a mistyped --out)."""
+    overrides = {**TINY, "epochs": 2, "out": str(tmp_path / "runs")}
+    fake(stop_at="erm")
+    with pytest.raises(Stopped):
+        run("image", overrides=overrides, compare=["erm", "mixup"])
+    assert not list((tmp_path / "runs").rglob("checkpoint.pt"))
+    training = fake()
+    run("image", overrides=overrides, compare=["erm", "mixup"], resume=True)
+    assert training.calls == [("erm", None), ("mixup", None)]
+    with pytest.raises(ValueError, match=r"--resume: no checkpoint at any of the 2 run folders; run without --resume"):
+        run("image", overrides={**overrides, "out": str(tmp_path / "elsewhere")}, compare=["erm", "mixup"],
+            resume=True)  # fmt: skip
+
+
 def test_resume_of_an_interrupted_seeds_run_continues_the_interrupted_seed(tmp_path, fake):
     overrides = {**TINY, "epochs": 3, "out": str(tmp_path), "method": "mixup", "seeds": [0, 1, 2]}
     fake(stop=lambda config, epoch: config["seed"] == 1 and epoch == 1)  # stopped in seed 1's second epoch
