@@ -1,6 +1,6 @@
 """``multimix.wrap`` and ``multimix.unwrap``: one entry point for every model.
 
-A model with a ``config`` (a Hugging Face classifier, or a PEFT model of one) is
+A Hugging Face model (a ``transformers.PreTrainedModel``, or a PEFT model of one) is
 wrapped by :mod:`multimix.hf`, which is the only module that imports transformers;
 any other ``nn.Module`` gets manifold mixup at the submodules ``HiddenMix(layers=...)``
 names (:mod:`multimix.manifold`), with torch alone.
@@ -56,7 +56,7 @@ def wrap(
         >>> multimix.unwrap(model) is net
         True
     """
-    if getattr(model, "config", None) is None and not _is_hf_wrapper(model):
+    if not (_is_hf_model(model) or _is_hf_wrapper(model)):
         if num_classes is None:
             raise ValueError(
                 f"num_classes is required to wrap {type(model).__name__} (it has no config.num_labels to read it "
@@ -75,6 +75,18 @@ def unwrap(model: nn.Module) -> nn.Module:
     if _is_hf_wrapper(model):
         return model.release()
     raise TypeError(f"unwrap expects a model returned by multimix.wrap, got {type(model).__name__}")
+
+
+def _is_hf_model(model: object) -> bool:
+    """Whether ``model`` is a Hugging Face model, or a PEFT model of one (a module with a ``config`` may be neither:
+    nanoGPT-style modules keep theirs)."""
+    transformers = sys.modules.get("transformers")  # not loaded: no model can be one of its classes
+    if transformers is None:
+        return False
+    inner = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    return isinstance(inner, transformers.PreTrainedModel) or isinstance(
+        getattr(model, "config", None), transformers.PretrainedConfig
+    )
 
 
 def _is_hf_wrapper(model: object) -> bool:

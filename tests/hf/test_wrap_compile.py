@@ -141,3 +141,26 @@ def test_wrap_of_a_plain_module_needs_no_transformers():
 def test_wrap_of_a_plain_module_needs_num_classes():
     with pytest.raises(ValueError, match=r"num_classes is required to wrap Sequential .*wrap\(model, HiddenMix"):
         multimix.wrap(cnn(), HiddenMix(1.0, layers=["1"]))
+
+
+def test_a_plain_module_that_keeps_a_config_gets_manifold_mixup():
+    """nanoGPT-style modules keep a config object of their own: that does not make them Hugging Face models."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Config:
+        width: int = 8
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.config, self.body, self.head = Config(), torch.nn.Linear(4, 8), torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.body(x)))
+
+    net = Net()
+    model = multimix.wrap(net, HiddenMix(1.0, layers=["body"]), num_classes=3, seed=0).train()
+    assert isinstance(model, multimix.manifold.ManifoldModel)
+    model(torch.randn(5, 4), labels=torch.tensor([0, 1, 2, 0, 1])).loss.backward()
+    assert multimix.unwrap(model) is net and net.body.weight.grad is not None
