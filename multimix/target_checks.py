@@ -93,7 +93,8 @@ def check_targets(
         if abs(worst - 1) > max(1e-3, torch.finfo(targets.dtype).eps):  # bfloat16 rows round by up to eps / 2
             raise ValueError(
                 f"single-label target rows must sum to 1, found a row summing to {worst:.4g}; "
-                "for multi-hot targets build the Mixer with multi_label=True"
+                "for multi-hot targets build the Mixer with multi_label=True (for multimix.wrap of a Hugging Face "
+                "model, set config.problem_type='multi_label_classification')"
             )
     return targets
 

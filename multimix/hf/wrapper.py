@@ -65,6 +65,12 @@ class MixupModel(HiddenStateSite, nn.Module):
         adapters = checked_adapters(adapter)
         self.adapter = adapters[0]
         self.multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
+        if mixer_kwargs.pop("multi_label", self.multi_label) != self.multi_label:
+            raise ValueError(
+                f"multi_label disagrees with {name}'s config.problem_type={config.problem_type!r}: the head and the "
+                "wrapper's loss follow the config; set config.problem_type='multi_label_classification' for multi-hot "
+                "labels (and leave multi_label out)"
+            )
         mixer_kwargs.setdefault("per_sample", True)
         self.accepts_loss_kwargs = False  # Trainer must divide the loss for gradient accumulation itself
         self._mixing = True

@@ -69,3 +69,16 @@ def test_adapter_lists_are_checked():
         multimix.wrap(bert(), [HiddenMix(1.0), Mixup(1.0)])
     with pytest.raises(ValueError, match=r"adapter is an empty list"):
         multimix.wrap(bert(), [])
+
+
+@pytest.mark.parametrize("adapter", [HiddenMix(1.0), Mixup(1.0)])
+def test_multi_label_follows_the_config_and_a_disagreeing_keyword_is_refused(adapter):
+    """multi_label is a Mixer option that wrap reads from config.problem_type: the same value is accepted, another
+    refused with the fix (it raised 'got multiple values for keyword argument')."""
+    base = bert() if isinstance(adapter, HiddenMix) else vit()
+    with pytest.raises(ValueError, match=r"multi_label disagrees with .*config.problem_type=None.*"
+                                         r"set config.problem_type='multi_label_classification'"):  # fmt: skip
+        multimix.wrap(base, adapter, multi_label=True)
+    assert multimix.wrap(base, adapter, multi_label=False).mixer.multi_label is False
+    base.config.problem_type = "multi_label_classification"
+    assert multimix.wrap(base, adapter, multi_label=True).mixer.multi_label is True
