@@ -149,6 +149,7 @@ class ManifoldModel(nn.Module):
         self._slot = _Slot()
         self._hooks = [_MixHook(adapter, self._slot, point) for point in self.mix_points if point != INPUT]
         self._hook()
+        self.training = model.training  # the wrapper starts in the model's mode (a module starts in train mode)
 
     def _hook(self) -> None:
         """Put the mixing hooks on their submodules (at wrap time, and again if :meth:`release` took them off)."""

@@ -271,3 +271,14 @@ def test_a_layer_the_forward_never_runs_is_refused_instead_of_mixing_only_the_la
     body = wrap_module(Skips(), HiddenMix(1.0, layers=["body"]), C, seed=0).train()
     out = body(torch.randn(6, 4), labels=torch.arange(6) % C)
     assert out.layer == "body" and out.lam.shape == (6,)
+
+
+def test_the_wrapper_starts_in_the_models_mode():
+    """A module starts in train mode; the wrapper of a model in eval mode starts in eval (it mixed with dropout
+    off, and refused calls without labels)."""
+    net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 3)).eval()
+    model = multimix.wrap(net, HiddenMix(1.0, layers=["1"]), num_classes=3, seed=0)
+    assert not model.training
+    x = torch.randn(2, 4)
+    assert torch.equal(model(x), net(x))
+    assert model.train().training and net.training and net[1].training

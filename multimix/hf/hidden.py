@@ -86,7 +86,9 @@ class HiddenStateSite:
         if self._multimix_site is not None:
             unregister(self._multimix_site, self._multimix_slot)
             self._multimix_hooked = False
-        return self._multimix_base
+        base = self._multimix_base
+        base.training = self.training  # its submodules (shared) follow the view's .train()/.eval(): so does it
+        return base
 
     def _draw_hidden_step(self, inputs: dict[str, Any], labels: torch.Tensor, batch: torch.Tensor) -> Step:
         """Check the labels, draw the plan and the mixing point, and place the plan on the batch's device."""

@@ -82,3 +82,13 @@ def test_multi_label_follows_the_config_and_a_disagreeing_keyword_is_refused(ada
     assert multimix.wrap(base, adapter, multi_label=False).mixer.multi_label is False
     base.config.problem_type = "multi_label_classification"
     assert multimix.wrap(base, adapter, multi_label=True).mixer.multi_label is True
+
+
+def test_unwrap_gives_the_model_back_in_the_mode_the_wrapper_was_left_in():
+    """The view shares the submodules, so .train() on it reaches them; unwrap sets the base model's own flag too
+    (it came back 'eval' over training submodules)."""
+    base = bert().eval()
+    model = multimix.wrap(base, HiddenMix(1.0), seed=0).train()
+    back = multimix.unwrap(model)
+    assert back is base and back.training and all(m.training for m in back.modules())
+    assert not multimix.unwrap(multimix.wrap(base, HiddenMix(1.0)).eval()).training
