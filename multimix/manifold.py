@@ -118,6 +118,12 @@ class _MixHook:
         step = self.slot.step
         if step is None or step.point != self.layer:
             return None
+        if step.lam is not None:  # mixed already in this forward: a second mix would blend three samples
+            raise ValueError(
+                f"layers={self.layer!r} ran twice in one forward (a module the forward reuses, like a shared "
+                "activation), so its output would be mixed twice while the labels mix two samples; name a submodule "
+                "the forward calls once"
+            )
         if isinstance(output, (tuple, list)) and output:
             return type(output)((self.mix(output[0], step), *output[1:]))
         return self.mix(output, step)

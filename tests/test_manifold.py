@@ -282,3 +282,23 @@ def test_the_wrapper_starts_in_the_models_mode():
     x = torch.randn(2, 4)
     assert torch.equal(model(x), net(x))
     assert model.train().training and net.training and net[1].training
+
+
+def test_a_mixing_point_the_forward_calls_twice_is_refused():
+    """A shared activation runs twice per forward: mixing both outputs would blend three samples under two-sample
+    labels."""
+
+    class Reuses(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c, self.act = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 3), nn.ReLU()
+
+        def forward(self, x):
+            return self.c(self.act(self.b(self.act(self.a(x)))))
+
+    net = Reuses()
+    model = multimix.wrap(net, HiddenMix(1.0, layers=["act"]), num_classes=3, seed=0).train()
+    with pytest.raises(ValueError, match=r"layers='act' ran twice in one forward .*name a submodule the forward calls"):
+        model(torch.randn(4, 4), labels=torch.tensor([0, 1, 2, 0]))
+    once = multimix.wrap(multimix.unwrap(model), HiddenMix(1.0, layers=["b"]), num_classes=3, seed=0).train()
+    assert torch.isfinite(once(torch.randn(4, 4), labels=torch.tensor([0, 1, 2, 0])).loss)
