@@ -9,6 +9,7 @@ reports the lam-weighted agreement with both sources and is labelled as such.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import torch
@@ -91,11 +92,14 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, topk: int = 1) -> float
     return float((top == labels.unsqueeze(1)).any(dim=1).double().mean())
 
 
-def mixed_accuracy(logits: torch.Tensor, labels: torch.Tensor, lam: torch.Tensor, index: torch.Tensor) -> float:
+def mixed_accuracy(
+    logits: torch.Tensor, labels: torch.Tensor, lam: torch.Tensor | float, index: torch.Tensor
+) -> float:
     """lam-weighted agreement of the prediction with both sources of a mixed batch.
 
     ``lam * [pred == y] + (1 - lam) * [pred == y[index]]``, averaged: the training
-    "accuracy" of the mixup reference code. Pass ``out.lam`` and ``out.index``.
+    "accuracy" of the mixup reference code. Pass ``out.lam`` and ``out.index``, or one
+    lam for the batch (a float, as timm-style loops hold it).
 
     Example:
         >>> mixed_accuracy(torch.tensor([[0.0, 1.0], [0.0, 1.0]]), torch.tensor([0, 1]),
@@ -104,8 +108,15 @@ def mixed_accuracy(logits: torch.Tensor, labels: torch.Tensor, lam: torch.Tensor
     """
     logits, labels = _check_scores(logits, labels)
     n = labels.shape[0]
+    if isinstance(lam, Real) and not isinstance(lam, bool):
+        lam = torch.full((n,), float(lam), dtype=torch.float64)
+    lam, index = check_tensor(lam, "lam"), check_tensor(index, "index")
+    if lam.dim() == 0:
+        lam = lam.expand(n)
     if lam.shape != (n,) or index.shape != (n,):
         raise ValueError(f"lam and index must have shape ({n},), got {tuple(lam.shape)} and {tuple(index.shape)}")
+    if index.is_floating_point() or index.dtype == torch.bool:
+        raise TypeError(f"index must hold integer partner positions, got dtype {index.dtype}")
     pred = logits.argmax(dim=1)
     lam = lam.to(device=pred.device, dtype=torch.float64)
     hits = lam * (pred == labels) + (1 - lam) * (pred == labels[index.to(pred.device)])

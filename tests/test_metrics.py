@@ -164,3 +164,17 @@ def test_probabilities_pass_the_from_probs_check():
     assert multimix.expected_calibration_error(probs, labels, from_probs=True) == pytest.approx(
         multimix.expected_calibration_error(logits, labels), abs=1e-6
     )
+
+
+def test_mixed_accuracy_takes_one_lam_for_the_batch_and_names_a_bad_index():
+    """timm-style loops hold one float lam per batch (it raised AttributeError)."""
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    labels, index = torch.tensor([0, 0, 1]), torch.tensor([1, 2, 0])
+    want = multimix.mixed_accuracy(logits, labels, torch.full((3,), 0.7), index)
+    assert want == pytest.approx((1.0 + 0.3 + 0.3) / 3)  # preds 0, 1, 0; partners show 0, 1, 0
+    assert multimix.mixed_accuracy(logits, labels, 0.7, index) == pytest.approx(want)
+    assert multimix.mixed_accuracy(logits, labels, torch.tensor(0.7), index) == pytest.approx(want)
+    with pytest.raises(TypeError, match=r"index must be a torch.Tensor, got list"):
+        multimix.mixed_accuracy(logits, labels, 0.7, [1, 2, 0])
+    with pytest.raises(TypeError, match=r"index must hold integer partner positions, got dtype torch.float32"):
+        multimix.mixed_accuracy(logits, labels, 0.7, index.float())
