@@ -72,7 +72,10 @@ def mixed_loss(
         labels: ``(B,)`` class indices (or ``(B, C)`` rows) before mixing; default
             ``batch.labels``, the ones the Mixer was given. Required with a plan.
         reduction: ``"mean"`` (over samples), ``"sum"`` or ``"none"``; None takes the
-            criterion's own ``reduction`` if it has one, else ``"mean"``.
+            criterion's own ``reduction`` if it has one, else ``"mean"``. With class weights
+            (``nn.CrossEntropyLoss(weight=w)``) the mean divides by the labels' total weight,
+            ``sum(lam * w[y] + (1 - lam) * w[y[index]])``, as torch's does: an unmixed batch
+            gives the criterion's own loss.
 
     Example:
         >>> import multimix
@@ -138,8 +141,27 @@ def mixed_loss(
     lam = lam.to(own_loss.dtype)
     if mix is not None and mix.label_mode != "lerp":
         own_weight, other_weight = label_weights(lam, mix.label_mode)
-        return reduce_loss(own_weight * own_loss + other_weight * partner, reduction)
-    return reduce_loss(lam * own_loss + (1 - lam) * partner, reduction)
+    else:
+        own_weight, other_weight = lam, 1 - lam
+    loss = own_weight * own_loss + other_weight * partner
+    own_class = _class_weight(criterion, labels, loss.dtype)
+    if reduction != "mean" or own_class is None:
+        return reduce_loss(loss, reduction)
+    # torch's mean under class weights divides by the weight of the labels: so does the mix, by each side's share
+    partner_class = _class_weight(criterion, labels.index_select(0, index), loss.dtype)
+    return loss.sum() / (own_weight * own_class + other_weight * partner_class).sum()
+
+
+def _class_weight(
+    criterion: Callable[..., torch.Tensor], labels: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """Each label's class weight (``criterion.weight[y]``, 0 where ``y`` is the criterion's ``ignore_index``), what
+    torch's ``"mean"`` divides by; None for a criterion without class weights or for probability targets."""
+    weight = getattr(criterion, "weight", None)
+    if not isinstance(weight, torch.Tensor) or labels.is_floating_point():
+        return None
+    valid = labels != getattr(criterion, "ignore_index", -100)
+    return weight.to(labels.device, dtype)[torch.where(valid, labels, 0).long()] * valid
 
 
 def _per_position(criterion: Callable[..., torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -161,8 +183,9 @@ def _map_loss(
     """:func:`mixed_loss` for label maps: each position's loss weighted by the weights of its two labels.
 
     ``"mean"`` divides by the weight of the valid labels, ``sum(w_a * [y_a valid] + w_b *
-    [y_b valid])`` (the criterion's ``ignore_index``, else the Mixer's): torch's mean over
-    the pixels that are not ignored, when a region takes every position whole.
+    [y_b valid])`` (the criterion's ``ignore_index``, else the Mixer's), each label also
+    weighted by its class weight when the criterion has one (``weight=``): torch's mean
+    over the pixels that are not ignored, when a region takes every position whole.
     """
     own = getattr(criterion, "reduction", None)
     reduction = check_reduction(reduction if reduction is not None else own if own in REDUCTIONS else "mean")
@@ -175,14 +198,19 @@ def _map_loss(
     if mix.kind == "map" and own_weight.dtype == torch.bool:  # whole positions: one call on the map they show
         shown = torch.where(own_weight, mix.labels, mix.partner)
         loss = _per_position(criterion, logits, shown)
-        weight = (shown != ignore).to(loss.dtype)
+        weight = _class_weight(criterion, shown, loss.dtype)
+        weight = (shown != ignore).to(loss.dtype) if weight is None else weight
     else:
         own_loss = _per_position(criterion, logits, mix.labels)
         own_weight, other_weight = own_weight.to(own_loss.dtype), other_weight.to(own_loss.dtype)
         loss = own_weight * own_loss + other_weight * _per_position(criterion, logits, mix.partner)
         weight = None
         if mix.kind == "map":
-            weight = own_weight * (mix.labels != ignore) + other_weight * (mix.partner != ignore)
+            own_class = _class_weight(criterion, mix.labels, loss.dtype)
+            if own_class is None:
+                weight = own_weight * (mix.labels != ignore) + other_weight * (mix.partner != ignore)
+            else:
+                weight = own_weight * own_class + other_weight * _class_weight(criterion, mix.partner, loss.dtype)
     if tuple(loss.shape[: len(positions)]) != tuple(positions):
         raise ValueError(
             f"criterion must return a loss per position of shape {tuple(positions)}, got {tuple(loss.shape)}; give it "

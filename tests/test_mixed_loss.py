@@ -158,3 +158,35 @@ def test_errors():
         multimix.mixed_loss(F.cross_entropy, logits.to("meta"), batch)
     with pytest.raises(ValueError, match=r"criterion must return a per-sample loss of shape \(8,\), got \(\)"):
         multimix.mixed_loss(lambda z, t: F.cross_entropy(z, t), logits, batch)
+
+
+W = torch.tensor([1.0, 5.0, 0.2])
+
+
+def test_class_weights_mean_divides_by_the_labels_weight_as_torch_does():
+    """nn.CrossEntropyLoss(weight=w) divides its mean by sum(w[y]): an unmixed batch gives exactly the criterion's
+    loss (it divided by B), and a mixed one divides by each side's share of the label weight (hand formula)."""
+    labels = torch.tensor([0, 1, 2, 1, 0, 2])
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    unmixed = multimix.Mixer(Mixup(1.0), 3, seed=0, p=0.0)(torch.rand(6, 3, 4, 4), labels)
+    torch.testing.assert_close(multimix.mixed_loss(nn.CrossEntropyLoss(weight=W), logits, unmixed),
+                               nn.CrossEntropyLoss(weight=W)(logits, labels))  # fmt: skip
+    out = multimix.Mixer(Mixup(1.0), 3, per_sample=True, seed=0)(torch.rand(6, 3, 4, 4), labels)
+    nll = -torch.log_softmax(logits.double(), 1)
+    lam, partner = out.lam.double(), labels[out.index]
+    num = sum(lam[i] * W[labels[i]] * nll[i, labels[i]] + (1 - lam[i]) * W[partner[i]] * nll[i, partner[i]]
+              for i in range(6))  # fmt: skip
+    den = sum(lam[i] * W[labels[i]] + (1 - lam[i]) * W[partner[i]] for i in range(6))
+    got = multimix.mixed_loss(nn.CrossEntropyLoss(weight=W), logits, out)
+    torch.testing.assert_close(got.double(), num / den)
+    unweighted = multimix.mixed_loss(nn.CrossEntropyLoss(), logits, out)  # no weights: the mean over samples
+    torch.testing.assert_close(unweighted, multimix.soft_cross_entropy(logits, out.targets))
+
+
+def test_class_weights_on_label_maps_give_the_criterions_loss_of_the_map_shown():
+    crit = nn.CrossEntropyLoss(weight=W, ignore_index=255)
+    maps = torch.randint(0, 3, (4, 8, 8), generator=torch.Generator().manual_seed(1))
+    maps[0, :2] = 255
+    out = multimix.Mixer(CutMix(1.0), num_classes=3, ignore_index=255, seed=0)(torch.rand(4, 3, 8, 8), maps)
+    logits = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(multimix.mixed_loss(crit, logits, out), crit(logits, out.targets))
