@@ -42,6 +42,9 @@ class Adapter(ABC):
     # whether, given lengths, a sample takes its partner's values only on its own valid steps (so its lengths hold)
     keeps_lengths: ClassVar[bool] = False
     hf_inputs: ClassVar[tuple[str, ...]] = ()  # model inputs that multimix.wrap mixes with this adapter
+    # whether label maps follow it position by position whole (a pasted box, a hard mask: integer maps stay integer
+    # maps), rather than shared by a weight (a blend, a soft edge: probability maps)
+    moves_whole_positions: ClassVar[bool] = False
 
     def __init__(self, alpha: float = 1.0, *, inplace: bool = True) -> None:
         self.alpha = alpha

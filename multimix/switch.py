@@ -152,20 +152,27 @@ class Switch(Adapter):
     def label_shape(self, x: torch.Tensor) -> tuple[int | None, ...] | None:
         return agreed_label_shape(self.adapters, x)
 
+    @property
+    def moves_whole_positions(self) -> bool:  # type: ignore[override]
+        """Whole positions when every member moves them so: then label maps stay integer maps at every call."""
+        return all(adapter.moves_whole_positions for adapter in self.adapters)
+
     def mix_label_map(
         self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: list[Part | None]
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Each sample's labels follow its own member's rule; None when every member that mixes here blends."""
+        """Each sample's labels follow its own member's rule. The kind of the result is the same at every call
+        (integer maps when every member moves whole positions, probability maps otherwise), whichever members the
+        draw chose: None (a blend's) when no member moves positions here and some member blends."""
         active = [(k, part) for k, part in enumerate(region) if part is not None]
         found = []
         for k, part in active:
             sub = MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed, any_mixed=part.any_mixed,
                           all_mixed=part.all_mixed)  # fmt: skip
             found.append((part, self.adapters[k].mix_label_map(labels, x, sub, part.region)))
-        if all(moved is None for _, moved in found):
+        hard = self.moves_whole_positions
+        if not hard and all(moved is None for _, moved in found):
             return None
         shape = labels.shape[: 1 + len(self.label_shape(x))]
-        hard = all(moved is not None and moved[1].dtype == torch.bool for _, moved in found)
         partner = labels.index_select(0, plan.index)
         weight = torch.ones(shape, dtype=torch.bool if hard else torch.float64, device=labels.device)
         for part, moved in found:

@@ -175,6 +175,11 @@ class FMix(Adapter):
         """The region with its mask, which the labels and the pixels then share."""
         return region._replace(mask=self.mask(x, region)) if plan.any_mixed else region
 
+    @property
+    def moves_whole_positions(self) -> bool:  # type: ignore[override]
+        """A hard mask (``max_soft=0``) takes positions whole; a soft edge shares them."""
+        return self.max_soft == 0
+
     def mix_label_map(
         self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Fourier
     ) -> tuple[torch.Tensor, torch.Tensor]:

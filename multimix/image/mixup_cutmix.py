@@ -90,6 +90,8 @@ class CutMix(Adapter):
         True
     """
 
+    moves_whole_positions = True
+
     min_ndim = 4
     max_ndim = 5
     layout = "(B, C, H, W) or (B, C, T, H, W)"

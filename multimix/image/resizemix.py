@@ -99,6 +99,8 @@ class ResizeMix(Adapter):
         True
     """
 
+    moves_whole_positions = True
+
     min_ndim, max_ndim, layout, hf_inputs = 4, 5, "(B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
 
     def __init__(self, alpha: float = 1.0, scale: tuple[float, float] = (0.1, 0.8), *, inplace: bool = True) -> None:

@@ -85,6 +85,8 @@ class SaliencyMix(Adapter):
         True
     """
 
+    moves_whole_positions = True
+
     # 3-D: one-channel maps such as spectrograms (B, F, T), whose masks or boxes span frequency and time
     min_ndim, max_ndim, layout, hf_inputs = 3, 5, "(B, H, W), (B, C, H, W) or (B, C, T, H, W)", _IMAGE_INPUTS
 

@@ -197,3 +197,34 @@ def test_narrow_integer_maps_mix_as_int64_maps_do(make, shape, label_shape, dtyp
     got = multimix.Mixer(make(), num_classes=5, ignore_index=ignore, seed=0)(x.clone(), maps).targets
     want = multimix.Mixer(make(), num_classes=5, ignore_index=ignore, seed=0)(x.clone(), maps.long()).targets
     torch.testing.assert_close(got if got.is_floating_point() else got.long(), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("members", "integer"),
+    [
+        (lambda: [Mixup(1.0), CutMix(1.0)], False),
+        (lambda: [CutMix(1.0), FMix(1.0)], True),
+        (lambda: [CutMix(1.0), FMix(1.0, max_soft=0.2)], False),
+        (lambda: [ResizeMix(1.0), SaliencyMix(1.0)], True),
+    ],
+)
+def test_a_switchs_label_maps_are_of_one_kind_whatever_the_draw(members, integer):
+    """Integer maps when every member moves whole positions, probability maps otherwise, at every call: the kind
+    followed the draw (an integer map when only CutMix samples were drawn, or none mixed)."""
+    maps = torch.randint(0, C, (6, 8, 8), generator=torch.Generator().manual_seed(0))
+    maps[0, :2] = IGNORE
+    for seed in range(12):
+        for p in (0.0, 0.3, 1.0):
+            mixer = multimix.Mixer(members(), C, p=p, seed=seed, per_sample=True, switch="sample", ignore_index=IGNORE)
+            out = mixer(torch.rand(6, 3, 8, 8), maps)
+            if integer:
+                assert out.targets.dtype == torch.int64 and out.targets.shape == maps.shape
+                continue
+            assert out.targets.shape == (6, C, 8, 8)
+            sums = out.targets.sum(1)
+            valid = (maps != IGNORE) & (maps[out.index] != IGNORE)
+            torch.testing.assert_close(sums[valid], torch.ones_like(sums[valid]))
+            unmixed = ~out.plan.mixed
+            own = nn.functional.one_hot(maps[unmixed].clamp(max=C - 1), C).permute(0, 3, 1, 2).float()
+            own[(maps[unmixed] == IGNORE).unsqueeze(1).expand_as(own)] = 0.0
+            torch.testing.assert_close(out.targets[unmixed], own)
