@@ -34,7 +34,9 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
         adapters: an adapter (``Mixup(1.0)``); a list of adapters, one chosen per
             batch (timm's mixup/CutMix switch); or a dict ``{field: adapter}`` to mix
             named fields of dict batches with one plan (the first field's label
-            weight mixes the targets; other fields pass through untouched).
+            weight mixes the targets; other fields pass through untouched). Fields
+            given the same adapter object share its region where their positions
+            agree (one box for aligned RGB and depth); separate adapters draw their own.
         num_classes: width C of the soft targets.
         per_sample: one lam (and CutMix box) per sample instead of per batch.
         p: probability that each sample is mixed; the others get lam=1, index=self.
@@ -180,9 +182,13 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
         if self.fields is None:
             candidates = self._routes[0][1]
             region = candidates[min(plan.choice, len(candidates) - 1)].draw_region(first, plan, self.generator)
-        else:
-            region = {name: candidates[0].draw_region(x, plan, self.generator)
-                      for (name, candidates), x in zip(self._routes, fields_.values(), strict=True)}  # fmt: skip
+        else:  # one adapter object over fields of the same positions draws one region for them (RGB and depth)
+            region, drawn = {}, {}
+            for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
+                key = (id(candidates[0]), candidates[0].label_shape(x))
+                if key not in drawn:
+                    drawn[key] = candidates[0].draw_region(x, plan, self.generator)
+                region[name] = drawn[key]
         return plan.with_region(region, _sample_shape(fields_)).to(first.device, extra)
 
     def apply(

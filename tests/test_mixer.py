@@ -383,3 +383,19 @@ def test_settings_assigned_later_are_checked_and_take_effect():
     switched = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=5, per_sample=True, switch="sample")
     with pytest.raises(ValueError, match="per_sample stays True"):
         switched.per_sample = False
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_fields_given_one_adapter_share_its_region(per_sample):
+    """Aligned modalities (RGB and depth) mixed by one CutMix object get one box each sample; separate CutMix
+    objects draw their own."""
+    rgb = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 3, 16, 16).clone()
+    depth = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 1, 16, 16).clone()
+    cut = CutMix(1.0)
+    shared = multimix.Mixer({"rgb": cut, "depth": cut}, num_classes=3, per_sample=per_sample, seed=3)
+    out = shared({"rgb": rgb.clone(), "depth": depth.clone(), "labels": torch.arange(6) % 3})
+    assert torch.equal(out.inputs["rgb"][:, 0], out.inputs["depth"][:, 0])  # the same pixels moved in both
+    assert not torch.equal(out.inputs["rgb"], rgb)
+    apart = multimix.Mixer({"rgb": CutMix(1.0), "depth": CutMix(1.0)}, num_classes=3, per_sample=per_sample, seed=3)
+    out = apart({"rgb": rgb.clone(), "depth": depth.clone(), "labels": torch.arange(6) % 3})
+    assert not torch.equal(out.inputs["rgb"][:, 0], out.inputs["depth"][:, 0])
