@@ -9,12 +9,14 @@ nothing, as :func:`~multimix.target_checks.check_targets` says.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
 from multimix.adapter import Adapter, agreed_label_shape
 from multimix.batch import Inputs
 from multimix.lengths import check_lengths
+from multimix.plan import MixPlan
 from multimix.switch import Switch
 from multimix.target_checks import check_targets
 from multimix.targets import target_kind
@@ -139,6 +141,29 @@ class CallInputs:
         return fields_, targets
 
 
+    def _check_plan(self, plan: MixPlan, fields_: dict[str, torch.Tensor]) -> None:
+        """Refuse a plan that was not drawn for these inputs (batch, device, sample shape) or lacks a region."""
+        first = next(iter(fields_.values()))
+        if first.shape[0] != plan.batch_size or plan.device != first.device:
+            raise ValueError(
+                f"plan was drawn for {plan.batch_size} samples on {plan.device}, but inputs hold {first.shape[0]} on "
+                f"{first.device}; draw it with mixer.plan_for(inputs) for this batch"
+            )
+        if plan.sample_shape is not None and plan.sample_shape != sample_shape(fields_):
+            raise ValueError(
+                f"plan was drawn for samples of shape {plan.sample_shape}, but inputs hold {sample_shape(fields_)}; "
+                "its region fits the inputs it was drawn for: draw it with mixer.plan_for(inputs) for this batch"
+            )
+        for name, candidates in self._routes:
+            region = plan.region if self.fields is None else (plan.region or {}).get(name)
+            adapter = candidates[min(plan.choice, len(candidates) - 1)]
+            if region is None and type(adapter).draw_region is not Adapter.draw_region:
+                raise ValueError(
+                    f"plan holds no region for {type(adapter).__name__} (a MixPlan built by hand?), which mixes "
+                    "a region it draws on the host; draw the plan with mixer.plan_for(inputs)"
+                )
+
+
 def _byte_span(x: torch.Tensor) -> tuple[int, int]:
     """The first and one-past-last byte a tensor view can touch (from its strides, no data read)."""
     start = x.data_ptr()
@@ -160,3 +185,10 @@ def _check_disjoint(fields_: dict[str, torch.Tensor], routes: list[tuple[str, li
                     f"fields {other!r} and {name!r} share memory, so mixing in place would mix it twice; "
                     f"pass separate tensors (e.g. batch[{name!r}].clone()) or build the adapters with inplace=False"
                 )
+
+
+def sample_shape(fields_: dict[str, torch.Tensor]) -> Any:
+    """One sample's shape, per field for dict batches: what a plan's region was drawn for."""
+    if list(fields_) == ["inputs"]:
+        return tuple(fields_["inputs"].shape[1:])
+    return {name: tuple(x.shape[1:]) for name, x in fields_.items()}

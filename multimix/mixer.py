@@ -15,7 +15,7 @@ import torch
 from multimix._checks import check_positive_int, seeded_generator
 from multimix.adapter import Adapter
 from multimix.batch import Inputs, MixedBatch
-from multimix.inputs import CallInputs, adapter_routes
+from multimix.inputs import CallInputs, adapter_routes, sample_shape
 from multimix.lengths import Validity
 from multimix.plan import SWITCHES, MixPlan, _draw, identity_plan
 from multimix.schedule import Schedule, Scheduled
@@ -189,7 +189,7 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
                 if key not in drawn:
                     drawn[key] = candidates[0].draw_region(x, plan, self.generator)
                 region[name] = drawn[key]
-        return plan.with_region(region, _sample_shape(fields_)).to(first.device, extra)
+        return plan.with_region(region, sample_shape(fields_)).to(first.device, extra)
 
     def apply(
         self, inputs: Inputs, targets: torch.Tensor | None, plan: MixPlan, *, lengths: torch.Tensor | None = None
@@ -207,25 +207,7 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             raise TypeError(f"plan must be the MixPlan that mixer.plan_for(inputs) returned, got {type(plan).__name__}")
         # eager calls check values as a Mixer call does (plan_for may not have seen the targets); traced ones cannot
         fields_, targets = self._split(inputs, targets, lengths, values=not torch.compiler.is_compiling())
-        first = next(iter(fields_.values()))
-        if first.shape[0] != plan.batch_size or plan.device != first.device:
-            raise ValueError(
-                f"plan was drawn for {plan.batch_size} samples on {plan.device}, but inputs hold {first.shape[0]} on "
-                f"{first.device}; draw it with mixer.plan_for(inputs) for this batch"
-            )
-        if plan.sample_shape is not None and plan.sample_shape != _sample_shape(fields_):
-            raise ValueError(
-                f"plan was drawn for samples of shape {plan.sample_shape}, but inputs hold {_sample_shape(fields_)}; "
-                "its region fits the inputs it was drawn for: draw it with mixer.plan_for(inputs) for this batch"
-            )
-        for name, candidates in self._routes:
-            region = plan.region if self.fields is None else (plan.region or {}).get(name)
-            adapter = candidates[min(plan.choice, len(candidates) - 1)]
-            if region is None and type(adapter).draw_region is not Adapter.draw_region:
-                raise ValueError(
-                    f"plan holds no region for {type(adapter).__name__} (a MixPlan built by hand?), which mixes "
-                    "a region it draws on the host; draw the plan with mixer.plan_for(inputs)"
-                )
+        self._check_plan(plan, fields_)
         return self._apply(inputs, fields_, targets, plan, lengths)
 
     def _apply(
@@ -319,9 +301,3 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             + f"multi_label={self.multi_label})"
         )
 
-
-def _sample_shape(fields_: dict[str, torch.Tensor]) -> Any:
-    """One sample's shape, per field for dict batches: what a plan's region was drawn for."""
-    if list(fields_) == ["inputs"]:
-        return tuple(fields_["inputs"].shape[1:])
-    return {name: tuple(x.shape[1:]) for name, x in fields_.items()}
