@@ -64,14 +64,15 @@ def _check_runs(folders: list[Path], configs: list[dict[str, Any]], resume: bool
 
     With ``resume``, a run whose folder holds a checkpoint continues (a finished one is only evaluated again) and
     the others start, so an interrupted ``--compare``/``--seeds``/``--sweep`` loses nothing, even one stopped before
-    its first checkpoint; ``--resume`` where no run folder exists is refused. Without it, a folder that holds a
-    checkpoint is refused unless ``overwrite``.
+    its first checkpoint; ``--resume`` where no run wrote its configuration is refused. Without it, a folder that
+    holds a checkpoint is refused unless ``overwrite``.
     """
     if resume and overwrite:
         raise ValueError("--resume continues the runs in --out and --overwrite replaces them; pass one of the two")
     found = [f / "checkpoint.pt" for f in folders if (f / "checkpoint.pt").is_file()]
     if resume:
-        if not found and not any(f.is_dir() for f in folders):  # nothing was started there: a mistyped --out?
+        started = [f for f in folders if (f / "config.yaml").is_file() or (f / "config.resolved.yaml").is_file()]
+        if not found and not started:  # no run began there (each writes its configuration first): a mistyped --out?
             where = folders[0] / "checkpoint.pt" if len(folders) == 1 else f"any of the {len(folders)} run folders"
             raise ValueError(f"--resume: no checkpoint at {where}; run without --resume first")
         return [resume_state(c, f) if (f / "checkpoint.pt").is_file() else None

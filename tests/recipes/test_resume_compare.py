@@ -89,6 +89,9 @@ def test_resume_of_a_compare_stopped_before_any_checkpoint_starts_its_runs(tmp_p
     with pytest.raises(ValueError, match=r"--resume: no checkpoint at any of the 2 run folders; run without --resume"):
         run("image", overrides={**overrides, "out": str(tmp_path / "elsewhere")}, compare=["erm", "mixup"],
             resume=True)  # fmt: skip
+    (tmp_path / "existing").mkdir()  # a folder no run began in (no configuration written) is no run to resume
+    with pytest.raises(ValueError, match=r"--resume: no checkpoint at .*existing.checkpoint.pt; run without --resume"):
+        run("image", overrides={**overrides, "out": str(tmp_path / "existing")}, resume=True)
 
 
 def test_resume_of_an_interrupted_seeds_run_continues_the_interrupted_seed(tmp_path, fake):
