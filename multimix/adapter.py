@@ -8,7 +8,7 @@ bands, waveforms, hidden states) and which label weight that really applied.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -94,6 +94,16 @@ class Adapter(ABC):
         """
         return None
 
+    def label_shapes(self, x: torch.Tensor) -> list[tuple[str, tuple[int | None, ...] | None]]:
+        """Each adapter this one may mix a sample by, named, with its :meth:`label_shape` (a Switch lists its
+        members): label maps must fit every one of them."""
+        return [(type(self).__name__, self.label_shape(x))]
+
+    def region_shape(self, x: torch.Tensor) -> tuple[int | None, ...] | None:
+        """The positions a region is drawn over (:meth:`label_shape` by default; SpecMix's bands span frequency too):
+        dict fields mixed by one adapter object share its region where this agrees."""
+        return self.label_shape(x)
+
     def prepare(self, x: torch.Tensor, plan: MixPlan, region: Any, valid: Validity | None = None) -> Any:
         """``region`` with what :meth:`mix_label_map` and :meth:`apply` would each compute from it on the device
         (FMix's mask, SaliencyMix's boxes, SpecMix's bands fitted to ``valid`` lengths), computed once; ``region``
@@ -166,15 +176,3 @@ class Adapter(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha!r}, inplace={self.inplace!r})"
 
-
-def agreed_label_shape(adapters: Sequence[Adapter], x: torch.Tensor) -> tuple[int | None, ...] | None:
-    """The positions label maps follow, which every adapter that may be chosen must agree on (a map that fits
-    SpecMixup's frames cannot follow FMix's time-frequency mask)."""
-    shapes = {type(adapter).__name__: adapter.label_shape(x) for adapter in adapters}
-    if len(set(shapes.values())) > 1:
-        raise ValueError(
-            f"targets: label maps follow the positions an adapter mixes, and these adapters mix different ones "
-            f"({', '.join(f'{name}: {shape}' for name, shape in shapes.items())}); give such a Mixer class labels, "
-            "or choose adapters whose label positions agree"
-        )
-    return next(iter(shapes.values()))

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from multimix.adapter import Adapter, agreed_label_shape
+from multimix.adapter import Adapter
 from multimix.batch import Inputs
 from multimix.lengths import check_lengths
 from multimix.plan import MixPlan
 from multimix.switch import Switch
-from multimix.target_checks import check_targets
+from multimix.target_checks import check_targets, follows_positions
 from multimix.targets import target_kind
 
 __all__: list[str] = []
@@ -122,7 +122,7 @@ class CallInputs:
             first = next(iter(fields_.values()))
             # label maps follow the adapter's positions; class indices (B,) need no shape
             multi_dim = not isinstance(targets, torch.Tensor) or targets.dim() > 1
-            label_shape = agreed_label_shape(self._routes[0][1], first) if multi_dim else None
+            label_shape = _agreed_label_shape(self._routes[0][1], first, targets) if multi_dim else None
             check_targets(targets, self.num_classes, batch_size, multi_label=self.multi_label, validate=self.validate,
                           values=values, label_shape=label_shape, ignore_index=self.ignore_index)  # fmt: skip
             if target_kind(targets) == "map" and self.label_smoothing > 0:
@@ -163,6 +163,20 @@ class CallInputs:
                     "a region it draws on the host; draw the plan with mixer.plan_for(inputs)"
                 )
 
+
+def _agreed_label_shape(adapters: Sequence[Adapter], x: torch.Tensor, targets: object) -> tuple[int | None, ...] | None:
+    """The positions label maps follow, which every adapter that may be chosen must agree on when the targets are
+    maps (a map that fits SpecMixup's frames cannot follow FMix's time-frequency mask); class labels need not."""
+    found = [named for adapter in adapters for named in adapter.label_shapes(x)]
+    shapes = [shape for _, shape in found]
+    maps = isinstance(targets, torch.Tensor) and any(follows_positions(targets, shape) for shape in shapes)
+    if maps and len(set(shapes)) > 1:
+        raise ValueError(
+            f"targets: label maps follow the positions an adapter mixes, and these adapters mix different ones "
+            f"({', '.join(f'{i}: {name} {shape}' for i, (name, shape) in enumerate(found))}); give such a Mixer "
+            "class labels or rows, or choose adapters whose label positions agree"
+        )
+    return shapes[0]
 
 def _byte_span(x: torch.Tensor) -> tuple[int, int]:
     """The first and one-past-last byte a tensor view can touch (from its strides, no data read)."""

@@ -185,7 +185,7 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
         else:  # one adapter object over fields of the same positions draws one region for them (RGB and depth)
             region, drawn = {}, {}
             for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
-                key = (id(candidates[0]), candidates[0].label_shape(x))
+                key = (id(candidates[0]), candidates[0].region_shape(x))
                 if key not in drawn:
                     drawn[key] = candidates[0].draw_region(x, plan, self.generator)
                 region[name] = drawn[key]

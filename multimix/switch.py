@@ -19,7 +19,7 @@ import torch
 
 from multimix._checks import check_probability
 from multimix._kernels import apply_rowwise, row_view, unchanged
-from multimix.adapter import Adapter, agreed_label_shape
+from multimix.adapter import Adapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
@@ -150,7 +150,10 @@ class Switch(Adapter):
         return (x.copy_(out) if inplace else out), label
 
     def label_shape(self, x: torch.Tensor) -> tuple[int | None, ...] | None:
-        return agreed_label_shape(self.adapters, x)
+        return self.adapters[0].label_shape(x)  # the Mixer refuses label maps that do not fit every member
+
+    def label_shapes(self, x: torch.Tensor) -> list[tuple[str, tuple[int | None, ...] | None]]:
+        return [found for adapter in self.adapters for found in adapter.label_shapes(x)]
 
     @property
     def moves_whole_positions(self) -> bool:  # type: ignore[override]

@@ -44,7 +44,7 @@ def check_targets(
     """
     targets = check_tensor(targets, "targets")
     check_positive_int(num_classes, "num_classes")
-    if label_shape and targets.dim() > 1 and targets.dim() - 1 - targets.is_floating_point() == len(label_shape):
+    if follows_positions(targets, label_shape):
         return _check_map(targets, num_classes, batch_size, label_shape, ignore_index, multi_label, validate, values)
     if label_shape and targets.dim() == 1 + len(label_shape) > 2:
         raise TypeError(
@@ -142,3 +142,10 @@ def _check_map(
             f"ignore_index={ignore_index}; check num_classes, or pass ignore_index= to the Mixer"
         )
     return targets
+
+
+def follows_positions(targets: torch.Tensor, label_shape: tuple[int | None, ...] | None) -> bool:
+    """Whether ``targets`` are label maps over ``label_shape`` (integer ``(B, *S)`` or rows ``(B, *S, C)``), not class
+    indices or rows."""
+    positions = targets.dim() - 1 - targets.is_floating_point()
+    return bool(label_shape) and targets.dim() > 1 and positions == len(label_shape)

@@ -113,6 +113,10 @@ class SpecMix(_SpectrogramAdapter):
                 raise ValueError(f"{width}={value} is larger than the {axis} axis of {name} ({size}); use <= {size}")
         return x
 
+    def region_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        """The bands span frequency and time: (F, T)."""
+        return tuple(self._as_ft(x).shape[-2:])
+
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> Bands:
         freq_bins, frames = self._as_ft(x).shape[-2:]
         cut = 1.0 - plan.region_lam().sqrt()

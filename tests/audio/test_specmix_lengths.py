@@ -111,10 +111,28 @@ def test_frame_labels_are_refused_when_the_adapters_label_different_positions(sw
     mixer = multimix.Mixer([multimix.audio.SpecMixup(1.0), multimix.image.FMix(1.0)], num_classes=3, per_sample=True,
                            switch=switch, seed=0)  # fmt: skip
     state = mixer.generator.get_state()
-    with pytest.raises(ValueError, match=r"targets: label maps follow .* \(SpecMixup: \(20,\), FMix: \(40, 20\)\)"):
+    with pytest.raises(ValueError, match=r"targets: label maps follow .* \(0: SpecMixup \(20,\), 1: FMix \(40, 20\)\)"):
         mixer(torch.randn(6, 40, 20), torch.randint(0, 3, (6, 20)))
     assert torch.equal(mixer.generator.get_state(), state)
     assert mixer(torch.randn(6, 40, 20), torch.randint(0, 3, (6,))).targets.shape == (6, 3)  # class labels mix
+    rows = torch.softmax(torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), 1)
+    torch.testing.assert_close(mixer(torch.randn(6, 40, 20), rows).targets.sum(1), torch.ones(6))  # and rows
+    same_class = multimix.Mixer([SpecMix(1.0), SpecMix(1.0, time_axis=-2)], num_classes=3, seed=0)
+    with pytest.raises(ValueError, match=r"\(0: SpecMix \(20,\), 1: SpecMix \(40,\)\)"):
+        same_class(torch.randn(6, 40, 20), torch.randint(0, 3, (6, 20)))
+
+
+def test_dict_fields_share_specmix_bands_only_where_they_fit():
+    """SpecMix's bands span frequency as well as time: one SpecMix object over fields of 40 and 80 mel bins draws
+    bands for each (it shared the 40-bin bands and failed); over two fields of one shape it shares them."""
+    specmix = SpecMix(1.0)
+    mixer = multimix.Mixer({"mel40": specmix, "mel80": specmix}, num_classes=3, per_sample=True, seed=0)
+    out = mixer({"mel40": torch.randn(4, 40, 20), "mel80": torch.randn(4, 80, 20), "labels": torch.arange(4) % 3})
+    assert out.inputs["mel80"].shape == (4, 80, 20)
+    a, b = torch.arange(4.0).view(4, 1, 1).expand(4, 40, 20), torch.arange(4.0).view(4, 1, 1).expand(4, 40, 20)
+    twin = multimix.Mixer({"a": specmix, "b": specmix}, num_classes=3, per_sample=True, seed=0)
+    out = twin({"a": a.clone(), "b": b.clone(), "labels": torch.arange(4) % 3})
+    assert torch.equal(out.inputs["a"], out.inputs["b"]) and not torch.equal(out.inputs["a"], a)
 
 
 def test_a_switch_is_the_mixers_only_adapter():
