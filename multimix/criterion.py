@@ -14,6 +14,7 @@ from functools import lru_cache
 from inspect import signature
 
 import torch
+from torch import nn
 
 from multimix._checks import check_tensor
 from multimix.loss_checks import REDUCTIONS, check_reduction, reduce_loss
@@ -73,7 +74,7 @@ def mixed_loss(
             ``batch.labels``, the ones the Mixer was given. Required with a plan.
         reduction: ``"mean"`` (over samples), ``"sum"`` or ``"none"``; None takes the
             criterion's own ``reduction`` if it has one, else ``"mean"``. With class weights
-            (``nn.CrossEntropyLoss(weight=w)``) the mean divides by the labels' total weight,
+            (``nn.CrossEntropyLoss(weight=w)``, ``nn.NLLLoss``) the mean divides by the labels' total weight,
             ``sum(lam * w[y] + (1 - lam) * w[y[index]])``, as torch's does: an unmixed batch
             gives the criterion's own loss.
 
@@ -155,10 +156,11 @@ def mixed_loss(
 def _class_weight(
     criterion: Callable[..., torch.Tensor], labels: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor | None:
-    """Each label's class weight (``criterion.weight[y]``, 0 where ``y`` is the criterion's ``ignore_index``), what
-    torch's ``"mean"`` divides by; None for a criterion without class weights or for probability targets."""
+    """Each label's class weight (``criterion.weight[y]``, 0 where ``y`` is the criterion's ``ignore_index``), what the
+    ``"mean"`` of torch's cross-entropy and NLL losses divides by; None for other criteria (``MultiMarginLoss`` and
+    most focal losses average over samples whatever their ``weight``), no class weights, or probability targets."""
     weight = getattr(criterion, "weight", None)
-    if not isinstance(weight, torch.Tensor) or labels.is_floating_point():
+    if not isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss)) or weight is None or labels.is_floating_point():
         return None
     valid = labels != getattr(criterion, "ignore_index", -100)
     return weight.to(labels.device, dtype)[torch.where(valid, labels, 0).long()] * valid

@@ -190,3 +190,16 @@ def test_class_weights_on_label_maps_give_the_criterions_loss_of_the_map_shown()
     out = multimix.Mixer(CutMix(1.0), num_classes=3, ignore_index=255, seed=0)(torch.rand(4, 3, 8, 8), maps)
     logits = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(multimix.mixed_loss(crit, logits, out), crit(logits, out.targets))
+
+
+def test_criteria_that_average_over_samples_keep_their_mean_whatever_their_weight():
+    """MultiMarginLoss(weight=w) (and most focal losses with a .weight) divide by the sample count, not by the
+    labels' weight: an unmixed batch gives the criterion's own loss."""
+    labels = torch.tensor([0, 1, 2, 1, 0, 2])
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    unmixed = multimix.Mixer(Mixup(1.0), 3, seed=0, p=0.0)(torch.rand(6, 3, 4, 4), labels)
+    margin = nn.MultiMarginLoss(weight=W)
+    torch.testing.assert_close(multimix.mixed_loss(margin, logits, unmixed), margin(logits, labels))
+    nll = nn.NLLLoss(weight=W)
+    log_probs = torch.log_softmax(logits, 1)
+    torch.testing.assert_close(multimix.mixed_loss(nll, log_probs, unmixed), nll(log_probs, labels))
