@@ -154,6 +154,8 @@ class CallInputs:
                 f"plan was drawn for samples of shape {plan.sample_shape}, but inputs hold {sample_shape(fields_)}; "
                 "its region fits the inputs it was drawn for: draw it with mixer.plan_for(inputs) for this batch"
             )
+        if plan.sample_shape is not None:  # drawn by plan_for: its regions are what the adapters drew
+            return
         for name, candidates in self._routes:
             region = plan.region if self.fields is None else (plan.region or {}).get(name)
             adapter = candidates[min(plan.choice, len(candidates) - 1)]

@@ -263,3 +263,19 @@ def test_dict_batches_trace_whole():
         for field in ("pixel_values", "depth"):
             torch.testing.assert_close(traced.inputs[field], eager.inputs[field], rtol=0, atol=0)
         torch.testing.assert_close(traced.targets, eager.targets, rtol=0, atol=0)
+
+
+def test_a_custom_adapter_whose_region_may_be_none_applies_a_plan_for_plan():
+    """A region-drawing adapter may draw None (nothing to mix): plan_for's own plan is applied, not refused."""
+
+    class MaybeBox(CutMix):
+        def draw_region(self, x, plan, generator):
+            return None if not plan.any_mixed else super().draw_region(x, plan, generator)
+
+        def apply(self, x, plan, region, valid=None):
+            return (x, plan.lam) if region is None else super().apply(x, plan, region, valid)
+
+    mixer = multimix.Mixer(MaybeBox(1.0), num_classes=4, p=0.0, seed=0)
+    x = torch.rand(4, 3, 8, 8)
+    out = mixer.apply(x, torch.arange(4), mixer.plan_for(x))
+    assert torch.equal(out.targets, torch.eye(4))
