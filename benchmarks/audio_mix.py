@@ -18,12 +18,14 @@ import argparse
 
 import torch
 import torchaudio
+from _results import append
 from host import cuda_syncs, host_time_us, median_ms, readbacks
 
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
 
 NUM_CLASSES = 10
+COLUMNS = ["shape", "step", "ms", "percent", "host_us"]
 
 
 def main() -> None:
@@ -34,6 +36,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-csv", action="store_true", help="print only; append nothing to benchmarks/results/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -65,6 +68,8 @@ def main() -> None:
         ("WaveMix, lengths, energy label", WaveMix(1.0, label_weight="energy"), waves, lengths),
     ]
     meta_labels = torch.zeros(args.batch, dtype=torch.long, device="meta")
+    shape = f"{args.batch}x{samples}"
+    rows = [{"shape": shape, "step": "front end", "ms": f"{front_ms:.3f}", "percent": "100.0", "host_us": ""}]
     for name, adapter, inputs, lens in cases:
         for per_sample in (False, True):
             mixer = multimix.Mixer(adapter, num_classes=NUM_CLASSES, per_sample=per_sample, seed=0)
@@ -73,10 +78,15 @@ def main() -> None:
             label = f"{name}, {'per-sample' if per_sample else 'batch'} lam"
             meta = [None if t is None else torch.empty(t.shape, dtype=t.dtype, device="meta") for t in (inputs, lens)]
             call = lambda m=mixer, b=meta[0], n=meta[1], y=meta_labels: m(b, y, lengths=n)  # noqa: E731
-            line = f"{label:<50}{ms:>8.2f}{100 * ms / front_ms:>15.1f}%{host_time_us(call):>9.0f}{readbacks(call):>12}"
+            host_us = host_time_us(call)
+            line = f"{label:<50}{ms:>8.2f}{100 * ms / front_ms:>15.1f}%{host_us:>9.0f}{readbacks(call):>12}"
+            rows.append({"shape": shape, "step": label, "ms": f"{ms:.3f}", "percent": f"{100 * ms / front_ms:.2f}",
+                         "host_us": f"{host_us:.0f}"})  # fmt: skip
             if on_cuda:
                 line += f"{cuda_syncs(lambda m=mixer, b=batch, n=lens: m(b, labels, lengths=n)):>12}"
             print(line)
+    if not args.no_csv:
+        print(f"raw rows appended to {append('audio_mix', device, rows, COLUMNS)}")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,13 @@ import time
 from pathlib import Path
 
 import torch
+from _results import append
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import multimix
 from multimix.text import HiddenMix
 
+COLUMNS = ["model", "shape", "layer", "step", "round", "ms"]
 SENTENCES = [
     "a gripping, beautifully shot film that never lets go",
     "dull, overlong and strangely empty",
@@ -73,6 +75,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-csv", action="store_true", help="print only; append nothing to benchmarks/results/")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
@@ -132,6 +135,11 @@ def main() -> None:
     for name, values in times.items():
         ms = statistics.median(values)
         print(f"{name:<28}{ms:>10.1f}{ms / plain:>10.3f}")
+    if not args.no_csv:
+        shape = f"{args.batch}x{args.seq_len}"
+        rows = [{"model": Path(path).name, "shape": shape, "layer": args.layer, "step": name, "round": k + 1,
+                 "ms": f"{ms:.3f}"} for name, values in times.items() for k, ms in enumerate(values)]  # fmt: skip
+        print(f"raw step times appended to {append('hf_step', device, rows, COLUMNS)}")
 
 
 if __name__ == "__main__":
