@@ -140,7 +140,6 @@ class CallInputs:
             check_lengths(lengths, batch_size, fields_["inputs"].shape[-1], validate=self.validate, values=values)
         return fields_, targets
 
-
     def _check_plan(self, plan: MixPlan, fields_: dict[str, torch.Tensor]) -> None:
         """Refuse a plan that was not drawn for these inputs (batch, device, sample shape) or lacks a region."""
         first = next(iter(fields_.values()))
@@ -179,6 +178,7 @@ def _agreed_label_shape(adapters: Sequence[Adapter], x: torch.Tensor, targets: o
             "class labels or rows, or choose adapters whose label positions agree"
         )
     return shapes[0]
+
 
 def _byte_span(x: torch.Tensor) -> tuple[int, int]:
     """The first and one-past-last byte a tensor view can touch (from its strides, no data read)."""
