@@ -22,11 +22,28 @@ __all__: list[str] = []
 class TimmMixer(Mixer):
     """A Mixer with timm's draws the Mixer does not make: a coin per batch, pairs, and halves."""
 
-    def __init__(self, adapters: list[Any], num_classes: int, *, mode: str, prob: float, **options: Any) -> None:
+    def __init__(
+        self, adapters: list[Any], num_classes: int, *, mode: str, prob: float, row_smoothing: float = 0.0,
+        **options: Any,
+    ) -> None:  # fmt: skip
         self.mode = mode
         self.batch_prob = prob if mode == "batch" else 1.0
+        self.row_smoothing = row_smoothing  # timm's multi-label smoothing: rows toward 0.5, not the Mixer's s / C
         super().__init__(adapters, num_classes, p=1.0 if mode == "batch" else prob, **options)
         self._built = True  # from here on, unknown attributes are refused as by the Mixer
+
+    def _split(
+        self, inputs: Any, targets: torch.Tensor | None, lengths: torch.Tensor | None, **checks: Any
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The Mixer's checks, with timm's multi-label rows: 0/1 integers taken as floats, smoothed toward 0.5 (so
+        ``mixup_fn.mixer(x, y)`` gives the targets ``mixup_fn(x, y)`` does)."""
+        rows = self.multi_label and isinstance(targets, torch.Tensor) and targets.dim() == 2
+        if rows and not targets.is_floating_point():
+            targets = targets.float()
+        fields_, targets = super()._split(inputs, targets, lengths, **checks)
+        if rows and self.row_smoothing > 0:
+            targets = targets * (1.0 - self.row_smoothing) + 0.5 * self.row_smoothing
+        return fields_, targets
 
     def draw(self, batch_size: int) -> MixPlan:
         if not self.enabled:

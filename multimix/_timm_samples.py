@@ -70,7 +70,7 @@ def stack_samples(batch: object) -> tuple[torch.Tensor, torch.Tensor]:
             raise ValueError(f"batch[{i}][0] has shape {tuple(image.shape)} but batch[0][0] has {shape}; "
                              "resize or crop to one size before collating")  # fmt: skip
     if all(isinstance(image, np.ndarray) for image in images):
-        stacked = torch.from_numpy(np.stack(images))
+        stacked = torch.from_numpy(np.ascontiguousarray(np.stack(images)))  # transposed CHW views stack strided
     else:
         stacked = torch.stack([torch.as_tensor(image) for image in images])
     return stacked, _labels(batch)

@@ -37,7 +37,6 @@ from multimix._checks import check_probability
 from multimix._timm_plans import TimmMixer
 from multimix._timm_samples import stack_samples
 from multimix.image.boxes import check_minmax
-from multimix.target_checks import check_targets
 
 try:  # timm's PrefetchLoader forwards mixup_enabled only to an instance of its own class
     from timm.data.mixup import FastCollateMixup as _TimmFastCollateMixup
@@ -49,6 +48,9 @@ except ImportError:  # timm is optional: without it there is no PrefetchLoader t
 __all__ = ["FastCollateMixup", "Mixup"]
 
 MODES = ("batch", "pair", "elem")
+# timm's settings, fixed once built (and the mixer built from them)
+_SETTINGS = ("mixup_alpha", "cutmix_alpha", "cutmix_minmax", "mix_prob", "switch_prob", "mode", "correct_lam",
+             "label_smoothing", "num_classes", "multi_label", "mixer")  # fmt: skip
 
 
 def _check_alpha(value: object, name: str) -> float:
@@ -143,9 +145,9 @@ class Mixup:
         self.mixer = TimmMixer(
             adapters, num_classes, mode=mode, prob=prob, per_sample=mode != "batch",
             switch="sample" if both and mode != "batch" else "batch", switch_prob=switch_prob if both else None,
-            label_smoothing=0.0 if multi_label else smoothing, multi_label=multi_label, seed=seed, generator=generator,
+            label_smoothing=0.0 if multi_label else smoothing, row_smoothing=smoothing if multi_label else 0.0,
+            multi_label=multi_label, seed=seed, generator=generator,
         )  # fmt: skip
-        # multi-label rows are smoothed toward 0.5 before the Mixer sees them (timm's rule, not the Mixer's s / C)
         self.mixup_alpha, self.cutmix_alpha, self.cutmix_minmax = mixup_alpha, cutmix_alpha, cutmix_minmax
         self.mix_prob, self.switch_prob, self.mode, self.correct_lam = prob, switch_prob, mode, correct_lam
         self.label_smoothing, self.num_classes, self.multi_label = smoothing, self.mixer.num_classes, multi_label
@@ -161,8 +163,11 @@ class Mixup:
         self.mixer.enabled = value
 
     def __setattr__(self, name: str, value: Any) -> None:
-        """Only ``mixup_enabled`` changes after construction; setting another would silently do nothing."""
-        if self.__dict__.get("_built") and name not in self._settable:
+        """Only ``mixup_enabled`` of timm's settings changes after construction; setting another, or a name these
+        classes do not have (``mixup_enable``), would silently do nothing. A subclass's own attributes are its own."""
+        ours = type(self).__module__ == __name__
+        fixed = name in _SETTINGS or (ours and not hasattr(type(self), name) and name not in self.__dict__)
+        if self.__dict__.get("_built") and fixed and name not in self._settable:
             raise AttributeError(
                 f"multimix.timm.{type(self).__name__}.{name} is fixed at construction, so setting it would do "
                 f"nothing; build a new {type(self).__name__} (mixup_enabled is the one switch that can change)"
@@ -177,7 +182,7 @@ class Mixup:
         """
         if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.dtype == torch.uint8):
             raise TypeError(f"x must be a floating-point or uint8 image batch (B, C, H, W), got dtype {x.dtype}")
-        target = self._smoothed_multi_label(target)
+        self._check_multi_label(target)
         if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
             out = self.mixer(x.float(), target)
             x.copy_(out.inputs.round_())
@@ -185,19 +190,14 @@ class Mixup:
         out = self.mixer(x, target)
         return out.inputs, out.targets
 
-    def _smoothed_multi_label(self, target: torch.Tensor) -> torch.Tensor:
-        """timm's multi-label targets: dense rows as float, smoothed toward 0.5 (the Mixer then only mixes them)."""
-        if not self.multi_label:
-            return target
-        if not isinstance(target, torch.Tensor) or target.dim() != 2:
+    def _check_multi_label(self, target: object) -> None:
+        """timm's multi-label targets are dense rows (the mixer takes 0/1 integers and smooths them toward 0.5)."""
+        if self.multi_label and (not isinstance(target, torch.Tensor) or target.dim() != 2):
             shape = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
             raise ValueError(
                 f"multi_label=True mixes dense multi-hot targets (B, num_classes={self.num_classes}), got {shape}; "
                 "pass 0/1 rows, or build the mixer with multi_label=False for class indices"
             )
-        rows = check_targets(target.float(), self.num_classes, multi_label=True)
-        s = self.label_smoothing
-        return rows * (1.0 - s) + 0.5 * s if s > 0 else rows
 
     def state_dict(self) -> dict[str, Any]:
         """The mixer's generator and schedule, so a resumed run draws the same plans."""

@@ -501,3 +501,36 @@ def test_the_vectorised_switch_equals_the_loop_bit_for_bit_with_infinities():
         results.append(switch.apply(x.clone(), plan, region))
     (loop, loop_lam), (vector, vector_lam) = results
     assert torch.equal(loop, vector) and torch.equal(loop_lam, vector_lam) and torch.isinf(vector[2, 0, 0, 0])
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_drop_ins_mixer_gives_the_calls_multi_label_targets(smoothing):
+    """mixup_fn.mixer(x, y) (for the whole MixedBatch) smooths multi-hot rows toward 0.5 as mixup_fn(x, y) does,
+    and takes 0/1 integer rows too (it skipped the smoothing and refused integers)."""
+    rows = torch.tensor([[0, 1, 1], [1, 0, 0], [0, 0, 1], [1, 1, 1]])
+    x = torch.rand(4, 3, 8, 8)
+    call = multimix.timm.Mixup(num_classes=3, multi_label=True, label_smoothing=smoothing, seed=0)
+    direct = multimix.timm.Mixup(num_classes=3, multi_label=True, label_smoothing=smoothing, seed=0)
+    _, want = call(x.clone(), rows)
+    got = direct.mixer(x.clone(), rows).targets
+    torch.testing.assert_close(got, want)
+    assert direct.mixer.state_dict()["generator"].equal(call.mixer.state_dict()["generator"])  # the same draws
+    smoothed = rows.float() * (1 - smoothing) + 0.5 * smoothing
+    unmixed = multimix.timm.Mixup(num_classes=3, multi_label=True, label_smoothing=smoothing, seed=0)
+    unmixed.mixup_enabled = False
+    torch.testing.assert_close(unmixed.mixer(x.clone(), rows).targets, smoothed)
+
+
+def test_a_subclass_keeps_attributes_of_its_own():
+    """timm users subclass Mixup; only timm's settings (and typos on the drop-in itself) are refused."""
+
+    class Warm(multimix.timm.Mixup):
+        def __init__(self, *args, warmup=3, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.warmup = warmup
+
+    warm = Warm(num_classes=10, warmup=5, seed=0)
+    warm.warmup = 6
+    assert warm.warmup == 6
+    with pytest.raises(AttributeError, match=r"multimix.timm.Warm.mixup_alpha is fixed at construction"):
+        warm.mixup_alpha = 0.2

@@ -345,3 +345,16 @@ def test_collate_mode_errors():
         half([(np.zeros((3, 4, 4), np.uint8), 0)])
     with pytest.raises(AttributeError, match=r"multimix.timm.FastCollateMixup.mode is fixed at construction"):
         half.mode = "elem"
+
+
+def test_transposed_numpy_samples_collate_into_a_contiguous_batch():
+    """timm's ToNumpy gives CHW views of HWC arrays; np.stack keeps their strides, timm returns a contiguous batch."""
+    g = np.random.default_rng(0)
+    samples = [(np.ascontiguousarray(g.integers(0, 256, (8, 8, 3), dtype=np.uint8)).transpose(2, 0, 1), i)
+               for i in range(4)]  # fmt: skip
+    images, _ = multimix.timm.FastCollateMixup(num_classes=10, seed=0)(samples)
+    reference, _ = timm_mixup.FastCollateMixup(num_classes=10)(samples)
+    assert images.is_contiguous() and images.stride() == reference.stride()
+    unmixed = multimix.timm.FastCollateMixup(num_classes=10, seed=0)
+    unmixed.mixup_enabled = False
+    assert torch.equal(unmixed(samples)[0], torch.from_numpy(np.stack([s for s, _ in samples])))
