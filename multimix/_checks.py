@@ -7,8 +7,9 @@ argument, what was expected, what was received and, where there is one, the fix.
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
+import numpy as np
 import torch
 
 MIN_ALPHA = 1e-300  # log(U) / alpha must stay finite in float64 for every uniform U >= 2**-60
@@ -43,12 +44,12 @@ def check_probability(p: object, name: str) -> float:
 
 
 def check_positive_int(value: object, name: str) -> int:
-    """Return ``value`` after checking it is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Return ``value`` as an int after checking it is an integer >= 1 (NumPy's integers too)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_tensor(x: object, name: str) -> torch.Tensor:

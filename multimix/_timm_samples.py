@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
+from multimix._checks import reads_values
+
 __all__: list[str] = []
 
 
@@ -48,12 +50,18 @@ def _labels(batch: Sequence[Sequence[object]]) -> torch.Tensor:
         raise TypeError(
             f"the labels (batch[i][1]) must be numbers or arrays, got {type(batch[0][1]).__name__} {batch[0][1]!r:.40}"
         )
-    if labels.dim() == 1 and labels.is_floating_point():
+    return class_indices(labels, "batch[{}][1]") if labels.dim() == 1 else labels
+
+
+def class_indices(labels: torch.Tensor, name: str) -> torch.Tensor:
+    """Class indices ``(B,)`` as int64, float ones too when they are whole numbers (timm casts them with ``.long()``);
+    ``name`` names sample i with ``{}``."""
+    if labels.is_floating_point() and reads_values(labels, False):  # on a device, .long() as timm: no read-back
         whole = labels == labels.round()
         if not bool(whole.all()):
             bad = int(torch.nonzero(~whole)[0])
-            raise ValueError(f"batch[{bad}][1] = {float(labels[bad])!r} is not a class index (a whole number)")
-    return labels.long() if labels.dim() == 1 else labels
+            raise ValueError(f"{name.format(bad)} = {float(labels[bad])!r} is not a class index (a whole number)")
+    return labels.long()
 
 
 def stack_samples(batch: object) -> tuple[torch.Tensor, torch.Tensor]:

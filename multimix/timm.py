@@ -30,12 +30,13 @@ from collections.abc import Mapping, Sequence
 from numbers import Real
 from typing import Any
 
+import numpy as np
 import torch
 
 from multimix import image
 from multimix._checks import check_probability
 from multimix._timm_plans import TimmMixer
-from multimix._timm_samples import stack_samples
+from multimix._timm_samples import class_indices, stack_samples
 from multimix.image.boxes import check_minmax
 
 try:  # timm's PrefetchLoader forwards mixup_enabled only to an instance of its own class
@@ -122,8 +123,9 @@ class Mixup:
         mixup_alpha = _check_alpha(mixup_alpha, "mixup_alpha")
         cutmix_alpha = _check_alpha(cutmix_alpha, "cutmix_alpha")
         for name, flag in (("correct_lam", correct_lam), ("multi_label", multi_label)):
-            if not isinstance(flag, bool):
+            if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
+        correct_lam, multi_label = bool(correct_lam), bool(multi_label)
         prob = check_probability(prob, "prob")
         switch_prob = check_probability(switch_prob, "switch_prob")
         if cutmix_minmax is not None:
@@ -183,6 +185,8 @@ class Mixup:
         if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.dtype == torch.uint8):
             raise TypeError(f"x must be a floating-point or uint8 image batch (B, C, H, W), got dtype {x.dtype}")
         self._check_multi_label(target)
+        if isinstance(target, torch.Tensor) and target.dim() == 1 and target.is_floating_point():
+            target = class_indices(target, "target[{}]")  # timm takes whole-number float indices
         if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
             out = self.mixer(x.float(), target)
             x.copy_(out.inputs.round_())

@@ -534,3 +534,16 @@ def test_a_subclass_keeps_attributes_of_its_own():
     assert warm.warmup == 6
     with pytest.raises(AttributeError, match=r"multimix.timm.Warm.mixup_alpha is fixed at construction"):
         warm.mixup_alpha = 0.2
+
+
+def test_numpy_arguments_and_whole_float_indices_are_taken_as_timm_takes_them():
+    ours = multimix.timm.Mixup(num_classes=np.int64(10), correct_lam=np.bool_(True), cutmix_minmax=np.array([0.2, 0.8]),
+                               seed=0)  # fmt: skip
+    assert (ours.num_classes, ours.correct_lam, ours.cutmix_minmax) == (10, True, (0.2, 0.8))
+    assert type(ours.num_classes) is int
+    x = torch.rand(4, 3, 8, 8)
+    _, from_floats = multimix.timm.Mixup(num_classes=10, seed=0)(x.clone(), torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    _, from_ints = multimix.timm.Mixup(num_classes=10, seed=0)(x.clone(), torch.tensor([0, 1, 2, 3]))
+    torch.testing.assert_close(from_floats, from_ints)
+    with pytest.raises(ValueError, match=r"target\[0\] = 0.5 is not a class index \(a whole number\)"):
+        ours(x.clone(), torch.tensor([0.5, 1.0, 2.0, 3.0]))

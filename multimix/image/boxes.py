@@ -5,6 +5,7 @@ row and column masks that paste them on a device.
 from __future__ import annotations
 
 import math
+from numbers import Real
 from typing import NamedTuple
 
 import numpy as np
@@ -99,8 +100,8 @@ def _one_centred_box(
 
 def check_minmax(minmax: object, name: str = "minmax") -> tuple[float, float]:
     """``(low, high)`` box side ratios with ``0 <= low <= high <= 1``, else a ValueError naming the value."""
-    ok = isinstance(minmax, (tuple, list)) and len(minmax) == 2
-    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in minmax)
+    ok = isinstance(minmax, (tuple, list, np.ndarray)) and len(minmax) == 2  # a NumPy pair too, as timm takes
+    ok = ok and all(isinstance(v, Real) and not isinstance(v, (bool, np.bool_)) for v in minmax)
     if not ok or not 0 <= minmax[0] <= minmax[1] <= 1:
         raise ValueError(
             f"{name} must be (low, high) box side ratios with 0 <= low <= high <= 1, e.g. (0.2, 0.8), got {minmax!r}"
