@@ -281,7 +281,8 @@ def test_cli_refuses_bad_runs_before_training(tmp_path, capsys):
     ]  # fmt: skip
     for extra, match in cases:
         with pytest.raises(SystemExit) as exit_info:
-            main(["run", "image", "--quick", "--device", "cpu", "--set", "progress=false", *extra])
+            main(["run", "image", "--quick", "--device", "cpu", "--set", "progress=false",
+                  "--out", str(tmp_path / "default"), *extra])  # a case's own --out comes last and wins  # fmt: skip
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and re.search(match, err), (extra, err)
     assert not (tmp_path / "small" / "metrics.json").exists()
