@@ -38,7 +38,7 @@ class TimmMixer(Mixer):
         """The Mixer's checks, with timm's multi-label rows: 0/1 integers taken as floats, smoothed toward 0.5 (so
         ``mixup_fn.mixer(x, y)`` gives the targets ``mixup_fn(x, y)`` does)."""
         rows = self.multi_label and isinstance(targets, torch.Tensor) and targets.dim() == 2
-        if rows and not targets.is_floating_point():
+        if rows and targets.dtype != torch.float32:  # timm's rows are float32 whatever the labels' dtype
             targets = targets.float()
         fields_, targets = super()._split(inputs, targets, lengths, **checks)
         if rows and self.row_smoothing > 0:

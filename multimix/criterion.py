@@ -159,10 +159,11 @@ def _class_weight(
     """Each label's class weight (``criterion.weight[y]``, 0 where ``y`` is the criterion's ``ignore_index``), what the
     ``"mean"`` of torch's cross-entropy and NLL losses divides by; None for other criteria (``MultiMarginLoss`` and
     most focal losses average over samples whatever their ``weight``), no class weights, or probability targets."""
-    weight = getattr(criterion, "weight", None)
-    if not isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss)) or weight is None or labels.is_floating_point():
+    module = getattr(criterion, "_orig_mod", criterion)  # torch.compile's wrapper of the loss module
+    weight = getattr(module, "weight", None)
+    if not isinstance(module, (nn.CrossEntropyLoss, nn.NLLLoss)) or weight is None or labels.is_floating_point():
         return None
-    valid = labels != getattr(criterion, "ignore_index", -100)
+    valid = labels != getattr(module, "ignore_index", -100)
     return weight.to(labels.device, dtype)[torch.where(valid, labels, 0).long()] * valid
 
 

@@ -162,7 +162,7 @@ class Mixup:
 
     @mixup_enabled.setter
     def mixup_enabled(self, value: bool) -> None:
-        self.mixer.enabled = value
+        self.mixer.enabled = bool(value) if isinstance(value, np.bool_) else value
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Only ``mixup_enabled`` of timm's settings changes after construction; setting another, or a name these

@@ -203,3 +203,13 @@ def test_criteria_that_average_over_samples_keep_their_mean_whatever_their_weigh
     nll = nn.NLLLoss(weight=W)
     log_probs = torch.log_softmax(logits, 1)
     torch.testing.assert_close(multimix.mixed_loss(nll, log_probs, unmixed), nll(log_probs, labels))
+
+
+def test_a_compiled_weighted_cross_entropy_keeps_torchs_mean():
+    """torch.compile wraps the loss module: its class weights still set the mean's divisor."""
+    labels = torch.tensor([0, 1, 2, 1, 0, 2])
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+    unmixed = multimix.Mixer(Mixup(1.0), 3, seed=0, p=0.0)(torch.rand(6, 3, 4, 4), labels)
+    compiled = torch.compile(nn.CrossEntropyLoss(weight=W), backend="eager")
+    want = nn.CrossEntropyLoss(weight=W)(logits, labels)
+    torch.testing.assert_close(multimix.mixed_loss(compiled, logits, unmixed), want)

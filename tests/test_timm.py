@@ -547,3 +547,16 @@ def test_numpy_arguments_and_whole_float_indices_are_taken_as_timm_takes_them():
     torch.testing.assert_close(from_floats, from_ints)
     with pytest.raises(ValueError, match=r"target\[0\] = 0.5 is not a class index \(a whole number\)"):
         ours(x.clone(), torch.tensor([0.5, 1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.int64])
+def test_multi_label_targets_are_float32_whatever_the_rows_dtype(dtype):
+    """timm's targets are float32 (NumPy float labels collate as float64)."""
+    rows = torch.tensor([[0, 1, 1], [1, 0, 0], [0, 0, 1], [1, 1, 1]]).to(dtype)
+    mixup = multimix.timm.Mixup(num_classes=3, multi_label=True, label_smoothing=0.1, seed=0)
+    mixup.mixup_enabled = np.bool_(False)
+    _, targets = mixup(torch.rand(4, 3, 8, 8), rows)
+    assert targets.dtype == torch.float32
+    torch.testing.assert_close(targets, rows.float() * 0.9 + 0.05)
+    with pytest.raises(ValueError, match=r"cutmix_minmax must be \(low, high\)"):
+        multimix.timm.Mixup(cutmix_minmax=np.array(0.5))

@@ -100,7 +100,7 @@ def _one_centred_box(
 
 def check_minmax(minmax: object, name: str = "minmax") -> tuple[float, float]:
     """``(low, high)`` box side ratios with ``0 <= low <= high <= 1``, else a ValueError naming the value."""
-    ok = isinstance(minmax, (tuple, list, np.ndarray)) and len(minmax) == 2  # a NumPy pair too, as timm takes
+    ok = isinstance(minmax, (tuple, list, np.ndarray)) and np.ndim(minmax) == 1 and len(minmax) == 2  # NumPy too
     ok = ok and all(isinstance(v, Real) and not isinstance(v, (bool, np.bool_)) for v in minmax)
     if not ok or not 0 <= minmax[0] <= minmax[1] <= 1:
         raise ValueError(
