@@ -7,6 +7,7 @@ argument, what was expected, what was received and, where there is one, the fix.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Integral, Real
 
 import numpy as np
@@ -163,3 +164,18 @@ def _samples_may_overlap(x: torch.Tensor) -> bool:
             return True
         spanned += stride * (size - 1)
     return False
+
+
+def check_weights(weights: Sequence[float] | None, count: int) -> list[float] | None:
+    """``weights`` after checking they give each of ``count`` adapters a finite share >= 0, with a positive sum."""
+    if weights is None:
+        return None
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+        raise TypeError(f"weights must be a sequence of {count} numbers (one per alpha), got {weights!r}")
+    values = [float(w) if isinstance(w, Real) and not isinstance(w, bool) else math.nan for w in weights]
+    if len(values) != count or not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+        raise ValueError(
+            f"weights must give each of the {count} alphas a finite weight >= 0, with a positive sum; got {weights!r}"
+        )
+    return values
+

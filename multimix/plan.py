@@ -21,16 +21,14 @@ lam ~ Beta(alpha, alpha) comes from :func:`multimix.beta.sample_beta` (the same 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from numbers import Real
 from typing import Any
 
 import numpy as np
 import torch
 
-from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability
+from multimix._checks import check_alpha, check_generator, check_positive_int, check_probability, check_weights
 from multimix._transfer import to_device
 from multimix.beta import beta_values
 
@@ -237,21 +235,7 @@ def draw_plan(
         raise ValueError(f"switch must be 'batch' (one adapter per batch) or 'sample' (one per sample), got {switch!r}")
     if switch == "sample" and not per_sample:
         raise ValueError("switch='sample' draws one lam per sample from each sample's adapter; pass per_sample=True")
-    return _draw(batch_size, alphas, generator, _checked_weights(weights, len(alphas)), per_sample, p, switch)
-
-
-def _checked_weights(weights: Sequence[float] | None, count: int) -> list[float] | None:
-    """``weights`` after checking they give each of ``count`` adapters a finite share >= 0, with a positive sum."""
-    if weights is None:
-        return None
-    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
-        raise TypeError(f"weights must be a sequence of {count} numbers (one per alpha), got {weights!r}")
-    values = [float(w) if isinstance(w, Real) and not isinstance(w, bool) else math.nan for w in weights]
-    if len(values) != count or not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
-        raise ValueError(
-            f"weights must give each of the {count} alphas a finite weight >= 0, with a positive sum; got {weights!r}"
-        )
-    return values
+    return _draw(batch_size, alphas, generator, check_weights(weights, len(alphas)), per_sample, p, switch)
 
 
 def _draw(

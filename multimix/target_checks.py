@@ -149,3 +149,23 @@ def follows_positions(targets: torch.Tensor, label_shape: tuple[int | None, ...]
     indices or rows."""
     positions = targets.dim() - 1 - targets.is_floating_point()
     return bool(label_shape) and targets.dim() > 1 and positions == len(label_shape)
+
+
+def check_mix_arguments(
+    rows: object, index: object, lam: object
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`~multimix.targets.mix_targets`'s arguments checked: float rows ``(B, C)``, an integer partner map and
+    lam ``(B,)`` (their values where reading them costs nothing)."""
+    rows, index, lam = check_tensor(rows, "rows"), check_tensor(index, "index"), check_tensor(lam, "lam")
+    if rows.dim() != 2 or index.shape != (rows.shape[0],) or lam.shape != (rows.shape[0],):
+        raise ValueError(
+            f"mix_targets needs rows (B, C), index (B,) and lam (B,); got {tuple(rows.shape)}, "
+            f"{tuple(index.shape)} and {tuple(lam.shape)}"
+        )
+    if not rows.is_floating_point() or index.is_floating_point() or index.dtype == torch.bool:
+        raise TypeError(f"mix_targets needs float rows and an integer index, got {rows.dtype} and {index.dtype}")
+    if reads_values(index, False) and index.numel() and not bool(((index >= 0) & (index < len(index))).all()):
+        raise ValueError(f"index must hold partners in [0, {len(index)}), got {index.tolist()}")
+    if reads_values(lam, False) and not bool(((lam >= 0) & (lam <= 1)).all()):
+        raise ValueError(f"lam must lie in [0, 1], got {lam.tolist()}")
+    return rows, index, lam

@@ -19,9 +19,9 @@ from typing import NamedTuple
 
 import torch
 
-from multimix._checks import check_probability, check_tensor, reads_values
+from multimix._checks import check_probability
 from multimix.plan import MixPlan
-from multimix.target_checks import check_targets
+from multimix.target_checks import check_mix_arguments, check_targets
 
 __all__ = ["label_weights", "mix_targets", "soft_targets"]
 
@@ -119,18 +119,7 @@ def mix_targets(rows: torch.Tensor, index: torch.Tensor, lam: torch.Tensor) -> t
         tensor([[0.7500, 0.2500],
                 [0.2500, 0.7500]])
     """
-    rows, index, lam = check_tensor(rows, "rows"), check_tensor(index, "index"), check_tensor(lam, "lam")
-    if rows.dim() != 2 or index.shape != (rows.shape[0],) or lam.shape != (rows.shape[0],):
-        raise ValueError(
-            f"mix_targets needs rows (B, C), index (B,) and lam (B,); got {tuple(rows.shape)}, "
-            f"{tuple(index.shape)} and {tuple(lam.shape)}"
-        )
-    if not rows.is_floating_point() or index.is_floating_point() or index.dtype == torch.bool:
-        raise TypeError(f"mix_targets needs float rows and an integer index, got {rows.dtype} and {index.dtype}")
-    if reads_values(index, False) and index.numel() and not bool(((index >= 0) & (index < len(index))).all()):
-        raise ValueError(f"index must hold partners in [0, {len(index)}), got {index.tolist()}")
-    if reads_values(lam, False) and not bool(((lam >= 0) & (lam <= 1)).all()):
-        raise ValueError(f"lam must lie in [0, 1], got {lam.tolist()}")
+    rows, index, lam = check_mix_arguments(rows, index, lam)
     return _lerp_from_partner(rows, index.to(rows.device), lam.to(rows.device))
 
 
