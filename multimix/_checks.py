@@ -53,6 +53,13 @@ def check_positive_int(value: object, name: str) -> int:
     return int(value)
 
 
+def check_flag(value: object, name: str) -> bool:
+    """Return ``value`` after checking it is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
 def check_tensor(x: object, name: str) -> torch.Tensor:
     """Return ``x`` after checking it is a tensor."""
     if not isinstance(x, torch.Tensor):

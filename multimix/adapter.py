@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from multimix._checks import check_alpha, check_float_tensor, check_writable
+from multimix._checks import check_alpha, check_flag, check_float_tensor, check_writable
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
 
@@ -48,8 +48,7 @@ class Adapter(ABC):
 
     def __init__(self, alpha: float = 1.0, *, inplace: bool = True) -> None:
         self.alpha = alpha
-        if not isinstance(inplace, bool):
-            raise TypeError(f"inplace must be a bool, got {type(inplace).__name__} {inplace!r}")
+        check_flag(inplace, "inplace")
         self.inplace = inplace
 
     @property

@@ -300,4 +300,3 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             + (f"ignore_index={self.ignore_index}, " if self.ignore_index != -100 else "")
             + f"multi_label={self.multi_label})"
         )
-

@@ -10,17 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from multimix._checks import check_positive_int, check_probability
+from multimix._checks import check_flag, check_positive_int, check_probability
 from multimix.targets import check_label_mode
 
 __all__: list[str] = []
-
-
-def check_flag(value: object, name: str) -> bool:
-    """Return ``value`` after checking it is a bool."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return value
 
 
 def _check_ignore_index(value: object, name: str) -> int:

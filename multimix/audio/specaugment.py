@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from multimix._checks import check_float_tensor, check_generator_state, check_writable, seeded_generator
+from multimix._checks import check_flag, check_float_tensor, check_generator_state, check_writable, seeded_generator
 from multimix._transfer import to_device
 from multimix.mixer import MixedBatch
 
@@ -96,8 +96,7 @@ class SpecAugment:
         self.freq_masks, self.freq_width = _count(freq_masks, "freq_masks"), _count(freq_width, "freq_width")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"value must be a float (what masked cells become), got {type(value).__name__} {value!r}")
-        if not isinstance(inplace, bool):
-            raise TypeError(f"inplace must be a bool, got {type(inplace).__name__} {inplace!r}")
+        check_flag(inplace, "inplace")
         self.value, self.inplace = float(value), inplace
         self.generator = seeded_generator(seed, generator)
 

@@ -23,6 +23,7 @@ from typing import Literal
 
 import torch
 
+from multimix._checks import check_flag
 from multimix._kernels import apply_rowwise, keep_unmixed, row_view, unchanged
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
@@ -135,8 +136,7 @@ class SpecMixup(_SpectrogramAdapter):
         self._set_time_axis(time_axis)
         if domain not in ("log", "power"):
             raise ValueError(f"domain must be 'log' or 'power', got {domain!r}")
-        if not isinstance(db, bool):
-            raise TypeError(f"db must be a bool, got {type(db).__name__} {db!r}")
+        check_flag(db, "db")
         self.domain = domain
         self.db = db
 

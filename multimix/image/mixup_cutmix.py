@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from multimix._checks import check_flag
 from multimix._kernels import applied_lam, box_writer, lerp_rows, lerp_writer, paste_boxes, paste_window
 from multimix.adapter import Adapter
 from multimix.image.boxes import Boxes, _draw_boxes, _host_box_masks, box_masks, check_minmax, kept_where_mixed
@@ -106,8 +107,7 @@ class CutMix(Adapter):
         inplace: bool = True,
     ) -> None:
         super().__init__(alpha, inplace=inplace)
-        if not isinstance(correct_lam, bool):
-            raise TypeError(f"correct_lam must be a bool, got {type(correct_lam).__name__} {correct_lam!r}")
+        check_flag(correct_lam, "correct_lam")
         self.minmax = None if minmax is None else check_minmax(minmax)
         if self.minmax is not None and not correct_lam:
             raise ValueError(
