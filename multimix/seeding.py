@@ -12,8 +12,8 @@ __all__ = ["rank_seed"]
 def rank_seed(seed: int, rank: int) -> int:
     """The plan-generator seed of process ``rank`` > 0 (rank 0 keeps the mixer's own generator).
 
-    Mixed like :meth:`multimix.Mixer.seed_worker` mixes worker seeds, so ranks draw
-    different plans and a run is reproducible from ``seed`` and the world size.
+    Ranks draw different plans, in their DataLoader workers too (:meth:`multimix.Mixer.seed_worker`
+    starts from the rank's stream), and a run is reproducible from ``seed`` and the world size.
 
     Example:
         >>> rank_seed(0, 1) != rank_seed(0, 2) != rank_seed(1, 1)

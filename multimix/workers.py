@@ -2,7 +2,8 @@
 
 Each worker holds a copy of the mixer, made when the worker started (pickled for
 spawned workers). Without reseeding, every copy would draw the same plans; the worker
-seed comes from the DataLoader's generator, so runs stay reproducible.
+seed comes from the copy's own stream and the DataLoader's generator, so runs stay
+reproducible and processes whose mixers draw different streams (ranks) stay apart.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ class WorkerCopies:
         """In a DataLoader worker, reseed the plan generator once from the worker's seed, and follow the schedule.
 
         Each worker holds a copy of the mixer; without this they would all draw the
-        same plans. The worker seed comes from the DataLoader's generator, so runs stay
-        reproducible. The copy also applies the epoch and ``enabled`` the main process
+        same plans. The worker seed mixes the DataLoader's seed of the worker with a draw
+        from the copy's own stream, which a rank's reseed (:class:`~multimix.ranks.RankStates`,
+        the callbacks) or a restored state has set: seeded alike, ranks still draw apart, and
+        a run is reproducible from the mixer's state and the DataLoader's seed. The copy also applies the epoch and ``enabled`` the main process
         set since (``set_epoch`` reaches persistent workers). A no-op in the main process.
         """
         info = get_worker_info()
@@ -40,7 +43,8 @@ class WorkerCopies:
             return
         if self._worker_seed != info.seed:
             self._worker_seed = info.seed
-            self.generator.manual_seed((self.seed * 1_000_003 + info.seed) % 2**63)
+            stream = int(torch.randint(0, 2**62, (), generator=self.generator))
+            self.generator.manual_seed((stream * 1_000_003 + info.seed) % 2**63)
         self._schedule.follow_main_process()
 
     def collate(self, samples: Sequence[Any]) -> MixedBatch:

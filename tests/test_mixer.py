@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import multimix
 from multimix.image import CutMix, Mixup
+from multimix.seeding import rank_seed
 
 
 def batch(n=6, c=5, seed=0):
@@ -151,6 +152,25 @@ def test_collate_fn_in_workers_draws_different_reproducible_plans():
     assert not torch.equal(first[0], first[1])  # the two workers do not repeat each other
     batch0 = first[0]
     assert batch0.shape == (16,)
+
+
+def test_workers_of_ranks_seeded_alike_draw_apart():
+    """Ranks seeded alike (seed_everything) build the same DataLoader seeds; the rank's reseed of the mixer
+    (RankStates, the callbacks) must still reach its workers' plans."""
+    data = TensorDataset(torch.randn(32, 3, 4, 4), torch.randint(0, 4, (32,)))
+
+    def lams(rank: int) -> list[torch.Tensor]:
+        mixer = multimix.Mixer(Mixup(1.0), num_classes=4, per_sample=True, seed=0)
+        if rank > 0:
+            mixer.generator.manual_seed(rank_seed(mixer.seed, rank))
+        loader = DataLoader(
+            data, batch_size=8, num_workers=2, collate_fn=mixer.collate, generator=torch.Generator().manual_seed(0)
+        )
+        return [b.lam for b in loader]
+
+    rank0, again, rank1 = lams(0), lams(0), lams(1)
+    assert all(torch.equal(a, b) for a, b in zip(rank0, again, strict=True))
+    assert not any(torch.equal(a, b) for a, b in zip(rank0, rank1, strict=True))
 
 
 def test_collate_in_the_main_process_mixes_the_stacked_batch():
