@@ -67,6 +67,24 @@ def test_logaddexp_mix_handles_extreme_values():
     torch.testing.assert_close(out, torch.tensor([1e4 + math.log(0.5)] * 2))
 
 
+@pytest.mark.parametrize("db", [False, True])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_power_domain_backpropagates_to_a_trainable_front_end(db, per_sample):
+    """The gradient of the power-domain mix is the one of its formula, log(lam e^a + (1 - lam) e^b), on the CPU too
+    (whose in-place route overwrote tensors autograd keeps)."""
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(4, 8, 10, dtype=torch.float64, generator=generator, requires_grad=True)
+    mixer = multimix.Mixer(SpecMixup(1.0, domain="power", db=db), num_classes=4, per_sample=per_sample, seed=0)
+    out = mixer(source * 10, torch.arange(4))
+    (out.inputs * torch.linspace(-1, 1, 10, dtype=torch.float64)).sum().backward()
+    scale = math.log(10) / 10 if db else 1.0
+    lam, x = out.lam.view(4, 1, 1), source.detach().clone().requires_grad_(True)
+    spec = x * 10 * scale
+    expected = torch.logaddexp(spec + lam.log(), spec[out.index] + (1 - lam).log()) / scale
+    (expected * torch.linspace(-1, 1, 10, dtype=torch.float64)).sum().backward()
+    torch.testing.assert_close(source.grad, x.grad)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("domain", ["log", "power"])
 def test_spec_mixup_loop_equals_the_vectorised_path_in_every_dtype(dtype, domain):
