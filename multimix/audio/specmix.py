@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 
 from multimix._checks import check_positive_int
-from multimix._kernels import apply_rowwise, unchanged, where_into
+from multimix._kernels import apply_rowwise, in_layout_of, unchanged, where_into
 from multimix.audio.spectrogram import _SpectrogramAdapter
 from multimix.lengths import Validity
 from multimix.plan import MixPlan
@@ -22,8 +22,8 @@ __all__ = ["SpecMix"]
 class Bands(NamedTuple):
     """SpecMix bands per sample: ``[start, end)`` on the time and frequency axes, the area kept, and their masks.
 
-    Given lengths, the time bands are fitted to each clip's valid frames (``time`` counts
-    valid frames, ``span`` marks them): what :meth:`SpecMix.apply` pastes and labels.
+    Given lengths, the bands are fitted to the frames valid in both the clip and its partner
+    (``time`` counts them, ``span`` marks them): what :meth:`SpecMix.apply` pastes and labels.
     """
 
     time: torch.Tensor  # (B, time_bands, 2) long
@@ -33,7 +33,7 @@ class Bands(NamedTuple):
     time_mask: torch.Tensor  # (B, T) bool, frames taken from the partner
     time_draws: torch.Tensor | None = None  # (B, time_bands) float64, the uniforms that place the time bands
     cut: torch.Tensor | None = None  # (B,) float64, the share of each axis cut: 1 - sqrt(lam)
-    span: torch.Tensor | None = None  # (B, T) bool, the frames the bands may take (fitted to lengths); None: all
+    span: torch.Tensor | None = None  # (B, T) bool, frames valid in clip and partner, the bands' (lengths); None: all
 
 
 def _band_mask(bands: torch.Tensor, size: int) -> torch.Tensor:
@@ -52,13 +52,16 @@ def _bands(cut: torch.Tensor, draws: torch.Tensor, size: int | torch.Tensor, max
     return torch.stack([starts, starts + widths], dim=2)
 
 
-def _kept(time_mask: torch.Tensor, freq_mask: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+def _kept(
+    time_mask: torch.Tensor, freq_mask: torch.Tensor, frames: torch.Tensor, shared: torch.Tensor | None = None
+) -> torch.Tensor:
     """``(B,)`` float64 share of each clip's ``frames`` x bins that no band takes (all of it for a clip of no frames):
-    the label weight. ``frames``: each clip's own ``(B,)``, or the axis length for all."""
+    the label weight. ``frames``: each clip's own ``(B,)``, or the axis length for all; ``shared``: the frames the
+    frequency bands span (those valid in the partner too), ``frames`` if None."""
     cut_frames, cut_bins = time_mask.sum(1, dtype=torch.float64), freq_mask.sum(1, dtype=torch.float64)
     bins = freq_mask.shape[-1]
     area = frames * bins
-    cut_area = cut_frames * bins + cut_bins * frames - cut_frames * cut_bins
+    cut_area = cut_frames * bins + cut_bins * (frames if shared is None else shared) - cut_frames * cut_bins
     return torch.where(area > 0, 1.0 - cut_area / area.clamp(min=1.0), 1.0)
 
 
@@ -69,8 +72,9 @@ class SpecMix(_SpectrogramAdapter):
     length, split over ``time_bands`` / ``freq_bands`` bands of at most
     ``max_time_width`` frames / ``max_freq_width`` bins. The label weight is the
     fraction of the spectrogram actually kept from the sample itself, per sample. Given
-    lengths (or a padding mask), the bands stay on each clip's valid frames and the label
-    weight is the share of those kept (see docs/audio.md).
+    lengths (or a padding mask), the bands stay on the frames valid in both the clip and its
+    partner (padding is neither pasted nor counted) and the label weight is the share of
+    the clip's own valid frames kept (see docs/audio.md).
     Spectrograms are ``(B, F, T)`` (``time_axis=-1``, the default when None) or
     ``(B, T, F)`` with ``time_axis=-2`` (HF AST's ``input_values``: ``multimix.wrap``
     sets it for the models it knows when left None).
@@ -83,7 +87,7 @@ class SpecMix(_SpectrogramAdapter):
         True
     """
 
-    keeps_lengths = True  # given lengths, the bands stay on each clip's own valid frames
+    keeps_lengths = True  # given lengths, the bands stay on frames valid in the clip (and its partner)
 
     def __init__(
         self,
@@ -132,20 +136,22 @@ class SpecMix(_SpectrogramAdapter):
                      tmask.expand(n, -1), time_draws.expand(n, -1), cut.expand(n))  # fmt: skip
 
     def prepare(self, x: torch.Tensor, plan: MixPlan, region: Bands, valid: Validity | None = None) -> Bands:
-        """With lengths, the bands fitted to each clip's valid frames (once, for the labels and the pixels)."""
+        """With lengths, the bands fitted to the frames valid in both each clip and its partner (once, for the labels
+        and the pixels): the partner's padding is never pasted, nor counted as the partner's share."""
         region = Bands(*region)
         if valid is None or region.span is not None:
             return region
         self._check_valid(valid)
-        span = valid.mask  # (B, T) True on valid frames
-        frames = valid.counts()  # (B,) float64
-        if region.time_draws is None or region.cut is None:  # bands given by hand: where they are, on valid frames
+        span = valid.mask & valid.mask.index_select(0, plan.index)  # (B, T) valid in the clip and its partner
+        shared = span.sum(1, dtype=torch.float64)
+        if region.time_draws is None or region.cut is None:  # bands given by hand: where they are, on shared frames
             time, tmask = region.time, region.time_mask & span
-        else:  # the same draws, over each clip's own frames: a band covers valid frames by their rank
-            time = _bands(region.cut, region.time_draws, frames.long().unsqueeze(1), self.max_time_width)
+        else:  # the same draws, over the shared frames: a band covers them by their rank
+            time = _bands(region.cut, region.time_draws, shared.long().unsqueeze(1), self.max_time_width)
             rank = (span.long().cumsum(1) - 1).unsqueeze(1)  # (B, 1, T)
             tmask = ((rank >= time[..., :1]) & (rank < time[..., 1:]) & span.unsqueeze(1)).any(dim=1)
-        return region._replace(time=time, time_mask=tmask, kept=_kept(tmask, region.freq_mask, frames), span=span)
+        kept = _kept(tmask, region.freq_mask, valid.counts(), shared)
+        return region._replace(time=time, time_mask=tmask, kept=kept, span=span)
 
     def apply(
         self, x: torch.Tensor, plan: MixPlan, region: Bands, valid: Validity | None = None
@@ -170,7 +176,7 @@ class SpecMix(_SpectrogramAdapter):
         bins = region.freq_mask.shape[-1]
         kept = 1.0 - region.freq_mask.sum(1, keepdim=True, dtype=torch.float64) / bins  # (B, 1)
         own = torch.where(region.time_mask, 0.0, kept)
-        if region.span is not None:  # fitted to lengths: padding frames take nothing
+        if region.span is not None:  # fitted to lengths: frames where either side is padding take nothing
             own = torch.where(region.span, own, 1.0)
         own = torch.where(plan.mixed.view(-1, 1), own, 1.0)
         return labels.index_select(0, plan.index), own
@@ -185,7 +191,7 @@ class SpecMix(_SpectrogramAdapter):
                 mask = mask & plan.mixed.view(-1, 1, 1)
             mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:])
             partner = x.index_select(0, plan.index)
-            mixed = where_into(mask, partner, x) if inplace else torch.where(mask, partner, x)
+            mixed = where_into(mask, partner, x) if inplace else in_layout_of(x, torch.where(mask, partner, x))
         else:
             time, freq = region.time.tolist(), region.freq.tolist()
 

@@ -402,3 +402,13 @@ def test_float32_wavemix_loop_with_lengths_weighs_each_source_by_the_drawn_lam_e
         want.mul_(lam[i])
         want[: valid[j]].add_(waves[j][: valid[j]], alpha=1.0 - lam[i])
         assert torch.equal(out.inputs[i], want), i
+
+
+@pytest.mark.parametrize("adapter", [SpecMixup(1.0, inplace=False), SpecMixup(1.0, domain="power", inplace=False),
+                                     SpecMix(1.0, inplace=False)])  # fmt: skip
+@pytest.mark.parametrize("path", [looped, vectorised])
+def test_a_new_spectrogram_batch_keeps_the_inputs_memory_layout(adapter, path):
+    """(B, C, F, T) spectrograms kept channels_last (SpecMix's select took the gathered partner's layout)."""
+    x = torch.randn(4, 2, 8, 16).to(memory_format=torch.channels_last)
+    out = multimix.Mixer(path(adapter), num_classes=4, per_sample=True, seed=0)(x, torch.arange(4))
+    assert out.inputs is not x and out.inputs.is_contiguous(memory_format=torch.channels_last)

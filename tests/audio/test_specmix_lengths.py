@@ -1,4 +1,4 @@
-"""SpecMix with lengths: its bands fall on each clip's valid frames, and its label weight is the share of them kept."""
+"""SpecMix with lengths: its bands fall on frames valid in clip and partner; its label weight is the share kept."""
 
 from __future__ import annotations
 
@@ -37,6 +37,22 @@ def test_bands_fall_on_valid_frames_and_the_label_weight_is_the_share_of_them_ke
         own = (clip[:, :n] == i + 1).double().mean() if n else torch.tensor(1.0, dtype=torch.float64)
         assert float(out.lam[i]) == pytest.approx(float(own), abs=1e-6)
     assert (out.lam < 1).any()  # the bands took something
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_the_partners_padding_is_neither_pasted_nor_labelled(per_sample, seed):
+    """Every cell a clip takes from its partner holds the partner's sound, so the partner's label weight (1 - lam)
+    is the share of the clip's frames that shows it (a shorter partner's padding was pasted and counted)."""
+    out = mixed(per_sample, seed, time_bands=2, freq_bands=2)
+    for i, n in enumerate(LENGTHS.tolist()):
+        if n == 0:
+            continue
+        clip, partner = out.inputs[i, :, :n], int(out.index[i])
+        assert set(clip.unique().tolist()) <= {i + 1.0, partner + 1.0}  # no PAD among the valid frames
+        shown = (clip == partner + 1).double().mean() if partner != i else torch.tensor(0.0, dtype=torch.float64)
+        assert 1.0 - float(out.lam[i]) == pytest.approx(float(shown), abs=1e-6)
+    assert (out.lam < 1).any()
 
 
 def test_a_padding_mask_gives_what_the_lengths_give():
