@@ -119,7 +119,9 @@ class SpecMixup(_SpectrogramAdapter):
         db: the values are decibels (``10 * log10`` power, torchaudio's
             ``AmplitudeToDB``) instead of natural-log power. Matters for ``"power"`` only.
         time_axis: -1 for ``(B, F, T)`` (the default when None), -2 for ``(B, T, F)``
-            (HF AST's ``input_values``); lengths run along the time axis.
+            (HF AST's ``input_values``); lengths run along the time axis. Given lengths,
+            every frame is still blended by lam (padding too) and labelled by lam; the
+            mix is valid over the union of both clips' frames (docs/audio.md).
             ``multimix.wrap`` sets it for the models it knows when left None.
         inplace: write into the input batch (default) or return a new tensor.
     """
