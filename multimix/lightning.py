@@ -15,7 +15,7 @@ except ImportError as error:  # pragma: no cover - exercised only without lightn
     raise ImportError('multimix.lightning needs Lightning: pip install "lightning>=2.2" (or multimix[dev])') from error
 
 from multimix.mixer import MixedBatch, Mixer
-from multimix.ranks import describe, gather_states, rank_and_world, warn_world_change
+from multimix.ranks import check_rank_states, gather_states, rank_and_world, warn_world_change
 from multimix.seeding import rank_seed
 
 __all__ = ["MixupCallback", "rank_seed"]
@@ -199,13 +199,8 @@ class MixupCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore this rank's mixer state from what :meth:`state_dict` saved."""
-        if not isinstance(state_dict, Mapping) or not isinstance(state_dict.get("ranks"), Mapping):
-            raise ValueError(
-                f"MixupCallback state must be a dict with a 'ranks' dict (what MixupCallback.state_dict() "
-                f"returns), got {describe(state_dict)}; a Mixer.state_dict() goes to mixer.load_state_dict"
-            )
-        ranks = state_dict["ranks"]
-        warn_world_change("MixupCallback state", ranks, state_dict.get("world_size", len(ranks)), "keep fresh streams")
+        ranks, saved = check_rank_states(state_dict, "MixupCallback")
+        warn_world_change("MixupCallback state", ranks, saved, "keep fresh streams")
         rank, _ = rank_and_world()
         if rank in ranks:
             self.mixer.load_state_dict(ranks[rank])

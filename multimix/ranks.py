@@ -84,7 +84,7 @@ class RankStates:
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore this rank's mixer state from what :meth:`state_dict` saved."""
-        ranks, saved = _check_state(state_dict)
+        ranks, saved = check_rank_states(state_dict)
         rank, _ = self._check_group()
         warn_world_change("RankStates", ranks, saved, "start fresh streams")
         if rank in ranks:
@@ -94,12 +94,13 @@ class RankStates:
             self.mixer.generator.manual_seed(rank_seed(self.mixer.seed, rank))
 
 
-def _check_state(state_dict: object) -> tuple[Mapping[int, Any], int]:
+def check_rank_states(state_dict: object, owner: str = "RankStates") -> tuple[Mapping[int, Any], int]:
+    """The ranks' states and the saved world size of what ``owner.state_dict()`` returned, checked."""
     if not isinstance(state_dict, Mapping) or not isinstance(state_dict.get("ranks"), Mapping):
         if isinstance(state_dict, Mapping) and "generator" in state_dict:
             hint = "this is one Mixer.state_dict() (a bare mixer was checkpointed); load it with mixer.load_state_dict"
         else:
-            hint = "pass what RankStates.state_dict() returned"
+            hint = f"pass what {owner}.state_dict() returned"
         raise ValueError(
             f"state_dict must be a dict with a 'ranks' dict and 'world_size', got {describe(state_dict)}; {hint}"
         )
@@ -109,7 +110,7 @@ def _check_state(state_dict: object) -> tuple[Mapping[int, Any], int]:
     if set(ranks) != set(range(saved)):
         raise ValueError(
             f"state_dict['ranks'] must hold ranks 0..{saved - 1} (world_size={saved}), got {sorted(ranks, key=str)}; "
-            f"pass what RankStates.state_dict() returned"
+            f"pass what {owner}.state_dict() returned"
         )
     return ranks, saved
 

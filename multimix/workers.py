@@ -35,8 +35,9 @@ class WorkerCopies:
         same plans. The worker seed mixes the DataLoader's seed of the worker with a draw
         from the copy's own stream, which a rank's reseed (:class:`~multimix.ranks.RankStates`,
         the callbacks) or a restored state has set: seeded alike, ranks still draw apart, and
-        a run is reproducible from the mixer's state and the DataLoader's seed. The copy also applies the epoch and ``enabled`` the main process
-        set since (``set_epoch`` reaches persistent workers). A no-op in the main process.
+        a run is reproducible from the mixer's state and the DataLoader's seed. The copy also
+        applies the epoch and ``enabled`` the main process set since (``set_epoch`` reaches
+        persistent workers). A no-op in the main process.
         """
         info = get_worker_info()
         if info is None:

@@ -340,9 +340,16 @@ def test_two_callbacks_and_bad_state_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"2 MixupCallbacks, which would mix every batch more than once"):
         fit.fit(Recorder(), loader())
     with pytest.raises(
-        ValueError, match=r"a 'ranks' dict .* got a dict with keys \['generator'\]; a Mixer.state_dict\(\) goes to"
+        ValueError, match=r"a 'ranks' dict .* got a dict with keys \['generator'\]; this is one Mixer.state_dict\(\)"
     ):
         MixupCallback(mixer).load_state_dict({"generator": mixer.generator.get_state()})
+    state = MixupCallback(mixer).state_dict()["ranks"][0]
+    before = mixer.generator.get_state()
+    with pytest.raises(ValueError, match=r"\['world_size'\] must be an int >= 1, got None"):
+        MixupCallback(mixer).load_state_dict({"ranks": {}})  # restored nothing, warning of world size 0
+    with pytest.raises(ValueError, match=r"must hold ranks 0..0 \(world_size=1\), got \['0'\]; pass what Mixup"):
+        MixupCallback(mixer).load_state_dict({"world_size": 1, "ranks": {"0": state}})  # restored nothing, silently
+    assert torch.equal(mixer.generator.get_state(), before)
 
 
 if __name__ == "__main__":

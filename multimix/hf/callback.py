@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -42,7 +43,9 @@ class MixupCallback(TrainerCallback):
     - ``on_save``: writes the mixer's state (plan generator, schedule) into the checkpoint
       folder as ``multimix_mixer.pt`` (``multimix_mixer-rank{r}.pt`` for process r > 0).
     - ``on_train_begin``: on ``trainer.train(resume_from_checkpoint=...)`` reads it back,
-      so the resumed run draws the plans the uninterrupted run would; on a fresh start,
+      so the resumed run draws the plans the uninterrupted run would (resumed on more
+      processes, a new rank takes the saved schedule with a fresh stream, and a warning
+      says so; on fewer, the states of the ranks gone are unused); on a fresh start,
       processes r > 0 reseed their generator from the mixer's seed and r, so ranks draw
       different plans (reproducibly).
     - ``on_init_end``: refuses ``TrainingArguments(label_smoothing_factor=...)`` (the
@@ -99,13 +102,22 @@ class MixupCallback(TrainerCallback):
             folder = args.resume_from_checkpoint
             if not isinstance(folder, str) or not os.path.isdir(folder):
                 folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-            path = self._file(folder, rank)
-            if not os.path.isfile(path):
+            path, first = self._file(folder, rank), self._file(folder, 0)
+            if not os.path.isfile(first):
                 raise ValueError(
-                    f"resuming at step {state.global_step}, but {path} holds no mixer state; resume from a checkpoint "
+                    f"resuming at step {state.global_step}, but {first} holds no mixer state; resume from a checkpoint "
                     "saved with MixupCallback, or name its folder in TrainingArguments(resume_from_checkpoint=...)"
                 )
-            mixer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            if os.path.isfile(path):
+                mixer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            else:  # a rank the saved run did not have: the run's schedule, its own stream (as RankStates does)
+                mixer.load_state_dict(torch.load(first, map_location="cpu", weights_only=True))
+                mixer.generator.manual_seed(rank_seed(mixer.seed, rank))
+                warnings.warn(
+                    f"{folder} holds no mixer state of rank {rank} (it was saved on fewer processes): rank {rank} "
+                    f"takes the saved schedule and a fresh stream from rank_seed(mixer.seed, {rank})",
+                    stacklevel=2,
+                )
         elif rank > 0:
             mixer.generator.manual_seed(rank_seed(mixer.seed, rank))
 

@@ -169,6 +169,30 @@ def test_resume_draws_the_same_plans_as_an_uninterrupted_run(tmp_path, kind):
     assert torch.equal(model.mixer.generator.get_state(), full.model.mixer.generator.get_state())
 
 
+def test_a_rank_the_checkpoint_lacks_takes_the_saved_schedule_and_its_own_stream(tmp_path):
+    """Resumed on more processes than saved: a new rank starts as RankStates starts it (it raised, and its message
+    said the checkpoint was not saved with MixupCallback)."""
+    from types import SimpleNamespace
+
+    from multimix.seeding import rank_seed
+
+    saved = multimix.wrap(bert(), HiddenMix(1.0, layers=(1,)), alpha_schedule=lambda e: 1 + e, seed=3)
+    saved.mixer.set_epoch(2)
+    saved.mixer.draw(4)
+    args = SimpleNamespace(output_dir=str(tmp_path), process_index=0, resume_from_checkpoint=None)
+    state = SimpleNamespace(global_step=4, epoch=2.0)
+    MixupCallback().on_save(args, state, None, model=saved)
+    resumed = multimix.wrap(bert(), HiddenMix(1.0, layers=(1,)), alpha_schedule=lambda e: 1 + e, seed=3)
+    with pytest.warns(UserWarning, match=r"holds no mixer state of rank 1 .* fresh stream from rank_seed"):
+        MixupCallback().on_train_begin(SimpleNamespace(**{**vars(args), "process_index": 1}), state, None,
+                                       model=resumed)  # fmt: skip
+    assert resumed.mixer.state_dict()["epoch"] == 2 and resumed.mixer.adapters[0].alpha == 3.0
+    expected = torch.Generator().manual_seed(rank_seed(3, 1)).get_state()
+    assert torch.equal(resumed.mixer.generator.get_state(), expected)
+    with pytest.raises(ValueError, match=r"checkpoint-5.*multimix_mixer.pt holds no mixer state"):
+        MixupCallback().on_train_begin(args, SimpleNamespace(global_step=5, epoch=2.0), None, model=resumed)
+
+
 def test_label_smoothing_factor_is_refused_with_the_fix(tmp_path):
     _, model, _ = build("text")
     args = arguments(tmp_path, label_smoothing_factor=0.1)
