@@ -105,6 +105,8 @@ def seeded_generator(seed: object, generator: object) -> torch.Generator:
         seed = int(torch.randint(0, 2**62, (1,)))
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed must lie in [-2**63, 2**64), the range of torch.Generator.manual_seed, got {seed}")
     return torch.Generator().manual_seed(seed)
 
 

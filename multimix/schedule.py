@@ -46,7 +46,14 @@ class Schedule:
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
         if self.alpha_schedule is not None:
-            factor = float(self.alpha_schedule(epoch))
+            value = self.alpha_schedule(epoch)
+            try:
+                factor = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"alpha_schedule({epoch}) must return a number, the factor of each adapter's initial alpha, "
+                    f"got {value!r:.80}"
+                ) from None
             alphas = [check_alpha(base * factor, f"alpha_schedule({epoch}) * alpha") for base in self.base_alphas]
             for adapter, alpha in zip(self.adapters, alphas, strict=True):
                 adapter.alpha = alpha

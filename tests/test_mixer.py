@@ -191,6 +191,19 @@ def test_alpha_schedule_and_off_epoch():
     assert not mixer.enabled
     with pytest.raises(ValueError, match=r"alpha must be finite and > 0"):
         multimix.Mixer(Mixup(1.0), num_classes=5, alpha_schedule=lambda e: 0.0).set_epoch(0)
+    for returned in (None, "x"):  # float()'s own message named neither the schedule nor the epoch
+        mixer = multimix.Mixer(Mixup(1.0), num_classes=5, alpha_schedule=lambda e, r=returned: r)
+        with pytest.raises(TypeError, match=rf"alpha_schedule\(2\) must return a number, .* got {returned!r}"):
+            mixer.set_epoch(2)
+    assert mixer.adapters[0].alpha == 1.0 and mixer.state_dict()["epoch"] is None  # nothing changed
+    multimix.Mixer(Mixup(1.0), num_classes=5, alpha_schedule=lambda e: torch.tensor(0.5)).set_epoch(1)
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1])
+def test_a_seed_torch_cannot_take_is_refused_with_the_range(seed):
+    with pytest.raises(ValueError, match=r"seed must lie in \[-2\*\*63, 2\*\*64\), .* got -?\d+"):
+        multimix.Mixer(Mixup(1.0), num_classes=5, seed=seed)
+    assert multimix.Mixer(Mixup(1.0), num_classes=5, seed=2**64 - 1).seed == 2**64 - 1
 
 
 def test_state_dict_resumes_the_same_plans():
