@@ -288,7 +288,9 @@ def wrap_module(model: nn.Module, adapter: HiddenMix, num_classes: int, **mixer_
     Returns:
         A module forwarding attributes to ``model``: in train mode ``wrapped(x, labels=y)``
         returns a :class:`ManifoldOutput` (``.logits``, ``.targets``, ``.loss``); in eval
-        mode ``wrapped(x)`` is exactly ``model(x)``. ``wrapped.base_model`` is ``model``.
+        mode ``wrapped(x)`` is exactly ``model(x)``. ``wrapped.base_model`` is ``model``:
+        its ``state_dict()`` is the network's checkpoint (the wrapper's own keys carry
+        the ``base_model.`` prefix of a PEFT model's).
 
     Example:
         >>> from multimix.text import HiddenMix
