@@ -98,6 +98,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, bounds: tuple
     Returns:
         T as a Python float; score the calibrated model with ``logits / T``.
 
+    Raises:
+        ValueError: logits of fewer than 2 classes (every T fits one class alike), or bad bounds.
+
     Example:
         >>> g = torch.Generator().manual_seed(0)
         >>> true_logits = 2 * torch.randn(4000, 5, generator=g)
@@ -105,6 +108,11 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, bounds: tuple
         >>> round(fit_temperature(3 * true_logits, labels), 1)  # three times over-confident
         3.0
     """
+    if isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[1] < 2:
+        raise ValueError(
+            f"fit_temperature needs logits of at least 2 classes (N, C), got shape {tuple(logits.shape)}: with one "
+            "class every T gives the same NLL; for one binary logit z pass torch.cat([torch.zeros_like(z), z], dim=1)"
+        )
     logits, labels = _check_scores(logits, labels)
     low, high = _check_bounds(bounds)
     z = _wide(logits)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from multimix._checks import check_tensor
-from multimix.loss_checks import REDUCTIONS, check_reduction, reduce_loss
+from multimix.loss_checks import REDUCTIONS, check_num_classes, check_reduction, reduce_loss
 from multimix.mixer import MixedBatch
 from multimix.plan import MixPlan
 from multimix.targets import LabelMix, label_weights
@@ -73,10 +73,20 @@ def mixed_loss(
         labels: ``(B,)`` class indices (or ``(B, C)`` rows) before mixing; default
             ``batch.labels``, the ones the Mixer was given. Required with a plan.
         reduction: ``"mean"`` (over samples), ``"sum"`` or ``"none"``; None takes the
-            criterion's own ``reduction`` if it has one, else ``"mean"``. With class weights
-            (``nn.CrossEntropyLoss(weight=w)``, ``nn.NLLLoss``) the mean divides by the labels' total weight,
-            ``sum(lam * w[y] + (1 - lam) * w[y[index]])``, as torch's does: an unmixed batch
-            gives the criterion's own loss.
+            criterion's own ``reduction`` if it has one, else ``"mean"``. For ``nn.CrossEntropyLoss``
+            and ``nn.NLLLoss`` the mean divides by the labels' total weight, ``sum(lam * w[y] + (1 - lam)
+            * w[y[index]])`` with ``w`` the class weights (``weight=``, else 1) and 0 for a label at the
+            criterion's ``ignore_index``, as torch's does: an unmixed batch gives the criterion's own loss.
+
+    Label smoothing: a batch mixed with the Mixer's ``label_smoothing`` is scored only by
+    ``nn.CrossEntropyLoss`` with the same ``label_smoothing`` (then this equals
+    ``soft_cross_entropy(logits, batch)``). Any other criterion gets the labels, not the smoothed
+    rows, so it raises a ValueError instead of dropping the smoothing: smooth in the criterion
+    and build the Mixer without it, or score the batch with :func:`soft_cross_entropy`.
+
+    Raises:
+        ValueError: the logits' classes are not the batch's ``num_classes``, the Mixer's
+            smoothing cannot be kept (above), label maps come with a plan, or shapes disagree.
 
     Example:
         >>> import multimix
@@ -101,6 +111,8 @@ def mixed_loss(
     mix = None
     if isinstance(batch, MixedBatch):
         lam, index, any_mixed, mix = batch.lam, batch.index, batch.plan.any_mixed, batch.mix
+        if mix is not None:
+            _check_smoothing(criterion, mix.label_smoothing)
         if mix is not None and mix.kind in ("map", "map_rows"):
             return _map_loss(criterion, logits, mix if labels is None else mix._replace(labels=labels), reduction)
         if labels is None:
@@ -125,6 +137,8 @@ def mixed_loss(
             f"logits and labels must hold the batch's {size} samples, got shapes {tuple(logits.shape)} and "
             f"{tuple(labels.shape)}; pass the labels given to the Mixer, not batch.targets"
         )
+    if mix is not None:
+        check_num_classes(logits, mix.num_classes)
     for name, value in (("labels", labels), ("batch.lam", lam), ("batch.index", index)):
         if value.device != logits.device:
             raise ValueError(
@@ -132,13 +146,19 @@ def mixed_loss(
                 "move them (batch.to(device), plan.to(device)[0])"
             )
     own_loss = _per_position(criterion, logits, labels)
-    # an unmixed batch (p, mixing off) is known on the host: no second call
-    partner = _per_position(criterion, logits, labels.index_select(0, index)) if any_mixed else own_loss
     if own_loss.shape != (size,):
+        if labels.dim() > 1 and own_loss.dim() > 1:  # a loss per position: label maps, which a lam per sample misweighs
+            raise ValueError(
+                f"labels of shape {tuple(labels.shape)} are label maps (the criterion returned a loss per position, "
+                f"{tuple(own_loss.shape)}); a MixPlan holds one lam per sample, not each position's weight: pass the "
+                "MixedBatch the Mixer returned instead of a plan, mixed_loss(criterion, logits, out)"
+            )
         raise ValueError(
             f"criterion must return a per-sample loss of shape ({size},), got {tuple(own_loss.shape)}; give it "
             "reduction='none' (e.g. functools.partial(F.cross_entropy, reduction='none'))"
         )
+    # an unmixed batch (p, mixing off) is known on the host: no second call
+    partner = _per_position(criterion, logits, labels.index_select(0, index)) if any_mixed else own_loss
     lam = lam.to(own_loss.dtype)
     if mix is not None and mix.label_mode != "lerp":
         own_weight, other_weight = label_weights(lam, mix.label_mode)
@@ -148,23 +168,49 @@ def mixed_loss(
     own_class = _class_weight(criterion, labels, loss.dtype)
     if reduction != "mean" or own_class is None:
         return reduce_loss(loss, reduction)
-    # torch's mean under class weights divides by the weight of the labels: so does the mix, by each side's share
-    partner_class = _class_weight(criterion, labels.index_select(0, index), loss.dtype)
+    # torch's mean divides by the weight of the valid labels: so does the mix, by each side's share
+    partner_class = _class_weight(criterion, labels.index_select(0, index), loss.dtype) if any_mixed else own_class
     return loss.sum() / (own_weight * own_class + other_weight * partner_class).sum()
 
 
 def _class_weight(
     criterion: Callable[..., torch.Tensor], labels: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor | None:
-    """Each label's class weight (``criterion.weight[y]``, 0 where ``y`` is the criterion's ``ignore_index``), what the
-    ``"mean"`` of torch's cross-entropy and NLL losses divides by; None for other criteria (``MultiMarginLoss`` and
-    most focal losses average over samples whatever their ``weight``), no class weights, or probability targets."""
+    """Each label's weight in the ``"mean"`` of torch's cross-entropy and NLL losses: its class weight
+    (``criterion.weight[y]``, 1 without ``weight=``), 0 where ``y`` is the criterion's ``ignore_index``. None for other
+    criteria (``MultiMarginLoss`` and most focal losses average over samples whatever their ``weight``) or
+    probability targets (torch averages those over samples)."""
     module = getattr(criterion, "_orig_mod", criterion)  # torch.compile's wrapper of the loss module
-    weight = getattr(module, "weight", None)
-    if not isinstance(module, (nn.CrossEntropyLoss, nn.NLLLoss)) or weight is None or labels.is_floating_point():
+    if not isinstance(module, (nn.CrossEntropyLoss, nn.NLLLoss)) or labels.is_floating_point():
         return None
-    valid = labels != getattr(module, "ignore_index", -100)
-    return weight.to(labels.device, dtype)[torch.where(valid, labels, 0).long()] * valid
+    valid = labels != module.ignore_index
+    if module.weight is None:
+        return valid.to(dtype)
+    return module.weight.to(labels.device, dtype)[torch.where(valid, labels, 0).long()] * valid
+
+
+def _check_smoothing(criterion: Callable[..., torch.Tensor], smoothing: float) -> None:
+    """Refuse a batch mixed with label smoothing unless the criterion smooths by as much itself (a criterion is given
+    the labels, not the smoothed rows: the Mixer's smoothing would be dropped without a word)."""
+    if smoothing <= 0:
+        return
+    module = getattr(criterion, "_orig_mod", criterion)
+    own = module.label_smoothing if isinstance(module, nn.CrossEntropyLoss) else None
+    if own is not None and abs(own - smoothing) <= 1e-12:
+        return
+    name = f"nn.CrossEntropyLoss(label_smoothing={own})" if own is not None else _name(module)
+    raise ValueError(
+        f"the batch was mixed with label_smoothing={smoothing} (the Mixer's), but mixed_loss gives the criterion the "
+        f"labels, not the smoothed rows, and {name} does not smooth by {smoothing}: the smoothing would be lost. "
+        f"Smooth in the criterion and build the Mixer without it (nn.CrossEntropyLoss(label_smoothing={smoothing}) "
+        "with Mixer(..., label_smoothing=0.0); the same smoothing in both is accepted too), or score the smoothed "
+        "targets with multimix.soft_cross_entropy(logits, batch) (binary_cross_entropy(logits, batch.targets) for "
+        "multi-label)"
+    )
+
+
+def _name(criterion: object) -> str:
+    return getattr(criterion, "__name__", type(criterion).__name__)
 
 
 def _per_position(criterion: Callable[..., torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -196,15 +242,17 @@ def _map_loss(
     if logits.device != mix.labels.device:
         raise ValueError(f"the batch's labels are on {mix.labels.device}, logits on {logits.device}; batch.to(device)")
     ignore = getattr(criterion, "ignore_index", mix.ignore_index)
-    positions = mix.labels.shape if mix.kind == "map" else mix.labels.shape[:-1]
+    positions = tuple(mix.labels.shape if mix.kind == "map" else mix.labels.shape[:-1])
     own_weight, other_weight = mix.position_weights()
     if mix.kind == "map" and own_weight.dtype == torch.bool:  # whole positions: one call on the map they show
         shown = torch.where(own_weight, mix.labels, mix.partner)
-        loss = _per_position(criterion, logits, shown)
+        loss = _check_position_loss(_per_position(criterion, logits, shown), positions, mix)
         weight = _class_weight(criterion, shown, loss.dtype)
         weight = (shown != ignore).to(loss.dtype) if weight is None else weight
     else:
-        own_loss = _per_position(criterion, logits, mix.labels)
+        own_loss = _check_position_loss(_per_position(criterion, logits, mix.labels), positions, mix)
+        if mix.kind == "map_rows" and own_loss.dim() == len(positions):  # one loss per position: no class axis
+            own_weight, other_weight = own_weight.squeeze(-1), other_weight.squeeze(-1)
         own_weight, other_weight = own_weight.to(own_loss.dtype), other_weight.to(own_loss.dtype)
         loss = own_weight * own_loss + other_weight * _per_position(criterion, logits, mix.partner)
         weight = None
@@ -214,13 +262,20 @@ def _map_loss(
                 weight = own_weight * (mix.labels != ignore) + other_weight * (mix.partner != ignore)
             else:
                 weight = own_weight * own_class + other_weight * _class_weight(criterion, mix.partner, loss.dtype)
-    if tuple(loss.shape[: len(positions)]) != tuple(positions):
-        raise ValueError(
-            f"criterion must return a loss per position of shape {tuple(positions)}, got {tuple(loss.shape)}; give it "
-            "reduction='none' (e.g. nn.CrossEntropyLoss(ignore_index=255), whose reduction mixed_loss sets)"
-        )
     if reduction == "none":
         return loss
     if reduction == "sum" or weight is None:
         return reduce_loss(loss, reduction)
     return loss.sum() / weight.sum()
+
+
+def _check_position_loss(loss: torch.Tensor, positions: tuple[int, ...], mix: LabelMix) -> torch.Tensor:
+    """``loss`` after checking it holds one value per position ``(B, *S)`` (or, for rows, per position and class)."""
+    allowed = (positions, tuple(mix.labels.shape)) if mix.kind == "map_rows" else (positions,)
+    if tuple(loss.shape) not in allowed:
+        shapes = " or ".join(str(shape) for shape in allowed)
+        raise ValueError(
+            f"criterion must return a loss per position of shape {shapes}, got {tuple(loss.shape)}; give it "
+            "reduction='none' (e.g. nn.CrossEntropyLoss(ignore_index=255), whose reduction mixed_loss sets)"
+        )
+    return loss

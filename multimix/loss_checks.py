@@ -74,6 +74,21 @@ def _check_target_values(targets: torch.Tensor, num_classes: int, max_target: fl
         raise ValueError(f"soft targets must be {bound}, got values in [{low}, {high}]")
 
 
+def check_num_classes(logits: torch.Tensor, num_classes: int) -> None:
+    """Check the logits' class axis ``(B, C)`` against the ``num_classes`` a batch was mixed for (no sync)."""
+    logits = check_tensor(logits, "logits")
+    if logits.dim() == 2 and logits.shape[1] != num_classes:
+        raise ValueError(
+            f"logits have {logits.shape[1]} classes (shape {tuple(logits.shape)}) but the batch was mixed for "
+            f"num_classes={num_classes}; build the Mixer with num_classes={logits.shape[1]} or fix the model's head"
+        )
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 at least: half precision widened, float64 kept (a loss in float32 would round it away)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def reduce_loss(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     """Reduce per-sample (or per-position) losses as ``reduction`` says, torch's way."""
     return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss

@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from multimix._checks import check_probability
-from multimix.loss_checks import check_logits_and_targets, check_reduction, reduce_loss
+from multimix.loss_checks import (
+    at_least_float32,
+    check_logits_and_targets,
+    check_num_classes,
+    check_reduction,
+    reduce_loss,
+)
 from multimix.mixer import MixedBatch
 from multimix.targets import label_weights
 
@@ -32,12 +38,13 @@ __all__ = [
     "soft_cross_entropy",
 ]
 
+
 def soft_cross_entropy(
     logits: torch.Tensor, targets: torch.Tensor | MixedBatch, reduction: str = "mean", *, validate: bool | None = None
 ) -> torch.Tensor:
     """Cross-entropy ``-sum_c t_c log softmax(z)_c`` against soft rows (or class indices).
 
-    Computed in float32 at least, so bf16/fp16 logits do not lose the loss. Given the
+    Computed in float32 at least (float64 logits stay float64), so bf16/fp16 logits do not lose the loss. Given the
     :class:`~multimix.MixedBatch` itself, a batch mixed from class indices is scored by
     :func:`mixed_cross_entropy` (two index cross-entropies, no ``(B, C)`` rows built: the
     same value); other batches by their ``targets``.
@@ -57,13 +64,15 @@ def soft_cross_entropy(
     """
     if isinstance(targets, MixedBatch):
         mix = targets.mix
+        if mix is not None:
+            check_num_classes(logits, mix.num_classes)
         if mix is not None and mix.kind == "index" and mix.label_mode != "union":
             check_logits_and_targets(logits, mix.labels, reduction, validate)
             return mixed_cross_entropy(logits, mix.labels, mix.index, mix.weight, label_smoothing=mix.label_smoothing,
                                        label_mode=mix.label_mode, reduction=reduction)  # fmt: skip
         targets = targets.targets
     logits, targets = check_logits_and_targets(logits, targets, reduction, validate)
-    log_probs = F.log_softmax(logits.float(), dim=-1)
+    log_probs = F.log_softmax(at_least_float32(logits), dim=-1)
     if targets.dim() == 1:
         return F.nll_loss(log_probs, targets.long(), reduction=reduction)
     return reduce_loss(-(targets.to(log_probs.dtype) * log_probs).sum(dim=-1), reduction)
@@ -108,7 +117,7 @@ def mixed_cross_entropy(
         raise ValueError(
             "label_mode='union' combines rows by their maximum; score its rows: soft_cross_entropy(logits, rows)"
         )
-    log_probs = F.log_softmax(logits.float(), dim=-1)
+    log_probs = F.log_softmax(at_least_float32(logits), dim=-1)
     own, other = label_weights(lam.to(log_probs.dtype), label_mode)
     labels = labels.long()
     pair = torch.stack([labels, labels.index_select(0, index)], dim=1)  # (B, 2): one gather for both
@@ -147,7 +156,7 @@ def mixed_token_cross_entropy(
         >>> bool(torch.isclose(loss, torch.log(torch.tensor(4.0))))  # uniform logits: log C wherever a label is
         True
     """
-    log_probs = F.log_softmax(logits.float(), dim=-1)
+    log_probs = F.log_softmax(at_least_float32(logits), dim=-1)
     own, other = label_weights(lam.to(log_probs.dtype), label_mode)
     labels = labels.long()
     loss = log_probs.new_zeros(())
@@ -247,10 +256,13 @@ def binary_cross_entropy(
     logits, targets = check_logits_and_targets(logits, targets, reduction, validate, max_target=1.0)
     if targets.dim() == 1:
         targets = F.one_hot(targets.long(), logits.shape[1])
-    targets = targets.to(torch.float32)
+    logits = at_least_float32(logits)
+    targets = targets.to(logits.dtype)
     if target_threshold is not None:
-        targets = targets.gt(check_probability(target_threshold, "target_threshold")).float()
-    return F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=pos_weight, reduction=reduction)
+        targets = targets.gt(check_probability(target_threshold, "target_threshold")).to(logits.dtype)
+    if pos_weight is not None:
+        pos_weight = pos_weight.to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight, reduction=reduction)
 
 
 class BinaryCrossEntropy(nn.Module):

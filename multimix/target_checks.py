@@ -44,6 +44,12 @@ def check_targets(
     """
     targets = check_tensor(targets, "targets")
     check_positive_int(num_classes, "num_classes")
+    if multi_label and targets.dim() == 2 and not targets.is_floating_point():  # before a (B, T) frame-label reading
+        raise TypeError(
+            f"with multi_label=True, targets {tuple(targets.shape)} of dtype {targets.dtype} are multi-hot rows "
+            f"(B, {num_classes}) and must be floating point; use .float() (integer frame labels (B, T) take "
+            "multi_label=False)"
+        )
     if follows_positions(targets, label_shape):
         return _check_map(targets, num_classes, batch_size, label_shape, ignore_index, multi_label, validate, values)
     if label_shape and targets.dim() == 1 + len(label_shape) > 2:
