@@ -1,5 +1,4 @@
-"""Losses, metrics and target checks held to torch's own losses and hand formulas at their edges: per-frame criteria on
-frame rows, ignore_index without class weights, the class count, float64, label smoothing, unchecked arguments."""
+"""Edge cases of losses, metrics and calibration: ignored labels, frame rows, smoothing, dtypes, one class."""
 
 import warnings
 
