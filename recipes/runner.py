@@ -193,8 +193,10 @@ def run(
         if not world.is_main:
             return
         config, state, target = configs[k], states[k], targets[k]
-        # a seed folder's config.yaml reruns that one run: its own seed, not the list beside it
-        configuration.save({**config, "seeds": []} if len(seeds) > 1 else config, target)
+        # a run folder's config.yaml reruns (or resumes) that one run, in that folder: its own seed, not the list
+        # beside it, and its own folder, not the comparison's
+        own = {"seeds": []} if len(seeds) > 1 else {}
+        configuration.save({**config, **own, "out": str(folders[k])}, target)
         alpha = config["regmixup_alpha"] if config["method"] == "regmixup" else config["alpha"]
         print(f"== {name}: {rows[k]} (alpha {alpha}, seed {config['seed']}) -> {folders[k]}{_status(state, config)}")
         if target.name != "config.yaml":

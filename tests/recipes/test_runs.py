@@ -5,6 +5,7 @@ import math
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -334,3 +335,4 @@ def test_the_device_line_comes_first_and_the_comparison_figure_names_its_seed(tm
     saved = tmp_path / "mixup" / "seed3" / "config.yaml"
     again = resolve("image", str(saved), {})
     assert again["seed"] == 3 and again["seeds"] == [] and again["method"] == "mixup"
+    assert Path(again["out"]) == saved.parent  # not the comparison's folder, which a rerun would fill
