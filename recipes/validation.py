@@ -148,6 +148,9 @@ def _check_speech(config: dict[str, Any], defaults: dict[str, Any]) -> None:
     if config["n_mels"] > most:
         _fail("n_mels", f"in 1..{most} at sample_rate {rate} (more mel bands leave some filters without an FFT "
                         f"bin of the {window}-sample window)", config["n_mels"], {"n_mels": min(40, most)})  # fmt: skip
+    if config["split"] == "speakers" and config["data"] not in ("embedded", "fsdd"):
+        raise ValueError(f"split: speakers needs the embedded FSDD (speakers named in its files), got --data "
+                         f"{config['data']!r}; use split: takes")  # fmt: skip
     masks = config["spec_augment_masks"]
     if len(masks) != 4 or any(m < 0 for m in masks):
         _fail("spec_augment_masks", "[time masks, widest in frames, frequency masks, widest in bins], "
@@ -193,7 +196,26 @@ def validate(recipe: str, config: dict[str, Any], defaults: dict[str, Any]) -> N
         _fail("layers", "a non-empty list of encoder layers >= 0", layers, {"layers": "[3,4,5]"})
     if recipe == "speech":
         _check_speech(config, defaults)
+    _check_sizes(config)
     _check_compile(config)
+
+
+def _check_sizes(config: dict[str, Any]) -> None:
+    """What ``train_limit`` of an embedded set allows, before any data loads: the validation split and one
+    optimizer step (for other sources, and a limit above the set's size, loading the data says the same)."""
+    limit, held = config["train_limit"], config["val_size"]
+    if config["data"] != "embedded" or limit is None:
+        return
+    if not 1 <= held < limit:
+        raise ValueError(f"val_size must be >= 1 and below the {limit} training samples (train_limit), got {held}; "
+                         "lower val_size or raise train_limit")  # fmt: skip
+    need = config["batch_size"] * config["accumulate"]
+    if limit - held < need:
+        raise ValueError(
+            f"train_limit {limit} less val_size {held} leaves {limit - held} training samples, fewer than one "
+            f"optimizer step needs ({need} = batch_size {config['batch_size']} x accumulate {config['accumulate']}); "
+            "lower batch_size or raise train_limit"
+        )
 
 
 def _check_compile(config: dict[str, Any]) -> None:

@@ -171,6 +171,16 @@ def test_no_warning_for_defaults_settings_that_apply_or_a_saved_config(warnings_
          r"multimix: error: --data '/no/such/folder' is neither a dataset name \(\['embedded', 'cifar10', .*\]\) "
          r"nor an existing folder"),
         (["run", "text", "--data", "/no/such.csv"], r"nor an existing CSV"),
+        # sizes of the embedded sets and the speakers split, known from the configuration alone
+        (["run", "image", "--set", "val_size=100000"],
+         r"multimix: error: val_size must be >= 1 and below the 8000 training samples \(train_limit\), got 100000"),
+        (["run", "image", "--set", "batch_size=100000"], r"multimix: error: train_limit 8000 less val_size 1000 "
+                                                         r"leaves 7000 training samples, fewer than one optimizer "
+                                                         r"step needs \(100000 = batch_size 100000 x accumulate 1\)"),
+        (["run", "text", "--set", "train_limit=200", "--set", "val_size=150", "--set", "accumulate=2"],
+         r"leaves 50 training samples, fewer than one optimizer step needs \(64 = batch_size 32 x accumulate 2\)"),
+        (["run", "speech", "--data", "{tmp}", "--set", "split=speakers"],
+         r"multimix: error: split: speakers needs the embedded FSDD .* use split: takes"),
     ],
 )
 def test_the_cli_refuses_before_anything_is_written(tmp_path, capsys, argv, match):
@@ -178,7 +188,7 @@ def test_the_cli_refuses_before_anything_is_written(tmp_path, capsys, argv, matc
 
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        main([*argv, "--out", str(out)])
+        main([*(str(tmp_path) if a == "{tmp}" else a for a in argv), "--out", str(out)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and re.search(match, err) and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
