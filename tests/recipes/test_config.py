@@ -92,6 +92,6 @@ def test_the_paper_config_by_path_or_name():
 
 def test_quick_fills_only_keys_not_given(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("train_limit: 100\n")
+    path.write_text("train_limit: 300\n")
     config = resolve("image", path, {"quick": True, "epochs": 3})
-    assert (config["epochs"], config["train_limit"], config["test_limit"]) == (3, 100, 256)
+    assert (config["epochs"], config["train_limit"], config["test_limit"]) == (3, 300, 256)

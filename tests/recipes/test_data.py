@@ -28,7 +28,7 @@ def test_image_embedded_cifar10_is_the_whole_dataset():
 
 
 def test_image_limits_are_seeded_subsets():
-    config = resolve("image", None, {"train_limit": 100, "test_limit": 50, "val_size": 20})
+    config = resolve("image", None, {"train_limit": 100, "test_limit": 50, "val_size": 20, "batch_size": 16})
     a, a_val, _, _ = image.load_data(config)
     b, b_val, test, _ = image.load_data(config)
     assert len(a) == 80 and len(a_val) == 20 and len(test) == 50
@@ -180,7 +180,8 @@ def test_speech_masks_after_mixing_and_a_masked_band_is_silence(method):
     """SpecAugment comes after the mixer, so a masked band holds the dB floor exactly (masking first and then
     mixing would blend it with the partner), for every method."""
     config = resolve("speech", None, {"method": method, "spec_augment": True, "spec_augment_masks": [2, 12, 2, 8],
-                                      "train_limit": 40, "val_size": 8, "device": "cpu", "seed": 1})  # fmt: skip
+                                      "train_limit": 40, "val_size": 8, "batch_size": 16, "device": "cpu",
+                                      "seed": 1})  # fmt: skip
     task = speech.build(config)
     (waves, lengths), labels = task.train_set[torch.arange(16)]
     seen = []

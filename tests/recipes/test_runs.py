@@ -273,9 +273,10 @@ def test_cli_refuses_bad_runs_before_training(tmp_path, capsys):
         (["--out", str(tmp_path / "file")], r"--out .*file is a file, not a folder"),
         (["--resume", "--out", str(tmp_path / "ckpt")], r"--resume: .*ckpt/checkpoint.pt is unreadable or corrupt"),
         (["--set", "train_limit=16", "--set", "val_size=4", "--batch-size", "32", "--out", str(tmp_path / "small")],
-         r"the train set has 12 samples, fewer than one optimizer step needs \(32"),
+         r"train_limit 16 less val_size 4 leaves 12 training samples, fewer than one optimizer step needs \(32"),
         (["--set", "train_limit=16", "--set", "val_size=16"],
-         r"val_size must be >= 1 and below the 16 training samples, got 16; lower val_size or raise train_limit"),
+         r"val_size must be >= 1 and below the 16 training samples \(train_limit\), got 16; lower val_size or raise "
+         r"train_limit"),
         (["--set", "train_limit=0"], r"train_limit must be >= 1 or null"),
         (["--seed", "-3"], r"seed must be in 0..2\*\*63-1"),
         (["--set", "methods=[erm, bogus]", "--method", "bogus"], r"methods \['bogus'\] have no implementation"),
@@ -286,7 +287,7 @@ def test_cli_refuses_bad_runs_before_training(tmp_path, capsys):
                   "--out", str(tmp_path / "default"), *extra])  # a case's own --out comes last and wins  # fmt: skip
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and re.search(match, err), (extra, err)
-    assert not (tmp_path / "small" / "metrics.json").exists()
+    assert not (tmp_path / "small").exists()  # refused before anything was written
 
 
 def test_corrupt_image_in_data_is_named(tmp_path):
