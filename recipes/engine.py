@@ -299,6 +299,8 @@ def train(
                 holder.load_state_dict(stateful[world.rank][name])
         checkpoint.set_rng_state(state["rng"])
         history, start_epoch = list(state["history"]), state["epoch"] + 1
+    # the wall time of the epochs before a resume (a checkpoint without it: their training time)
+    earlier = float(state.get("wall_seconds", sum(h["train_seconds"] for h in history))) if state else 0.0
     workers = min(4, (os.cpu_count() or 1) - 1) if device.type == "cuda" else 0
     wall_start = time.perf_counter()
     result: dict[str, Any] = {}
@@ -363,14 +365,16 @@ def train(
             "epoch": epoch, "model": weights.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "mixers": mixer_states, "stateful": other_states,
             "rng": checkpoint.rng_state(), "history": history, "config": config,
+            "wall_seconds": earlier + time.perf_counter() - wall_start,
         }, out / "checkpoint.pt")  # fmt: skip
-    if not result:  # resumed a finished run: evaluate the final model once for the plots
-        result = evaluate(task, device, bf16, world, config["batch_size"] * 2)
+    wall_seconds = earlier + time.perf_counter() - wall_start
+    if not result:  # resumed a finished run: evaluate the final model once for the plots (not the run's time)
+        result, wall_seconds = evaluate(task, device, bf16, world, config["batch_size"] * 2), earlier
     if not world.is_main:
         return {}
     metrics = {
         "recipe": config["recipe"], "method": config["method"], "device": str(device), "world_size": world.size,
-        "epochs": history, "final": summary(history), "wall_seconds": time.perf_counter() - wall_start,
+        "epochs": history, "final": summary(history), "wall_seconds": wall_seconds,
     }  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if task.save is not None:

@@ -251,10 +251,16 @@ def test_a_saved_config_reruns_as_config(tmp_path, capsys):
 def test_resume_extends_a_finished_run_and_refuses_another_config(tmp_path, capsys, monkeypatch):
     base = {**TINY, "epochs": 1, "method": "erm", "out": str(tmp_path), "schedule": "cosine"}
     run("image", overrides=base)
+    first = json.loads((tmp_path / "metrics.json").read_text())["wall_seconds"]
     run("image", overrides={**base, "epochs": 2}, resume=True)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1 and [h["epoch"] for h in state["history"]] == [1, 2]
     assert state["scheduler"]["last_epoch"] == 8  # 4 steps per epoch, counted on
+    # the run's wall time counts the epochs before the resume (it counted the last process's alone)
+    second = json.loads((tmp_path / "metrics.json").read_text())["wall_seconds"]
+    assert second >= first + state["history"][1]["train_seconds"]
+    run("image", overrides={**base, "epochs": 2}, resume=True)  # finished: evaluated again, its time unchanged
+    assert json.loads((tmp_path / "metrics.json").read_text())["wall_seconds"] == state["wall_seconds"]
     from multimix_recipes.image import train as image
 
     built = []
