@@ -58,8 +58,10 @@ def mixed_loss(
     For losses that take class indices (focal loss, ``nn.CrossEntropyLoss(label_smoothing=...)``);
     mixup's loss as Zhang et al. (2018) write it. From a :class:`~multimix.MixedBatch`,
     ``y`` is the labels it was mixed from and ``lam`` the label weight the adapter applied
-    (CutMix's kept area), so with cross-entropy this is :func:`soft_cross_entropy` of
-    ``batch.targets``; from a :class:`~multimix.plan.MixPlan` and ``labels``, the plan's lam.
+    (CutMix's kept area), so with cross-entropy (``label_mode="lerp"``) this is
+    :func:`soft_cross_entropy` of ``batch.targets``; from a :class:`~multimix.plan.MixPlan`
+    and ``labels``, the plan's lam. Other label modes weigh the two losses by their own
+    weights (:func:`~multimix.targets.label_weights`).
 
     Args:
         criterion: ``criterion(logits, labels)``; a module with a ``reduction`` attribute
@@ -74,9 +76,11 @@ def mixed_loss(
             ``batch.labels``, the ones the Mixer was given. Required with a plan.
         reduction: ``"mean"`` (over samples), ``"sum"`` or ``"none"``; None takes the
             criterion's own ``reduction`` if it has one, else ``"mean"``. For ``nn.CrossEntropyLoss``
-            and ``nn.NLLLoss`` the mean divides by the labels' total weight, ``sum(lam * w[y] + (1 - lam)
-            * w[y[index]])`` with ``w`` the class weights (``weight=``, else 1) and 0 for a label at the
-            criterion's ``ignore_index``, as torch's does: an unmixed batch gives the criterion's own loss.
+            and ``nn.NLLLoss`` the mean divides by the labels' total weight, ``sum(own * w[y] + other
+            * w[y[index]])`` with ``own``, ``other`` the label weights (``lam`` and ``1 - lam`` for
+            ``"lerp"``; 1 and 1 for a mixed sample under ``"union"``), ``w`` the class weights
+            (``weight=``, else 1) and 0 for a label at the criterion's ``ignore_index``, as torch's
+            does: an unmixed batch gives the criterion's own loss.
 
     Label smoothing: a batch mixed with the Mixer's ``label_smoothing`` is scored only by
     ``nn.CrossEntropyLoss`` with the same ``label_smoothing`` (then this equals
@@ -85,7 +89,8 @@ def mixed_loss(
     and build the Mixer without it, or score the batch with :func:`soft_cross_entropy`.
 
     Raises:
-        ValueError: the logits' classes are not the batch's ``num_classes``, the Mixer's
+        ValueError: the logits' classes are not the batch's ``num_classes`` (torch's
+            cross-entropy and NLL criteria; other criteria own their logits' shape), the Mixer's
             smoothing cannot be kept (above), label maps come with a plan, or shapes disagree.
 
     Example:
@@ -137,8 +142,8 @@ def mixed_loss(
             f"logits and labels must hold the batch's {size} samples, got shapes {tuple(logits.shape)} and "
             f"{tuple(labels.shape)}; pass the labels given to the Mixer, not batch.targets"
         )
-    if mix is not None:
-        check_num_classes(logits, mix.num_classes)
+    if mix is not None and isinstance(getattr(criterion, "_orig_mod", criterion), (nn.CrossEntropyLoss, nn.NLLLoss)):
+        check_num_classes(logits, mix.num_classes)  # other criteria own their logits' shape (one binary logit)
     for name, value in (("labels", labels), ("batch.lam", lam), ("batch.index", index)):
         if value.device != logits.device:
             raise ValueError(
@@ -147,7 +152,15 @@ def mixed_loss(
             )
     own_loss = _per_position(criterion, logits, labels)
     if own_loss.shape != (size,):
-        if labels.dim() > 1 and own_loss.dim() > 1:  # a loss per position: label maps, which a lam per sample misweighs
+        if labels.is_floating_point() and labels.dim() == 2 and own_loss.shape == labels.shape:  # multi-hot rows
+            raise ValueError(
+                f"criterion returned a loss per class, {tuple(own_loss.shape)}, for rows {tuple(labels.shape)}; "
+                "reduce it per sample (e.g. lambda z, t: F.binary_cross_entropy_with_logits(z, t, "
+                "reduction='none').mean(1)) or score the mixed rows: multimix.binary_cross_entropy(logits, "
+                "batch.targets)"
+            )
+        mapped = isinstance(batch, MixPlan) and labels.dim() > 1 and not labels.is_floating_point()
+        if mapped and own_loss.dim() > 1:  # a loss per position: label maps, which a lam per sample misweighs
             raise ValueError(
                 f"labels of shape {tuple(labels.shape)} are label maps (the criterion returned a loss per position, "
                 f"{tuple(own_loss.shape)}); a MixPlan holds one lam per sample, not each position's weight: pass the "

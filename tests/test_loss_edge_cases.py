@@ -80,6 +80,29 @@ def test_logits_of_another_class_count_are_refused():
                                multimix.soft_cross_entropy(logits[:, :10], smoothed.targets))  # fmt: skip
 
 
+def test_a_criterion_of_its_own_logits_shape_is_not_held_to_num_classes():
+    """One binary logit scored by BCE: the criterion owns its logits' shape (only torch's CE/NLL take (B, C))."""
+    out = multimix.Mixer(Mixup(1.0), num_classes=2, per_sample=True, seed=0)(torch.rand(4, 3, 8, 8),
+                                                                              torch.tensor([0, 1, 1, 0]))  # fmt: skip
+    z = torch.randn(4, 1)
+
+    def criterion(logits, labels):
+        return F.binary_cross_entropy_with_logits(logits.squeeze(1), labels.float(), reduction="none")
+
+    lam = out.lam
+    expected = (lam * criterion(z, out.labels) + (1 - lam) * criterion(z, out.labels[out.index])).mean()
+    torch.testing.assert_close(multimix.mixed_loss(criterion, z, out), expected)
+    torch.testing.assert_close(multimix.mixed_loss(criterion, z, out.plan, out.labels), expected)
+
+
+def test_multi_hot_rows_under_an_elementwise_criterion_ask_for_a_loss_per_sample():
+    rows = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1]])
+    out = multimix.Mixer(Mixup(1.0), num_classes=4, multi_label=True, seed=0)(torch.rand(4, 3, 8, 8), rows)
+    with pytest.raises(ValueError, match=r"a loss per class, \(4, 4\), for rows \(4, 4\); reduce it per sample .* "
+                                         r"multimix.binary_cross_entropy\(logits, batch.targets\)"):  # fmt: skip
+        multimix.mixed_loss(nn.BCEWithLogitsLoss(), torch.randn(4, 4), out)
+
+
 def test_float64_logits_are_scored_in_float64():
     z = torch.tensor([[1e-9, 0.0], [0.5, -0.25]], dtype=torch.float64)
     y = torch.tensor([0, 1])

@@ -85,6 +85,20 @@ def test_power_domain_backpropagates_to_a_trainable_front_end(db, per_sample):
     torch.testing.assert_close(source.grad, x.grad)
 
 
+@pytest.mark.parametrize("trainable", ["a", "b"])
+def test_logaddexp_mix_backpropagates_to_either_side(trainable):
+    """A trainable front end's output mixed with a fixed bank (or the other way round) on the CPU."""
+    generator = torch.Generator().manual_seed(1)
+    a, b = (torch.randn(3, 5, dtype=torch.float64, generator=generator) * 5 for _ in range(2))
+    lam = torch.tensor([[0.2], [0.5], [0.9]], dtype=torch.float64)
+    (a if trainable == "a" else b).requires_grad_(True)
+    logaddexp_mix(a, b, lam).sum().backward()
+    leaf = a if trainable == "a" else b
+    x, y = a.detach().clone().requires_grad_(trainable == "a"), b.detach().clone().requires_grad_(trainable == "b")
+    torch.logaddexp(x + lam.log(), y + (1 - lam).log()).sum().backward()
+    torch.testing.assert_close(leaf.grad, (x if trainable == "a" else y).grad)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("domain", ["log", "power"])
 def test_spec_mixup_loop_equals_the_vectorised_path_in_every_dtype(dtype, domain):
