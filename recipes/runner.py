@@ -9,7 +9,7 @@ import math
 import os
 import random
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,29 +189,32 @@ def run(
                 (folder / stale).unlink(missing_ok=True)
     rows = [c["method"] + (f" {sweeping.label(key, c[key])}" if key else "") for c in configs]
 
-    def start(k: int) -> None:  # the run's header and its resolved config.yaml
+    def start(k: int) -> None:  # the run's header
         if not world.is_main:
             return
-        config, state, target = configs[k], states[k], targets[k]
-        # a run folder's config.yaml reruns (or resumes) that one run, in that folder: its own seed, not the list
-        # beside it, and its own folder, not the comparison's
-        own = {"seeds": []} if len(seeds) > 1 else {}
-        configuration.save({**config, **own, "out": str(folders[k])}, target)
+        config, state = configs[k], states[k]
         alpha = config["regmixup_alpha"] if config["method"] == "regmixup" else config["alpha"]
         print(f"== {name}: {rows[k]} (alpha {alpha}, seed {config['seed']}) -> {folders[k]}{_status(state, config)}")
-        if target.name != "config.yaml":
+        if targets[k].name != "config.yaml":
             print(f"--config {config_file} is this run's config.yaml: it is left as it is; the resolved "
-                  f"configuration is in {target}")  # fmt: skip
+                  f"configuration is in {targets[k]}")  # fmt: skip
+
+    def save_config(k: int) -> None:  # the run's resolved config.yaml, once its data and model are built
+        if world.is_main:
+            # a run folder's config.yaml reruns (or resumes) that one run, in that folder: its own seed, not the
+            # list beside it, and its own folder, not the comparison's
+            own = {"seeds": []} if len(seeds) > 1 else {}
+            configuration.save({**configs[k], **own, "out": str(folders[k])}, targets[k])
 
     if parallel > 1:  # each child reads its own checkpoint
         jobs = [side_by_side.Job(name, c, f, s is not None, str(f.relative_to(out)))
                 for c, f, s in zip(configs, folders, states, strict=True)]  # fmt: skip
-        finished = side_by_side.run_all(jobs, parallel, on_start=start)
+        finished = side_by_side.run_all(jobs, parallel, on_start=lambda k: (start(k), save_config(k)))
     else:
         finished = []
         for k in range(len(configs)):
             start(k)
-            finished.append(train_one(name, configs[k], folders[k], states[k]))
+            finished.append(train_one(name, configs[k], folders[k], states[k], built=lambda k=k: save_config(k)))
             states[k] = None  # the checkpoint's tensors are no longer needed
     results: dict[str, list[dict[str, Any]]] = {}
     for row, result in zip(rows, finished, strict=True):
@@ -229,12 +232,21 @@ def run(
     return out
 
 
-def train_one(name: str, config: dict[str, Any], folder: Path, state: dict[str, Any] | None) -> dict[str, Any]:
-    """One run: seed, build the recipe's task, train (from ``state`` when resuming); the engine's metrics and the
-    run's seed (``_seed``, for the comparison's reliability figure). The device line is :func:`run`'s, printed once."""
+def train_one(
+    name: str,
+    config: dict[str, Any],
+    folder: Path,
+    state: dict[str, Any] | None,
+    built: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """One run: seed, build the recipe's task, call ``built()`` (data that cannot load leaves no config.yaml of a run
+    that began), train (from ``state`` when resuming); the engine's metrics and the run's seed (``_seed``, for the
+    comparison's reliability figure). The device line is :func:`run`'s, printed once."""
     torch.manual_seed(config["seed"])  # model initialisation is part of the run
     random.seed(config["seed"])
     task = load(name).build(config)
+    if built is not None:
+        built()
     return {**engine.train(task, config, folder, state=state, announce=False), "_seed": config["seed"]}
 
 

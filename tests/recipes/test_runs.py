@@ -317,6 +317,24 @@ def test_corrupt_image_in_data_is_named(tmp_path):
         image.load_data(resolve("image", None, {"data": str(tmp_path)}))
 
 
+def test_data_that_cannot_load_leaves_no_config_of_a_run_that_began(tmp_path, capsys):
+    """A --data folder of one class is refused once loaded; the run's config.yaml, which marks a run that began
+    (--resume starts it), is written only after its data and model are built."""
+    from PIL import Image
+
+    from multimix.cli import main
+
+    (tmp_path / "data" / "cats").mkdir(parents=True)
+    for k in range(4):
+        Image.new("RGB", (8, 8), (k * 40, 9, 0)).save(tmp_path / "data" / "cats" / f"{k}.png")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "image", "--data", str(tmp_path / "data"), "--set", "val_size=1", "--set", "batch_size=2",
+              "--set", "progress=false", "--out", str(out)])  # fmt: skip
+    assert exit_info.value.code == 2 and "1 class" in capsys.readouterr().err
+    assert not (out / "config.yaml").exists()
+
+
 def test_the_device_line_comes_first_and_the_comparison_figure_names_its_seed(tmp_path, monkeypatch, capsys):
     from multimix_recipes import engine, plots
     from multimix_recipes.image import train as image
