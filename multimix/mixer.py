@@ -226,10 +226,14 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
         if lengths is not None:
             validity = Validity.of(lengths.to(device, non_blocking=True), first.shape[-1], lengths.dtype)
         kind = target_kind(targets)
-        mixed, label_lam, moved = {}, None, None
+        mixed, label_lam, moved, shared = {}, None, None, {}
         for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
             region = plan.region if self.fields is None else plan.region[name]
             adapter = candidates[min(plan.choice, len(candidates) - 1)]
+            if self.fields is not None:  # fields sharing a region take the first one's fitting (SaliencyMix's boxes)
+                if id(region) not in shared:
+                    shared[id(region)] = adapter.prepare(x, plan, region)
+                region = shared[id(region)]
             maps = kind in ("map", "map_rows")
             if label_lam is None and (maps or validity is not None):  # before apply writes x: the region reads it
                 # what labels and pixels both need, once (the lengths only to adapters that take them)

@@ -380,3 +380,22 @@ def test_constructors_take_the_papers_arguments_in_order():
     assert ResizeMix(0.5, (0.2, 0.6)).scale == ResizeMix(0.5, scale=(0.2, 0.6)).scale == (0.2, 0.6)
     with pytest.raises(TypeError):
         FMix(1.0, 3.0, 0.0, False)  # inplace stays keyword-only
+
+
+@pytest.mark.parametrize("adapter", [SaliencyMix(1.0), CutMix(1.0), FMix(1.0), ResizeMix(1.0)])
+def test_dict_fields_given_one_adapter_take_the_same_pixels_from_the_same_partner(adapter):
+    """Aligned RGB and depth given one adapter object: every pixel of both comes from the same source pixel, and the
+    label map follows both (SaliencyMix centred each field's boxes on that field's own saliency peak)."""
+    batch, size = 4, 16
+    source = torch.arange(batch * size * size, dtype=torch.float32).view(batch, 1, size, size) + 1
+    depth = source.clone()
+    depth[:, :, 1, 1] += 1e4  # depth's own peak, away from the RGB's
+    maps = torch.arange(batch * size * size).view(batch, size, size) % 7
+    mixer = multimix.Mixer({"pixel_values": adapter, "depth": adapter}, num_classes=7, per_sample=True, seed=0)
+    out = mixer({"pixel_values": source.expand(batch, 3, size, size).clone(), "depth": depth}, maps)
+    from_rgb = out.inputs["pixel_values"][:, 0].round().long() - 1
+    from_depth = torch.where(out.inputs["depth"][:, 0] > 1e4, out.inputs["depth"][:, 0] - 1e4,
+                             out.inputs["depth"][:, 0]).round().long() - 1  # fmt: skip
+    assert torch.equal(from_rgb, from_depth)
+    if out.targets.dim() == 3:  # whole pixels: the map each pixel now shows is its source's
+        assert torch.equal(out.targets, maps.flatten()[from_rgb])
