@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from multimix._checks import check_flag, check_positive_int, check_probability
+from multimix._checks import check_flag, check_generator, check_positive_int, check_probability
 from multimix.targets import check_label_mode
 
 __all__: list[str] = []
@@ -39,6 +39,7 @@ CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "label_mode": lambda value, name: check_label_mode(value),
     "ignore_index": _check_ignore_index,
     "target_key": _check_target_key,
+    "generator": lambda value, name: check_generator(value),
 }
 
 # settings that shaped the Mixer when it was built, and what to do instead of assigning them

@@ -408,11 +408,15 @@ def test_settings_assigned_later_are_checked_and_take_effect():
         ("alpha_schedule", 3, TypeError, r"alpha_schedule must be a callable"),
         ("seed", 5, AttributeError, r"Mixer.seed is fixed .*mixer.generator.manual_seed\(seed\)"),
         ("switch", "sample", AttributeError, r"Mixer.switch is fixed"),
+        ("generator", 3, TypeError, r"generator must be a torch.Generator, got int"),  # the next call failed
     ]:
         with pytest.raises(error, match=match):
             setattr(mixer, name, value)
     assert (mixer.p, mixer.label_smoothing, mixer.off_epoch, mixer.seed) == (0.5, 0.1, 1, 0)
     assert torch.equal(mixer.state_dict()["generator"], state["generator"])
+    mixer.generator = torch.Generator().manual_seed(3)  # a generator of one's own is a setting like the others
+    reference = multimix.Mixer(Mixup(2.0), num_classes=5, p=0.5, seed=3).draw(4)
+    assert torch.equal(mixer.draw(4).lam, reference.lam)
     switched = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=5, per_sample=True, switch="sample")
     with pytest.raises(ValueError, match="per_sample stays True"):
         switched.per_sample = False
