@@ -85,6 +85,30 @@ def test_one_graph_for_every_box():
     assert len(boxes) > 1 and counters["stats"]["unique_graphs"] == 1
 
 
+@pytest.mark.parametrize(
+    ("adapters", "options", "graphs"),
+    [
+        (Mixup(1.0), {"per_sample": True, "p": 0.5}, 1),
+        (CutMix(1.0), {"per_sample": True, "p": 0.5}, 1),
+        ([Mixup(0.8), CutMix(1.0)], {}, 2),  # one graph per adapter chosen per batch
+        ([Mixup(0.8), CutMix(1.0)], {"per_sample": True, "switch": "sample"}, 1),
+    ],
+)
+def test_graphs_a_run_compiles(adapters, options, graphs):
+    """What docs/compile.md says a run of batches of 32 compiles: each graph once, whatever the plan."""
+    from torch._dynamo.utils import counters
+
+    mixer = multimix.Mixer(adapters, num_classes=5, seed=0, **options)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(mixer.apply, fullgraph=True, backend="eager")
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        x, y = torch.rand(32, 3, 8, 8, generator=generator), torch.randint(0, 5, (32,), generator=generator)
+        compiled(x, y, mixer.plan_for(x))
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
 def test_call_is_apply_of_plan_for():
     """``mixer(x, y)`` draws and mixes exactly as ``apply(x, y, plan_for(x))`` from the same generator state."""
     first = multimix.Mixer([Mixup(0.8), CutMix(1.0)], num_classes=5, per_sample=True, seed=0)
