@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from multimix._checks import check_positive_int, check_tensor
+from multimix.target_checks import check_partners
 
 __all__ = [
     "ReliabilityDiagram",
@@ -119,15 +120,7 @@ def mixed_accuracy(
         raise TypeError(f"index must hold integer partner positions, got dtype {index.dtype}")
     if lam.is_complex() or lam.dtype == torch.bool:
         raise TypeError(f"lam must be a real tensor of label weights in [0, 1], got dtype {lam.dtype}")
-    # metrics return Python floats: reading lam and index back costs nothing extra
-    bad_lam = lam[~((lam >= 0) & (lam <= 1))]  # NaN fails both comparisons
-    if bad_lam.numel():
-        raise ValueError(
-            f"lam must lie in [0, 1] (the weight of each sample's own label, out.lam), got {bad_lam[:4].tolist()}"
-        )
-    bad_index = index[(index < 0) | (index >= n)]
-    if bad_index.numel():
-        raise ValueError(f"index must hold partners in [0, {n}) (out.index), got {bad_index[:4].tolist()}")
+    check_partners(index, lam)  # metrics return Python floats: reading lam and index back costs nothing extra
     pred = logits.argmax(dim=1)
     lam = lam.to(device=pred.device, dtype=torch.float64)
     hits = lam * (pred == labels) + (1 - lam) * (pred == labels[index.to(pred.device)])

@@ -170,8 +170,19 @@ def check_mix_arguments(
         )
     if not rows.is_floating_point() or index.is_floating_point() or index.dtype == torch.bool:
         raise TypeError(f"mix_targets needs float rows and an integer index, got {rows.dtype} and {index.dtype}")
-    if reads_values(index, False) and index.numel() and not bool(((index >= 0) & (index < len(index))).all()):
-        raise ValueError(f"index must hold partners in [0, {len(index)}), got {index.tolist()}")
-    if reads_values(lam, False) and not bool(((lam >= 0) & (lam <= 1)).all()):
-        raise ValueError(f"lam must lie in [0, 1], got {lam.tolist()}")
+    if reads_values(index, False) and reads_values(lam, False):
+        check_partners(index, lam)
     return rows, index, lam
+
+
+def check_partners(index: torch.Tensor, lam: torch.Tensor) -> None:
+    """Refuse partners outside ``[0, B)`` and label weights outside ``[0, 1]`` (NaN too), naming the first bad
+    values: it reads them, so callers decide where that costs nothing."""
+    bad_lam = lam[~((lam >= 0) & (lam <= 1))]  # NaN fails both comparisons
+    if bad_lam.numel():
+        raise ValueError(
+            f"lam must lie in [0, 1] (the weight of each sample's own label, out.lam), got {bad_lam[:4].tolist()}"
+        )
+    bad_index = index[(index < 0) | (index >= len(index))]
+    if bad_index.numel():
+        raise ValueError(f"index must hold partners in [0, {len(index)}) (out.index), got {bad_index[:4].tolist()}")
