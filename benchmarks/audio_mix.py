@@ -22,7 +22,8 @@ from _results import append
 from host import cuda_syncs, host_time_us, median_ms, readbacks
 
 import multimix
-from multimix.audio import SpecMix, SpecMixup, WaveMix
+from multimix.audio import SpecMix, SpecMixup, WaveMix, logaddexp_mix
+from multimix.audio.spectrogram import _DB
 
 NUM_CLASSES = 10
 COLUMNS = ["shape", "step", "ms", "percent", "host_us"]
@@ -85,8 +86,30 @@ def main() -> None:
             if on_cuda:
                 line += f"{cuda_syncs(lambda m=mixer, b=batch, n=lens: m(b, labels, lengths=n)):>12}"
             print(line)
+    if device.type == "cpu":  # what logaddexp_mix's CPU route buys: the same power-domain blend by torch.logaddexp
+        rows += _logaddexp_rows(spec, shape, args.reps, front_ms)
     if not args.no_csv:
         print(f"raw rows appended to {append('audio_mix', device, rows, COLUMNS)}")
+
+
+def _logaddexp_rows(spec: torch.Tensor, shape: str, reps: int, front_ms: float) -> list[dict[str, str]]:
+    """Time the power-domain blend (dB, per-sample lam) as logaddexp_mix's CPU route and as one torch.logaddexp."""
+    lam = torch.rand(spec.shape[0], 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    partner = spec.flip(0)
+
+    def by_logaddexp() -> torch.Tensor:
+        own = spec.mul(_DB).add_(torch.log(lam).float())
+        other = partner.mul(_DB).add_(torch.log1p(-lam).float())
+        return torch.logaddexp(own, other).div_(_DB)
+
+    rows = []
+    for label, fn in (("power blend, logaddexp_mix (CPU route)", lambda: logaddexp_mix(spec, partner, lam, db=True)),
+                      ("power blend, torch.logaddexp", by_logaddexp)):  # fmt: skip
+        ms = median_ms(fn, reps)
+        print(f"{label:<50}{ms:>8.2f}{100 * ms / front_ms:>15.1f}%")
+        rows.append({"shape": shape, "step": label, "ms": f"{ms:.3f}", "percent": f"{100 * ms / front_ms:.2f}",
+                     "host_us": ""})  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

@@ -54,7 +54,14 @@ def logaddexp_mix(a: torch.Tensor, b: torch.Tensor, lam: torch.Tensor, *, db: bo
     lam = lam.to(device=a.device, dtype=torch.float64)
     own = a.to(compute).mul(scale).add_(torch.log(lam).to(compute))
     other = b.to(compute).mul(scale).add_(torch.log1p(-lam).to(compute))
-    out = torch.logaddexp(own, other)  # one fused kernel; log 0 (-inf) on both sides stays -inf
+    if a.device.type == "cpu" and not (own.requires_grad or other.requires_grad):
+        # max + log(1 + exp(-|own - other|)), in place: faster than torch.logaddexp on CPU (benchmarks/audio_mix.py),
+        # same values; a gap of -inf - -inf (two silent values) is NaN, read as an infinite gap. In place, so
+        # only where autograd keeps none of it (a trainable front end takes torch.logaddexp)
+        out = torch.maximum(own, other)
+        out.add_(own.sub_(other).abs_().nan_to_num_(nan=math.inf).neg_().exp_().add_(1.0).log_())
+    else:
+        out = torch.logaddexp(own, other)  # one fused kernel on accelerators
     return (out.div_(scale) if db else out).to(a.dtype)
 
 
