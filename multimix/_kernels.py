@@ -124,7 +124,7 @@ def keep_unmixed(mixed: torch.Tensor, x: torch.Tensor, plan: MixPlan, *, inplace
     unmixed rows are selected, not computed; when the host knows every row is mixed
     this pass is skipped.
     """
-    if not plan.all_mixed:
+    if not plan.nothing_to_keep:
         mixed = torch.where(row_view(plan.mixed, x), mixed, x)
     return x.copy_(mixed) if inplace else in_layout_of(x, mixed)
 
@@ -163,21 +163,16 @@ def applied_lam(lam: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return lam
 
 
-def lerp_rows(
-    x: torch.Tensor, plan: MixPlan, *, inplace: bool, vectorized: bool, static: bool = False
-) -> torch.Tensor:
+def lerp_rows(x: torch.Tensor, plan: MixPlan, *, inplace: bool, vectorized: bool) -> torch.Tensor:
     """Return ``lam[i] * x[i] + (1 - lam[i]) * x[index[i]]`` for every sample i, ``lam`` being ``plan.lam``.
 
     ``plan`` is on ``x``'s device; samples the plan leaves unmixed keep their exact
-    values. The vectorised path is tensor ops only. ``static`` (out of place) reads none of
-    the plan's host flags, so a traced step is one graph for every plan, mixed or not
-    (the same values: unmixed rows are selected, not computed).
+    values. The vectorised path is tensor ops only; traced, it reads none of the plan's
+    host flags, so a step is one graph for every plan, mixed or not (the same values:
+    unmixed rows are selected, not computed).
     """
     lam = plan.lam
-    if static:
-        weight = row_view(torch.rsub(lam, 1.0).to(x.dtype), x)
-        return torch.where(row_view(plan.mixed, x), torch.lerp(x, x.index_select(0, plan.index), weight), x)
-    if not plan.any_mixed:
+    if plan.nothing_to_mix:
         return unchanged(x, inplace)
     if vectorized:
         partner = x.index_select(0, plan.index)
@@ -185,7 +180,7 @@ def lerp_rows(
             weight = 1.0 - float(plan.on_host.lam.numpy()[0])
             return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         weight = row_view(torch.rsub(lam, 1.0).to(x.dtype), x)  # torch.rsub: no Python operator wrapper
-        if plan.all_mixed:  # one fused pass, no selection of unmixed rows
+        if plan.nothing_to_keep:  # one fused pass, no selection of unmixed rows
             return x.lerp_(partner, weight) if inplace else torch.lerp(x, partner, weight)
         return keep_unmixed(torch.lerp(x, partner, weight), x, plan, inplace=inplace)
     return apply_rowwise(x, plan.index.tolist(), plan.mixed.tolist(), lerp_writer(lam, x.dtype), inplace=inplace)
@@ -201,10 +196,9 @@ def _host_weight(x: torch.Tensor, plan: MixPlan) -> bool:
     """
     return (
         not plan.per_sample
-        and plan.all_mixed
+        and plan.nothing_to_keep  # False while traced
         and plan.on_host.index.is_cpu  # a plan built by hand on a device has no CPU copy to read
         and x.dtype in (torch.float32, torch.float64)
-        and not torch.compiler.is_compiling()
     )
 
 
@@ -238,7 +232,7 @@ def paste_boxes(
     vectorised path selects by per-sample ``rows`` ``(B, H)`` and ``cols`` ``(B, W)``
     bool masks of each box (no rows for unmixed samples), static shapes whatever the box.
     """
-    if not plan.any_mixed:
+    if plan.nothing_to_mix:
         return unchanged(x, inplace)
     if vectorized:
         mask = rows.unsqueeze(2) & cols.unsqueeze(1)
@@ -258,7 +252,7 @@ def paste_window(x: torch.Tensor, plan: MixPlan, box: Sequence[int], *, inplace:
     only: host ints as slice bounds would make a traced step recompile for every box,
     so a traced step takes :func:`paste_boxes` with masks.
     """
-    if not plan.any_mixed:
+    if plan.nothing_to_mix:
         return unchanged(x, inplace)
     y1, y2, x1, x2 = box
     out = x if inplace else x.clone()

@@ -133,8 +133,10 @@ class Adapter(ABC):
         """Mix ``x`` by ``plan``; return the mixed tensor and the applied label lam ``(B,)`` float64.
 
         ``plan`` and ``region`` are already on ``x``'s device (``plan.on_host`` is the
-        CPU original, ``plan.any_mixed`` / ``plan.all_mixed`` are known on the host), and
-        the returned lam must be too: nothing here may read values back from the device.
+        CPU original), and the returned lam must be too: nothing here may read values back
+        from the device. Shortcuts for plans that mix nothing or every sample read
+        ``plan.nothing_to_mix`` / ``plan.nothing_to_keep`` (never true while traced, so one
+        graph serves every plan), not ``any_mixed`` / ``all_mixed``.
         ``valid`` holds the valid steps of the last axis, for adapters with
         ``takes_lengths``; None means all steps are valid. The lam returned may be the
         plan's or the region's own tensor (or a view of it), not a copy: the Mixer reports

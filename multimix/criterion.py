@@ -115,7 +115,7 @@ def mixed_loss(
         raise TypeError(f"criterion must be callable as criterion(logits, labels), got {type(criterion).__name__}")
     mix = None
     if isinstance(batch, MixedBatch):
-        lam, index, any_mixed, mix = batch.lam, batch.index, batch.plan.any_mixed, batch.mix
+        lam, index, any_mixed, mix = batch.lam, batch.index, not batch.plan.nothing_to_mix, batch.mix
         if mix is not None:
             _check_smoothing(criterion, mix.label_smoothing)
         if mix is not None and mix.kind in ("map", "map_rows"):
@@ -125,7 +125,7 @@ def mixed_loss(
         if labels is None:
             raise ValueError("this MixedBatch holds no labels (it was not made by a Mixer call): pass labels=")
     elif isinstance(batch, MixPlan):
-        lam, index, any_mixed = batch.lam, batch.index, batch.any_mixed
+        lam, index, any_mixed = batch.lam, batch.index, not batch.nothing_to_mix
         if labels is None:
             raise ValueError("mixed_loss with a plan needs labels: mixed_loss(criterion, logits, plan, labels)")
     else:

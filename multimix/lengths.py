@@ -56,7 +56,7 @@ class Validity:
 
     def union(self, plan: MixPlan) -> Validity:
         """Each item mixed with a partner is valid wherever either source was (``plan`` on the same device)."""
-        if not plan.any_mixed:
+        if plan.nothing_to_mix:
             return self
         if self.lengths is not None:
             partner = self.lengths.index_select(0, plan.index)

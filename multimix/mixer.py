@@ -247,7 +247,7 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             partner = targets.index_select(0, plan.index) if kind in ("map", "map_rows") else None
             moved = partner, (lam if kind == "index" else label_lam)  # index targets give float32 rows: lam as is
         partner, weight = moved
-        mix = LabelMix(targets, partner, weight, plan.index, plan.any_mixed, kind, self.num_classes,
+        mix = LabelMix(targets, partner, weight, plan.index, not plan.nothing_to_mix, kind, self.num_classes,
                        self.label_smoothing, self.label_mode, self.ignore_index)  # fmt: skip
         host = plan.on_host
         if self.fields is None:

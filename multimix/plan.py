@@ -45,7 +45,9 @@ class MixPlan:
     which keeps the CPU original as ``host``. Everything a kernel branches on is a
     host value fixed when the plan is drawn (``per_sample``, ``choice``, ``any_mixed``,
     ``all_mixed``), so applying a plan reads nothing back from the device and traces
-    whole under ``torch.compile``.
+    whole under ``torch.compile``. Kernels read the two flags through
+    :attr:`nothing_to_mix` and :attr:`nothing_to_keep`, which a traced call ignores: one
+    graph then serves every plan of an adapter, whichever samples it mixes.
 
     Attributes:
         index: ``(B,)`` long, the partner each sample is mixed with; ``index[i] == i``
@@ -104,6 +106,24 @@ class MixPlan:
             flags = self.on_host.mixed.cpu().numpy()
             object.__setattr__(self, "any_mixed", bool(flags.any()))
             object.__setattr__(self, "all_mixed", bool(flags.all()))
+
+    @property
+    def nothing_to_mix(self) -> bool:
+        """No sample is mixed (known on the host) and the call is eager: an adapter may return its input as is.
+
+        Never true while traced: a branch on the host flag would make every value a graph
+        of its own, and the masked path gives the same values for every plan (an unmixed
+        sample is selected from its input, at lam = 1).
+        """
+        return not torch.compiler.is_compiling() and not self.any_mixed
+
+    @property
+    def nothing_to_keep(self) -> bool:
+        """Every sample is mixed (known on the host) and the call is eager: no selection of unmixed samples.
+
+        Never true while traced, for the reason :attr:`nothing_to_mix` gives.
+        """
+        return not torch.compiler.is_compiling() and bool(self.all_mixed)
 
     @property
     def batch_size(self) -> int:

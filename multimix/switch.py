@@ -103,7 +103,8 @@ class Switch(Adapter):
         return x
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> list[Part | None]:
-        """Each member's share of the plan (None where none of its samples is mixed) and the region it draws."""
+        """Each member's share of the plan and the region it draws, for every member: one whose samples are all
+        unmixed draws too, so a traced step sees the same structure whatever the plan (one graph)."""
         if plan.choices is None and not plan.any_mixed:  # mixing off: the identity plan chooses nothing
             return [None] * len(self.adapters)
         if plan.choices is None:
@@ -115,9 +116,6 @@ class Switch(Adapter):
         for k, adapter in enumerate(self.adapters):
             chosen = choices == k
             mixes = chosen & mixed  # its samples left unmixed (by p, or partnered with themselves) keep lam 1
-            if not mixes.any():  # nothing for it to mix: no region, no pass over the batch
-                parts.append(None)
-                continue
             sub = MixPlan(torch.from_numpy(np.where(mixes, index, own)), torch.from_numpy(np.where(mixes, lam, 1.0)),
                           choice=k, per_sample=True, mixed=torch.from_numpy(mixes))  # fmt: skip
             region = adapter.draw_region(x, sub, generator)
@@ -129,7 +127,7 @@ class Switch(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: list[Part | None], valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace = self.writes_inplace(x)
-        active = [(k, part) for k, part in enumerate(region) if part is not None]
+        active = _active(region)
         if not self.vectorized(x):
             writers = self._writers(x, active, valid)
             if writers is not None:
@@ -141,9 +139,7 @@ class Switch(Adapter):
             return unchanged(x, inplace), label
         out = None
         for k, part in active:
-            sub = MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed, any_mixed=part.any_mixed,
-                          all_mixed=part.all_mixed)  # fmt: skip
-            mixed, lam = self._readers[k].apply(x, sub, part.region, valid)
+            mixed, lam = self._readers[k].apply(x, _member_plan(part, k), part.region, valid)
             # a member's result is x, bit for bit, outside its own mixed samples: the first needs no selection
             out = mixed if out is None else torch.where(row_view(part.chosen, x), mixed, out)
             label = torch.where(part.chosen, lam.to(torch.float64), label)
@@ -166,12 +162,9 @@ class Switch(Adapter):
         """Each sample's labels follow its own member's rule. The kind of the result is the same at every call
         (integer maps when every member moves whole positions, probability maps otherwise), whichever members the
         draw chose: None (a blend's) when no member moves positions here and some member blends."""
-        active = [(k, part) for k, part in enumerate(region) if part is not None]
         found = []
-        for k, part in active:
-            sub = MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed, any_mixed=part.any_mixed,
-                          all_mixed=part.all_mixed)  # fmt: skip
-            found.append((part, self.adapters[k].mix_label_map(labels, x, sub, part.region)))
+        for k, part in _active(region):
+            found.append((part, self.adapters[k].mix_label_map(labels, x, _member_plan(part, k), part.region)))
         hard = self.moves_whole_positions
         if not hard and all(moved is None for _, moved in found):
             return None
@@ -211,3 +204,19 @@ class Switch(Adapter):
 
     def __repr__(self) -> str:
         return f"Switch({self.adapters!r})"
+
+
+def _active(parts: list[Part | None]) -> list[tuple[int, Part]]:
+    """The members that mix something, by position: in an eager call those with a mixed sample (the others leave
+    the batch as it is); while traced, every member that has a share, so one graph serves every plan."""
+    eager = not torch.compiler.is_compiling()
+    return [(k, part) for k, part in enumerate(parts) if part is not None and not (eager and not part.any_mixed)]
+
+
+def _member_plan(part: Part, k: int) -> MixPlan:
+    """The plan of member ``k``'s samples (on the batch's device); a traced call reads none of its host flags."""
+    if torch.compiler.is_compiling():  # any values: nothing_to_mix and nothing_to_keep ignore them while traced
+        return MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed, any_mixed=True,
+                       all_mixed=False)  # fmt: skip
+    return MixPlan(part.index, part.lam, choice=k, per_sample=True, mixed=part.mixed, any_mixed=part.any_mixed,
+                   all_mixed=part.all_mixed)  # fmt: skip

@@ -148,7 +148,7 @@ def mixed_targets(
 
     Args:
         targets: class indices ``(B,)`` or rows ``(B, C)``.
-        plan: the plan on the targets' device (its ``index``, and ``any_mixed`` on the host).
+        plan: the plan on the targets' device (its ``index``, and ``any_mixed`` on the host in an eager call).
         lam: ``(B,)`` the weight of each sample's own source (what the adapter applied).
         num_classes: C.
         label_smoothing: folded in before mixing (timm's on/off values).
@@ -163,7 +163,7 @@ def mixed_targets(
         tensor([[1., 1., 0.],
                 [1., 1., 0.]])
     """
-    return _mixed_rows(targets, plan.index, plan.any_mixed, lam, num_classes, label_smoothing, label_mode)
+    return _mixed_rows(targets, plan.index, not plan.nothing_to_mix, lam, num_classes, label_smoothing, label_mode)
 
 
 def _mixed_rows(
@@ -175,9 +175,9 @@ def _mixed_rows(
     label_smoothing: float,
     label_mode: str,
 ) -> torch.Tensor:
-    """:func:`mixed_targets` from the partner map and the host's ``any_mixed`` (traced, not read: an unmixed row is
-    its own partner at lam = 1, so the lerp gives its row exactly, and a step needs no graph for unmixed batches)."""
-    if (not torch.compiler.is_compiling() and not any_mixed) or label_mode == "original":
+    """:func:`mixed_targets` from the partner map and ``any_mixed`` (True while traced: an unmixed row is its own
+    partner at lam = 1, so the lerp gives its row exactly, and a step needs no graph for unmixed batches)."""
+    if not any_mixed or label_mode == "original":
         return smoothed_rows(targets, num_classes, label_smoothing)
     dtype = targets.dtype if targets.is_floating_point() and targets.dim() == 2 else torch.float32
     if label_mode != "lerp":
@@ -203,7 +203,7 @@ class LabelMix(NamedTuple):
     partner: torch.Tensor | None  # None for class indices and rows (``labels[index]``, gathered where needed)
     weight: torch.Tensor
     index: torch.Tensor  # (B,) each sample's partner
-    any_mixed: bool  # known on the host
+    any_mixed: bool  # known on the host; True in a traced call (:attr:`MixPlan.nothing_to_mix`)
     kind: str
     num_classes: int
     label_smoothing: float = 0.0

@@ -103,8 +103,7 @@ class HiddenMix(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: None = None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # traced inside a wrapped model, one graph serves every plan: it already has one per mixing point
-        static = torch.compiler.is_compiling()
-        return lerp_rows(x, plan, inplace=False, vectorized=True, static=static), applied_lam(plan.lam, x)
+        return lerp_rows(x, plan, inplace=False, vectorized=True), applied_lam(plan.lam, x)
 
     def __repr__(self) -> str:
         return f"HiddenMix(alpha={self.alpha!r}, layers={self.layers!r})"

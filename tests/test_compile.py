@@ -39,6 +39,11 @@ def _cases():
 CASES = _cases()
 
 
+def _five_image_adapters():
+    image = multimix.image
+    return [Mixup(1.0), CutMix(1.0), image.FMix(1.0), image.ResizeMix(), image.SaliencyMix(1.0)]
+
+
 def _batch(shape, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=g)
@@ -92,6 +97,7 @@ def test_one_graph_for_every_box():
         (CutMix(1.0), {"per_sample": True, "p": 0.5}, 1),
         ([Mixup(0.8), CutMix(1.0)], {}, 2),  # one graph per adapter chosen per batch
         ([Mixup(0.8), CutMix(1.0)], {"per_sample": True, "switch": "sample"}, 1),
+        (_five_image_adapters(), {"per_sample": True, "switch": "sample", "p": 0.5}, 1),  # 9 before: past the limit
     ],
 )
 def test_graphs_a_run_compiles(adapters, options, graphs):
@@ -107,6 +113,52 @@ def test_graphs_a_run_compiles(adapters, options, graphs):
         x, y = torch.rand(32, 3, 8, 8, generator=generator), torch.randint(0, 5, (32,), generator=generator)
         compiled(x, y, mixer.plan_for(x))
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+ONE_GRAPH_CASES = {  # name: (adapters, per_sample, sample shape, label maps, lengths)
+    "mixup-batch": (lambda: Mixup(1.0), False, (3, 8, 8), False, False),
+    "cutmix-batch": (lambda: CutMix(1.0), False, (3, 8, 8), True, False),
+    "cutmix-sample": (lambda: CutMix(1.0), True, (3, 8, 8), True, False),
+    "fmix-sample": (lambda: multimix.image.FMix(1.0), True, (3, 8, 8), True, False),
+    "fmix-soft-batch": (lambda: multimix.image.FMix(1.0, max_soft=0.2), False, (3, 8, 8), True, False),
+    "resizemix-batch": (lambda: multimix.image.ResizeMix(), False, (3, 8, 8), True, False),
+    "saliencymix-sample": (lambda: multimix.image.SaliencyMix(1.0), True, (3, 8, 8), True, False),
+    "specmixup-power": (lambda: SpecMixup(1.0, domain="power"), True, (8, 12), False, True),
+    "specmixup-log": (lambda: SpecMixup(1.0), False, (8, 12), False, False),
+    "specmix-sample": (lambda: SpecMix(1.0), True, (8, 12), False, True),
+    "wavemix-batch": (lambda: WaveMix(1.0), False, (32,), False, True),
+    "switch-of-five": (lambda: Switch(_five_image_adapters()), True, (3, 8, 8), True, False),
+}
+
+
+@pytest.mark.parametrize("name", list(ONE_GRAPH_CASES))
+def test_one_graph_serves_every_plan_mixed_or_not(name):
+    """Batches with no sample mixed, some and all (p < 1 on batches of 3), through one compiled step: one graph,
+    and eager's inputs, targets, lam and lengths for each (the host flags of a plan choose nothing while traced)."""
+    from torch._dynamo.utils import counters
+
+    make, per_sample, shape, maps, with_lengths = ONE_GRAPH_CASES[name]
+    mixer = multimix.Mixer(make(), num_classes=5, per_sample=per_sample, p=0.5, seed=7)
+
+    def step(x, y, plan, lengths):
+        out = mixer.apply(x, y, plan, lengths=lengths)
+        return out.inputs, out.targets, out.lam, out.lengths
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(step, fullgraph=True, backend="eager")
+    generator, seen = torch.Generator().manual_seed(0), set()
+    for _ in range(60):
+        x = torch.rand(3, *shape, generator=generator)
+        y = torch.randint(0, 5, (3, *shape[-2:]) if maps else (3,), generator=generator)
+        lengths = torch.randint(1, shape[-1] + 1, (3,), generator=generator) if with_lengths else None
+        plan = mixer.plan_for(x, y, lengths=lengths)
+        seen.add((plan.any_mixed, plan.all_mixed))
+        eager, traced = step(x.clone(), y, plan, lengths), compiled(x.clone(), y, plan, lengths)
+        for got, want in zip(traced, eager, strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+    assert seen == {(False, False), (True, False), (True, True)}  # none, some and all mixed
+    assert counters["stats"]["unique_graphs"] == 1
 
 
 def test_call_is_apply_of_plan_for():

@@ -482,11 +482,20 @@ def test_a_switch_built_out_of_place_leaves_the_batch_unchanged(side):
     assert torch.equal(x, before) and not torch.equal(out.inputs, before)
 
 
-def test_a_member_whose_samples_are_all_unmixed_draws_and_mixes_nothing():
+def test_a_member_whose_samples_are_all_unmixed_draws_its_region_and_mixes_nothing():
+    """Every member has a share (one traced graph for every plan); an unmixed member's samples stay as they were,
+    eager and traced."""
     plan = switched_plan([1, 0, 3, 2], [0.4, 0.4, 1.0, 1.0], [0, 0, 1, 1])  # CutMix's two samples keep lam 1
     switch = Switch([Mixup(0.8), CutMix(1.0)])
-    region = switch.draw_region(torch.rand(4, 3, 8, 8), plan, torch.Generator().manual_seed(0))
-    assert region[0] is not None and region[1] is None
+    x = torch.rand(4, 3, 8, 8)
+    region = switch.draw_region(x, plan, torch.Generator().manual_seed(0))
+    assert region[0].any_mixed and not region[1].any_mixed and not region[1].mixed.any()
+    eager, eager_lam = switch.apply(x.clone(), plan, region)
+    torch._dynamo.reset()
+    traced, traced_lam = torch.compile(switch.apply, fullgraph=True, backend="eager")(x.clone(), plan, region)
+    for out, lam in ((eager, eager_lam), (traced, traced_lam)):
+        assert torch.equal(out[2:], x[2:]) and torch.equal(lam[2:], torch.ones(2, dtype=torch.float64))
+        torch.testing.assert_close(out[:2], torch.stack([0.4 * x[0] + 0.6 * x[1], 0.4 * x[1] + 0.6 * x[0]]))
 
 
 def test_the_vectorised_switch_equals_the_loop_bit_for_bit_with_infinities():

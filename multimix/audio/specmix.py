@@ -159,12 +159,12 @@ class SpecMix(_SpectrogramAdapter):
         inplace = self.writes_inplace(x)
         self._check_valid(valid)
         region = self.prepare(x, plan, region, valid)
-        if not plan.any_mixed:
+        if plan.nothing_to_mix:
             return unchanged(x, inplace), torch.ones_like(region.kept)
         ft = self._as_ft(x)
         mixed = self._apply_ft(ft, plan, region, inplace)
         out = x if inplace else self._as_ft(mixed)  # in place, the bands were written into x through ft
-        if plan.all_mixed:  # known on the host: no selection of unmixed samples
+        if plan.nothing_to_keep:  # no selection of unmixed samples
             return out, region.kept
         return out, torch.where(plan.mixed, region.kept, torch.ones_like(region.kept))
 
@@ -187,7 +187,7 @@ class SpecMix(_SpectrogramAdapter):
             freq = region.freq_mask.unsqueeze(2)
             freq = freq if region.span is None else freq & region.span.unsqueeze(1)
             mask = freq | region.time_mask.unsqueeze(1)
-            if not plan.all_mixed:  # known on the host: every sample mixed needs no pass over the mask
+            if not plan.nothing_to_keep:  # every sample mixed needs no pass over the mask
                 mask = mask & plan.mixed.view(-1, 1, 1)
             mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), *x.shape[-2:])
             partner = x.index_select(0, plan.index)

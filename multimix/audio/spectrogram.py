@@ -148,7 +148,7 @@ class SpecMixup(_SpectrogramAdapter):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace = self.writes_inplace(x)
         self._check_valid(valid)
-        if not plan.any_mixed:
+        if plan.nothing_to_mix:
             return unchanged(x, inplace), plan.lam
         if self.vectorized(x):
             partner = x.index_select(0, plan.index)
@@ -159,7 +159,7 @@ class SpecMixup(_SpectrogramAdapter):
                 lam = self._log_label(plan.lam, own, other)
                 partner.mul_(row_view(other, x))  # ours to scale
                 own = row_view(own, x)
-                if plan.all_mixed and inplace:
+                if plan.nothing_to_keep and inplace:
                     return x.mul_(own).add_(partner), lam
                 return keep_unmixed(x.mul(own).add_(partner), x, plan, inplace=inplace), lam
             return keep_unmixed(mixed, x, plan, inplace=inplace), plan.lam

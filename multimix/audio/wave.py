@@ -95,7 +95,7 @@ class WaveMix(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: None, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace, vectorized = self.writes_inplace(x), self.vectorized(x)
-        if not plan.any_mixed:
+        if plan.nothing_to_mix:
             return unchanged(x, inplace), plan.lam
         label = self.label_lam(x, plan, valid, vectorized)
         if valid is None:  # every sample valid throughout: Mixup's blend

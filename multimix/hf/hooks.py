@@ -56,12 +56,11 @@ def union_mask(mask: torch.Tensor, plan: MixPlan) -> torch.Tensor:
     ``plan`` is placed on the mask's device.
     """
     plan, _ = plan.to(mask.device)
-    static = torch.compiler.is_compiling()  # traced: one graph for every plan, whichever samples it mixes
-    if not (static or plan.any_mixed):
+    if plan.nothing_to_mix:  # never while traced: one graph for every plan, whichever samples it mixes
         return mask
     partner = mask.index_select(0, plan.index)
     combined = mask | partner if mask.dtype == torch.bool else torch.maximum(mask, partner)
-    if not static and plan.all_mixed:
+    if plan.nothing_to_keep:
         return combined
     return torch.where(plan.mixed.view(-1, *([1] * (mask.dim() - 1))), combined, mask)
 

@@ -147,10 +147,10 @@ def _host_box_masks(boxes: np.ndarray, plan: MixPlan, height: int, width: int) -
     """:func:`box_masks` on the host in NumPy (a handful of numbers: cheaper than torch's dispatch)."""
     positions = np.arange(max(height, width))  # rows and columns compared at once, as box_masks does
     inside = (positions >= boxes[:, 0::2, None]) & (positions < boxes[:, 1::2, None])  # (B, 2, max(H, W))
-    rows, cols = inside[:, 0, :height], inside[:, 1, :width]
-    if not plan.all_mixed:
-        rows = rows & plan.mixed.numpy()[:, None]
-    return torch.from_numpy(rows), torch.from_numpy(cols)
+    rows = inside[:, 0, :height]
+    # contiguous for every plan (the same strides: one traced graph), without a pass when every sample is mixed
+    rows = np.ascontiguousarray(rows) if plan.all_mixed else rows & plan.mixed.numpy()[:, None]
+    return torch.from_numpy(rows), torch.from_numpy(inside[:, 1, :width])
 
 
 class Boxes(NamedTuple):

@@ -155,7 +155,7 @@ class FMix(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: Fourier, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace = self.writes_inplace(x)
-        if not plan.any_mixed:
+        if plan.nothing_to_mix:
             return unchanged(x, inplace), torch.ones_like(plan.lam)
         if not self.vectorized(x):
             write, lam = self.row_writer(x, plan, region)
@@ -164,7 +164,7 @@ class FMix(Adapter):
         partner = x.index_select(0, plan.index)
         if self.max_soft:
             return keep_unmixed(torch.lerp(partner, x, weight), x, plan, inplace=inplace), lam
-        if not plan.all_mixed:  # unmixed samples keep every pixel: one selection still does it all
+        if not plan.nothing_to_keep:  # unmixed samples keep every pixel: one selection still does it all
             weight = weight | ~row_view(plan.mixed, weight)
         return (where_into(~weight, partner, x) if inplace else torch.where(weight, x, partner)), lam
 
@@ -173,7 +173,7 @@ class FMix(Adapter):
 
     def prepare(self, x: torch.Tensor, plan: MixPlan, region: Fourier, valid: Validity | None = None) -> Fourier:
         """The region with its mask, which the labels and the pixels then share."""
-        return region._replace(mask=self.mask(x, region)) if plan.any_mixed else region
+        return region if plan.nothing_to_mix else region._replace(mask=self.mask(x, region))
 
     @property
     def moves_whole_positions(self) -> bool:  # type: ignore[override]
@@ -184,7 +184,7 @@ class FMix(Adapter):
         self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Fourier
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The mask that mixes the pixels mixes the labels: whole positions when hard, shared on a soft edge."""
-        if not plan.any_mixed:
+        if plan.nothing_to_mix:
             own = torch.ones(1, *x.shape[-2:], dtype=torch.bool, device=x.device)
         else:
             own, keep = self.mask(x, region), plan.mixed.view(-1, 1, 1)

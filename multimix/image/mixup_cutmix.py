@@ -8,6 +8,7 @@ what makes them faster than timm's and torchvision's mixers (see
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from multimix._checks import check_flag
@@ -123,7 +124,10 @@ class CutMix(Adapter):
         n = plan.batch_size
         if not self.correct_lam:
             kept = plan.lam  # timm's correct_lam=False: the label weight is the lam drawn, clipped box or not
-        kept = kept.expand(n) if plan.all_mixed else kept_where_mixed(plan, kept)
+        if not plan.all_mixed:
+            kept = kept_where_mixed(plan, kept)
+        elif kept.shape[0] != n:  # one box: (B,) contiguous as above, so every plan has the same strides (one graph)
+            kept = torch.from_numpy(np.full(n, kept.numpy()[0]))
         if not plan.per_sample:  # one box: a vectorised eager call moves only its window (paste_window)
             return Boxes(boxes.expand(n, 4), kept, box=tuple(boxes.numpy()[0].tolist()))
         if not self.vectorized(x):

@@ -126,7 +126,7 @@ class ResizeMix(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: Resized, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         region, inplace = Resized(*region), self.writes_inplace(x)
-        if not plan.any_mixed:
+        if plan.nothing_to_mix:
             return unchanged(x, inplace), region.kept
         if not self.vectorized(x):
             write, kept = self.row_writer(x, plan, region)

@@ -117,7 +117,7 @@ class SaliencyMix(Adapter):
         self, x: torch.Tensor, plan: MixPlan, region: Halves, valid: Validity | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inplace = self.writes_inplace(x)
-        if not plan.any_mixed:
+        if plan.nothing_to_mix:
             return unchanged(x, inplace), torch.ones_like(plan.lam)
         boxes, lam = self._boxes_and_lam(x, plan, region)
         vectorized = self.vectorized(x)
@@ -129,7 +129,7 @@ class SaliencyMix(Adapter):
 
     def prepare(self, x: torch.Tensor, plan: MixPlan, region: Halves, valid: Validity | None = None) -> Halves:
         """The region with its boxes (the saliency peaks of the unmixed ``x``), which labels and pixels then share."""
-        return region._replace(boxes=self.boxes(x, plan, region)) if plan.any_mixed else region
+        return region if plan.nothing_to_mix else region._replace(boxes=self.boxes(x, plan, region))
 
     def mix_label_map(
         self, labels: torch.Tensor, x: torch.Tensor, plan: MixPlan, region: Halves
