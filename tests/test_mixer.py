@@ -277,6 +277,27 @@ def test_bad_calls_raise_and_change_nothing(call, error, match):
     assert torch.equal(mixer.generator.get_state(), state)  # no plan was drawn
 
 
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [
+        (lambda: CutMix(1.0), (4, 3, 0, 8)),
+        (lambda: multimix.image.FMix(1.0), (4, 3, 8, 0)),
+        (lambda: multimix.image.ResizeMix(), (4, 0, 8, 8)),
+        (lambda: multimix.image.SaliencyMix(1.0), (4, 3, 0, 8)),
+        (lambda: multimix.audio.SpecMix(1.0), (4, 0, 16)),
+        (lambda: multimix.audio.WaveMix(1.0), (4, 0)),
+        (lambda: Mixup(1.0), (4, 3, 0, 8)),
+    ],
+)
+def test_samples_with_an_empty_axis_are_refused_by_name(make, shape):
+    """An empty axis has no area to cut or weigh labels by: one message naming it (not a division by zero)."""
+    mixer = multimix.Mixer(make(), num_classes=5, seed=0)
+    state = mixer.generator.get_state()
+    with pytest.raises(ValueError, match=r"inputs has an empty axis in its samples \(shape \(4, "):
+        mixer(torch.randn(shape), torch.arange(4))
+    assert torch.equal(mixer.generator.get_state(), state)
+
+
 def test_bad_input_leaves_tensors_unchanged():
     x = torch.randn(4, 3, 8, 8)
     original = x.clone()
