@@ -67,13 +67,16 @@ def _check_runs(folders: list[Path], configs: list[dict[str, Any]], resume: bool
     its first checkpoint; ``--resume`` where no run wrote its configuration is refused. Without it, a folder that
     holds a checkpoint is refused unless ``overwrite``.
     """
-    if resume and overwrite:
-        raise ValueError("--resume continues the runs in --out and --overwrite replaces them; pass one of the two")
     found = [f / "checkpoint.pt" for f in folders if (f / "checkpoint.pt").is_file()]
     if resume:
         started = [f for f in folders if (f / "config.yaml").is_file() or (f / "config.resolved.yaml").is_file()]
         if not found and not started:  # no run began there (each writes its configuration first): a mistyped --out?
             where = folders[0] / "checkpoint.pt" if len(folders) == 1 else f"any of the {len(folders)} run folders"
+            top = Path(configs[0]["out"])
+            if top not in folders and (top / "checkpoint.pt").is_file():  # one run there; these go to folders under it
+                raise ValueError(f"--resume: {top} holds one run, and these {len(folders)} runs go to folders under "
+                                 f"it (e.g. {folders[0]}), none begun; resume that run as it was started, or start "
+                                 "these without --resume in another --out")  # fmt: skip
             raise ValueError(f"--resume: no checkpoint at {where}; run without --resume first")
         return [resume_state(c, f) if (f / "checkpoint.pt").is_file() else None
                 for c, f in zip(configs, folders, strict=True)]  # fmt: skip
@@ -150,6 +153,8 @@ def run(
     the same folders, seeds, checkpoints and table as one after the other.
     """
     load(name)
+    if resume and overwrite:  # before the console's first line: nothing printed, nothing written
+        raise ValueError("--resume continues the runs in --out and --overwrite replaces them; pass one of the two")
     _check_compare(compare)
     _check_parallel(parallel)
     overrides = dict(overrides or {})

@@ -94,6 +94,19 @@ def test_resume_of_a_compare_stopped_before_any_checkpoint_starts_its_runs(tmp_p
         run("image", overrides={**overrides, "out": str(tmp_path / "existing")}, resume=True)
 
 
+def test_resume_into_seeds_beside_a_single_run_names_the_layout(tmp_path, fake):
+    """A single run's --out resumed with --seeds: the seeds' folders go under it, so the message says that, not only
+    that no checkpoint was found; nothing is written."""
+    fake()
+    run("image", overrides={**TINY, "epochs": 1, "method": "erm", "out": str(tmp_path)})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    message = r"--resume: .* holds one run, and these 2 runs go to folders under it \(e\.g\. .*seed0\), none begun"
+    with pytest.raises(ValueError, match=message + "; resume that run as it was started"):
+        run("image", overrides={**TINY, "epochs": 1, "method": "erm", "out": str(tmp_path), "seeds": [0, 1]},
+            resume=True)  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_resume_of_an_interrupted_seeds_run_continues_the_interrupted_seed(tmp_path, fake):
     overrides = {**TINY, "epochs": 3, "out": str(tmp_path), "method": "mixup", "seeds": [0, 1, 2]}
     fake(stop=lambda config, epoch: config["seed"] == 1 and epoch == 1)  # stopped in seed 1's second epoch
@@ -160,7 +173,9 @@ def test_a_fresh_run_into_a_folder_with_a_checkpoint_needs_overwrite(tmp_path, f
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["method"] == "erm"
     with pytest.raises(SystemExit):
         main([*argv, "--overwrite", "--resume"])
-    assert "--resume continues the runs in --out and --overwrite replaces them; pass one" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "--resume continues the runs in --out and --overwrite replaces them; pass one" in err
+    assert out == ""  # refused before the device line
     assert main([*argv, "--overwrite"]) == 0
     assert checkpoint.read(tmp_path / "checkpoint.pt")["config"]["method"] == "mixup"
 
