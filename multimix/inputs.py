@@ -63,6 +63,7 @@ class CallInputs:
     adapters: list[Adapter]
     fields: list[str] | None
     _routes: list[Route]
+    _sources: list[Any]  # region_sources of the routes
     num_classes: int
     target_key: str
     switch: str
@@ -153,7 +154,13 @@ class CallInputs:
                 f"plan was drawn for samples of shape {plan.sample_shape}, but inputs hold {sample_shape(fields_)}; "
                 "its region fits the inputs it was drawn for: draw it with mixer.plan_for(inputs) for this batch"
             )
-        if plan.sample_shape is not None:  # drawn by plan_for: its regions are what the adapters drew
+        if plan.drawn_by is not None:  # drawn by plan_for: its regions are what the adapters drew, if they are these
+            expected = self._sources[min(plan.choice, len(self._sources) - 1)]
+            if plan.drawn_by != expected:
+                raise ValueError(
+                    f"plan was drawn for {plan.drawn_by} (by another Mixer's plan_for), but this Mixer "
+                    f"mixes with {expected}; draw it with this mixer's plan_for(inputs)"
+                )
             return
         for name, candidates in self._routes:
             region = plan.region if self.fields is None else (plan.region or {}).get(name)
@@ -201,6 +208,21 @@ def _check_disjoint(fields_: dict[str, torch.Tensor], routes: list[tuple[str, li
                     f"fields {other!r} and {name!r} share memory, so mixing in place would mix it twice; "
                     f"pass separate tensors (e.g. batch[{name!r}].clone()) or build the adapters with inplace=False"
                 )
+
+
+def region_sources(routes: list[Route], tensor_batch: bool) -> list[Any]:
+    """For each adapter choice, what a plan's ``drawn_by`` holds: the adapter names whose regions it carries (per
+    field for dict batches; a switch with its members), found once when the Mixer is built."""
+
+    def name(adapter: Adapter) -> str:
+        if isinstance(adapter, Switch):
+            return f"Switch({', '.join(type(member).__name__ for member in adapter.adapters)})"
+        return type(adapter).__name__
+
+    choices = max(len(candidates) for _, candidates in routes)
+    found = [{field: name(candidates[min(k, len(candidates) - 1)]) for field, candidates in routes}
+             for k in range(choices)]  # fmt: skip
+    return [names["inputs"] for names in found] if tensor_batch else found
 
 
 def sample_shape(fields_: dict[str, torch.Tensor]) -> Any:

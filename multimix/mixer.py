@@ -15,7 +15,7 @@ import torch
 from multimix._checks import check_positive_int, seeded_generator
 from multimix.adapter import Adapter
 from multimix.batch import Inputs, MixedBatch
-from multimix.inputs import CallInputs, adapter_routes, sample_shape
+from multimix.inputs import CallInputs, adapter_routes, region_sources, sample_shape
 from multimix.lengths import Validity
 from multimix.plan import SWITCHES, MixPlan, _draw, identity_plan
 from multimix.schedule import Schedule, Scheduled
@@ -123,6 +123,7 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             self._routes = [("inputs", [Switch(self.adapters)])]
         if isinstance(self._routes[0][1][0], Switch) and not per_sample:
             raise ValueError("a Switch draws one lam per sample from each sample's adapter; pass per_sample=True")
+        self._sources = region_sources(self._routes, self.fields is None)
         self.generator = seeded_generator(seed, generator)
         self.seed = seed if seed is not None else int(self.generator.initial_seed())
         self.target_key = target_key
@@ -189,7 +190,8 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
                 if key not in drawn:
                     drawn[key] = candidates[0].draw_region(x, plan, self.generator)
                 region[name] = drawn[key]
-        return plan.with_region(region, sample_shape(fields_)).to(first.device, extra)
+        drawn_by = self._sources[min(plan.choice, len(self._sources) - 1)]
+        return plan.with_region(region, sample_shape(fields_), drawn_by).to(first.device, extra)
 
     def apply(
         self, inputs: Inputs, targets: torch.Tensor | None, plan: MixPlan, *, lengths: torch.Tensor | None = None

@@ -70,6 +70,8 @@ class MixPlan:
         sample_shape: the shape of one sample (``x.shape[1:]``, per field for dict batches)
             the region was drawn for, so :meth:`multimix.Mixer.apply` refuses other
             inputs; None for a plan built by hand.
+        drawn_by: the names of the adapters whose region the plan holds (per field, members of
+            a switch included), so a Mixer of other adapters refuses it; None for a plan built by hand.
     """
 
     index: torch.Tensor
@@ -83,6 +85,7 @@ class MixPlan:
     region: Any = field(default=None, repr=False, compare=False)
     host: MixPlan | None = field(default=None, repr=False, compare=False)
     sample_shape: Any = field(default=None, repr=False, compare=False)
+    drawn_by: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index, lam = self.index, self.lam
@@ -151,11 +154,11 @@ class MixPlan:
         first = int(mixed[0]) if mixed.size else 0
         return host.lam[first : first + 1]
 
-    def with_region(self, region: Any, sample_shape: Any = None) -> MixPlan:
-        """This CPU plan carrying ``region``, drawn for samples of ``sample_shape`` (a copy of the fields as they
-        are: nothing recomputed)."""
+    def with_region(self, region: Any, sample_shape: Any = None, drawn_by: Any = None) -> MixPlan:
+        """This CPU plan carrying ``region``, drawn for samples of ``sample_shape`` by the adapters ``drawn_by`` names
+        (a copy of the fields as they are: nothing recomputed)."""
         plan = object.__new__(MixPlan)
-        plan.__dict__.update(self.__dict__, region=region, sample_shape=sample_shape)
+        plan.__dict__.update(self.__dict__, region=region, sample_shape=sample_shape, drawn_by=drawn_by)
         return plan
 
     def to(self, device: torch.device, extra: Any = None) -> tuple[MixPlan, Any]:
@@ -311,5 +314,5 @@ def _plan(
     plan = object.__new__(MixPlan)
     plan.__dict__.update(index=torch.from_numpy(index), lam=torch.from_numpy(lam), choice=choice,
                          per_sample=per_sample, choices=choices, mixed=torch.from_numpy(mixed), any_mixed=any_mixed,
-                         all_mixed=all_mixed, region=None, host=None, sample_shape=None)  # fmt: skip
+                         all_mixed=all_mixed, region=None, host=None, sample_shape=None, drawn_by=None)  # fmt: skip
     return plan

@@ -244,6 +244,28 @@ def test_apply_refuses_a_plan_for_another_batch():
         mixer.apply(torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), {})
 
 
+def test_apply_refuses_a_plan_another_mixers_plan_for_drew():
+    """Its region (or none) fits the adapters that drew it: named, with the fix, before any adapter reads it."""
+    x, y = torch.rand(4, 3, 8, 8), torch.arange(4)
+    cutmix = multimix.Mixer(CutMix(1.0), num_classes=5, seed=0)
+    with pytest.raises(ValueError, match=r"plan was drawn for Mixup \(by another Mixer's plan_for\), but this Mixer "
+                                         r"mixes with CutMix; draw it with this mixer's plan_for"):  # fmt: skip
+        cutmix.apply(x, y, multimix.Mixer(Mixup(1.0), num_classes=5).plan_for(x))
+    switch = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=5, per_sample=True, switch="sample")
+    with pytest.raises(ValueError, match=r"drawn for Switch\(Mixup, CutMix\) .* mixes with CutMix"):
+        cutmix.apply(x, y, switch.plan_for(x))
+    fields = multimix.Mixer({"a": CutMix(1.0), "b": Mixup(1.0)}, num_classes=5)
+    with pytest.raises(ValueError, match=r"drawn for \{'a': 'Mixup', 'b': 'Mixup'\}"):
+        batch = {"a": x, "b": x.clone()}
+        fields.apply(batch, y, multimix.Mixer({"a": Mixup(1.0), "b": Mixup(1.0)}, 5).plan_for(batch))
+    # a copy of the mixer (a DataLoader worker's, a rank's) and a list that chose CutMix draw plans CutMix applies
+    torch.testing.assert_close(copy.deepcopy(cutmix).apply(x.clone(), y, cutmix.plan_for(x)).lam.shape, (4,))
+    listed = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=5, seed=0)
+    plans = [listed.plan_for(x) for _ in range(8)]
+    for plan in (p for p in plans if p.choice == 1):
+        cutmix.apply(x.clone(), y, plan)
+
+
 @pytest.mark.parametrize("make", [lambda: CutMix(1.0), lambda: multimix.image.ResizeMix(1.0), lambda: SpecMix(1.0)])
 def test_apply_refuses_a_plan_drawn_for_other_sample_shapes_or_with_no_region(make):
     """A region fits the samples it was drawn for (a 16 x 16 box on 32 x 32 images reported the wrong lam), and a
