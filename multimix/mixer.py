@@ -233,9 +233,10 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             region = plan.region if self.fields is None else plan.region[name]
             adapter = candidates[min(plan.choice, len(candidates) - 1)]
             if self.fields is not None:  # fields sharing a region take the first one's fitting (SaliencyMix's boxes)
-                if id(region) not in shared:
-                    shared[id(region)] = adapter.prepare(x, plan, region)
-                region = shared[id(region)]
+                key = (id(adapter), adapter.region_shape(x))  # as plan_for drew it (on a device, regions are copies)
+                if key not in shared:
+                    shared[key] = adapter.prepare(x, plan, region)
+                region = shared[key]
             maps = kind in ("map", "map_rows")
             if label_lam is None and (maps or validity is not None):  # before apply writes x: the region reads it
                 # what labels and pixels both need, once (the lengths only to adapters that take them)

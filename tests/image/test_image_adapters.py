@@ -382,6 +382,21 @@ def test_constructors_take_the_papers_arguments_in_order():
         FMix(1.0, 3.0, 0.0, False)  # inplace stays keyword-only
 
 
+def test_dict_fields_given_one_adapter_share_its_fitting_on_a_device(monkeypatch):
+    """Off the CPU the plan's regions are copies per field (the move to the device rebuilds the tree): the fields
+    still share one fitting, so SaliencyMix finds its peaks once, on the first field (meta: the device path)."""
+    import multimix.image.saliencymix as saliency
+
+    found = []
+    peaks = saliency._peak_centres
+    monkeypatch.setattr(saliency, "_peak_centres", lambda x, grid: found.append(x.shape[1]) or peaks(x, grid))
+    adapter = SaliencyMix(1.0)
+    mixer = multimix.Mixer({"pixel_values": adapter, "depth": adapter}, num_classes=7, per_sample=True, seed=0)
+    batch = {"pixel_values": torch.rand(4, 3, 16, 16, device="meta"), "depth": torch.rand(4, 1, 16, 16, device="meta")}
+    mixer(batch, torch.zeros(4, 16, 16, dtype=torch.long, device="meta"))
+    assert found == [3]  # the RGB field's peaks, for both fields
+
+
 @pytest.mark.parametrize("adapter", [SaliencyMix(1.0), CutMix(1.0), FMix(1.0), ResizeMix(1.0)])
 def test_dict_fields_given_one_adapter_take_the_same_pixels_from_the_same_partner(adapter):
     """Aligned RGB and depth given one adapter object: every pixel of both comes from the same source pixel, and the
