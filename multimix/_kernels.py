@@ -195,8 +195,8 @@ def _host_weight(x: torch.Tensor, plan: MixPlan) -> bool:
     float16 round the tensor to their own precision first: see :func:`applied_lam`).
     """
     return (
-        not plan.per_sample
-        and plan.nothing_to_keep  # False while traced
+        plan.nothing_to_keep  # False while traced: first, so a traced call reads no other host fact of the plan
+        and not plan.per_sample
         and plan.on_host.index.is_cpu  # a plan built by hand on a device has no CPU copy to read
         and x.dtype in (torch.float32, torch.float64)
     )

@@ -35,6 +35,7 @@ def _has_reduction(criterion: Callable) -> bool:
 _cached_has_reduction = lru_cache(maxsize=64)(_has_reduction)
 
 
+@torch.compiler.assume_constant_result  # traced: read on the host once, not traced through inspect
 def _takes_reduction(criterion: Callable) -> bool:
     """Whether ``criterion`` takes ``reduction=``: its signature read once for the usual (hashable) functions and
     modules, at every call for an unhashable one (a dataclass with ``eq=True``)."""

@@ -345,22 +345,97 @@ def test_label_maps_trace_whole_with_the_pixels(name, mode):
         assert torch.equal(traced[0], eager[0]) and torch.equal(traced[1], eager[1])
 
 
-def test_dict_batches_trace_whole():
-    """A dict-built mixer (one plan for several fields) is captured whole too, and equals eager."""
-    mixer = multimix.Mixer({"pixel_values": CutMix(1.0), "depth": Mixup(1.0)}, num_classes=5, per_sample=True,
-                           seed=4)  # fmt: skip
+@pytest.mark.parametrize("p", [1.0, 0.5])
+@pytest.mark.parametrize("shared", [False, True])
+def test_dict_batches_trace_whole(shared, p):
+    """A dict-built mixer (one plan for several fields) is captured whole too, in one graph for every plan (a new
+    region object each step), and equals eager; fields given one adapter object share its region."""
+    from torch._dynamo.utils import counters
+
+    cut = CutMix(1.0)
+    adapters = {"pixel_values": cut, "depth": cut} if shared else {"pixel_values": cut, "depth": Mixup(1.0)}
+    mixer = multimix.Mixer(adapters, num_classes=5, per_sample=True, p=p, seed=4)
     g = torch.Generator().manual_seed(0)
     batch = {"pixel_values": torch.rand(B, 3, 12, 10, generator=g), "depth": torch.rand(B, 1, 12, 10, generator=g),
              "labels": torch.randint(0, 5, (B,), generator=g)}  # fmt: skip
     torch._dynamo.reset()
+    counters.clear()
     compiled = torch.compile(mixer.apply, fullgraph=True, backend="eager")
-    for _ in range(2):
+    for _ in range(10):
         plan = mixer.plan_for(batch)
         eager = mixer.apply({k: v.clone() for k, v in batch.items()}, None, plan)
         traced = compiled({k: v.clone() for k, v in batch.items()}, None, plan)
         for field in ("pixel_values", "depth"):
             torch.testing.assert_close(traced.inputs[field], eager.inputs[field], rtol=0, atol=0)
         torch.testing.assert_close(traced.targets, eager.targets, rtol=0, atol=0)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_a_plan_a_module_holds_is_one_graph_for_every_box():
+    """A plan kept on a module (as multimix.wrap hands it to the model's forward) is static to dynamo: the batch's
+    box, host ints for eager calls, is not read while traced, so new boxes make no new graphs."""
+    from torch._dynamo.utils import counters
+
+    class Step(torch.nn.Module):
+        def __init__(self, mixer):
+            super().__init__()
+            self.mixer, self.plan = mixer, None
+
+        def forward(self, x, y):
+            return self.mixer.apply(x, y, self.plan).inputs
+
+    mixer = multimix.Mixer(CutMix(1.0), num_classes=5, seed=0)
+    step, x, y = Step(mixer), *_batch((B, 3, 16, 16))[:2]
+    torch._dynamo.reset()
+    counters.clear()
+    compiled, boxes = torch.compile(step, fullgraph=True, backend="eager"), set()
+    for _ in range(10):
+        step.plan = mixer.plan_for(x)
+        boxes.add(step.plan.region.box)
+        assert torch.equal(compiled(x.clone(), y), mixer.apply(x.clone(), y, step.plan).inputs)
+    assert len(boxes) > 8 and counters["stats"]["unique_graphs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "per_sample", "graphs"),
+    [
+        (lambda: Mixup(1.0), True, 1),
+        (lambda: Mixup(1.0), False, 1),
+        (lambda: CutMix(1.0), False, 1),
+        (lambda: CutMix(1.0), True, 2),
+    ],
+)
+def test_switching_mixing_off_and_on_adds_at_most_one_graph(make, per_sample, graphs):
+    """The identity plan of a mixer switched off (enabled = False, off_epoch) is one lam per batch: a per-sample
+    CutMix takes one more graph for it (one box instead of masks); nothing else does, and values are eager's."""
+    from torch._dynamo.utils import counters
+
+    mixer = multimix.Mixer(make(), num_classes=5, per_sample=per_sample, seed=0)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(mixer.apply, fullgraph=True, backend="eager")
+    for step in range(8):
+        mixer.enabled = step % 2 == 0
+        x, y, _ = _batch((4, 3, 8, 8), seed=step)
+        plan = mixer.plan_for(x)
+        traced, eager = compiled(x.clone(), y, plan), mixer.apply(x.clone(), y, plan)
+        assert torch.equal(traced.inputs, eager.inputs) and torch.equal(traced.targets, eager.targets)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_mixed_loss_with_a_function_criterion_traces_whole():
+    """A plain function criterion (F.cross_entropy): whether it takes reduction= is read on the host, not traced."""
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=5, p=0.5, seed=0)
+    x, y, _ = _batch((4, 3, 8, 8))
+
+    def step(x, y, plan):
+        out = mixer.apply(x, y, plan)
+        return multimix.mixed_loss(torch.nn.functional.cross_entropy, out.inputs.flatten(1)[:, :5], out)
+
+    plan = mixer.plan_for(x)
+    torch._dynamo.reset()
+    traced = torch.compile(step, fullgraph=True, backend="eager")(x.clone(), y, plan)
+    assert torch.equal(traced, step(x.clone(), y, plan))
 
 
 def test_a_custom_adapter_whose_region_may_be_none_applies_a_plan_for_plan():

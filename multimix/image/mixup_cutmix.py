@@ -141,7 +141,9 @@ class CutMix(Adapter):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         region = Boxes(*region)
         inplace, vectorized = self.writes_inplace(x), self.vectorized(x)
-        if region.box is not None and vectorized and not torch.compiler.is_compiling():  # host ints: no read-back
+        # host ints: no read-back; never while traced (checked first: a plan held by a module is static to dynamo,
+        # and reading its box would make every box a graph)
+        if not torch.compiler.is_compiling() and region.box is not None and vectorized:
             return paste_window(x, plan, region.box, inplace=inplace), region.kept
         if vectorized and region.rows is None:  # one box, drawn for the CPU loop, or boxes given by hand
             region = region._replace(**box_masks(region.boxes, plan.mixed, x.shape[-2], x.shape[-1]))
