@@ -51,6 +51,29 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("enabled_from", [None, 6])
+def test_a_wrapped_model_with_one_box_per_batch_compiles_one_graph(enabled_from):
+    """The wrapper hands each step's plan to the compiled forward on a module (static to dynamo): CutMix with one box
+    per batch, p < 1, is one graph whatever the box (it was a graph per box, failing at the ninth), and switching
+    mixing off later adds at most one; eager's losses throughout."""
+    torch.manual_seed(0)
+    base = vit().train()
+    eager = multimix.wrap(base, CutMix(1.0), per_sample=False, p=0.5, seed=3).train()
+    twin = multimix.wrap(copy.deepcopy(base), CutMix(1.0), per_sample=False, p=0.5, seed=3).train()
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(twin, backend="eager", fullgraph=True)
+    g = torch.Generator().manual_seed(0)
+    for step in range(12):
+        if enabled_from is not None:
+            eager.mixer.enabled = twin.mixer.enabled = step < enabled_from
+        inputs = {"pixel_values": torch.rand(3, 3, 8, 8, generator=g), "labels": torch.randint(0, 3, (3,), generator=g)}
+        want = eager(**{k: v.clone() for k, v in inputs.items()})
+        got = compiled(**{k: v.clone() for k, v in inputs.items()})
+        assert torch.equal(got.loss, want.loss)
+    assert counters["stats"]["unique_graphs"] == 1
+
+
 def _call(model: torch.nn.Module, inputs: dict[str, torch.Tensor]):
     if "x" in inputs:
         return model(inputs["x"], labels=inputs["labels"])
