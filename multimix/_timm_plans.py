@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from multimix.mixer import Mixer
-from multimix.plan import MixPlan, draw_plan, identity_plan
+from multimix.plan import MixPlan, _draw, identity_plan
 
 __all__: list[str] = []
 
@@ -69,9 +69,8 @@ class TimmMixer(Mixer):
         count = batch_size // 2
         if count == 0 or self.p == 0:
             return self._unmixed(batch_size)
-        alphas = [adapter.alpha for adapter in self.adapters]
-        drawn = draw_plan(count, alphas, self.generator, weights=self.weights, per_sample=True, p=self.p,
-                          switch=self.switch)  # fmt: skip
+        alphas = [adapter.alpha for adapter in self.adapters]  # each checked when it was set, as p and the weights
+        drawn = _draw(count, alphas, self.generator, self.weights, True, self.p, self.switch, matched=True)
         mixed = drawn.lam < 1  # the samples or pairs the coin mixes (the cycle drawn with them is not used)
         if self.mode == "pair":
             order = torch.randperm(batch_size, generator=self.generator)

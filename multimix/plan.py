@@ -269,8 +269,13 @@ def _draw(
     per_sample: bool,
     p: float,
     switch: str,
+    matched: bool = False,
 ) -> MixPlan:
-    """:func:`draw_plan` for arguments already checked (the Mixer checks them once, when they are set)."""
+    """:func:`draw_plan` for arguments already checked (the Mixer checks them once, when they are set).
+
+    ``matched``: the draws are for pairs that find their partners elsewhere (timm's pair and half modes), so a
+    single draw is not a sample that is its own partner: its lam stays unless the ``p`` coin leaves it out.
+    """
     if switch == "sample":
         chosen = _choose_each(weights, len(alphas), batch_size, generator)
         index = _cycle(batch_size, generator)
@@ -293,7 +298,7 @@ def _draw(
         lam[keep] = 1.0
         index[keep] = np.flatnonzero(keep)
     mixed = lam < 1
-    if batch_size == 1 or p < 1.0:  # a random cycle has no fixed point for B >= 2
+    if (batch_size == 1 or p < 1.0) and not matched:  # a random cycle has no fixed point for B >= 2
         mixed &= index != np.arange(batch_size)
         lam[~mixed] = 1.0  # a sample that is its own partner keeps all of itself (B = 1)
     all_mixed = bool(mixed.all())

@@ -350,6 +350,21 @@ def test_pair_mode_draws_a_matching_with_one_lam_and_adapter_per_pair(batch):
         assert torch.equal(plan.lam == 1, index == torch.arange(batch))
 
 
+@pytest.mark.parametrize("prob", [1.0, 0.5])
+@pytest.mark.parametrize("batch", [2, 3])
+def test_pair_and_half_modes_mix_the_one_pair_of_a_batch_of_two_or_three(batch, prob):
+    """One pair is drawn like any other (its lam was dropped as a sample partnered with itself: nothing mixed), so
+    it mixes at the coin's rate, as timm's pair mode does."""
+    for cls, mode in ((multimix.timm.Mixup, "pair"), (multimix.timm.FastCollateMixup, "pair"),
+                      (multimix.timm.FastCollateMixup, "half")):  # fmt: skip
+        ours = cls(mixup_alpha=1.0, mode=mode, prob=prob, num_classes=4, seed=0)
+        mixed = [int((ours.mixer.draw(batch).lam < 1).sum()) for _ in range(200)]
+        per_call = 2 if mode == "pair" else 1  # a pair mixes both its samples; half mode its first
+        assert set(mixed) == ({per_call} if prob == 1.0 else {0, per_call})
+        if prob < 1.0:
+            assert 70 <= mixed.count(per_call) <= 130  # about half of 200 calls
+
+
 @pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
 @pytest.mark.parametrize("batch", [1, 5, 8])
 def test_every_mode_mixes_odd_batches_into_rows_that_sum_to_one(mode, batch):
