@@ -18,7 +18,7 @@ from multimix.batch import Inputs
 from multimix.lengths import check_lengths
 from multimix.plan import MixPlan
 from multimix.switch import Switch
-from multimix.target_checks import check_targets, follows_positions
+from multimix.target_checks import check_partners, check_targets, follows_positions
 from multimix.targets import target_kind
 
 __all__: list[str] = []
@@ -170,6 +170,9 @@ class CallInputs:
                     f"plan holds no region for {type(adapter).__name__} (a MixPlan built by hand?), which mixes "
                     "a region it draws on the host; draw the plan with mixer.plan_for(inputs)"
                 )
+        host = plan.on_host  # a plan built by hand: its values, where reading them costs nothing (eager, on the CPU)
+        if not torch.compiler.is_compiling() and host.index.device.type == "cpu":
+            check_partners(host.index, host.lam, "plan")
 
 
 def _agreed_label_shape(adapters: Sequence[Adapter], x: torch.Tensor, targets: object) -> tuple[int | None, ...] | None:

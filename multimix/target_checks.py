@@ -175,14 +175,17 @@ def check_mix_arguments(
     return rows, index, lam
 
 
-def check_partners(index: torch.Tensor, lam: torch.Tensor) -> None:
+def check_partners(index: torch.Tensor, lam: torch.Tensor, owner: str = "out") -> None:
     """Refuse partners outside ``[0, B)`` and label weights outside ``[0, 1]`` (NaN too), naming the first bad
-    values: it reads them, so callers decide where that costs nothing."""
+    values and whose they are (``out``, a batch's; ``plan``): it reads them, so callers decide where that costs
+    nothing."""
     bad_lam = lam[~((lam >= 0) & (lam <= 1))]  # NaN fails both comparisons
     if bad_lam.numel():
         raise ValueError(
-            f"lam must lie in [0, 1] (the weight of each sample's own label, out.lam), got {bad_lam[:4].tolist()}"
+            f"lam must lie in [0, 1] (the weight of each sample's own label, {owner}.lam), got {bad_lam[:4].tolist()}"
         )
     bad_index = index[(index < 0) | (index >= len(index))]
     if bad_index.numel():
-        raise ValueError(f"index must hold partners in [0, {len(index)}) (out.index), got {bad_index[:4].tolist()}")
+        raise ValueError(
+            f"index must hold partners in [0, {len(index)}) ({owner}.index), got {bad_index[:4].tolist()}"
+        )

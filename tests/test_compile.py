@@ -15,6 +15,7 @@ import torch
 import multimix
 from multimix.audio import SpecMix, SpecMixup, WaveMix
 from multimix.image import CutMix, Mixup
+from multimix.plan import MixPlan
 from multimix.switch import Switch
 
 B = 6
@@ -242,6 +243,28 @@ def test_apply_refuses_a_plan_for_another_batch():
         mixer.apply(torch.rand(6, 3, 8, 8), torch.zeros(6, dtype=torch.long), plan)
     with pytest.raises(TypeError, match=r"plan must be the MixPlan that mixer.plan_for\(inputs\) returned, got dict"):
         mixer.apply(torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), {})
+
+
+@pytest.mark.parametrize(
+    ("index", "lam", "match"),
+    [
+        ([1, 0, 3, 2], [1.5] * 4, r"lam must lie in \[0, 1\] \(the weight of each sample's own label, plan.lam\), "
+                                  r"got \[1.5, 1.5, 1.5, 1.5\]"),
+        ([1, 0, 3, 2], [0.5, -0.5, 0.5, 0.5], r"plan.lam\), got \[-0.5\]"),
+        ([1, 0, 3, 2], [0.5, float("nan"), 0.5, 0.5], r"plan.lam\), got \[nan\]"),
+        ([1, 0, 3, 7], [0.5] * 4, r"index must hold partners in \[0, 4\) \(plan.index\), got \[7\]"),
+    ],
+)
+def test_apply_refuses_a_hand_built_plan_with_values_out_of_range(index, lam, match):
+    """A MixPlan built by hand is checked as a call's labels are (eager, on the CPU), before anything is written: a
+    lam of 1.5 was reported as the label weight while the targets treated the sample as unmixed."""
+    mixer = multimix.Mixer(Mixup(1.0), num_classes=4)
+    x = torch.rand(4, 3, 8, 8)
+    before = x.clone()
+    plan = MixPlan(torch.tensor(index), torch.tensor(lam, dtype=torch.float64))
+    with pytest.raises(ValueError, match=match):
+        mixer.apply(x, torch.arange(4), plan)
+    assert torch.equal(x, before)
 
 
 def test_apply_refuses_a_plan_another_mixers_plan_for_drew():
