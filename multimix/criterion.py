@@ -228,7 +228,13 @@ def _name(criterion: object) -> str:
 
 
 def _per_position(criterion: Callable[..., torch.Tensor], logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``criterion(logits, labels)`` with ``reduction="none"`` (a module's attribute restored after)."""
+    """``criterion(logits, labels)`` with ``reduction="none"`` (a module's attribute restored after).
+
+    Class indices of a narrower integer dtype (uint8 PNG masks, int32 labels), which the Mixer takes, reach the
+    criterion as int64, the dtype torch's class-index losses require.
+    """
+    if not labels.is_floating_point() and labels.dtype not in (torch.int64, torch.bool):
+        labels = labels.long()
     own = getattr(criterion, "reduction", None)
     kwargs = {"reduction": "none"} if own is None and _takes_reduction(criterion) else {}
     if own is not None:

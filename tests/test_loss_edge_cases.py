@@ -198,3 +198,26 @@ def test_fit_temperature_refuses_one_class():
         warnings.simplefilter("error")  # no warning about a bound either: it raises first
         with pytest.raises(ValueError, match=r"at least 2 classes \(N, C\), got shape \(100, 1\).*torch.cat"):
             multimix.fit_temperature(torch.randn(100, 1), torch.zeros(100, dtype=torch.long))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_mixed_loss_takes_the_narrow_integer_labels_the_mixer_takes(dtype, weighted):
+    """uint8 PNG masks and int32 class indices, which the Mixer takes, score as their int64 copies (torch's CE
+    refused them: "expected scalar type Long")."""
+    from multimix.image import CutMix
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.rand(5, generator=generator) if weighted else None
+    criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=255)
+    masks = torch.randint(0, 5, (4, 8, 8), generator=generator)
+    masks[:, 0] = 255
+    labels = torch.randint(0, 5, (4,), generator=generator)
+    x = torch.rand(4, 3, 8, 8, generator=generator)
+    for adapter, targets, logits in ((CutMix(1.0), masks, torch.randn(4, 5, 8, 8, generator=generator)),
+                                     (Mixup(1.0), labels, torch.randn(4, 5, generator=generator))):  # fmt: skip
+        scores = []
+        for given in (targets, targets.to(dtype)):
+            out = multimix.Mixer(adapter, num_classes=5, per_sample=True, ignore_index=255, seed=1)(x.clone(), given)
+            scores.append(multimix.mixed_loss(criterion, logits, out))
+        torch.testing.assert_close(scores[1], scores[0], rtol=0, atol=0)
