@@ -10,14 +10,13 @@ member's write.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from multimix._checks import check_probability
+from multimix._checks import check_flag, check_probability
 from multimix._kernels import apply_rowwise, row_view, unchanged
 from multimix.adapter import Adapter
 from multimix.lengths import Validity
@@ -82,15 +81,34 @@ class Switch(Adapter):
                 f"Switch takes a non-empty list of adapters (e.g. [Mixup(0.8), CutMix(1.0)]), got {adapters!r}"
             )
         self.adapters = members
-        # Out-of-place twins for the vectorised path, where every member reads the original batch: each
-        # returns a new tensor instead of writing into a copy of the batch made for it (apply reads no alpha).
-        self._readers = [copy.copy(member) for member in members]
-        for reader in self._readers:
-            reader.inplace = False
-        super().__init__(members[0].alpha, inplace=all(a.inplace for a in members))
+        self._readers = [_out_of_place(member) for member in members]
+        # Adapter.__init__ would set inplace, which is the members' own here (the property below): alpha is all it sets
+        self.alpha = members[0].alpha
         self.min_ndim = max(a.min_ndim for a in members)
         self.layout = members[0].layout
         self.hf_inputs = members[0].hf_inputs
+
+    @property
+    def inplace(self) -> bool:  # type: ignore[override]
+        """Whether calls write into the batch: when every member does, read live (a member's ``inplace`` set after the
+        Switch was built holds); setting it sets every member's."""
+        return all(adapter.inplace for adapter in self.adapters)
+
+    @inplace.setter
+    def inplace(self, value: bool) -> None:
+        check_flag(value, "inplace")
+        for adapter in self.adapters:
+            adapter.inplace = value
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the out-of-place views (their classes are made at run time): rebuilt on load."""
+        state = self.__dict__.copy()
+        del state["_readers"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._readers = [_out_of_place(member) for member in self.adapters]
 
     @property
     def alphas(self) -> list[float]:
@@ -204,6 +222,21 @@ class Switch(Adapter):
 
     def __repr__(self) -> str:
         return f"Switch({self.adapters!r})"
+
+
+_OUT_OF_PLACE: dict[type, type] = {}
+
+
+def _out_of_place(member: Adapter) -> Adapter:
+    """``member`` as the vectorised path applies it, where every member reads the original batch: the same object
+    state (one shared ``__dict__``, so settings changed after the Switch was built hold here too), but never writing
+    in place (a class-level ``inplace`` of False, which an instance's own value cannot override)."""
+    kind = type(member)
+    if kind not in _OUT_OF_PLACE:
+        _OUT_OF_PLACE[kind] = type(f"OutOfPlace{kind.__name__}", (kind,), {"inplace": property(lambda self: False)})
+    view = object.__new__(_OUT_OF_PLACE[kind])
+    view.__dict__ = member.__dict__
+    return view
 
 
 def _active(parts: list[Part | None]) -> list[tuple[int, Part]]:

@@ -584,3 +584,28 @@ def test_multi_label_targets_are_float32_whatever_the_rows_dtype(dtype):
     torch.testing.assert_close(targets, rows.float() * 0.9 + 0.05)
     with pytest.raises(ValueError, match=r"cutmix_minmax must be \(low, high\)"):
         multimix.timm.Mixup(cutmix_minmax=np.array(0.5))
+
+
+def test_a_switchs_members_settings_changed_after_it_was_built_hold_in_every_path():
+    """The vectorised path applies each member through an out-of-place view sharing the member's state: a setting
+    changed later (SaliencyMix's grid, a member's inplace) holds there as in the CPU loop, after pickling too (the
+    views were copies, and inplace was read once at build)."""
+    import pickle
+
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(6) % 3
+    before = multimix.image.SaliencyMix(1.0)
+    before.grid = 4
+    want = multimix.Mixer([Mixup(0.8), before], num_classes=3, per_sample=True, switch="sample", seed=0)
+    later = multimix.Mixer([Mixup(0.8), multimix.image.SaliencyMix(1.0)], num_classes=3, per_sample=True,
+                           switch="sample", seed=0)  # fmt: skip
+    later.adapters[1].grid = 4
+    for mixer in (later, pickle.loads(pickle.dumps(later))):
+        mixer.generator.manual_seed(0)
+        want.generator.manual_seed(0)
+        assert torch.equal(mixer(x.clone(), labels).inputs, want(x.clone(), labels).inputs)
+    later.adapters[0].inplace = later.adapters[1].inplace = False
+    for mixer in (later, pickle.loads(pickle.dumps(later))):
+        batch = x.clone()
+        out = mixer(batch, labels)
+        assert torch.equal(batch, x) and not torch.equal(out.inputs, x)
