@@ -121,8 +121,9 @@ class Switch(Adapter):
         return x
 
     def draw_region(self, x: torch.Tensor, plan: MixPlan, generator: torch.Generator) -> list[Part | None]:
-        """Each member's share of the plan and the region it draws, for every member: one whose samples are all
-        unmixed draws too, so a traced step sees the same structure whatever the plan (one graph)."""
+        """Each member's share of the plan and the region it draws, for every member, so a traced step sees the same
+        structure whatever the plan (one graph). A member with no mixed sample draws from a generator of its own:
+        its region is never applied to a sample, and the plans' stream stays what it was."""
         if plan.choices is None and not plan.any_mixed:  # mixing off: the identity plan chooses nothing
             return [None] * len(self.adapters)
         if plan.choices is None:
@@ -136,7 +137,7 @@ class Switch(Adapter):
             mixes = chosen & mixed  # its samples left unmixed (by p, or partnered with themselves) keep lam 1
             sub = MixPlan(torch.from_numpy(np.where(mixes, index, own)), torch.from_numpy(np.where(mixes, lam, 1.0)),
                           choice=k, per_sample=True, mixed=torch.from_numpy(mixes))  # fmt: skip
-            region = adapter.draw_region(x, sub, generator)
+            region = adapter.draw_region(x, sub, generator if mixes.any() else torch.Generator())
             parts.append(Part(sub.index, sub.lam, sub.mixed, torch.from_numpy(chosen), region, sub.any_mixed,
                               sub.all_mixed))  # fmt: skip
         return parts
@@ -233,10 +234,23 @@ def _out_of_place(member: Adapter) -> Adapter:
     in place (a class-level ``inplace`` of False, which an instance's own value cannot override)."""
     kind = type(member)
     if kind not in _OUT_OF_PLACE:
-        _OUT_OF_PLACE[kind] = type(f"OutOfPlace{kind.__name__}", (kind,), {"inplace": property(lambda self: False)})
+        _OUT_OF_PLACE[kind] = type(f"OutOfPlace{kind.__name__}", (kind,),
+                                   {"inplace": property(lambda self: False), "__module__": __name__})  # fmt: skip
     view = object.__new__(_OUT_OF_PLACE[kind])
     view.__dict__ = member.__dict__
+    for slot in _slots(kind):  # values outside __dict__ are copied: as they are when the Switch is built or loaded
+        if hasattr(member, slot):
+            setattr(view, slot, getattr(member, slot))
     return view
+
+
+def _slots(kind: type) -> list[str]:
+    """The ``__slots__`` names of ``kind`` and its bases (``__dict__`` and ``__weakref__`` left out)."""
+    names = []
+    for base in kind.__mro__:
+        slots = vars(base).get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else [s for s in slots if s not in ("__dict__", "__weakref__")]
+    return names
 
 
 def _active(parts: list[Part | None]) -> list[tuple[int, Part]]:

@@ -498,12 +498,16 @@ def test_a_switch_built_out_of_place_leaves_the_batch_unchanged(side):
 
 
 def test_a_member_whose_samples_are_all_unmixed_draws_its_region_and_mixes_nothing():
-    """Every member has a share (one traced graph for every plan); an unmixed member's samples stay as they were,
-    eager and traced."""
+    """Every member has a share (one traced graph for every plan), an unmixed member's drawn from a generator of its
+    own (the plans' stream is what it was: Mixup draws nothing, so nothing is drawn); its samples stay as they
+    were, eager and traced."""
     plan = switched_plan([1, 0, 3, 2], [0.4, 0.4, 1.0, 1.0], [0, 0, 1, 1])  # CutMix's two samples keep lam 1
     switch = Switch([Mixup(0.8), CutMix(1.0)])
     x = torch.rand(4, 3, 8, 8)
-    region = switch.draw_region(x, plan, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    region = switch.draw_region(x, plan, generator)
+    assert torch.equal(generator.get_state(), state)
     assert region[0].any_mixed and not region[1].any_mixed and not region[1].mixed.any()
     eager, eager_lam = switch.apply(x.clone(), plan, region)
     torch._dynamo.reset()
@@ -609,3 +613,24 @@ def test_a_switchs_members_settings_changed_after_it_was_built_hold_in_every_pat
         batch = x.clone()
         out = mixer(batch, labels)
         assert torch.equal(batch, x) and not torch.equal(out.inputs, x)
+
+
+def test_a_switch_member_with_slots_keeps_them():
+    """A member class with __slots__ (values outside __dict__) mixes through the Switch's vectorised path too."""
+
+    class Scaled(Mixup):
+        __slots__ = ("scale",)
+
+        def __init__(self, alpha):
+            super().__init__(alpha)
+            self.scale = 2.0
+
+        def apply(self, x, plan, region=None, valid=None):
+            out, lam = super().apply(x, plan, region, valid)
+            return out * self.scale, lam
+
+    plan = switched_plan([1, 0, 3, 2], [0.5, 0.5, 0.5, 0.5], [0, 0, 1, 1])
+    x = torch.rand(4, 3, 8, 8)
+    switch = Switch([Scaled(1.0), CutMix(1.0)])
+    out, _ = switch.apply(x.clone(), plan, switch.draw_region(x, plan, torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(out[:2], 2.0 * (0.5 * x[:2] + 0.5 * x[[1, 0]]))
