@@ -79,11 +79,6 @@ def check_float_tensor(x: object, name: str, min_ndim: int, layout: str) -> torc
         raise ValueError(f"{name} must have at least {min_ndim} dimensions {layout}, got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); mix batches of at least one sample")
-    if x.numel() == 0:  # B > 0, so an empty sample axis: a box, mask or bands over it has no area to weigh labels by
-        raise ValueError(
-            f"{name} has an empty axis in its samples (shape {tuple(x.shape)}, expected {layout}); each sample "
-            "needs at least one value along every axis"
-        )
     return x
 
 

@@ -62,6 +62,11 @@ class Adapter(ABC):
     def check_input(self, x: object, name: str = "inputs") -> torch.Tensor:
         """Raise a clear error if ``x`` cannot be mixed by this adapter; never modifies it nor reads its values."""
         x = check_float_tensor(x, name, self.min_ndim, self.layout)
+        if x.numel() == 0:  # B > 0: an empty sample axis, where a box, mask or bands have no area to weigh labels by
+            raise ValueError(
+                f"{name} has an empty axis in its samples (shape {tuple(x.shape)}, expected {self.layout}); each "
+                "sample needs at least one value along every axis"
+            )
         if self.max_ndim is not None and x.dim() > self.max_ndim:
             raise ValueError(
                 f"{name} must have at most {self.max_ndim} dimensions {self.layout} for {type(self).__name__}, "

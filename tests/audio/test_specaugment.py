@@ -127,3 +127,10 @@ def test_a_generator_state_that_does_not_load_changes_nothing():
     with pytest.raises(ValueError, match=r"state\['generator'\] is not a CPU generator state"):
         augment.load_state_dict({"generator": torch.zeros(7, dtype=torch.uint8)})
     assert torch.equal(augment.generator.get_state(), before)
+
+
+def test_an_empty_spectrogram_passes_through_unchanged():
+    """SpecAugment masks nothing on an empty axis (the mixers' refusal of empty sample axes is not its)."""
+    for shape in ((4, 8, 0), (4, 0, 8)):
+        spec = torch.rand(shape)
+        assert torch.equal(SpecAugment(seed=0)(spec), spec)
