@@ -215,16 +215,23 @@ def _check_disjoint(fields_: dict[str, torch.Tensor], routes: list[tuple[str, li
 
 def region_sources(routes: list[Route], tensor_batch: bool) -> list[Any]:
     """For each adapter choice, what a plan's ``drawn_by`` holds: the adapter names whose regions it carries (per
-    field for dict batches; a switch with its members), found once when the Mixer is built."""
+    field for dict batches, naming a field whose adapter object it shares, as they share its region; a switch with
+    its members), found once when the Mixer is built."""
 
     def name(adapter: Adapter) -> str:
         if isinstance(adapter, Switch):
             return f"Switch({', '.join(type(member).__name__ for member in adapter.adapters)})"
         return type(adapter).__name__
 
-    choices = max(len(candidates) for _, candidates in routes)
-    found = [{field: name(candidates[min(k, len(candidates) - 1)]) for field, candidates in routes}
-             for k in range(choices)]  # fmt: skip
+    found = []
+    for k in range(max(len(candidates) for _, candidates in routes)):
+        names: dict[str, str] = {}
+        owners: dict[int, str] = {}  # the first field each adapter object mixes
+        for field, candidates in routes:
+            adapter = candidates[min(k, len(candidates) - 1)]
+            owner = owners.setdefault(id(adapter), field)
+            names[field] = name(adapter) + (f" (the object of {owner!r})" if owner != field else "")
+        found.append(names)
     return [names["inputs"] for names in found] if tensor_batch else found
 
 

@@ -281,6 +281,9 @@ def test_apply_refuses_a_plan_another_mixers_plan_for_drew():
     with pytest.raises(ValueError, match=r"drawn for \{'a': 'Mixup', 'b': 'Mixup'\}"):
         batch = {"a": x, "b": x.clone()}
         fields.apply(batch, y, multimix.Mixer({"a": Mixup(1.0), "b": Mixup(1.0)}, 5).plan_for(batch))
+    shared, cut = multimix.Mixer({"a": CutMix(1.0), "b": CutMix(1.0)}, num_classes=5), CutMix(1.0)
+    with pytest.raises(ValueError, match=r"mixes with \{'a': 'CutMix', 'b': \"CutMix \(the object of 'a'\)\"\}"):
+        multimix.Mixer({"a": cut, "b": cut}, num_classes=5).apply(batch, y, shared.plan_for(batch))  # b's own box
     # a copy of the mixer (a DataLoader worker's, a rank's) and a list that chose CutMix draw plans CutMix applies
     torch.testing.assert_close(copy.deepcopy(cutmix).apply(x.clone(), y, cutmix.plan_for(x)).lam.shape, (4,))
     listed = multimix.Mixer([Mixup(1.0), CutMix(1.0)], num_classes=5, seed=0)
