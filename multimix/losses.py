@@ -136,6 +136,7 @@ def mixed_token_cross_entropy(
     *,
     label_mode: str = "lerp",
     ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """The loss of mixed token labels: each side weighted where its label is valid, over all tokens.
 
@@ -148,6 +149,9 @@ def mixed_token_cross_entropy(
         logits: ``(B, T, C)`` per-token logits.
         labels: ``(B, T)`` class indices, ``ignore_index`` where a token has no label.
         index: ``(B,)`` each sample's partner. lam: ``(B,)`` each sample's own weight.
+        label_smoothing: each label's cross-entropy smoothed as ``F.cross_entropy(...,
+            label_smoothing=)`` smooths it (the Mixer's ``label_smoothing``): unmixed, this is
+            torch's smoothed token loss.
 
     Example:
         >>> logits = torch.zeros(2, 3, 4)
@@ -156,14 +160,18 @@ def mixed_token_cross_entropy(
         >>> bool(torch.isclose(loss, torch.log(torch.tensor(4.0))))  # uniform logits: log C wherever a label is
         True
     """
+    smoothing = check_probability(label_smoothing, "label_smoothing")
     log_probs = F.log_softmax(at_least_float32(logits), dim=-1)
     own, other = label_weights(lam.to(log_probs.dtype), label_mode)
     labels = labels.long()
+    spread = log_probs.mean(-1) if smoothing else None  # the uniform part of a smoothed label, per token
     loss = log_probs.new_zeros(())
     total = log_probs.new_zeros(())
     for side, weight in ((labels, own), (labels.index_select(0, index), other)):
         valid = side != ignore_index
         picked = log_probs.gather(-1, torch.where(valid, side, 0).unsqueeze(-1)).squeeze(-1)
+        if spread is not None:
+            picked = torch.lerp(picked, spread, smoothing)
         weights = weight.view(-1, 1) * valid.to(log_probs.dtype)
         loss = loss - (weights * picked).sum()
         total = total + weights.sum()

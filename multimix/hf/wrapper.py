@@ -211,7 +211,8 @@ class MixupModel(HiddenStateSite, nn.Module):
             if self.token_labels:
                 loss = mixed_token_cross_entropy(outputs.logits, labels.to(outputs.logits.device), plan.index,
                                                  lam, label_mode=self.mixer.label_mode,
-                                                 ignore_index=self.mixer.ignore_index)  # fmt: skip
+                                                 ignore_index=self.mixer.ignore_index,
+                                                 label_smoothing=self.mixer.label_smoothing)  # fmt: skip
                 return self._result(outputs, loss, return_dict)
             targets = mixed_targets(labels, plan, lam, self.mixer.num_classes, self.mixer.label_smoothing,
                                     label_mode=self.mixer.label_mode)  # fmt: skip

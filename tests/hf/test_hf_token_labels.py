@@ -78,6 +78,32 @@ def test_unmixed_step_is_the_base_models_own_token_loss_and_eval_is_the_base():
     assert torch.equal(evaluated.logits, expected.logits) and torch.equal(evaluated.loss, expected.loss)
 
 
+@pytest.mark.parametrize("smoothing", [0.1, 0.4])
+def test_label_smoothing_reaches_the_token_loss(smoothing):
+    """wrap(..., label_smoothing=s), which the docs give in place of the Trainer's label_smoothing_factor, smooths each
+    token's labels: unmixed, torch's smoothed token loss; mixed, each side's smoothed loss by its weight (it was
+    silently dropped for token classifiers)."""
+    base = tagger(C)
+    ids, mask, labels = tagged_batch()
+    model = multimix.wrap(base, HiddenMix(1.0, layers=(1,)), label_smoothing=smoothing, seed=0).train()
+    model.mixer.draw = lambda batch_size: fixed_plan([1, 2, 3, 0], 1.0)
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    want = torch.nn.functional.cross_entropy(out.logits.reshape(-1, C), labels.reshape(-1), label_smoothing=smoothing)
+    torch.testing.assert_close(out.loss, want)
+    plan = fixed_plan([1, 2, 3, 0], [0.7, 0.4, 0.55, 0.2])
+    model.mixer.draw = lambda batch_size: plan
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    log_probs = torch.log_softmax(out.logits.detach().double(), -1)
+    num = den = 0.0
+    for i, j in enumerate(plan.index.tolist()):
+        for weight, row in ((float(plan.lam[i]), labels[i]), (1.0 - float(plan.lam[i]), labels[j])):
+            for t, y in enumerate(row.tolist()):
+                if y != -100:
+                    smoothed = (1 - smoothing) * float(log_probs[i, t, y]) + smoothing * float(log_probs[i, t].mean())
+                    num, den = num - weight * smoothed, den + weight
+    assert float(out.loss) == pytest.approx(num / den, rel=1e-5)
+
+
 @pytest.mark.parametrize(
     ("labels", "error", "match"),
     [
