@@ -80,7 +80,10 @@ def check_targets(
         low, high = int(low), int(high)
         if low < 0 or high >= num_classes:
             bad = low if low < 0 else high
-            raise ValueError(f"targets holds label {bad}, outside [0, num_classes={num_classes}); check num_classes")
+            fix = "check num_classes" if bad >= 0 else (
+                "a sample's class cannot be ignored (ignored labels such as -100 belong to label maps and token "
+                "labels): drop such samples, or give every sample a class in [0, num_classes)")  # fmt: skip
+            raise ValueError(f"targets holds label {bad}, outside [0, num_classes={num_classes}); {fix}")
         return targets
     if targets.shape[1] != num_classes:
         raise ValueError(f"target rows must have width num_classes={num_classes}, got shape {tuple(targets.shape)}")

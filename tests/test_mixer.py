@@ -235,7 +235,12 @@ BAD_CALLS = [
         ValueError,
         r"targets holds label 5, outside \[0, num_classes=5\)",
     ),
-    (lambda m: m(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, -1])), ValueError, r"targets holds label -1"),
+    (
+        lambda m: m(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, -100])),
+        ValueError,
+        r"targets holds label -100, outside \[0, num_classes=5\); a sample's class cannot be ignored \(ignored "
+        r"labels such as -100 belong to label maps and token labels\)",
+    ),
     (
         lambda m: m(torch.randn(4, 3, 8, 8), torch.tensor([0.0, 1, 2, 3])),
         TypeError,
