@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from multimix import image
-from multimix._checks import check_probability
+from multimix._checks import check_flag, check_probability
 from multimix._timm_plans import TimmMixer
 from multimix._timm_samples import class_indices, stack_samples
 from multimix.image.boxes import check_minmax
@@ -162,7 +162,7 @@ class Mixup:
 
     @mixup_enabled.setter
     def mixup_enabled(self, value: bool) -> None:
-        self.mixer.enabled = bool(value) if isinstance(value, np.bool_) else value
+        self.mixer.enabled = check_flag(bool(value) if isinstance(value, np.bool_) else value, "mixup_enabled")
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Only ``mixup_enabled`` of timm's settings changes after construction; setting another, or a name these

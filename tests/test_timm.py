@@ -465,7 +465,7 @@ def test_drop_in_call_and_attribute_errors():
         ours.mixup_enable = False  # a typo would otherwise leave mixing on
     with pytest.raises(AttributeError, match=r"Mixer has no attribute 'mixup_enabled'"):
         ours.mixer.mixup_enabled = False
-    with pytest.raises(TypeError, match=r"enabled must be a bool, got 0"):
+    with pytest.raises(TypeError, match=r"mixup_enabled must be a bool, got int 0"):
         ours.mixup_enabled = 0
     with pytest.raises(ValueError, match=r"targets holds label 3, outside \[0, num_classes=3\)"):
         ours(torch.randn(2, 3, 4, 4), torch.tensor([0, 3]))
