@@ -186,7 +186,7 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
         else:  # one adapter object over fields of the same positions draws one region for them (RGB and depth)
             region, drawn = {}, {}
             for (name, candidates), x in zip(self._routes, fields_.values(), strict=True):
-                key = (id(candidates[0]), candidates[0].region_shape(x))
+                key = _region_key(candidates[0], x)
                 if key not in drawn:
                     drawn[key] = candidates[0].draw_region(x, plan, self.generator)
                 region[name] = drawn[key]
@@ -233,7 +233,7 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             region = plan.region if self.fields is None else plan.region[name]
             adapter = candidates[min(plan.choice, len(candidates) - 1)]
             if self.fields is not None:  # fields sharing a region take the first one's fitting (SaliencyMix's boxes)
-                key = (id(adapter), adapter.region_shape(x))  # as plan_for drew it (on a device, regions are copies)
+                key = _region_key(adapter, x)  # as plan_for drew it (on a device, the regions are copies)
                 if key not in shared:
                     shared[key] = adapter.prepare(x, plan, region)
                 region = shared[key]
@@ -307,3 +307,8 @@ class Mixer(CallInputs, WorkerCopies, Scheduled):
             + (f"ignore_index={self.ignore_index}, " if self.ignore_index != -100 else "")
             + f"multi_label={self.multi_label})"
         )
+
+
+def _region_key(adapter: Adapter, x: torch.Tensor) -> tuple[int, Any]:
+    """Fields of a dict batch with the same key share one region: one adapter object over the same positions."""
+    return id(adapter), adapter.region_shape(x)

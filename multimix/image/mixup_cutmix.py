@@ -8,7 +8,6 @@ what makes them faster than timm's and torchvision's mixers (see
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from multimix._checks import check_flag
@@ -124,10 +123,8 @@ class CutMix(Adapter):
         n = plan.batch_size
         if not self.correct_lam:
             kept = plan.lam  # timm's correct_lam=False: the label weight is the lam drawn, clipped box or not
-        if not plan.all_mixed:
+        if not plan.all_mixed or kept.shape[0] != n:  # (B,) contiguous for every plan: one traced graph
             kept = kept_where_mixed(plan, kept)
-        elif kept.shape[0] != n:  # one box: (B,) contiguous as above, so every plan has the same strides (one graph)
-            kept = torch.from_numpy(np.full(n, kept.numpy()[0]))
         if not plan.per_sample:  # one box: a vectorised eager call moves only its window (paste_window)
             return Boxes(boxes.expand(n, 4), kept, box=tuple(boxes.numpy()[0].tolist()))
         if not self.vectorized(x):
